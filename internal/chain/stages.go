@@ -1,0 +1,17 @@
+package chain
+
+// Order is THE canonical order of the stages. The configuration turns stages on
+// and configures them; it never reorders them, because each stage relies on
+// the ones before it:
+//
+//   - sanity: rejects malformed or looping requests before anyone reads their headers.
+//   - acl:    identifies the peer (trunk or upstream) by source address; unknown
+//     sources are dropped here, so no later stage spends work on them.
+//   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
+//   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
+//     dialled number for calls from an upstream); runs last so nothing is
+//     routed that another stage would refuse.
+//
+// Stages of later capabilities slot in between (flood and scanner after acl,
+// auth and registrar before limits, fraud, shaken and media before route).
+var Order = []string{"sanity", "acl", "limits", "route"}

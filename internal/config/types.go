@@ -1,0 +1,182 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+// Config is one whole, validated configuration. A Config is never modified
+// after Load returns it: a reload builds a new one.
+type Config struct {
+	// File is the path the configuration was loaded from.
+	File string
+
+	// Listen lists the SIP listeners ("udp://127.0.0.1:5060").
+	Listen []Listen
+	// TLS holds the certificate for tls:// listeners.
+	TLS TLS
+	// Admin is the admin HTTP server (API, /metrics, /healthz).
+	Admin Admin
+	// Storage is where embedded state (SQLite) lives.
+	Storage Storage
+	// CDR selects the CDR store.
+	CDR CDR
+	// Log configures logging.
+	Log Log
+	// SIP holds protocol settings of the proxy core.
+	SIP SIP
+	// UnknownSources is what happens to requests from addresses that match no
+	// trunk and no upstream: UnknownDrop (no reply at all) or UnknownReject (403).
+	UnknownSources string
+
+	Upstreams []Upstream
+	Trunks    []Trunk
+}
+
+// Values of Config.UnknownSources.
+const (
+	UnknownDrop   = "drop"
+	UnknownReject = "reject"
+)
+
+// Listen is one SIP listener.
+type Listen struct {
+	Raw       string // as written in the file
+	Transport sip.Transport
+	Addr      netip.AddrPort
+	// Advertise is the host[:port] put in Via and Record-Route instead of Addr
+	// (for a listener behind NAT or bound to a wildcard address). Empty: Addr.
+	Advertise string
+}
+
+// TLS is the server certificate, reloaded from its files when they change.
+type TLS struct {
+	Cert string // PEM certificate chain file
+	Key  string // PEM private key file
+	// ClientCA, when set, is a PEM bundle used to verify client certificates
+	// of trunks whose tls.require_client_cert is true.
+	ClientCA string
+	// HandshakeTimeout bounds a TLS handshake (default 5s).
+	HandshakeTimeout time.Duration
+}
+
+// Admin is the admin HTTP server.
+type Admin struct {
+	Listen string // host:port; empty disables the admin server
+}
+
+// Storage locates the embedded stores.
+type Storage struct {
+	Path string // directory for SQLite files (created if missing)
+}
+
+// CDR selects and tunes the CDR store.
+type CDR struct {
+	// Backend is "sqlite" (default, in Storage.Path) or "postgres".
+	Backend string
+	// DSN is the PostgreSQL connection string when Backend is "postgres".
+	DSN string
+	// BatchSize and FlushInterval tune the asynchronous writer.
+	BatchSize     int
+	FlushInterval time.Duration
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // json (default) or text
+}
+
+// SIP holds protocol settings.
+type SIP struct {
+	// MaxMessageSize is the largest message accepted on any transport (default 65535).
+	MaxMessageSize int
+	// UserAgent is sent in the Server header of locally generated replies ("" for none).
+	UserAgent string
+	// Workers is the number of message workers (default: number of CPUs).
+	Workers int
+	// TCPIdleTimeout closes stream connections idle this long (default 3m).
+	TCPIdleTimeout time.Duration
+	// MaxConnsPerSource caps concurrent TCP/TLS connections from one address (default 32).
+	MaxConnsPerSource int
+	// MaxConns caps all concurrent TCP/TLS connections (default 10000).
+	MaxConns int
+	// DialogTimeout ends confirmed dialogs that see no traffic for this long (default 2h).
+	DialogTimeout time.Duration
+	// DrainTimeout is how long a graceful stop waits for calls to end (default 30s).
+	DrainTimeout time.Duration
+}
+
+// Upstream is the protected side: a PBX or softswitch that sipwarden forwards
+// trunk traffic to and accepts calls from.
+type Upstream struct {
+	Name string
+	// Targets are tried in order (failover) when one does not answer.
+	Targets []Target
+	// Allow lists extra source prefixes the upstream may send from. By default
+	// an upstream is recognised by its targets' exact addresses and ports, and
+	// by their addresses for stream connections.
+	Allow []netip.Prefix
+}
+
+// Target is a SIP destination "udp://192.0.2.10:5060".
+type Target struct {
+	Raw       string
+	Transport sip.Transport
+	Addr      netip.AddrPort
+}
+
+// Trunk is a customer: an IP-authenticated peer on the untrusted side.
+type Trunk struct {
+	Name string
+	// Auth is how the trunk is identified: AuthIP (source address).
+	Auth string
+	// Allow lists the source prefixes the trunk sends from.
+	Allow []netip.Prefix
+	// Upstream names the Upstream that this trunk's calls go to.
+	Upstream string
+	// Numbers are the DIDs and ranges that belong to the trunk: calls from an
+	// upstream to one of them are routed to this trunk's Targets.
+	Numbers []NumberRange
+	// Targets are where calls to this trunk go (tried in order).
+	Targets []Target
+	// Limits are the trunk's call limits (zero: unlimited).
+	Limits TrunkLimits
+	// TLS options for this trunk.
+	TLS TrunkTLS
+}
+
+// Values of Trunk.Auth.
+const (
+	AuthIP = "ip"
+)
+
+// TrunkLimits are per-trunk call limits.
+type TrunkLimits struct {
+	// CPS is the sustained rate of new calls per second (0: unlimited).
+	CPS float64
+	// Burst is how many calls may arrive at once above CPS (default: max(1, CPS)).
+	Burst int
+	// Concurrent caps the calls in progress (0: unlimited).
+	Concurrent int
+}
+
+// TrunkTLS are per-trunk TLS requirements.
+type TrunkTLS struct {
+	// RequireClientCert refuses TLS connections from this trunk's addresses
+	// without a client certificate that verifies against TLS.ClientCA.
+	RequireClientCert bool
+}
+
+// NumberRange is a set of E.164 numbers written "+15551230000/4" (the last 4
+// digits vary: +15551230000 to +15551239999), "+15551234567" (one number) or
+// "+1555*" (any number with that prefix).
+type NumberRange struct {
+	Raw string
+	// Prefix is the fixed part, with its leading '+'.
+	Prefix string
+	// Digits is how many digits follow Prefix; -1 for any number of digits.
+	Digits int
+}

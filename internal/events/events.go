@@ -1,0 +1,146 @@
+// Package events carries sipwarden's security decisions as typed events.
+//
+// Every decision worth knowing (a drop of an unknown source, a limit hit, a
+// malformed message, later bans and fraud alerts) is published on a Bus.
+// Sinks (the JSON log, metrics, webhooks, the dashboard) subscribe to it.
+// Publishing never blocks the caller: each subscriber has a bounded queue,
+// and an event that does not fit is counted as lost for that subscriber.
+package events
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind is the type of an event.
+type Kind uint8
+
+// Event kinds. New capabilities add theirs here.
+const (
+	KindUnknown Kind = iota
+	// UnknownSource: a request from an address that is no trunk or upstream.
+	UnknownSource
+	// LimitHit: a trunk's calls-per-second or concurrent-call limit refused a call.
+	LimitHit
+	// Malformed: a message that failed parsing or sanity checks.
+	Malformed
+	// NoRoute: a request that no route could place.
+	NoRoute
+	// ConnLimit: a stream connection refused or closed by a connection limit or timeout.
+	ConnLimit
+	// ConfigReloaded and ConfigRejected report reloads.
+	ConfigReloaded
+	ConfigRejected
+)
+
+var kindNames = [...]string{
+	KindUnknown:    "unknown",
+	UnknownSource:  "unknown_source",
+	LimitHit:       "limit_hit",
+	Malformed:      "malformed",
+	NoRoute:        "no_route",
+	ConnLimit:      "conn_limit",
+	ConfigReloaded: "config_reloaded",
+	ConfigRejected: "config_rejected",
+}
+
+// String returns the kind's stable name (used in logs and as a metric label).
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Event is one security decision. Fields that do not apply are left zero.
+// Strings are copies: an Event never points into a pooled message buffer.
+type Event struct {
+	Time   time.Time
+	Kind   Kind
+	Stage  string // the stage or layer that decided ("acl", "transport")
+	Reason string // stable reason token, as in the verdict
+	Src    netip.AddrPort
+	// Transport is "UDP", "TCP" or "TLS" when known.
+	Transport string
+	Trunk     string
+	Method    string
+	CallID    string
+	// Code is the SIP status sent, 0 when the message was dropped.
+	Code int
+	// Detail is a short human-readable explanation (never a secret).
+	Detail string
+}
+
+// Bus fans events out to subscribers.
+type Bus struct {
+	mu   sync.RWMutex
+	subs []*Subscription
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{} }
+
+// Subscription is one subscriber's bounded queue.
+type Subscription struct {
+	Name string
+	C    <-chan Event
+	c    chan Event
+	lost atomic.Uint64
+}
+
+// Lost is how many events did not fit in this subscriber's queue.
+func (s *Subscription) Lost() uint64 { return s.lost.Load() }
+
+// Subscribe adds a subscriber with a queue of size buf.
+func (b *Bus) Subscribe(name string, buf int) *Subscription {
+	c := make(chan Event, buf)
+	s := &Subscription{Name: name, C: c, c: c}
+	b.mu.Lock()
+	b.subs = append(b.subs, s)
+	b.mu.Unlock()
+	return s
+}
+
+// Unsubscribe removes s and closes its channel.
+func (b *Bus) Unsubscribe(s *Subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, x := range b.subs {
+		if x == s {
+			b.subs = append(b.subs[:i], b.subs[i+1:]...)
+			close(s.c)
+			return
+		}
+	}
+}
+
+// Publish delivers e to every subscriber without blocking. A nil Bus discards.
+func (b *Bus) Publish(e Event) {
+	if b == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	b.mu.RLock()
+	for _, s := range b.subs {
+		select {
+		case s.c <- e:
+		default:
+			s.lost.Add(1)
+		}
+	}
+	b.mu.RUnlock()
+}
+
+// Close unsubscribes everyone (their channels are closed).
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range b.subs {
+		close(s.c)
+	}
+	b.subs = nil
+}
