@@ -68,6 +68,9 @@ type Verdict struct {
 	Reason string
 	// Warning, when set, is sent as the text of a Warning header (399) with a Reply.
 	Warning string
+	// Header, when set, is one more pre-formatted header line sent with a
+	// Reply, without its line break ("Unsupported: foo" with a 420).
+	Header string
 }
 
 // Next is the verdict of a stage that has nothing against the request.
@@ -141,6 +144,14 @@ type Request struct {
 	Transport sip.Transport
 	// InDialog is true for requests inside a dialog (To tag present).
 	InDialog bool
+	// TLSVerified is true when the request came over a TLS connection whose
+	// client certificate verified against the configured client CA.
+	TLSVerified bool
+	// ParseErr is set when the message could not be parsed completely. The
+	// chain still runs (acl decides between silence and an answer, sanity
+	// turns the error into a 400), but only headers indexed before the error
+	// are available in Msg.
+	ParseErr error
 
 	// Config is the configuration in force for this request (never nil in the proxy).
 	Config *config.Config
@@ -197,6 +208,17 @@ func (r *Request) ReleaseHolds() {
 		r.holds[i] = nil
 	}
 	r.nholds = 0
+}
+
+// Initial reports whether the request starts something new (a call, a
+// registration, an out-of-dialog request): not in a dialog, not ACK, not CANCEL.
+// Limits and routing apply to initial requests only.
+func (r *Request) Initial() bool {
+	if r.InDialog || r.Msg == nil {
+		return false
+	}
+	m := r.Msg.Method()
+	return m != sip.ACK && m != sip.CANCEL
 }
 
 // PeerName returns the name of the trunk or upstream that sent the request, or "".

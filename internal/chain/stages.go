@@ -4,9 +4,12 @@ package chain
 // and configures them; it never reorders them, because each stage relies on
 // the ones before it:
 //
-//   - sanity: rejects malformed or looping requests before anyone reads their headers.
-//   - acl:    identifies the peer (trunk or upstream) by source address; unknown
-//     sources are dropped here, so no later stage spends work on them.
+//   - acl:    identifies the peer (trunk or upstream) by the packet's source
+//     address; it reads no header, so it can run first. Unknown sources are
+//     dropped here, so no later stage spends work on them, and the answer to a
+//     malformed message depends on who sent it (400 for a peer, silence otherwise).
+//   - sanity: rejects malformed or looping requests before any later stage reads
+//     their headers.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
@@ -14,4 +17,4 @@ package chain
 //
 // Stages of later capabilities slot in between (flood and scanner after acl,
 // auth and registrar before limits, fraud, shaken and media before route).
-var Order = []string{"sanity", "acl", "limits", "route"}
+var Order = []string{"acl", "sanity", "limits", "route"}

@@ -1,0 +1,45 @@
+# sipwarden — `make help` lists the targets.
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 30s
+BENCHOUT  ?= bench/latest.txt
+BENCHBASE ?= bench/base.txt
+
+.PHONY: help build test test-unit test-e2e vet fuzz bench benchcmp run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/sipwarden
+	$(GO) build -o bin/sipwarden ./cmd/sipwarden
+
+vet: ## go vet every package
+	$(GO) vet $(PKGS)
+
+test: vet ## vet, then every test with the race detector (unit and end-to-end)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-unit: ## unit tests only (no real peers)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+test-e2e: ## end-to-end tests: the real binary with SIPp and Go clients
+	$(GO) test -race -count=1 -v -timeout 15m ./test/e2e/...
+
+fuzz: ## run every Fuzz* target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: ## Go benchmarks, -count=10 -benchmem, into BENCHOUT
+	$(GO) test -run '^$$' -bench . -benchmem -count=10 $$($(GO) list ./... | grep -v /test/e2e) | tee $(BENCHOUT)
+
+benchcmp: ## compare BENCHBASE with BENCHOUT using benchstat
+	$(GO) run golang.org/x/perf/cmd/benchstat@latest $(BENCHBASE) $(BENCHOUT)
+
+run: ## run with the quickstart configuration
+	$(GO) run ./cmd/sipwarden serve --config examples/quickstart.yaml
+
+clean: ## remove build output
+	rm -rf bin

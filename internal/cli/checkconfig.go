@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sipwarden/sipwarden/internal/config"
+)
+
+// CheckConfig validates configuration files: `sipwarden check-config FILE...`.
+func CheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check-config", "check-config FILE...", stderr)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	failed := false
+	for _, file := range fs.Args() {
+		cfg, err := config.Load(file)
+		if err == nil {
+			_, err = buildRuntime(cfg, nil)
+		}
+		if err != nil {
+			failed = true
+			var errs config.Errors
+			if errors.As(err, &errs) {
+				for _, e := range errs {
+					fmt.Fprintln(stderr, e.Error())
+				}
+			} else {
+				fmt.Fprintf(stderr, "%s: %v\n", file, err)
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d trunks)\n", file, len(cfg.Listen), len(cfg.Upstreams), len(cfg.Trunks))
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,82 @@
+// Package cli implements sipwarden's subcommands. Each returns an exit code:
+// 0 ok, 1 failure, 2 usage error.
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+)
+
+const usage = `sipwarden — a SIP security edge
+
+Usage:
+  sipwarden <command> [flags]
+
+Commands:
+  serve         run the edge proxy (sipwarden serve --config FILE)
+  check-config  validate a configuration file and print every problem
+  chain         print the effective security chain of a configuration
+  cdr           list or export call detail records
+  version       print the version
+
+Run 'sipwarden <command> --help' for a command's flags.
+`
+
+// Main runs the command line args and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return Serve(rest, stdout, stderr)
+	case "check-config":
+		return CheckConfig(rest, stdout, stderr)
+	case "chain":
+		return ChainCommand(rest, stdout, stderr)
+	case "cdr":
+		return CDRCommand(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
+		return 0
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sipwarden: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// Version is the module version the binary was built from, or "devel".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// newFlagSet returns a flag set that reports usage errors as exit code 2.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: sipwarden %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it returns -1 to go on, or the exit code.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	return -1
+}

@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sipwarden/sipwarden/internal/admin"
+	"github.com/sipwarden/sipwarden/internal/cdr"
+	cdrpostgres "github.com/sipwarden/sipwarden/internal/cdr/postgres"
+	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/proxy"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+// Serve runs the proxy until SIGTERM or SIGINT: `sipwarden serve --config FILE`.
+func Serve(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "serve --config FILE", stderr)
+	file := fs.String("config", "sipwarden.yaml", "configuration file")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		printConfigError(stderr, *file, err)
+		return 1
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := start(cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := srv.reload(); err != nil {
+				log.Error("configuration reload refused; the running configuration stays", "file", cfg.File, "err", err)
+			}
+			continue
+		}
+		log.Info("stopping", "signal", sig.String())
+		return srv.stop(sigs)
+	}
+	return 0
+}
+
+func printConfigError(w io.Writer, file string, err error) {
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s: %v\n", file, err)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// server is one running sipwarden process.
+type server struct {
+	log       *slog.Logger
+	file      string
+	deps      *deps
+	transport *transport.Manager
+	proxy     *proxy.Proxy
+	admin     *admin.Server
+	store     cdr.Store
+	cdrs      *cdr.Writer
+	cancelLog context.CancelFunc
+	logDone   chan struct{}
+
+	mu  sync.Mutex // serialises reloads
+	cfg *config.Config
+}
+
+// lateHandler lets the transport start before the proxy exists.
+type lateHandler struct{ p *proxy.Proxy }
+
+func (h *lateHandler) HandlePacket(pkt *transport.Packet) {
+	if h.p == nil {
+		pkt.Release()
+		return
+	}
+	h.p.HandlePacket(pkt)
+}
+
+func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bus := events.NewBus()
+	s := &server{log: log, file: cfg.File, cfg: cfg, logDone: make(chan struct{})}
+	var logCtx context.Context
+	logCtx, s.cancelLog = context.WithCancel(context.Background())
+	sub := bus.Subscribe("log", 4096)
+	go func() {
+		defer close(s.logDone)
+		events.LogSink(logCtx, log, sub)
+	}()
+	s.deps = newDeps(reg, bus)
+
+	rt, err := buildRuntime(cfg, s.deps)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+
+	s.store, err = openCDRStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cdrs = cdr.NewWriter(s.store, cdr.WriterOptions{
+		BatchSize:     cfg.CDR.BatchSize,
+		FlushInterval: cfg.CDR.FlushInterval,
+		Logger:        log,
+		Registerer:    reg,
+	})
+
+	h := &lateHandler{}
+	s.transport, err = transport.NewManager(transport.Options{
+		MaxMessageSize:    cfg.SIP.MaxMessageSize,
+		IdleTimeout:       cfg.SIP.TCPIdleTimeout,
+		HandshakeTimeout:  cfg.TLS.HandshakeTimeout,
+		MaxConnsPerSource: cfg.SIP.MaxConnsPerSource,
+		MaxConns:          cfg.SIP.MaxConns,
+		CertFile:          cfg.TLS.Cert,
+		KeyFile:           cfg.TLS.Key,
+		ClientCAFile:      cfg.TLS.ClientCA,
+		Bus:               bus,
+		Registerer:        reg,
+		Logger:            log,
+	}, h)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	workers := cfg.SIP.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	s.proxy, err = proxy.New(proxy.Options{
+		Sender:        s.transport,
+		Runtime:       rt,
+		CDR:           s.cdrs,
+		Bus:           bus,
+		Logger:        log,
+		Registerer:    reg,
+		Workers:       workers,
+		DialogTimeout: cfg.SIP.DialogTimeout,
+		ServerHeader:  cfg.SIP.UserAgent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.p = s.proxy
+	for _, l := range cfg.Listen {
+		ln, err := s.transport.Listen(l.Transport, l.Addr, l.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", l.Raw, err)
+		}
+		log.Info("listening", "transport", l.Transport.String(), "addr", ln.Addr().String(), "advertise", ln.Advertise())
+	}
+	s.proxy.SetListeners(s.transport.Listeners())
+
+	if cfg.Admin.Listen != "" {
+		s.admin = admin.New(cfg.Admin.Listen, reg, admin.Hooks{
+			Ready:  func() bool { return !s.proxy.Draining() },
+			Reload: s.reload,
+			Status: s.status,
+		}, log)
+		if err := s.admin.Start(); err != nil {
+			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+		}
+		log.Info("admin listening", "addr", s.admin.Addr())
+	}
+	log.Info("sipwarden started", "version", Version(), "config", cfg.File, "workers", workers,
+		"trunks", len(cfg.Trunks), "upstreams", len(cfg.Upstreams))
+	return s, nil
+}
+
+func openCDRStore(cfg *config.Config) (cdr.Store, error) {
+	switch cfg.CDR.Backend {
+	case "postgres":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := cdrpostgres.Open(ctx, cfg.CDR.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("open CDR store (postgres): %w", err)
+		}
+		return st, nil
+	default:
+		if err := os.MkdirAll(cfg.Storage.Path, 0o750); err != nil {
+			return nil, fmt.Errorf("storage path: %w", err)
+		}
+		path := filepath.Join(cfg.Storage.Path, "cdr.db")
+		st, err := cdrsqlite.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("open CDR store %s: %w", path, err)
+		}
+		return st, nil
+	}
+}
+
+// reload loads the configuration file again and swaps the chain atomically.
+// A bad file is refused and the running configuration stays.
+func (s *server) reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg, err := config.Load(s.file)
+	if err == nil {
+		var rt *proxy.Runtime
+		rt, err = buildRuntime(cfg, s.deps)
+		if err == nil {
+			if !sameListeners(s.cfg, cfg) {
+				s.log.Warn("listen addresses changed: they take effect at the next restart")
+			}
+			if err := s.transport.ReloadTLS(); err != nil {
+				s.log.Warn("TLS certificate reload failed; the old certificate stays", "err", err)
+			}
+			s.proxy.SetRuntime(rt)
+			s.cfg = cfg
+			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})
+			s.log.Info("configuration reloaded", "file", s.file, "trunks", len(cfg.Trunks))
+			return nil
+		}
+	}
+	s.deps.bus.Publish(events.Event{Kind: events.ConfigRejected, Stage: "config", Reason: "invalid", Detail: s.file})
+	return err
+}
+
+func sameListeners(a, b *config.Config) bool {
+	if len(a.Listen) != len(b.Listen) {
+		return false
+	}
+	for i := range a.Listen {
+		if a.Listen[i].Raw != b.Listen[i].Raw || a.Listen[i].Advertise != b.Listen[i].Advertise {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *server) status() any {
+	s.mu.Lock()
+	file, trunks := s.cfg.File, len(s.cfg.Trunks)
+	s.mu.Unlock()
+	return map[string]any{
+		"version":      Version(),
+		"config":       file,
+		"trunks":       trunks,
+		"active_calls": s.proxy.ActiveCalls(),
+		"draining":     s.proxy.Draining(),
+		"cdr_queue":    s.cdrs.QueueDepth(),
+	}
+}
+
+// stop drains calls (until the drain timeout or a second signal), then
+// closes everything so that no CDR is lost.
+func (s *server) stop(sigs <-chan os.Signal) int {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SIP.DrainTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-sigs:
+			s.log.Warn("second signal: stopping now", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.proxy.Drain(ctx); err != nil {
+		s.log.Warn("drain ended with calls still open; they are recorded as interrupted", "active_calls", s.proxy.ActiveCalls())
+	}
+	s.closeAll()
+	s.log.Info("stopped")
+	return 0
+}
+
+func (s *server) closeAll() {
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.admin.Shutdown(ctx)
+		cancel()
+	}
+	if s.transport != nil {
+		_ = s.transport.Close()
+	}
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
+	if s.cdrs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := s.cdrs.Close(ctx); err != nil {
+			s.log.Error("CDR flush failed", "err", err)
+		}
+		cancel()
+	}
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+	s.cancelLog()
+	<-s.logDone
+}

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+
+	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+// buildForward writes the copy of request m that goes downstream (RFC 3261
+// 16.6): our own Route entries removed (loose routing), received/rport on
+// the sender's Via (RFC 3581), our Via on top, Record-Route on dialog-creating
+// initial requests (two entries when the call changes listener), Max-Forwards
+// decremented. The result is in w.out.
+func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener) ([]byte, bool) {
+	ed := &w.ed
+	ed.Reset(m)
+	arena := w.tmp[:0]
+
+	w.popOwnRoutes(m)
+
+	if vi := m.Find(sip.HdrVia, 0); vi >= 0 {
+		value := m.Header(vi).Value
+		if v, rest, err := sip.ParseVia(value); err == nil {
+			start := len(arena)
+			arena = appendViaReceived(arena, value, &v, rest, src)
+			if arena != nil && len(arena) > start {
+				ed.SetHeaderValue(vi, arena[start:])
+			}
+		}
+	}
+
+	start := len(arena)
+	arena = append(arena, "SIP/2.0/"...)
+	arena = append(arena, out.Transport().String()...)
+	arena = append(arena, ' ')
+	arena = append(arena, out.Advertise()...)
+	arena = append(arena, ";branch="...)
+	arena = append(arena, branch...)
+	if out.Transport() == sip.UDP {
+		arena = append(arena, ";rport"...)
+	}
+	ed.InsertHeader(0, "Via", arena[start:])
+
+	if initial && createsDialog(m.Method()) {
+		start = len(arena)
+		arena = appendRecordRoute(arena, out)
+		ed.InsertHeader(0, "Record-Route", arena[start:])
+		if in != nil && in != out {
+			start = len(arena)
+			arena = appendRecordRoute(arena, in)
+			ed.InsertHeader(0, "Record-Route", arena[start:])
+		}
+	}
+
+	mf := m.MaxForwards()
+	if mf < 0 {
+		mf = 70
+	}
+	if mf > 0 {
+		mf--
+	}
+	ed.SetMaxForwards(mf)
+	w.tmp = arena
+
+	res, err := ed.AppendTo(w.out[:0])
+	if err != nil {
+		w.p.met.dropped("edit_failed")
+		return nil, false
+	}
+	w.out = res
+	return res, true
+}
+
+func createsDialog(m sip.Method) bool {
+	return m == sip.INVITE || m == sip.SUBSCRIBE || m == sip.REFER
+}
+
+// appendRecordRoute appends "<sip:host:port;transport=x;lr>" for listener l.
+func appendRecordRoute(dst []byte, l *transport.Listener) []byte {
+	dst = append(dst, "<sip:"...)
+	dst = append(dst, l.Advertise()...)
+	switch l.Transport() {
+	case sip.TCP:
+		dst = append(dst, ";transport=tcp"...)
+	case sip.TLS:
+		dst = append(dst, ";transport=tls"...)
+	}
+	return append(dst, ";lr>"...)
+}
+
+// appendViaReceived appends the sender's top Via value with received= (when
+// the source address differs from sent-by) and a filled-in rport= (when it
+// asked for one), followed by the rest of the field. It returns dst unchanged
+// when nothing needs to change.
+func appendViaReceived(dst, value []byte, v *sip.Via, rest []byte, src netip.AddrPort) []byte {
+	srcIP := src.Addr().Unmap()
+	hostIP, err := netip.ParseAddr(string(v.Host))
+	needReceived := err != nil || hostIP.Unmap() != srcIP
+	if !needReceived && !v.RPort {
+		return dst
+	}
+	first := value[:len(value)-len(rest)]
+	first = bytes.TrimRight(first, " \t\r\n,")
+	start := len(dst)
+	if v.RPort {
+		first = removeBareParam(first, "rport")
+	}
+	if len(v.Received) > 0 {
+		first = removeParam(first, "received")
+	}
+	dst = append(dst, first...)
+	if needReceived {
+		dst = append(dst, ";received="...)
+		dst = srcIP.AppendTo(dst)
+	}
+	if v.RPort {
+		dst = append(dst, ";rport="...)
+		dst = strconv.AppendUint(dst, uint64(src.Port()), 10)
+	}
+	if len(rest) > 0 {
+		dst = append(dst, ", "...)
+		dst = append(dst, rest...)
+	}
+	if len(dst) == start {
+		return dst
+	}
+	return dst
+}
+
+// removeBareParam returns via-parm b without ";name" (no value). It copies
+// only when the parameter is present.
+func removeBareParam(b []byte, name string) []byte {
+	for i := 0; i+1+len(name) <= len(b); i++ {
+		if b[i] != ';' {
+			continue
+		}
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j+len(name) > len(b) || !bytes.EqualFold(b[j:j+len(name)], []byte(name)) {
+			continue
+		}
+		k := j + len(name)
+		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+			k++
+		}
+		if k == len(b) || b[k] == ';' {
+			out := make([]byte, 0, len(b))
+			out = append(out, b[:i]...)
+			return append(out, b[k:]...)
+		}
+	}
+	return b
+}
+
+// removeParam returns via-parm b without ";name=value".
+func removeParam(b []byte, name string) []byte {
+	for i := 0; i+1+len(name) <= len(b); i++ {
+		if b[i] != ';' {
+			continue
+		}
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j+len(name) > len(b) || !bytes.EqualFold(b[j:j+len(name)], []byte(name)) {
+			continue
+		}
+		k := j + len(name)
+		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
+			k++
+		}
+		if k < len(b) && b[k] != '=' && b[k] != ';' {
+			continue
+		}
+		for k < len(b) && b[k] != ';' {
+			k++
+		}
+		out := make([]byte, 0, len(b))
+		out = append(out, b[:i]...)
+		return append(out, b[k:]...)
+	}
+	return b
+}
+
+// popOwnRoutes removes the Route entries at the top that point at us (RFC
+// 3261 16.4), recording the edits in w.ed.
+func (w *worker) popOwnRoutes(m *sip.Msg) {
+	for i := m.Find(sip.HdrRoute, 0); i >= 0; i = m.Find(sip.HdrRoute, i+1) {
+		value := m.Header(i).Value
+		changed := false
+		for len(value) > 0 {
+			na, rest, err := sip.ParseNameAddr(value)
+			if err != nil || !w.p.isLocalURI(na.URI) {
+				break
+			}
+			value, changed = rest, true
+		}
+		if len(value) == 0 {
+			w.ed.DeleteHeader(i)
+			continue
+		}
+		if changed {
+			w.ed.SetHeaderValue(i, value)
+		}
+		return
+	}
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+
+	"github.com/sipwarden/sipwarden/internal/cdr"
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/e164"
+	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+const (
+	dispAnswered    = cdr.Answered
+	dispFailed      = cdr.Failed
+	dispBlocked     = cdr.Blocked
+	dispInterrupted = cdr.Interrupted
+)
+
+// endDialog ends d: its CDR is written, what its call held is released and it
+// is forgotten. disp "" derives the disposition from code.
+func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, reason string) {
+	if w.dialogs[d.key] != d {
+		return
+	}
+	delete(w.dialogs, d.key)
+	w.activeCalls.Add(-1)
+	w.p.met.activeCalls.Dec()
+	w.p.met.dialogs.Dec()
+	d.release()
+	if d.confirmed && disp == "" {
+		disp = dispAnswered
+	}
+	if disp == "" {
+		disp = cdr.DispositionFor(code, d.cancelled)
+	}
+	if d.confirmed && code == 0 {
+		code = 200
+	}
+	if w.p.opt.CDR == nil {
+		return
+	}
+	rec := cdr.Record{
+		CallID:      d.callID,
+		Trunk:       d.trunk,
+		Upstream:    d.upstream,
+		Direction:   d.direction,
+		SrcAddr:     d.src,
+		Transport:   d.transport,
+		From:        d.from,
+		To:          d.to,
+		Start:       d.start,
+		Answer:      d.answer,
+		End:         w.now,
+		FinalCode:   code,
+		Disposition: disp,
+		Stage:       stage,
+		Reason:      reason,
+	}
+	if d.confirmed {
+		end := w.now
+		if reason == "dialog_timeout" {
+			end = d.lastSeen
+			rec.End = end
+		}
+		rec.Duration = end.Sub(d.answer)
+	}
+	w.p.opt.CDR.Write(rec)
+}
+
+// blockedCDR records an initial INVITE from a known peer that a stage refused.
+// Unknown sources get no CDR: a flood must not fill the database.
+func (w *worker) blockedCDR(pkt *transport.Packet, req *chain.Request, stage, reason string, code int) {
+	if w.p.opt.CDR == nil || req.PeerKind == chain.PeerUnknown || req.ParseErr != nil ||
+		req.Msg.Method() != sip.INVITE || req.InDialog {
+		return
+	}
+	d := dialog{start: pkt.Received, src: pkt.Src.String(), transport: pkt.Transport.String()}
+	if d.start.IsZero() {
+		d.start = w.now
+	}
+	w.fillCallParties(&d, req)
+	w.p.opt.CDR.Write(cdr.Record{
+		CallID:      string(req.Msg.CallID()),
+		Trunk:       d.trunk,
+		Upstream:    d.upstream,
+		Direction:   d.direction,
+		SrcAddr:     d.src,
+		Transport:   d.transport,
+		From:        d.from,
+		To:          d.to,
+		Start:       d.start,
+		End:         w.now,
+		FinalCode:   code,
+		Disposition: dispBlocked,
+		Stage:       stage,
+		Reason:      reason,
+	})
+}
+
+// partyNumber turns a URI user part into the number a CDR shows: E.164 when
+// it can be made so, else the user part as written.
+func partyNumber(scratch, user []byte) string {
+	if len(user) == 0 {
+		return ""
+	}
+	if n, ok := e164.Normalize(user, scratch); ok {
+		return string(n)
+	}
+	return string(user)
+}
+
+// headerURIUser returns the user part of the URI in a From/To-style value.
+func headerURIUser(value []byte) []byte {
+	na, _, err := sip.ParseNameAddr(value)
+	if err != nil {
+		return nil
+	}
+	return requestURIUser(na.URI)
+}
+
+// requestURIUser returns the user part of a sip:, sips: or tel: URI.
+func requestURIUser(uri []byte) []byte {
+	u, err := sip.ParseURI(uri)
+	if err != nil {
+		return nil
+	}
+	return u.User
+}
+
+func hashBytes(seed maphash.Seed, a, b []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	_, _ = h.Write(a)
+	_ = h.WriteByte(0)
+	_, _ = h.Write(b)
+	return h.Sum64()
+}
+
+// localAddr is one address sipwarden answers to, for recognising our own
+// Route entries.
+type localAddr struct {
+	host string
+	port int
+}
+
+// SetListeners tells the proxy which addresses are its own (bound and
+// advertised), so that Route entries pointing at them are consumed.
+func (p *Proxy) SetListeners(ls []*transport.Listener) {
+	var locals []localAddr
+	for _, l := range ls {
+		a := l.Addr()
+		locals = append(locals, localAddr{host: a.Addr().Unmap().String(), port: int(a.Port())})
+		host, port := splitHostPort(l.Advertise())
+		if port == 0 {
+			port = int(a.Port())
+		}
+		locals = append(locals, localAddr{host: host, port: port})
+	}
+	p.locals.Store(&locals)
+}
+
+// isLocalURI reports whether uri (sip: or sips:) names one of our addresses.
+func (p *Proxy) isLocalURI(uri []byte) bool {
+	u, err := sip.ParseURI(uri)
+	if err != nil {
+		return false
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if len(u.Scheme) == 4 {
+			port = 5061
+		}
+	}
+	ls := p.locals.Load()
+	if ls == nil {
+		return false
+	}
+	host := u.Host
+	if a, err := netip.ParseAddr(string(host)); err == nil {
+		for _, l := range *ls {
+			if l.port == port && l.host == a.Unmap().String() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, l := range *ls {
+		if l.port == port && l.host == string(host) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHostPort splits "host:port", "[v6]:port" or "host".
+func splitHostPort(s string) (string, int) {
+	if len(s) > 0 && s[0] == '[' {
+		end := -1
+		for i := range s {
+			if s[i] == ']' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return s, 0
+		}
+		host := s[1:end]
+		if end+1 < len(s) && s[end+1] == ':' {
+			p, _ := strconv.Atoi(s[end+2:])
+			return host, p
+		}
+		return host, 0
+	}
+	last := -1
+	for i := range s {
+		if s[i] == ':' {
+			if last >= 0 {
+				return s, 0 // bare IPv6
+			}
+			last = i
+		}
+	}
+	if last < 0 {
+		return s, 0
+	}
+	p, _ := strconv.Atoi(s[last+1:])
+	return s[:last], p
+}

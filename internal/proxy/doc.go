@@ -1,0 +1,31 @@
+// Package proxy is sipwarden's transaction-stateful, dialog-aware SIP proxy core
+// (RFC 3261 sections 16 and 17, RFC 3581).
+//
+// The transport layer hands every received message to Proxy.HandlePacket. The
+// proxy picks a worker by hashing the Call-ID, so every message of one call is
+// handled by one goroutine in arrival order: no locks on the transaction and
+// dialog tables, and no reordering of a 180 behind the 200 that followed it.
+//
+// In a worker:
+//
+//   - Responses are matched to a client transaction by the branch of their top
+//     Via (ours). 100 Trying is absorbed (we sent our own), other responses lose
+//     our Via and are relayed to the address the request came from; a non-2xx
+//     final response to an INVITE is acknowledged hop by hop; a 503 or a timeout
+//     fails over to the next target of the route.
+//   - Requests that retransmit a known server transaction get the last response
+//     again and go no further. Every other request runs through the security
+//     chain (see package chain); an initial request that the chain forwards
+//     becomes a server transaction (100 Trying for INVITE), a client transaction
+//     towards the target (with its own Via, a Record-Route and Max-Forwards
+//     decremented) and, for INVITE, a dialog.
+//   - CANCEL is answered hop by hop and cancels the pending client transaction.
+//   - In-dialog requests (BYE, re-INVITE, ACK for 2xx, ...) are relayed to the
+//     other party of a dialog the proxy knows; an unknown dialog gets 481.
+//
+// Timers (RFC 3261 17.1 and 17.2: A, B, C, D, E, F, G, H, I, J, K) run on a
+// per-worker heap, so idle calls cost no goroutine.
+//
+// Every INVITE dialog ends in one CDR (package cdr): answered, busy, no-answer,
+// failed, cancelled, blocked by a stage, or interrupted by a shutdown.
+package proxy

@@ -1,0 +1,607 @@
+package proxy
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+// serverKey builds the server transaction key of m into w.key (RFC 3261
+// 17.2.3): branch, sent-by and method, with ACK and CANCEL mapped to the
+// INVITE they belong to when forINVITE is set.
+func (w *worker) serverKey(via *sip.Via, meth sip.Method) []byte {
+	k := w.key[:0]
+	k = append(k, via.Branch...)
+	if len(via.Branch) == 0 || !bytes.HasPrefix(via.Branch, []byte("z9hG4bK")) {
+		// RFC 2543 peer: no unique branch; fall back to Call-ID and CSeq number.
+		k = append(k, w.msg.CallID()...)
+		n, _ := w.msg.CSeq()
+		k = strconv.AppendUint(k, uint64(n), 10)
+		k = append(k, w.msg.FromTag()...)
+	}
+	k = append(k, 0)
+	k = append(k, via.Host...)
+	k = strconv.AppendInt(k, int64(via.Port), 10)
+	k = append(k, 0, byte(meth))
+	w.key = k
+	return k
+}
+
+// flowFrom is where responses to a request received in pkt go (RFC 3261
+// 18.2.2 and RFC 3581): the same connection for streams; for UDP the source
+// address, and the source port when the Via asks for rport.
+func flowFrom(pkt *transport.Packet, via *sip.Via) flow {
+	f := flow{transport: pkt.Transport, addr: pkt.Src, conn: pkt.Conn, listener: pkt.Listener}
+	if pkt.Transport == sip.UDP && via != nil && !via.RPort {
+		port := via.Port
+		if port == 0 {
+			port = 5060
+		}
+		f.addr = netip.AddrPortFrom(pkt.Src.Addr(), uint16(port))
+	}
+	return f
+}
+
+func (w *worker) onRequest(pkt *transport.Packet, perr error) {
+	m := &w.msg
+	meth := m.Method()
+	w.p.met.request(meth)
+
+	var via sip.Via
+	viaOK := false
+	if perr == nil {
+		if v, err := m.TopVia(); err == nil {
+			via, viaOK = v, true
+		}
+	}
+	// Retransmissions and the ACK of a non-2xx answer belong to a server
+	// transaction we already have: they go no further.
+	if viaOK && meth != sip.CANCEL {
+		lookup := meth
+		if meth == sip.ACK {
+			lookup = sip.INVITE
+		}
+		if st := w.stx[string(w.serverKey(&via, lookup))]; st != nil {
+			if meth == sip.ACK {
+				w.serverAck(st)
+			} else {
+				w.p.met.retrans.Inc()
+				w.serverRetransmit(st)
+			}
+			return
+		}
+	}
+
+	rt := w.p.runtime.Load()
+	req := &w.req
+	req.Reset()
+	req.Msg = m
+	req.Src = pkt.Src
+	req.Local = pkt.Local
+	req.Transport = pkt.Transport
+	req.Config = rt.Config
+	req.ParseErr = perr
+	req.InDialog = perr == nil && len(m.ToTag()) > 0
+	if pkt.Conn != nil {
+		req.TLSVerified = pkt.Conn.ClientVerified()
+	}
+
+	v, stage := rt.Chain.Run(req)
+	switch v.Action {
+	case chain.Drop:
+		req.ReleaseHolds()
+		if stage == "sanity" {
+			w.publishMalformed(pkt, v, 0)
+		}
+		w.blockedCDR(pkt, req, stage, v.Reason, 0)
+		return
+	case chain.Reply:
+		req.ReleaseHolds()
+		if stage == "sanity" {
+			w.publishMalformed(pkt, v, int(v.Code))
+		}
+		if meth != sip.ACK {
+			w.replyVerdict(pkt, viaOK, &via, v)
+		}
+		w.blockedCDR(pkt, req, stage, v.Reason, int(v.Code))
+		return
+	case chain.Forward:
+		if w.p.draining.Load() && (meth == sip.INVITE || meth == sip.REGISTER) {
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, viaOK, &via, chain.ReplyRetry(503, 30, "shutting_down"))
+			return
+		}
+		w.forwardInitial(pkt, rt, &via)
+		return
+	case chain.Continue:
+	}
+	// The chain let the request through without routing it: it is not an
+	// initial request (the route stage places those).
+	if perr != nil || !viaOK {
+		req.ReleaseHolds()
+		return
+	}
+	switch {
+	case meth == sip.CANCEL:
+		w.onCancel(pkt, &via)
+	case req.InDialog:
+		w.onInDialog(pkt, &via)
+	case meth == sip.ACK:
+		// An ACK outside any transaction or dialog: nothing to acknowledge.
+		w.p.met.dropped(reasonNoDialog)
+	default:
+		req.ReleaseHolds()
+		w.replyVerdict(pkt, viaOK, &via, chain.ReplyWith(404, "no_route"))
+	}
+}
+
+func (w *worker) publishMalformed(pkt *transport.Packet, v chain.Verdict, code int) {
+	w.p.opt.Bus.Publish(events.Event{
+		Kind:      events.Malformed,
+		Stage:     "sanity",
+		Reason:    v.Reason,
+		Src:       pkt.Src,
+		Transport: pkt.Transport.String(),
+		Trunk:     w.req.PeerName(),
+		Method:    w.msg.Method().String(),
+		Code:      code,
+		Detail:    v.Warning,
+	})
+}
+
+// replyVerdict answers a request with the verdict's code. For an INVITE over
+// UDP it keeps a server transaction in the completed state, so that the
+// INVITE's retransmissions get the same answer and its ACK is absorbed.
+func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v chain.Verdict) {
+	m := &w.msg
+	if !viaOK || !sip.CanReply(m) {
+		w.p.met.dropped("unanswerable")
+		return
+	}
+	extra := w.extra[:0]
+	if v.RetryAfter > 0 {
+		extra = append(extra, "Retry-After: "...)
+		extra = strconv.AppendUint(extra, uint64(v.RetryAfter), 10)
+		extra = append(extra, "\r\n"...)
+	}
+	if v.Warning != "" {
+		extra = append(extra, `Warning: 399 sipwarden "`...)
+		extra = appendQuotedSafe(extra, v.Warning)
+		extra = append(extra, "\"\r\n"...)
+	}
+	w.extra = extra
+	out := sip.AppendResponse(w.out[:0], m, int(v.Code), sip.ReasonText(int(v.Code)), w.localTag(m), w.p.opt.ServerHeader, extra)
+	w.out = out
+	f := flowFrom(pkt, via)
+	w.send(f, out, "reply")
+	w.p.met.replies.WithLabelValues(strconv.Itoa(int(v.Code))).Inc()
+	if m.Method() == sip.INVITE && pkt.Transport == sip.UDP && len(w.stx) < maxServerTx {
+		st := &serverTx{
+			key:      string(w.serverKey(via, sip.INVITE)),
+			method:   sip.INVITE,
+			from:     f,
+			state:    stateCompleted,
+			lastResp: bytes.Clone(out),
+			created:  w.now,
+		}
+		st.interval = w.p.opt.T1
+		w.addServerTx(st)
+		w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
+	}
+}
+
+// appendQuotedSafe appends s with quotes and backslashes and control bytes removed.
+func appendQuotedSafe(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// localTag is the To tag for responses sipwarden generates itself: derived
+// from the request, so that a retransmission gets the same tag.
+func (w *worker) localTag(m *sip.Msg) []byte {
+	if len(m.ToTag()) > 0 {
+		return nil
+	}
+	h := hashBytes(w.p.seed, m.CallID(), m.FromTag())
+	t := w.tmp[:0]
+	t = append(t, "sw"...)
+	t = strconv.AppendUint(t, h, 36)
+	w.tmp = t
+	return t
+}
+
+func (w *worker) addServerTx(st *serverTx) {
+	w.stx[st.key] = st
+	w.p.met.transactions.Inc()
+}
+
+func (w *worker) removeServerTx(st *serverTx) {
+	if st.state == stateTerminated {
+		return
+	}
+	st.state = stateTerminated
+	if w.stx[st.key] == st {
+		delete(w.stx, st.key)
+		w.p.met.transactions.Dec()
+	}
+}
+
+// serverRetransmit answers a retransmitted request with the last response.
+func (w *worker) serverRetransmit(st *serverTx) {
+	switch {
+	case st.lastResp != nil && st.state != stateAccepted:
+		w.send(st.from, st.lastResp, "retransmission")
+	case st.trying != nil && st.state == stateTrying:
+		w.send(st.from, st.trying, "retransmission")
+	}
+}
+
+// serverAck handles the ACK of a non-2xx final response (RFC 3261 17.2.1).
+func (w *worker) serverAck(st *serverTx) {
+	if st.state != stateCompleted {
+		return
+	}
+	st.state = stateConfirmed
+	if st.from.transport.Reliable() {
+		w.removeServerTx(st)
+		return
+	}
+	w.schedule(w.p.opt.T4, timerEntry{kind: timerI, st: st})
+}
+
+// serverRespond sends a response on a server transaction and moves it on.
+func (w *worker) serverRespond(st *serverTx, code int, resp []byte) {
+	w.send(st.from, resp, "response")
+	switch {
+	case code < 200:
+		if st.state == stateTrying {
+			st.state = stateProceeding
+		}
+		st.lastResp = append(st.lastResp[:0], resp...)
+	case st.method == sip.INVITE && code < 300:
+		st.state = stateAccepted
+		st.lastResp = nil
+		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerSL, st: st})
+	case st.method == sip.INVITE:
+		st.state = stateCompleted
+		st.lastResp = append(st.lastResp[:0], resp...)
+		if !st.from.transport.Reliable() {
+			st.interval = w.p.opt.T1
+			w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		}
+		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
+	default:
+		st.state = stateCompleted
+		st.lastResp = append(st.lastResp[:0], resp...)
+		if st.from.transport.Reliable() {
+			w.removeServerTx(st)
+		} else {
+			w.schedule(64*w.p.opt.T1, timerEntry{kind: timerJ, st: st})
+		}
+	}
+}
+
+// serverReply generates a response of our own on a server transaction
+// (timeouts, failures to forward).
+func (w *worker) serverReply(st *serverTx, code int) {
+	if st.state >= stateCompleted || st.req == nil {
+		return
+	}
+	if err := w.aux.Parse(st.req); err != nil {
+		return
+	}
+	out := sip.AppendResponse(w.out[:0], &w.aux, code, sip.ReasonText(code), w.localTag(&w.aux), w.p.opt.ServerHeader, nil)
+	w.out = out
+	w.p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
+	w.serverRespond(st, code, out)
+	if st.dialog != nil && st.method == sip.INVITE {
+		w.endDialog(st.dialog, code, "", "proxy", "no_answer_from_target")
+	}
+}
+
+// send hands a message to the transport, counting failures.
+func (w *worker) send(f flow, b []byte, kind string) {
+	if err := w.p.opt.Sender.Send(f.transport, f.listener, f.addr, f.conn, b); err != nil {
+		w.p.met.dropped(reasonSendFailed)
+		w.p.log.Debug("send failed", "dst", f.addr.String(), "transport", f.transport.String(), "kind", kind, "err", err)
+		return
+	}
+	w.p.met.forwarded.WithLabelValues(kind, f.transport.String()).Inc()
+}
+
+// forwardInitial forwards a request the chain has routed (req.Target): a
+// server transaction towards the sender, a client transaction towards the
+// target and, for INVITE, a dialog.
+func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via) {
+	m := &w.msg
+	req := &w.req
+	meth := m.Method()
+	st := &serverTx{
+		key:     string(w.serverKey(via, meth)),
+		method:  meth,
+		req:     bytes.Clone(pkt.Buf),
+		from:    flowFrom(pkt, via),
+		created: w.now,
+	}
+	if rt.Alternates != nil {
+		st.alternates = rt.Alternates(req)
+	}
+	w.addServerTx(st)
+	if meth == sip.INVITE {
+		out := sip.AppendResponse(w.out[:0], m, 100, "Trying", nil, "", nil)
+		w.out = out
+		st.trying = bytes.Clone(out)
+		w.send(st.from, st.trying, "response")
+
+		d := w.newDialog(pkt, req, st)
+		st.dialog = d
+	}
+	target := flow{transport: req.Target.Transport, addr: req.Target.Addr}
+	if st.dialog != nil {
+		st.dialog.callee = target
+	}
+	w.sendClient(st, m, target, true)
+}
+
+// sendClient builds the outgoing copy of m (the request of st) for target and
+// starts a client transaction for it.
+func (w *worker) sendClient(st *serverTx, m *sip.Msg, target flow, initial bool) {
+	l := w.p.opt.Sender.ListenerFor(target.transport, target.addr.Addr())
+	if l == nil {
+		w.p.log.Warn("no listener for target transport", "transport", target.transport.String(), "dst", target.addr.String())
+		w.serverReply(st, 503)
+		w.removeServerTx(st)
+		return
+	}
+	target.listener = l
+	branch := w.nextBranch()
+	out, ok := w.buildForward(m, st.from.addr, l, branch, initial, st.from.listener)
+	if !ok {
+		w.serverReply(st, 500)
+		return
+	}
+	ct := &clientTx{
+		branch: branch,
+		method: m.Method(),
+		sent:   bytes.Clone(out),
+		to:     target,
+		server: st,
+	}
+	ct.key = string(clientKey(w.key[:0], []byte(branch), ct.method))
+	st.client = ct
+	if st.dialog != nil && initial {
+		st.dialog.callee = target
+	}
+	w.addClientTx(ct)
+	w.send(target, ct.sent, "request")
+	w.startClientTimers(ct)
+}
+
+func clientKey(dst, branch []byte, meth sip.Method) []byte {
+	dst = append(dst, branch...)
+	return append(dst, 0, byte(meth))
+}
+
+func (w *worker) addClientTx(ct *clientTx) {
+	w.ctx[ct.key] = ct
+	w.p.met.transactions.Inc()
+}
+
+func (w *worker) removeClientTx(ct *clientTx) {
+	if ct.state == stateTerminated {
+		return
+	}
+	ct.state = stateTerminated
+	if w.ctx[ct.key] == ct {
+		delete(w.ctx, ct.key)
+		w.p.met.transactions.Dec()
+	}
+}
+
+func (w *worker) startClientTimers(ct *clientTx) {
+	reliable := ct.to.transport.Reliable()
+	if ct.method == sip.INVITE {
+		if !reliable {
+			ct.interval = w.p.opt.T1
+			w.schedule(ct.interval, timerEntry{kind: timerA, ct: ct})
+		}
+		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerB, ct: ct})
+		return
+	}
+	if !reliable {
+		ct.interval = w.p.opt.T1
+		w.schedule(ct.interval, timerEntry{kind: timerE, ct: ct})
+	}
+	w.schedule(64*w.p.opt.T1, timerEntry{kind: timerF, ct: ct})
+}
+
+// onCancel answers a CANCEL hop by hop and cancels the INVITE it names
+// (RFC 3261 16.10).
+func (w *worker) onCancel(pkt *transport.Packet, via *sip.Via) {
+	st := w.stx[string(w.serverKey(via, sip.INVITE))]
+	if st == nil || st.method != sip.INVITE {
+		w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "no_transaction"))
+		return
+	}
+	// A CANCEL must come from where the INVITE came from.
+	if st.from.addr.Addr() != pkt.Src.Addr() {
+		w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "cancel_source_mismatch"))
+		return
+	}
+	out := sip.AppendResponse(w.out[:0], &w.msg, 200, "OK", w.localTag(&w.msg), w.p.opt.ServerHeader, nil)
+	w.out = out
+	w.send(flowFrom(pkt, via), out, "response")
+	if st.state >= stateCompleted || st.state == stateAccepted {
+		return
+	}
+	st.cancelled = true
+	st.alternates = nil
+	if st.dialog != nil {
+		st.dialog.cancelled = true
+	}
+	if ct := st.client; ct != nil && ct.state < stateCompleted {
+		if ct.gotProvisional {
+			w.sendCancel(ct)
+		} else {
+			ct.cancelPending = true
+		}
+	}
+}
+
+// sendCancel sends the CANCEL for client INVITE transaction ct.
+func (w *worker) sendCancel(ct *clientTx) {
+	ct.cancelPending = false
+	if err := w.aux.Parse(ct.sent); err != nil {
+		return
+	}
+	out := sip.AppendCancel(w.out[:0], &w.aux)
+	w.out = out
+	cc := &clientTx{
+		branch: ct.branch,
+		method: sip.CANCEL,
+		sent:   bytes.Clone(out),
+		to:     ct.to,
+	}
+	cc.key = string(clientKey(w.key[:0], []byte(cc.branch), sip.CANCEL))
+	if old := w.ctx[cc.key]; old != nil {
+		return // already cancelling
+	}
+	w.addClientTx(cc)
+	w.send(cc.to, cc.sent, "request")
+	w.startClientTimers(cc)
+}
+
+// onInDialog relays a request inside a dialog to the other party.
+func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
+	m := &w.msg
+	d, fromCaller := w.findDialog(m)
+	if d == nil {
+		w.p.met.dropped(reasonNoDialog)
+		if m.Method() != sip.ACK {
+			w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "no_dialog"))
+		}
+		return
+	}
+	var target flow
+	if fromCaller {
+		target = d.callee
+		// the caller may have moved to another connection (TCP reconnect)
+		if pkt.Conn != nil {
+			d.caller.conn = pkt.Conn
+		}
+	} else {
+		target = d.caller
+	}
+	d.lastSeen = w.now
+	meth := m.Method()
+	if meth == sip.ACK {
+		// ACK for a 2xx: end to end, no transaction (RFC 3261 16.7 step 10).
+		l := w.p.opt.Sender.ListenerFor(target.transport, target.addr.Addr())
+		if l == nil {
+			return
+		}
+		if target.listener == nil {
+			target.listener = l
+		}
+		out, ok := w.buildForward(m, pkt.Src, l, w.nextBranch(), false, pkt.Listener)
+		if ok {
+			w.send(target, out, "request")
+		}
+		return
+	}
+	st := &serverTx{
+		key:     string(w.serverKey(via, meth)),
+		method:  meth,
+		req:     bytes.Clone(pkt.Buf),
+		from:    flowFrom(pkt, via),
+		created: w.now,
+	}
+	w.addServerTx(st)
+	if meth == sip.BYE {
+		// The call ends when the BYE is seen: the CDR's end time.
+		w.endDialog(d, 200, "", "", "")
+	}
+	w.sendClient(st, m, target, false)
+}
+
+// newDialog starts tracking the INVITE dialog of a forwarded initial INVITE.
+func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *serverTx) *dialog {
+	m := &w.msg
+	d := &dialog{
+		callID:    string(m.CallID()),
+		callerTag: string(m.FromTag()),
+		caller:    st.from,
+		lastSeen:  w.now,
+		start:     pkt.Received,
+		src:       pkt.Src.String(),
+		transport: pkt.Transport.String(),
+	}
+	if d.start.IsZero() {
+		d.start = w.now
+	}
+	d.key = d.callID + "\x00" + d.callerTag
+	d.nholds = req.TakeHolds(&d.holds)
+	w.fillCallParties(d, req)
+	if old := w.dialogs[d.key]; old != nil {
+		// A new INVITE reusing a live dialog's Call-ID and tag: end the old one.
+		w.endDialog(old, 0, dispFailed, "proxy", "replaced")
+	}
+	w.dialogs[d.key] = d
+	w.activeCalls.Add(1)
+	w.p.met.activeCalls.Inc()
+	w.p.met.dialogs.Inc()
+	return d
+}
+
+func (w *worker) fillCallParties(d *dialog, req *chain.Request) {
+	m := req.Msg
+	switch req.PeerKind {
+	case chain.PeerTrunk:
+		d.trunk = req.Trunk.Name
+		d.upstream = req.Trunk.Upstream
+		d.direction = "originating"
+	case chain.PeerUpstream:
+		d.upstream = req.Upstream.Name
+		d.direction = "terminating"
+		if req.DestTrunk != nil {
+			d.trunk = req.DestTrunk.Name
+		}
+	}
+	d.from = partyNumber(w.tmp[:0], headerURIUser(m.Get(sip.HdrFrom)))
+	d.to = partyNumber(w.tmp[:0], requestURIUser(m.RequestURI()))
+}
+
+// findDialog finds the dialog of an in-dialog request and tells whether it
+// comes from the caller.
+func (w *worker) findDialog(m *sip.Msg) (*dialog, bool) {
+	k := w.key[:0]
+	k = append(k, m.CallID()...)
+	k = append(k, 0)
+	n := len(k)
+	k = append(k, m.FromTag()...)
+	w.key = k
+	if d := w.dialogs[string(k)]; d != nil {
+		return d, true
+	}
+	k = append(k[:n], m.ToTag()...)
+	w.key = k
+	if d := w.dialogs[string(k)]; d != nil && d.calleeTag == string(m.FromTag()) {
+		return d, false
+	}
+	return nil, false
+}
+
+var _ = config.Target{}

@@ -1,0 +1,99 @@
+package proxy
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+// flow is one side of a call as the transport sees it: where to send, and how.
+type flow struct {
+	transport sip.Transport
+	addr      netip.AddrPort
+	conn      *transport.Conn     // stream connection, when known
+	listener  *transport.Listener // the listener to send from (nil: the transport picks)
+}
+
+type txState uint8
+
+const (
+	stateTrying     txState = iota // client: Calling/Trying; server: Proceeding before any response but our 100
+	stateProceeding                // a provisional response was seen (client) / relayed (server)
+	stateCompleted                 // a final non-2xx (INVITE) or any final (non-INVITE)
+	stateAccepted                  // INVITE with a 2xx (RFC 6026)
+	stateConfirmed                 // server INVITE: ACK received for the non-2xx
+	stateTerminated
+)
+
+// serverTx is a request we received and answer for (RFC 3261 17.2).
+type serverTx struct {
+	key      string
+	method   sip.Method
+	req      []byte // a copy of the request as received (to build our own responses)
+	from     flow   // where responses go
+	state    txState
+	lastResp []byte // the last response sent (for retransmissions); nil before any but 100
+	trying   []byte // our 100 Trying, resent for INVITE retransmissions before any other response
+	client   *clientTx
+	dialog   *dialog
+	// interval is timer G's current value.
+	interval time.Duration
+	// cancelled is set when the caller CANCELled this INVITE.
+	cancelled bool
+	// for failover: the remaining targets after the current one.
+	alternates []config.Target
+	// peer and route, for CDRs and rebuilding the request on failover.
+	direction string
+	created   time.Time
+}
+
+// clientTx is a request we sent (RFC 3261 17.1).
+type clientTx struct {
+	key      string
+	branch   string
+	method   sip.Method
+	sent     []byte // the request as sent (retransmissions, CANCEL, ACK)
+	to       flow
+	state    txState
+	server   *serverTx // the transaction this one forwards (nil for our own CANCEL)
+	interval time.Duration
+	// gotProvisional is set once any provisional response arrived (CANCEL may go now).
+	gotProvisional bool
+	// cancelPending: a CANCEL is due as soon as a provisional response arrives (RFC 3261 9.1).
+	cancelPending bool
+}
+
+// dialog is an INVITE dialog from the initial INVITE to its end.
+type dialog struct {
+	key       string // callID + "\x00" + caller tag
+	callID    string
+	callerTag string
+	calleeTag string
+	confirmed bool
+	caller    flow // where the caller is (requests from the callee go there)
+	callee    flow // where the callee is (requests from the caller go there)
+	lastSeen  time.Time
+
+	holds  [chain.MaxHolds]chain.Releaser
+	nholds int
+
+	// CDR fields
+	trunk, upstream, direction string
+	src                        string
+	transport                  string
+	from, to                   string
+	start, answer              time.Time
+	cancelled                  bool
+}
+
+func (d *dialog) release() {
+	for i := range d.holds[:d.nholds] {
+		d.holds[i].Release()
+		d.holds[i] = nil
+	}
+	d.nholds = 0
+}

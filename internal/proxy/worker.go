@@ -1,0 +1,174 @@
+package proxy
+
+import (
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/transport"
+)
+
+// maxServerTx bounds the server transactions one worker keeps for requests it
+// answered itself (refusals); beyond it such answers are sent statelessly.
+const maxServerTx = 200_000
+
+// worker owns a share of the calls (by Call-ID hash) and everything about
+// them: transactions, dialogs and timers. Only its own goroutine touches them.
+type worker struct {
+	p  *Proxy
+	id int
+	in chan *transport.Packet
+
+	msg   sip.Msg // the message being handled
+	aux   sip.Msg // a stored message re-parsed (failover, CANCEL, timeouts)
+	ed    sip.Editor
+	req   chain.Request
+	out   []byte // outgoing message scratch
+	key   []byte // map key scratch
+	extra []byte // extra header lines scratch
+	tmp   []byte // small value scratch (Via, Record-Route)
+	tmp2  []byte
+
+	stx     map[string]*serverTx
+	ctx     map[string]*clientTx
+	dialogs map[string]*dialog
+
+	epoch  time.Time
+	now    time.Time
+	timers timerHeap
+	timer  *time.Timer
+	armed  int64
+
+	seq         uint64
+	activeCalls atomic.Int64
+}
+
+func newWorker(p *Proxy, id int) *worker {
+	w := &worker{
+		p:       p,
+		id:      id,
+		in:      make(chan *transport.Packet, p.opt.QueueLen),
+		out:     make([]byte, 0, 8192),
+		key:     make([]byte, 0, 256),
+		stx:     make(map[string]*serverTx),
+		ctx:     make(map[string]*clientTx),
+		dialogs: make(map[string]*dialog),
+		epoch:   time.Now(),
+		timer:   time.NewTimer(time.Hour),
+		armed:   -1,
+	}
+	w.timer.Stop()
+	return w
+}
+
+func (w *worker) run() {
+	for {
+		select {
+		case pkt := <-w.in:
+			w.now = time.Now()
+			w.handle(pkt)
+			pkt.Release()
+		case <-w.timer.C:
+			w.armed = -1
+			w.now = time.Now()
+			w.fireTimers()
+		case <-w.p.stop:
+			w.shutdown()
+			return
+		}
+		w.rearm()
+	}
+}
+
+// rearm points the worker's single timer at the earliest entry.
+func (w *worker) rearm() {
+	if len(w.timers) == 0 {
+		return
+	}
+	at := w.timers[0].at
+	if w.armed >= 0 && w.armed <= at {
+		return
+	}
+	w.armed = at
+	d := time.Duration(at - int64(time.Since(w.epoch)))
+	if d < 0 {
+		d = 0
+	}
+	w.timer.Reset(d)
+}
+
+func (w *worker) schedule(d time.Duration, e timerEntry) {
+	e.at = int64(w.now.Sub(w.epoch) + d)
+	w.timers.push(e)
+}
+
+func (w *worker) fireTimers() {
+	nowNs := int64(w.now.Sub(w.epoch))
+	for len(w.timers) > 0 && w.timers[0].at <= nowNs {
+		e := w.timers.pop()
+		w.onTimer(e)
+	}
+}
+
+// handle parses one packet and dispatches it.
+func (w *worker) handle(pkt *transport.Packet) {
+	m := &w.msg
+	err := m.Parse(pkt.Buf)
+	if err != nil && !m.IsRequest() {
+		// Not even a request line: nobody to answer.
+		if errors.Is(err, sip.ErrEmpty) || errors.Is(err, sip.ErrStartLine) {
+			w.p.met.dropped(reasonUnparseable)
+		} else {
+			w.p.met.dropped(reasonBadResponse)
+		}
+		return
+	}
+	if !m.IsRequest() {
+		if err != nil {
+			w.p.met.dropped(reasonBadResponse)
+			return
+		}
+		w.onResponse(pkt)
+		return
+	}
+	w.onRequest(pkt, err)
+}
+
+// shutdown closes every call still open with an "interrupted" CDR.
+func (w *worker) shutdown() {
+	for {
+		select {
+		case pkt := <-w.in:
+			pkt.Release()
+			continue
+		default:
+		}
+		break
+	}
+	w.now = time.Now()
+	for _, d := range w.dialogs {
+		w.endDialog(d, 0, dispInterrupted, "", "shutdown")
+	}
+	w.timer.Stop()
+}
+
+// nextBranch returns a new RFC 3261 branch: magic cookie, a marker that says
+// it is ours, the process instance, the worker and a counter.
+func (w *worker) nextBranch() string {
+	w.seq++
+	b := w.tmp2[:0]
+	b = append(b, branchPrefix...)
+	b = append(b, w.p.instance...)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(w.id), 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, w.seq, 36)
+	w.tmp2 = b
+	return string(b)
+}
+
+// branchPrefix starts every branch sipwarden creates.
+const branchPrefix = "z9hG4bK-sw."

@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/cdr"
+)
+
+// TestUnknownSourceGetsSilence sends requests and garbage from an address
+// that is on no trunk: nothing at all may come back, and the drops are counted.
+func TestUnknownSourceGetsSilence(t *testing.T) {
+	pbxPort := freePort(t)
+	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pbx.Close()
+	e := startEdge(t, baseConfig, pbxPort, params("udp"))
+	stranger := newRawUA(t, "udp", "127.0.0.9")
+	target := e.sipAddr()
+	stranger.send(target, stranger.inviteText(target, "stranger-1", "z9hG4bK-s1", 1))
+	stranger.send(target, strings.Replace(stranger.inviteText(target, "stranger-2", "z9hG4bK-s2", 1), "INVITE", "OPTIONS", 2))
+	stranger.send(target, "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK-r\nFrom: <sip:100@127.0.0.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nContent-Length: 0\n\n")
+	stranger.send(target, "\x16\x03\x01 garbage that is no SIP at all")
+	if m := stranger.recv(1500 * time.Millisecond); m != nil {
+		t.Fatalf("unknown source got a reply:\n%s", m.raw)
+	}
+	_ = pbx.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := pbx.ReadFromUDP(make([]byte, 4096)); err == nil {
+		t.Fatalf("a request from an unknown source reached the PBX (%d bytes)", n)
+	}
+	if v := e.metric(`sipwarden_acl_unknown_source_total{transport="UDP"}`); v < 3 {
+		t.Errorf("unknown-source drops counted: %v, want >= 3", v)
+	}
+	if v := e.metric(`sipwarden_transport_dropped_total{reason="garbage",transport="UDP"}`); v < 1 {
+		t.Errorf("garbage drops counted: %v, want >= 1", v)
+	}
+}
+
+// TestRetransmissionsAbsorbed sends one INVITE three times: the PBX sees it
+// once, the caller gets 100 Trying for each copy.
+func TestRetransmissionsAbsorbed(t *testing.T) {
+	pbxPort := freePort(t)
+	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pbx.Close()
+	e := startEdge(t, baseConfig, pbxPort, params("udp"))
+	ua := newRawUA(t, "udp", "127.0.0.2")
+	inv := ua.inviteText(e.sipAddr(), "retrans-1", "z9hG4bK-retrans-1", 1)
+	for range 3 {
+		ua.send(e.sipAddr(), inv)
+		time.Sleep(100 * time.Millisecond)
+	}
+	trying := 0
+	for {
+		m := ua.recv(300 * time.Millisecond)
+		if m == nil {
+			break
+		}
+		if m.code == 100 {
+			trying++
+		}
+	}
+	if trying != 3 {
+		t.Errorf("100 Trying received: %d, want 3 (one per copy)", trying)
+	}
+	invites := 0
+	_ = pbx.SetReadDeadline(time.Now().Add(400 * time.Millisecond)) // before the proxy's own timer A (500 ms)
+	for {
+		buf := make([]byte, 65536)
+		n, _, err := pbx.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(string(buf[:n]), "INVITE ") {
+			invites++
+		}
+	}
+	if invites != 1 {
+		t.Fatalf("INVITEs at the PBX: %d, want 1", invites)
+	}
+}
+
+// writeCert writes a self-signed ECDSA certificate for 127.0.0.1 into dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "sipwarden e2e"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	c, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(c)
+	return certFile, keyFile, pool
+}
+
+const tlsConfig = baseConfig + `
+tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
+`
+
+// TestTLSCall places a whole call over TLS (a Go client: Debian's SIPp has
+// no TLS) to the PBX on UDP, and checks its CDR.
+func TestTLSCall(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t, t.TempDir())
+	pbxPort := freePort(t)
+	startUAS(t, "uas.xml", pbxPort)
+	p := params("udp")
+	p["cert"], p["key"] = certFile, keyFile
+	cfg := strings.Replace(tlsConfig, "  - tcp://127.0.0.1:{{.SIPPort}}\n", "  - tcp://127.0.0.1:{{.SIPPort}}\n  - tls://127.0.0.1:{{.TLSPort}}\n", 1)
+	e := startEdge(t, cfg, pbxPort, p)
+	target := fmt.Sprintf("127.0.0.1:%d", e.tlsPort)
+
+	ua := newRawUA(t, "tls", "127.0.0.2")
+	ua.tlsConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	ua.send(target, ua.inviteText(target, "tls-call-1", "z9hG4bK-tls-1", 1))
+	var ok *rawMsg
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		m := ua.recv(time.Until(deadline))
+		if m == nil {
+			break
+		}
+		if m.code == 200 {
+			ok = m
+			break
+		}
+	}
+	if ok == nil {
+		t.Fatal("no 200 OK over TLS")
+	}
+	// The route set is the Record-Route of the 200, in order.
+	routes := ok.headers["record-route"]
+	if len(routes) == 0 {
+		t.Fatalf("200 OK without Record-Route:\n%s", ok.raw)
+	}
+	toTag := ok.get("To")
+	inDialog := func(method, branch string, cseq int) string {
+		return fmt.Sprintf("%s sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-tls-call-1\nTo: %s\nCall-ID: tls-call-1\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
+			method, pbxPort, ua.via(branch), strings.Join(routes, ", "), toTag, cseq, method)
+	}
+	ua.send(target, inDialog("ACK", "z9hG4bK-tls-ack", 1))
+	time.Sleep(200 * time.Millisecond)
+	ua.send(target, inDialog("BYE", "z9hG4bK-tls-bye", 2))
+	var byeOK bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		m := ua.recv(time.Until(deadline))
+		if m == nil {
+			break
+		}
+		if m.code == 200 && strings.Contains(m.get("CSeq"), "BYE") {
+			byeOK = true
+			break
+		}
+	}
+	if !byeOK {
+		t.Fatal("no 200 OK for BYE over TLS")
+	}
+	e.stop()
+	recs := e.cdrs()
+	if len(recs) != 1 || recs[0].Disposition != cdr.Answered || recs[0].Transport != "TLS" {
+		t.Fatalf("CDRs: %+v, want one answered TLS call", recs)
+	}
+}
