@@ -6,20 +6,20 @@ package proxy
 type timerKind uint8
 
 const (
-	timerA     timerKind = iota // client INVITE retransmission (UDP)
-	timerB                      // client INVITE: no response at all
-	timerC                      // client INVITE: no final response after a provisional
-	timerD                      // client INVITE completed → terminated
-	timerE                      // client non-INVITE retransmission (UDP)
-	timerF                      // client non-INVITE timeout
-	timerK                      // client non-INVITE completed → terminated
-	timerL                      // client INVITE accepted (2xx seen) → terminated (RFC 6026)
-	timerG                      // server INVITE: retransmit the final non-2xx response (UDP)
-	timerH                      // server INVITE: no ACK for the final non-2xx response
-	timerI                      // server INVITE confirmed → terminated
-	timerJ                      // server non-INVITE completed → terminated
-	timerSL                     // server INVITE accepted (2xx sent) → terminated (RFC 6026)
-	timerDialog                 // dialog inactivity check
+	timerA      timerKind = iota // client INVITE retransmission (UDP)
+	timerB                       // client INVITE: no response at all
+	timerC                       // client INVITE: no final response after a provisional
+	timerD                       // client INVITE completed → terminated
+	timerE                       // client non-INVITE retransmission (UDP)
+	timerF                       // client non-INVITE timeout
+	timerK                       // client non-INVITE completed → terminated
+	timerL                       // client INVITE accepted (2xx seen) → terminated (RFC 6026)
+	timerG                       // server INVITE: retransmit the final non-2xx response (UDP)
+	timerH                       // server INVITE: no ACK for the final non-2xx response
+	timerI                       // server INVITE confirmed → terminated
+	timerJ                       // server non-INVITE completed → terminated
+	timerSL                      // server INVITE accepted (2xx sent) → terminated (RFC 6026)
+	timerDialog                  // dialog inactivity check
 )
 
 type timerEntry struct {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -94,8 +95,10 @@ func TestSIGTERMMidCall(t *testing.T) {
 	e := startEdge(t, baseConfig, pbx, params("udp"))
 	// Callers that stay on the line for 20 s; sipwarden's drain timeout is 2 s.
 	done := make(chan sippResult, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		done <- runSipp(t, 40*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, 10, "-d", "20000")...)
+		done <- runSippCtx(ctx, t, 40*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, 10, "-d", "20000")...)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.metric("sipwarden_proxy_active_calls") < calls {
@@ -115,6 +118,7 @@ func TestSIGTERMMidCall(t *testing.T) {
 			t.Errorf("interrupted call without answer/end time: %+v", r)
 		}
 	}
+	cancel() // the callers would wait for answers to their BYEs
 	<-done
 }
 

@@ -27,10 +27,16 @@ var screenRe = map[string]*regexp.Regexp{
 // runSipp runs one SIPp process to its end (bounded by timeout) and reads its final screen.
 func runSipp(t *testing.T, timeout time.Duration, args ...string) sippResult {
 	t.Helper()
+	return runSippCtx(context.Background(), t, timeout, args...)
+}
+
+// runSippCtx is runSipp that also ends when ctx does.
+func runSippCtx(parent context.Context, t *testing.T, timeout time.Duration, args ...string) sippResult {
+	t.Helper()
 	sipp := requireTool(t, "sipp", "sip-tester")
 	dir := t.TempDir()
 	screen := filepath.Join(dir, "screen.txt")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	full := append([]string{"-nostdin", "-trace_screen", "-screen_file", screen}, args...)
 	cmd := exec.CommandContext(ctx, sipp, full...)
@@ -45,7 +51,7 @@ func runSipp(t *testing.T, timeout time.Duration, args ...string) sippResult {
 	if m := screenRe["fail"].FindStringSubmatch(res.Screen); m != nil {
 		res.Failed, _ = strconv.Atoi(m[1])
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && parent.Err() == nil {
 		t.Logf("sipp %v timed out after %v: %v\n%s", args, timeout, err, out)
 	}
 	return res
@@ -89,9 +95,9 @@ func scenarioPath(name string) string {
 
 // uacArgs are the common arguments of a SIPp caller on the trunk's address.
 func uacArgs(scenario, target string, calls, rate int, extra ...string) []string {
-	a := []string{"-sf", scenarioPath(scenario), "-i", "127.0.0.2", "-p", "0", "-s", "15551230001",
+	a := []string{"-sf", scenarioPath(scenario), "-i", "127.0.0.2", "-p", "0", "-s", "+15551230001",
 		"-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-timeout", "60s", "-timeout_error",
-		"-recv_timeout", "10000"}
+		"-recv_timeout", "10000", "-d", "200"}
 	a = append(a, extra...)
 	return append(a, target)
 }

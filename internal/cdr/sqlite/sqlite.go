@@ -1,0 +1,159 @@
+// Package sqlite is the embedded CDR store: one SQLite file in WAL mode,
+// through the pure-Go driver modernc.org/sqlite (no cgo, one static binary).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/sipwarden/sipwarden/internal/cdr"
+)
+
+// Store is a CDR store in one SQLite file.
+type Store struct {
+	db *sql.DB
+}
+
+var _ cdr.Store = (*Store)(nil)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cdr (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	call_id     TEXT NOT NULL,
+	trunk       TEXT NOT NULL,
+	upstream    TEXT NOT NULL,
+	direction   TEXT NOT NULL,
+	src_addr    TEXT NOT NULL,
+	transport   TEXT NOT NULL,
+	from_num    TEXT NOT NULL,
+	to_num      TEXT NOT NULL,
+	start_ns    INTEGER NOT NULL,
+	answer_ns   INTEGER NOT NULL,
+	end_ns      INTEGER NOT NULL,
+	duration_ms INTEGER NOT NULL,
+	final_code  INTEGER NOT NULL,
+	disposition TEXT NOT NULL,
+	stage       TEXT NOT NULL,
+	reason      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cdr_start ON cdr (start_ns);
+CREATE INDEX IF NOT EXISTS cdr_trunk_start ON cdr (trunk, start_ns);
+`
+
+// Open opens (creating if needed) the store at path.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1) // SQLite has one writer; one connection avoids SQLITE_BUSY between our own goroutines
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create CDR schema in %s: %w", path, err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err == nil && n == 0 {
+		_, _ = db.Exec(`INSERT INTO schema_version (version) VALUES (1)`)
+	}
+	return &Store{db: db}, nil
+}
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNS(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Insert stores recs in one transaction.
+func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO cdr (call_id, trunk, upstream, direction, src_addr, transport,
+		from_num, to_num, start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range recs {
+		if _, err := stmt.ExecContext(ctx, r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport,
+			r.From, r.To, ns(r.Start), ns(r.Answer), ns(r.End), r.Duration.Milliseconds(), r.FinalCode,
+			string(r.Disposition), r.Stage, r.Reason); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// List returns the records matching f, ordered by start time.
+func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
+	var where []string
+	var args []any
+	if !f.Since.IsZero() {
+		where = append(where, "start_ns >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "start_ns < ?")
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.Trunk != "" {
+		where = append(where, "trunk = ?")
+		args = append(args, f.Trunk)
+	}
+	q := `SELECT id, call_id, trunk, upstream, direction, src_addr, transport, from_num, to_num,
+		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason FROM cdr`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY start_ns, id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []cdr.Record
+	for rows.Next() {
+		var r cdr.Record
+		var start, answer, end, durMS int64
+		var disp string
+		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport,
+			&r.From, &r.To, &start, &answer, &end, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason); err != nil {
+			return nil, err
+		}
+		r.Start, r.Answer, r.End = fromNS(start), fromNS(answer), fromNS(end)
+		r.Duration = time.Duration(durMS) * time.Millisecond
+		r.Disposition = cdr.Disposition(disp)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }

@@ -1,0 +1,557 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+// The raw shapes of the file, decoded strictly (unknown keys are errors).
+type rawConfig struct {
+	Listen         []rawListen   `yaml:"listen"`
+	TLS            rawTLS        `yaml:"tls"`
+	Admin          rawAdmin      `yaml:"admin"`
+	Storage        rawStorage    `yaml:"storage"`
+	CDR            rawCDR        `yaml:"cdr"`
+	Log            rawLog        `yaml:"log"`
+	SIP            rawSIP        `yaml:"sip"`
+	UnknownSources string        `yaml:"unknown_sources"`
+	Upstreams      []rawUpstream `yaml:"upstreams"`
+	Trunks         []rawTrunk    `yaml:"trunks"`
+}
+
+type rawListen struct {
+	URL       string `yaml:"url"`
+	Advertise string `yaml:"advertise"`
+}
+
+// UnmarshalYAML accepts "udp://..." or {url: ..., advertise: ...}.
+func (l *rawListen) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		l.URL = n.Value
+		return nil
+	}
+	type plain rawListen
+	return n.Decode((*plain)(l))
+}
+
+type rawTLS struct {
+	Cert             string `yaml:"cert"`
+	Key              string `yaml:"key"`
+	ClientCA         string `yaml:"client_ca"`
+	HandshakeTimeout string `yaml:"handshake_timeout"`
+}
+
+type rawAdmin struct {
+	Listen string `yaml:"listen"`
+}
+
+type rawStorage struct {
+	Path string `yaml:"path"`
+}
+
+type rawCDR struct {
+	Backend       string `yaml:"backend"`
+	DSN           string `yaml:"dsn"`
+	BatchSize     int    `yaml:"batch_size"`
+	FlushInterval string `yaml:"flush_interval"`
+}
+
+type rawLog struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type rawSIP struct {
+	MaxMessageSize    string `yaml:"max_message_size"`
+	UserAgent         string `yaml:"user_agent"`
+	Workers           int    `yaml:"workers"`
+	TCPIdleTimeout    string `yaml:"tcp_idle_timeout"`
+	MaxConnsPerSource int    `yaml:"max_conns_per_source"`
+	MaxConns          int    `yaml:"max_conns"`
+	DialogTimeout     string `yaml:"dialog_timeout"`
+	DrainTimeout      string `yaml:"drain_timeout"`
+}
+
+type rawUpstream struct {
+	Name    string   `yaml:"name"`
+	Targets []string `yaml:"targets"`
+	Allow   []string `yaml:"allow"`
+}
+
+type rawTrunk struct {
+	Name     string         `yaml:"name"`
+	Auth     string         `yaml:"auth"`
+	Allow    []string       `yaml:"allow"`
+	Upstream string         `yaml:"upstream"`
+	Numbers  []string       `yaml:"numbers"`
+	Targets  []string       `yaml:"targets"`
+	Limits   rawTrunkLimits `yaml:"limits"`
+	TLS      rawTrunkTLS    `yaml:"tls"`
+}
+
+type rawTrunkLimits struct {
+	CPS        string `yaml:"cps"`
+	Burst      int    `yaml:"burst"`
+	Concurrent int    `yaml:"concurrent"`
+}
+
+type rawTrunkTLS struct {
+	RequireClientCert bool `yaml:"require_client_cert"`
+}
+
+// knownKeys lists the valid keys of each raw type, for "did you mean".
+var knownKeys = map[string][]string{
+	"rawConfig":      {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks"},
+	"rawListen":      {"url", "advertise"},
+	"plain":          {"url", "advertise"},
+	"rawTLS":         {"cert", "key", "client_ca", "handshake_timeout"},
+	"rawAdmin":       {"listen"},
+	"rawStorage":     {"path"},
+	"rawCDR":         {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawLog":         {"level", "format"},
+	"rawSIP":         {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
+	"rawUpstream":    {"name", "targets", "allow"},
+	"rawTrunk":       {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls"},
+	"rawTrunkLimits": {"cps", "burst", "concurrent"},
+	"rawTrunkTLS":    {"require_client_cert"},
+}
+
+type validator struct {
+	file string
+	root *yaml.Node
+	errs Errors
+}
+
+// fail records an error at the node of path (a key path like "trunks", 1, "limits", "cps").
+func (v *validator) fail(path []any, format string, args ...any) {
+	n := lookup(v.root, path)
+	e := &Error{File: v.file, Key: keyString(path), Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	v.errs = append(v.errs, e)
+}
+
+func keyString(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch x := p.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(x)
+		case int:
+			fmt.Fprintf(&b, "[%d]", x)
+		}
+	}
+	return b.String()
+}
+
+// lookup finds the value node at path (or the deepest node that exists).
+func lookup(root *yaml.Node, path []any) *yaml.Node {
+	n := root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, p := range path {
+		if n == nil {
+			return nil
+		}
+		switch x := p.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return n
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == x {
+					next = n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return n
+			}
+			n = next
+		case int:
+			if n.Kind != yaml.SequenceNode || x >= len(n.Content) {
+				return n
+			}
+			n = n.Content[x]
+		}
+	}
+	return n
+}
+
+func p(parts ...any) []any { return parts }
+
+func (v *validator) duration(path []any, s string, def time.Duration) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		v.fail(path, "must be a positive duration such as 30s, 5m or 2h, got %q", s)
+		return def
+	}
+	return d
+}
+
+var sizeRe = regexp.MustCompile(`^(\d+)\s*(B|KB|KiB|MB|MiB)?$`)
+
+func (v *validator) size(path []any, s string, def int) int {
+	if s == "" {
+		return def
+	}
+	m := sizeRe.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		v.fail(path, "must be a size in bytes such as 65535 or 64KiB, got %q", s)
+		return def
+	}
+	n, _ := strconv.Atoi(m[1])
+	switch m[2] {
+	case "KB":
+		n *= 1000
+	case "KiB":
+		n *= 1024
+	case "MB":
+		n *= 1000 * 1000
+	case "MiB":
+		n *= 1024 * 1024
+	}
+	return n
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// parseURL parses "udp://1.2.3.4:5060" or "tls://[::1]:5061".
+func parseURL(s string) (sip.Transport, netip.AddrPort, error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return 0, netip.AddrPort{}, fmt.Errorf("must look like udp://127.0.0.1:5060 (schemes udp, tcp, tls), got %q", s)
+	}
+	t := sip.ParseTransport([]byte(scheme))
+	if t == sip.TransportUnknown || strings.ToLower(scheme) != scheme {
+		return 0, netip.AddrPort{}, fmt.Errorf("unknown scheme %q: use udp, tcp or tls", scheme)
+	}
+	ap, err := netip.ParseAddrPort(rest)
+	if err != nil {
+		if _, err2 := netip.ParseAddr(strings.Trim(rest, "[]")); err2 == nil {
+			return 0, netip.AddrPort{}, fmt.Errorf("%q needs a port", s)
+		}
+		return 0, netip.AddrPort{}, fmt.Errorf("host must be an IP address with a port (hostnames are not resolved), got %q", rest)
+	}
+	if ap.Port() == 0 {
+		return 0, netip.AddrPort{}, fmt.Errorf("port must be 1 to 65535 in %q", s)
+	}
+	return t, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		pf, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("must be an IP address or CIDR prefix, got %q", s)
+		}
+		if pf.Addr().Is4In6() {
+			pf = netip.PrefixFrom(pf.Addr().Unmap(), pf.Bits()-96)
+		}
+		if pf.Masked() != pf {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, pf.Masked())
+		}
+		return pf, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("must be an IP address or CIDR prefix, got %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+var numberRe = regexp.MustCompile(`^\+(\d{1,15})(?:/(\d{1,2})|(\*))?$`)
+
+func parseNumber(s string) (NumberRange, error) {
+	m := numberRe.FindStringSubmatch(s)
+	if m == nil {
+		return NumberRange{}, fmt.Errorf(`must be an E.164 number with its '+' ("+15551234567"), a range ("+15551230000/4": the last 4 digits vary) or a prefix ("+1555*"), got %q`, s)
+	}
+	digits := m[1]
+	switch {
+	case m[3] == "*":
+		return NumberRange{Raw: s, Prefix: "+" + digits, Digits: -1}, nil
+	case m[2] != "":
+		n, _ := strconv.Atoi(m[2])
+		if n < 1 || n > len(digits) {
+			return NumberRange{}, fmt.Errorf("range %q: /N must be 1 to %d (the digits that vary)", s, len(digits))
+		}
+		for _, c := range digits[len(digits)-n:] {
+			if c != '0' {
+				return NumberRange{}, fmt.Errorf("range %q: the last %d digits must be 0", s, n)
+			}
+		}
+		return NumberRange{Raw: s, Prefix: "+" + digits[:len(digits)-n], Digits: n}, nil
+	}
+	return NumberRange{Raw: s, Prefix: "+" + digits, Digits: 0}, nil
+}
+
+func (v *validator) build(raw *rawConfig) *Config {
+	c := &Config{File: v.file}
+
+	if len(raw.Listen) == 0 {
+		v.fail(p("listen"), "at least one listener is required, e.g. [udp://127.0.0.1:5060]")
+	}
+	seen := map[string]int{}
+	hasTLS := false
+	for i, l := range raw.Listen {
+		t, ap, err := parseURL(l.URL)
+		if err != nil {
+			v.fail(p("listen", i), "%v", err)
+			continue
+		}
+		key := t.String() + ap.String()
+		if j, dup := seen[key]; dup {
+			v.fail(p("listen", i), "duplicate of listen[%d]", j)
+		}
+		seen[key] = i
+		hasTLS = hasTLS || t == sip.TLS
+		c.Listen = append(c.Listen, Listen{Raw: l.URL, Transport: t, Addr: ap, Advertise: l.Advertise})
+	}
+
+	c.TLS = TLS{Cert: raw.TLS.Cert, Key: raw.TLS.Key, ClientCA: raw.TLS.ClientCA,
+		HandshakeTimeout: v.duration(p("tls", "handshake_timeout"), raw.TLS.HandshakeTimeout, 5*time.Second)}
+	if hasTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		v.fail(p("tls"), "a tls:// listener needs tls.cert and tls.key")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		v.fail(p("tls"), "tls.cert and tls.key go together")
+	}
+
+	c.Admin.Listen = raw.Admin.Listen
+	if c.Admin.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
+			v.fail(p("admin", "listen"), "must be an IP address and port such as 127.0.0.1:8080, got %q", c.Admin.Listen)
+		}
+	}
+	c.Storage.Path = raw.Storage.Path
+	if c.Storage.Path == "" {
+		c.Storage.Path = "./data"
+	}
+
+	c.CDR = CDR{Backend: raw.CDR.Backend, DSN: raw.CDR.DSN, BatchSize: raw.CDR.BatchSize,
+		FlushInterval: v.duration(p("cdr", "flush_interval"), raw.CDR.FlushInterval, time.Second)}
+	switch c.CDR.Backend {
+	case "":
+		c.CDR.Backend = "sqlite"
+	case "sqlite":
+	case "postgres":
+		if c.CDR.DSN == "" {
+			v.fail(p("cdr", "dsn"), "backend postgres needs a dsn such as postgres://user@127.0.0.1:5432/sipwarden")
+		}
+	default:
+		v.fail(p("cdr", "backend"), "must be sqlite or postgres, got %q", c.CDR.Backend)
+	}
+	if c.CDR.BatchSize < 0 {
+		v.fail(p("cdr", "batch_size"), "must be >= 0, got %d", c.CDR.BatchSize)
+	}
+	if c.CDR.BatchSize == 0 {
+		c.CDR.BatchSize = 256
+	}
+
+	c.Log = Log{Level: raw.Log.Level, Format: raw.Log.Format}
+	switch c.Log.Level {
+	case "":
+		c.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail(p("log", "level"), "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "":
+		c.Log.Format = "json"
+	case "json", "text":
+	default:
+		v.fail(p("log", "format"), "must be json or text, got %q", c.Log.Format)
+	}
+
+	s := raw.SIP
+	c.SIP = SIP{
+		MaxMessageSize:    v.size(p("sip", "max_message_size"), s.MaxMessageSize, 65535),
+		UserAgent:         s.UserAgent,
+		Workers:           s.Workers,
+		TCPIdleTimeout:    v.duration(p("sip", "tcp_idle_timeout"), s.TCPIdleTimeout, 3*time.Minute),
+		MaxConnsPerSource: s.MaxConnsPerSource,
+		MaxConns:          s.MaxConns,
+		DialogTimeout:     v.duration(p("sip", "dialog_timeout"), s.DialogTimeout, 2*time.Hour),
+		DrainTimeout:      v.duration(p("sip", "drain_timeout"), s.DrainTimeout, 30*time.Second),
+	}
+	if c.SIP.MaxMessageSize < 1024 || c.SIP.MaxMessageSize > 65535 {
+		v.fail(p("sip", "max_message_size"), "must be 1024 to 65535 bytes, got %d", c.SIP.MaxMessageSize)
+	}
+	for _, f := range []struct {
+		key string
+		val *int
+		def int
+	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000}} {
+		if *f.val < 0 {
+			v.fail(p("sip", f.key), "must be >= 0, got %d", *f.val)
+		}
+		if *f.val == 0 {
+			*f.val = f.def
+		}
+	}
+
+	switch raw.UnknownSources {
+	case "":
+		c.UnknownSources = UnknownDrop
+	case UnknownDrop, UnknownReject:
+		c.UnknownSources = raw.UnknownSources
+	default:
+		v.fail(p("unknown_sources"), "must be drop (no reply) or reject (403), got %q", raw.UnknownSources)
+	}
+
+	names := map[string]string{} // name -> key path
+	checkName := func(path []any, name string) {
+		if name == "" {
+			v.fail(path, "a name is required")
+			return
+		}
+		if !nameRe.MatchString(name) {
+			v.fail(path, "may hold only letters, digits, '_', '.' and '-', got %q", name)
+		}
+		if other, dup := names[name]; dup {
+			v.fail(path, "name %q is already used by %s", name, other)
+		}
+		names[name] = keyString(path[:len(path)-1])
+	}
+	prefixes := map[netip.Prefix]string{} // prefix -> owner path
+	addPrefixes := func(base []any, list []string, owner string) []netip.Prefix {
+		var out []netip.Prefix
+		for i, s := range list {
+			pf, err := parsePrefix(s)
+			if err != nil {
+				v.fail(append(append([]any{}, base...), i), "%v", err)
+				continue
+			}
+			if other, dup := prefixes[pf]; dup && other != owner {
+				v.fail(append(append([]any{}, base...), i), "prefix %s is also in %s: the source would be ambiguous", pf, other)
+			}
+			prefixes[pf] = owner
+			out = append(out, pf)
+		}
+		return out
+	}
+	targets := func(base []any, list []string) []Target {
+		var out []Target
+		for i, s := range list {
+			t, ap, err := parseURL(s)
+			if err != nil {
+				v.fail(append(append([]any{}, base...), i), "%v", err)
+				continue
+			}
+			out = append(out, Target{Raw: s, Transport: t, Addr: ap})
+		}
+		return out
+	}
+
+	for i, u := range raw.Upstreams {
+		base := p("upstreams", i)
+		checkName(append(base, "name"), u.Name)
+		up := Upstream{Name: u.Name, Targets: targets(append(base, "targets"), u.Targets)}
+		if len(u.Targets) == 0 {
+			v.fail(append(base, "targets"), "at least one target is required, e.g. [udp://192.0.2.10:5060]")
+		}
+		up.Allow = addPrefixes(append(base, "allow"), u.Allow, "upstreams["+strconv.Itoa(i)+"] ("+u.Name+")")
+		c.Upstreams = append(c.Upstreams, up)
+	}
+	numbers := map[string]string{}
+	for i, t := range raw.Trunks {
+		base := p("trunks", i)
+		checkName(append(base, "name"), t.Name)
+		tr := Trunk{Name: t.Name, Auth: t.Auth, Upstream: t.Upstream, TLS: TrunkTLS{RequireClientCert: t.TLS.RequireClientCert}}
+		switch t.Auth {
+		case "", AuthIP:
+			tr.Auth = AuthIP
+		case "digest":
+			v.fail(append(base, "auth"), "digest authentication is not supported yet: use ip")
+		default:
+			v.fail(append(base, "auth"), "must be ip, got %q", t.Auth)
+		}
+		if len(t.Allow) == 0 {
+			v.fail(append(base, "allow"), "an ip trunk needs at least one source address or prefix")
+		}
+		tr.Allow = addPrefixes(append(base, "allow"), t.Allow, "trunks["+strconv.Itoa(i)+"] ("+t.Name+")")
+		if t.Upstream == "" {
+			v.fail(append(base, "upstream"), "names the upstream this trunk's calls go to")
+		} else if c.UpstreamByName(t.Upstream) == nil {
+			v.fail(append(base, "upstream"), "no upstream is named %q", t.Upstream)
+		}
+		for j, s := range t.Numbers {
+			nr, err := parseNumber(s)
+			if err != nil {
+				v.fail(append(base, "numbers", j), "%v", err)
+				continue
+			}
+			key := nr.Prefix + "/" + strconv.Itoa(nr.Digits)
+			if other, dup := numbers[key]; dup {
+				v.fail(append(base, "numbers", j), "%s is also a number of trunk %s: routing would be ambiguous", s, other)
+			}
+			numbers[key] = t.Name
+			tr.Numbers = append(tr.Numbers, nr)
+		}
+		tr.Targets = targets(append(base, "targets"), t.Targets)
+		tr.Limits = v.limits(append(base, "limits"), t.Limits)
+		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
+			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
+		}
+		c.Trunks = append(c.Trunks, tr)
+	}
+	return c
+}
+
+func (v *validator) limits(base []any, l rawTrunkLimits) TrunkLimits {
+	var out TrunkLimits
+	if l.CPS != "" {
+		out.CPS = v.rate(append(base, "cps"), l.CPS)
+	}
+	if l.Burst < 0 {
+		v.fail(append(base, "burst"), "must be >= 0, got %d", l.Burst)
+	}
+	out.Burst = l.Burst
+	if out.Burst == 0 && out.CPS > 0 {
+		out.Burst = int(math.Max(1, math.Ceil(out.CPS)))
+	}
+	if l.Concurrent < 0 {
+		v.fail(append(base, "concurrent"), "must be >= 0 (0: unlimited), got %d", l.Concurrent)
+	}
+	out.Concurrent = l.Concurrent
+	return out
+}
+
+// rate parses "50" (per second), "300/1m" or "30/2s" into calls per second.
+func (v *validator) rate(path []any, s string) float64 {
+	num, window, hasWindow := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		v.fail(path, "must be a rate >= 0 such as 50 (per second) or 300/1m, got %q", s)
+		return 0
+	}
+	if !hasWindow {
+		return n
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(window))
+	if err != nil || d <= 0 {
+		v.fail(path, "rate window must be a duration such as 1s or 1m, got %q", s)
+		return 0
+	}
+	return n / d.Seconds()
+}

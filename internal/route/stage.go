@@ -1,0 +1,117 @@
+package route
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/e164"
+	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+// Metrics are the route stage's collectors; they live for the process.
+type Metrics struct {
+	originating, terminating prometheus.Counter
+	noRoute                  prometheus.Counter
+}
+
+// NewMetrics creates and registers the collectors (reg may be nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	routed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sipwarden_route_routed_total",
+		Help: "Initial requests routed, by direction (originating: trunk to upstream; terminating: upstream to trunk).",
+	}, []string{"direction"})
+	noRoute := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sipwarden_route_no_route_total",
+		Help: "Initial requests no route could place (answered 404).",
+	})
+	if reg != nil {
+		reg.MustRegister(routed, noRoute)
+	}
+	return &Metrics{originating: routed.WithLabelValues("originating"), terminating: routed.WithLabelValues("terminating"), noRoute: noRoute}
+}
+
+// Stage is the chain stage "route".
+type Stage struct {
+	cfg   *config.Config
+	table *Table
+	bus   *events.Bus
+	met   *Metrics
+}
+
+// NewStage builds the route stage of cfg.
+func NewStage(cfg *config.Config, bus *events.Bus, met *Metrics) (*Stage, error) {
+	if met == nil {
+		met = NewMetrics(nil)
+	}
+	return &Stage{cfg: cfg, table: NewTable(cfg), bus: bus, met: met}, nil
+}
+
+// Name implements chain.Stage.
+func (*Stage) Name() string { return "route" }
+
+// Handle places initial requests; others continue (the proxy routes them in their dialog).
+func (s *Stage) Handle(req *chain.Request) chain.Verdict {
+	if !req.Initial() {
+		return chain.Next()
+	}
+	switch req.PeerKind {
+	case chain.PeerTrunk:
+		up := s.cfg.UpstreamByName(req.Trunk.Upstream)
+		if up == nil || len(up.Targets) == 0 {
+			return s.noRoute(req)
+		}
+		req.Target = chain.Target{Transport: up.Targets[0].Transport, Addr: up.Targets[0].Addr}
+		s.met.originating.Inc()
+		return chain.ForwardTo("routed")
+	case chain.PeerUpstream:
+		var buf [32]byte
+		num, ok := e164.Normalize(dialledUser(req.Msg), buf[:0])
+		if !ok {
+			return s.noRoute(req)
+		}
+		tr := s.table.Lookup(num)
+		if tr == nil || len(tr.Targets) == 0 {
+			return s.noRoute(req)
+		}
+		req.DestTrunk = tr
+		req.Target = chain.Target{Transport: tr.Targets[0].Transport, Addr: tr.Targets[0].Addr}
+		s.met.terminating.Inc()
+		return chain.ForwardTo("routed")
+	}
+	return s.noRoute(req)
+}
+
+// Alternates returns the failover targets after the first one of a routed request.
+func (s *Stage) Alternates(req *chain.Request) []config.Target {
+	var list []config.Target
+	switch {
+	case req.DestTrunk != nil:
+		list = req.DestTrunk.Targets
+	case req.PeerKind == chain.PeerTrunk:
+		if up := s.cfg.UpstreamByName(req.Trunk.Upstream); up != nil {
+			list = up.Targets
+		}
+	}
+	if len(list) < 2 {
+		return nil
+	}
+	return list[1:]
+}
+
+// dialledUser is the user part of the Request-URI (sip:, sips: or tel:).
+func dialledUser(m *sip.Msg) []byte {
+	u, err := sip.ParseURI(m.RequestURI())
+	if err != nil {
+		return nil
+	}
+	return u.User
+}
+
+func (s *Stage) noRoute(req *chain.Request) chain.Verdict {
+	s.met.noRoute.Inc()
+	s.bus.Publish(events.Event{Kind: events.NoRoute, Stage: "route", Reason: "no_route", Src: req.Src,
+		Transport: req.Transport.String(), Trunk: req.PeerName(), Method: req.Msg.Method().String(), Code: 404})
+	return chain.ReplyWith(404, "no_route")
+}

@@ -1,0 +1,42 @@
+package transport
+
+// Drop reasons of the pre-parse gate (metric label values).
+const (
+	dropBlocked   = "blocked"
+	dropOversize  = "oversize"
+	dropKeepalive = "keepalive"
+	dropGarbage   = "garbage"
+	dropFraming   = "framing"
+	dropOverload  = "overload"
+)
+
+// classify decides, before any parsing, whether b may be a SIP message. It
+// returns "" for a candidate, or the drop reason.
+func classify(b []byte, max int) string {
+	if len(b) > max {
+		return dropOversize
+	}
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	if i == len(b) {
+		return dropKeepalive
+	}
+	if !isTokenStart(b[i]) || len(b)-i < 12 {
+		return dropGarbage
+	}
+	return ""
+}
+
+// isTokenStart reports whether c can start a method token or "SIP/2.0".
+func isTokenStart(c byte) bool {
+	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+		return true
+	}
+	switch c {
+	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+		return true
+	}
+	return false
+}
