@@ -46,19 +46,19 @@ func DispositionFor(code int, callerCancelled bool) Disposition {
 
 // Record is one call.
 type Record struct {
-	ID        int64 // assigned by the store
-	CallID    string
-	Trunk     string // the customer trunk (either direction)
-	Upstream  string
-	Direction string // "originating" (trunk to upstream) or "terminating" (upstream to trunk)
-	SrcAddr   string // ip:port that sent the INVITE
-	Transport string // UDP, TCP, TLS
-	From, To  string // E.164 where possible, else the URI user part
-	Start     time.Time
-	Answer    time.Time // zero when not answered
-	End       time.Time
-	Duration  time.Duration // End-Answer when answered
-	FinalCode int
+	ID          int64 // assigned by the store
+	CallID      string
+	Trunk       string // the customer trunk (either direction)
+	Upstream    string
+	Direction   string // "originating" (trunk to upstream) or "terminating" (upstream to trunk)
+	SrcAddr     string // ip:port that sent the INVITE
+	Transport   string // UDP, TCP, TLS
+	From, To    string // E.164 where possible, else the URI user part
+	Start       time.Time
+	Answer      time.Time // zero when not answered
+	End         time.Time
+	Duration    time.Duration // End-Answer when answered
+	FinalCode   int
 	Disposition Disposition
 	Stage       string // for Blocked: the stage
 	Reason      string // for Blocked: why; else an extra note ("shutdown", "dialog_timeout")

@@ -37,6 +37,7 @@ type Editor struct {
 	body     []byte
 	newBody  bool
 	num      [24]byte
+	clBuf    [24]byte
 }
 
 // Reset starts a new set of edits on m.
@@ -120,8 +121,7 @@ func (e *Editor) AppendTo(dst []byte) ([]byte, error) {
 		body = e.body
 	}
 	// Content-Length: fix the first field, drop any others, or add one.
-	var clBuf [20]byte
-	cl := strconv.AppendInt(clBuf[:0], int64(len(body)), 10)
+	cl := strconv.AppendInt(e.clBuf[:0], int64(len(body)), 10)
 	first := true
 	for i := 0; i < m.n; i++ {
 		if m.hdrs[i].id != HdrContentLength {
