@@ -151,7 +151,7 @@ func ParseVia(b []byte) (v Via, rest []byte, err error) {
 				}
 				val = b[vs:i]
 			}
-			if len(val) == 0 && b[vs] != '"' {
+			if len(val) == 0 && (vs >= len(b) || b[vs] != '"') {
 				return Via{}, nil, fmt.Errorf("%w: empty value of %s", errVia, name)
 			}
 			i = skipLWS(b, i)
