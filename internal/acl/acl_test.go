@@ -45,8 +45,8 @@ func TestLookup(t *testing.T) {
 		{"[2001:db8:1:3::5]:5060", sip.TCP, chain.PeerTrunk, "narrow"},
 		{"[2001:db8:2::5]:5060", sip.UDP, chain.PeerUnknown, ""},
 		{"[::ffff:198.51.100.1]:5060", sip.UDP, chain.PeerTrunk, "wide"}, // 4-in-6 is unmapped
-		{"127.0.0.1:5080", sip.UDP, chain.PeerUpstream, "pbx"},          // exact target beats the trunk's /32 over UDP
-		{"127.0.0.1:5080", sip.TCP, chain.PeerTrunk, "local"},           // streams: the explicit allow owns the address
+		{"127.0.0.1:5080", sip.UDP, chain.PeerUpstream, "pbx"},           // exact target beats the trunk's /32 over UDP
+		{"127.0.0.1:5080", sip.TCP, chain.PeerTrunk, "local"},            // streams: the explicit allow owns the address
 		{"127.0.0.1:40000", sip.UDP, chain.PeerTrunk, "local"},
 	}
 	for _, tc := range tests {
