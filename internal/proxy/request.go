@@ -53,16 +53,16 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 	meth := m.Method()
 	w.p.met.request(meth)
 
+	// A message that failed to parse still has the fields indexed before the
+	// error: enough, often, to answer a peer with 400 or 505.
 	var via sip.Via
 	viaOK := false
-	if perr == nil {
-		if v, err := m.TopVia(); err == nil {
-			via, viaOK = v, true
-		}
+	if v, err := m.TopVia(); err == nil {
+		via, viaOK = v, true
 	}
 	// Retransmissions and the ACK of a non-2xx answer belong to a server
 	// transaction we already have: they go no further.
-	if viaOK && meth != sip.CANCEL {
+	if perr == nil && viaOK && meth != sip.CANCEL {
 		lookup := meth
 		if meth == sip.ACK {
 			lookup = sip.INVITE

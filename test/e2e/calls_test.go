@@ -28,11 +28,12 @@ trunks:
     allow: [127.0.0.2/32]
     upstream: pbx
     numbers: ["+15551230000/4"]
+    targets: ["udp://127.0.0.2:{{index .Extra "trunkPort"}}"]
     limits: {cps: {{index .Extra "cps"}}, concurrent: {{index .Extra "concurrent"}}}
 `
 
 func params(pbxTransport string) map[string]any {
-	return map[string]any{"pbxTransport": pbxTransport, "cps": 0, "concurrent": 0}
+	return map[string]any{"pbxTransport": pbxTransport, "cps": 0, "concurrent": 0, "trunkPort": 5070}
 }
 
 // TestCallsComplete relays whole calls (INVITE/100/180/200/ACK/BYE/200) from
@@ -169,4 +170,51 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("503s: %d of 8, want >= 5", got503)
 		}
 	})
+}
+
+// TestTerminatingCall places calls from the PBX to a number of the trunk: they
+// reach the trunk's phone system, and the CDRs say "terminating".
+func TestTerminatingCall(t *testing.T) {
+	const calls = 5
+	pbxPort, phonePort := freePort(t), freePort(t)
+	startUASAt(t, "127.0.0.2", "uas.xml", phonePort)
+	p := params("udp")
+	p["trunkPort"] = phonePort
+	e := startEdge(t, baseConfig, pbxPort, p)
+	// the PBX calls from its own address, so sipwarden knows it as the upstream
+	args := uacArgs("uac.xml", e.sipAddr(), calls, 10)
+	for i, a := range args {
+		if a == "127.0.0.2" && args[i-1] == "-i" {
+			args[i] = "127.0.0.3"
+		}
+		if a == "0" && args[i-1] == "-p" {
+			args[i] = strconv.Itoa(pbxPort)
+		}
+	}
+	res := runSipp(t, 60*time.Second, args...)
+	if res.Successful != calls {
+		t.Fatalf("calls: %s\n%s", fmtCalls(res), res.Screen)
+	}
+	// a number no trunk owns gets 404 and never leaves
+	for i, a := range args {
+		if a == "+15551230001" {
+			args[i] = "+16175550000"
+		}
+	}
+	args = append(args[:len(args)-1], "-m", "1", args[len(args)-1])
+	res = runSipp(t, 30*time.Second, args...)
+	if res.Successful != 0 || res.Failed != 1 {
+		t.Fatalf("call to an unknown number: %s", fmtCalls(res))
+	}
+	e.stop()
+	recs := e.cdrs()
+	n := 0
+	for _, r := range recs {
+		if r.Direction == "terminating" && r.Trunk == "acme" && r.Disposition == cdr.Answered {
+			n++
+		}
+	}
+	if n != calls {
+		t.Fatalf("terminating answered CDRs: %d, want %d: %+v", n, calls, recs)
+	}
 }

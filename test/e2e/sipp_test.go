@@ -66,8 +66,14 @@ type uas struct {
 
 func startUAS(t *testing.T, scenario string, port int, extra ...string) *uas {
 	t.Helper()
+	return startUASAt(t, "127.0.0.3", scenario, port, extra...)
+}
+
+// startUASAt starts a SIPp UAS on ip:port.
+func startUASAt(t *testing.T, ip, scenario string, port int, extra ...string) *uas {
+	t.Helper()
 	sipp := requireTool(t, "sipp", "sip-tester")
-	args := append([]string{"-nostdin", "-sf", scenarioPath(scenario), "-i", "127.0.0.3", "-p", strconv.Itoa(port)}, extra...)
+	args := append([]string{"-nostdin", "-sf", scenarioPath(scenario), "-i", ip, "-p", strconv.Itoa(port)}, extra...)
 	u := &uas{cmd: exec.Command(sipp, args...), done: make(chan struct{}), out: &syncBuffer{}}
 	u.cmd.Dir = t.TempDir()
 	u.cmd.Stdout, u.cmd.Stderr = u.out, u.out
