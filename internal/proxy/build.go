@@ -96,22 +96,36 @@ func appendRecordRoute(dst []byte, l *transport.Listener) []byte {
 // asked for one), followed by the rest of the field. It returns dst unchanged
 // when nothing needs to change.
 func appendViaReceived(dst, value []byte, v *sip.Via, rest []byte, src netip.AddrPort) []byte {
+	start := len(dst)
 	srcIP := src.Addr().Unmap()
-	hostIP, err := netip.ParseAddr(string(v.Host))
-	needReceived := err != nil || hostIP.Unmap() != srcIP
+	dst = srcIP.AppendTo(dst)
+	needReceived := !bytes.Equal(dst[start:], v.Host)
+	dst = dst[:start]
 	if !needReceived && !v.RPort {
 		return dst
 	}
 	first := value[:len(value)-len(rest)]
 	first = bytes.TrimRight(first, " \t\r\n,")
-	start := len(dst)
-	if v.RPort {
-		first = removeBareParam(first, "rport")
+	// copy the via-parm without a bare ";rport" and without an old ";received=..."
+	for len(first) > 0 {
+		end := len(first)
+		if k := bytes.IndexByte(first[1:], ';'); k >= 0 {
+			end = k + 1
+		}
+		part := first[:end]
+		first = first[end:]
+		if part[0] == ';' {
+			name := bytes.TrimSpace(part[1:])
+			if eq := bytes.IndexByte(name, '='); eq >= 0 {
+				if bytes.EqualFold(bytes.TrimSpace(name[:eq]), []byte("received")) {
+					continue
+				}
+			} else if bytes.EqualFold(name, []byte("rport")) {
+				continue
+			}
+		}
+		dst = append(dst, part...)
 	}
-	if len(v.Received) > 0 {
-		first = removeParam(first, "received")
-	}
-	dst = append(dst, first...)
 	if needReceived {
 		dst = append(dst, ";received="...)
 		dst = srcIP.AppendTo(dst)
@@ -124,67 +138,7 @@ func appendViaReceived(dst, value []byte, v *sip.Via, rest []byte, src netip.Add
 		dst = append(dst, ", "...)
 		dst = append(dst, rest...)
 	}
-	if len(dst) == start {
-		return dst
-	}
 	return dst
-}
-
-// removeBareParam returns via-parm b without ";name" (no value). It copies
-// only when the parameter is present.
-func removeBareParam(b []byte, name string) []byte {
-	for i := 0; i+1+len(name) <= len(b); i++ {
-		if b[i] != ';' {
-			continue
-		}
-		j := i + 1
-		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
-			j++
-		}
-		if j+len(name) > len(b) || !bytes.EqualFold(b[j:j+len(name)], []byte(name)) {
-			continue
-		}
-		k := j + len(name)
-		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
-			k++
-		}
-		if k == len(b) || b[k] == ';' {
-			out := make([]byte, 0, len(b))
-			out = append(out, b[:i]...)
-			return append(out, b[k:]...)
-		}
-	}
-	return b
-}
-
-// removeParam returns via-parm b without ";name=value".
-func removeParam(b []byte, name string) []byte {
-	for i := 0; i+1+len(name) <= len(b); i++ {
-		if b[i] != ';' {
-			continue
-		}
-		j := i + 1
-		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
-			j++
-		}
-		if j+len(name) > len(b) || !bytes.EqualFold(b[j:j+len(name)], []byte(name)) {
-			continue
-		}
-		k := j + len(name)
-		for k < len(b) && (b[k] == ' ' || b[k] == '\t') {
-			k++
-		}
-		if k < len(b) && b[k] != '=' && b[k] != ';' {
-			continue
-		}
-		for k < len(b) && b[k] != ';' {
-			k++
-		}
-		out := make([]byte, 0, len(b))
-		out = append(out, b[:i]...)
-		return append(out, b[k:]...)
-	}
-	return b
 }
 
 // popOwnRoutes removes the Route entries at the top that point at us (RFC

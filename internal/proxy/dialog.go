@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"hash/maphash"
-	"net/netip"
 	"strconv"
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
@@ -179,17 +178,8 @@ func (p *Proxy) isLocalURI(uri []byte) bool {
 	if ls == nil {
 		return false
 	}
-	host := u.Host
-	if a, err := netip.ParseAddr(string(host)); err == nil {
-		for _, l := range *ls {
-			if l.port == port && l.host == a.Unmap().String() {
-				return true
-			}
-		}
-		return false
-	}
 	for _, l := range *ls {
-		if l.port == port && l.host == string(host) {
+		if l.port == port && l.host == string(u.Host) {
 			return true
 		}
 	}
