@@ -133,25 +133,16 @@ var compactForms = [26]HeaderID{
 	'o' - 'a': HdrEvent,
 }
 
-// headerByLower maps lower-case long names to IDs. Lookups with
-// string(bytes) keys do not allocate.
-var headerByLower = func() map[string]HeaderID {
-	m := make(map[string]HeaderID, numHeaderIDs)
+// headersByLen lists the long names by length, so that a lookup compares a
+// name with the two or three known names of its length only.
+var headersByLen = func() [25][]HeaderID {
+	var t [25][]HeaderID
 	for id := HdrVia; id < numHeaderIDs; id++ {
-		m[lowerASCII(headerNames[id])] = id
+		n := len(headerNames[id])
+		t[n] = append(t[n], id)
 	}
-	return m
+	return t
 }()
-
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 32
-		}
-	}
-	return string(b)
-}
 
 // lookupHeader returns the ID of a header name (any case, long or compact).
 func lookupHeader(name []byte) HeaderID {
@@ -162,17 +153,17 @@ func lookupHeader(name []byte) HeaderID {
 		}
 		return HdrOther
 	}
-	if len(name) > 24 {
+	if len(name) >= len(headersByLen) {
 		return HdrOther
 	}
-	var low [24]byte
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 32
+	first := name[0] | 0x20
+	for _, id := range headersByLen[len(name)] {
+		h := headerNames[id]
+		if h[0]|0x20 == first && equalFoldASCII(name, h) {
+			return id
 		}
-		low[i] = c
 	}
-	return headerByLower[string(low[:len(name)])]
+	return HdrOther
 }
 
 // equalFoldASCII compares b and s ignoring ASCII case.

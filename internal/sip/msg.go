@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -146,15 +148,15 @@ func (m *Msg) Parse(b []byte) error {
 // findLineEnd returns the end of the line starting at pos (before CRLF or
 // LF) and the start of the next line, or -1 when there is no line break.
 func findLineEnd(b []byte, pos int) (end, next int) {
-	for i := pos; i < len(b); i++ {
-		if b[i] == '\n' {
-			if i > pos && b[i-1] == '\r' {
-				return i - 1, i + 1
-			}
-			return i, i + 1
-		}
+	i := bytes.IndexByte(b[pos:], '\n')
+	if i < 0 {
+		return -1, -1
 	}
-	return -1, -1
+	i += pos
+	if i > pos && b[i-1] == '\r' {
+		return i - 1, i + 1
+	}
+	return i, i + 1
 }
 
 func isTokenChar(c byte) bool {
@@ -326,10 +328,32 @@ func (m *Msg) parseHeaders(b []byte, pos int) error {
 
 // checkHeaderBytes rejects NUL and other control bytes (but HTAB) in a
 // field, except as a quoted-pair ("\\" followed by the byte, RFC 3261 25.1).
+// Eight bytes at a time: a word without any byte below 0x20 or equal to 0x7f
+// (the common case) is skipped at once.
 func checkHeaderBytes(b []byte) error {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		const lo, hi = 0x0101010101010101, 0x8080808080808080
+		below20 := (x - 0x20*lo) & ^x & hi
+		is7f := ((x ^ 0x7f*lo) - lo) & ^(x ^ 0x7f*lo) & hi
+		if below20|is7f != 0 {
+			if err := checkHeaderBytesSlow(b[i:i+8], i > 0 && b[i-1] == '\\'); err != nil {
+				return err
+			}
+		}
+	}
+	return checkHeaderBytesSlow(b[i:], i > 0 && b[i-1] == '\\')
+}
+
+func checkHeaderBytesSlow(b []byte, escaped bool) error {
 	for i, c := range b {
 		if c < 0x20 && c != '\t' || c == 0x7f {
-			if i > 0 && b[i-1] == '\\' && c != '\r' && c != '\n' {
+			prevEscape := escaped
+			if i > 0 {
+				prevEscape = b[i-1] == '\\'
+			}
+			if prevEscape && c != '\r' && c != '\n' {
 				continue
 			}
 			return fmt.Errorf("%w: control byte 0x%02x", ErrHeader, c)

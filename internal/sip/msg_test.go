@@ -300,3 +300,27 @@ func TestZeroAlloc(t *testing.T) {
 		}
 	}
 }
+
+// TestControlBytesEverywhere checks the word-at-a-time control-byte scan at every offset.
+func TestControlBytesEverywhere(t *testing.T) {
+	for pos := 0; pos < 20; pos++ {
+		for _, c := range []byte{0x00, 0x01, 0x1f, 0x7f} {
+			v := []byte(strings.Repeat("a", 20))
+			v[pos] = c
+			var m Msg
+			if err := m.Parse([]byte("OPTIONS sip:a@b SIP/2.0\r\nX: " + string(v) + "\r\n\r\n")); !errors.Is(err, ErrHeader) {
+				t.Errorf("byte 0x%02x at %d: %v, want ErrHeader", c, pos, err)
+			}
+			if pos > 0 && c != 0x00 {
+				v[pos-1] = '\\'
+				if err := m.Parse([]byte("OPTIONS sip:a@b SIP/2.0\r\nX: \"" + string(v) + "\"\r\n\r\n")); err != nil {
+					t.Errorf("quoted-pair 0x%02x at %d: %v", c, pos, err)
+				}
+			}
+		}
+	}
+	var m Msg
+	if err := m.Parse([]byte("OPTIONS sip:a@b SIP/2.0\r\nX: caf\xc3\xa9 \xe2\x82\xac\ttab\r\n\r\n")); err != nil {
+		t.Errorf("UTF-8 and HTAB rejected: %v", err)
+	}
+}
