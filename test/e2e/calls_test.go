@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +217,48 @@ func TestTerminatingCall(t *testing.T) {
 	}
 	if n != calls {
 		t.Fatalf("terminating answered CDRs: %d, want %d: %+v", n, calls, recs)
+	}
+}
+
+// TestReload changes the configuration under a running sipwarden: a call in
+// progress keeps going, the new limit applies to the next call, and a broken
+// file is refused while the running configuration stays.
+func TestReload(t *testing.T) {
+	pbx := freePort(t)
+	startUAS(t, "uas_ring.xml", pbx)
+	e := startEdge(t, baseConfig, pbx, params("udp"))
+	ua := newRawUA(t, "udp", "127.0.0.2")
+	if r := ua.invite(e.sipAddr(), "reload-1"); r.code != 180 {
+		t.Fatalf("first call: %d, want 180", r.code)
+	}
+	p := params("udp")
+	p["concurrent"] = 1
+	e.reload(baseConfig, p)
+	e.waitLog("configuration reloaded", 1)
+	if r := ua.invite(e.sipAddr(), "reload-2"); r.code != 503 {
+		t.Fatalf("second call after the reload to concurrent: 1 (one call up): %d, want 503", r.code)
+	}
+	e.reload("listen: [udp://127.0.0.1:{{.SIPPort}}\ntrunks: {broken", p)
+	e.waitLog("configuration reload refused", 1)
+	if r := ua.invite(e.sipAddr(), "reload-3"); r.code != 503 {
+		t.Fatalf("after a refused reload the old limit must hold: %d, want 503", r.code)
+	}
+	// the first call, ringing through both reloads, can still be cancelled
+	ua.send(e.sipAddr(), strings.Replace(strings.Replace(ua.inviteText(e.sipAddr(), "reload-1", "z9hG4bK-reload-1", 1),
+		"INVITE sip:", "CANCEL sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1))
+	got200, got487 := false, false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !(got200 && got487); {
+		m := ua.recv(time.Until(deadline))
+		if m == nil {
+			break
+		}
+		if m.get("Call-ID") != "reload-1" {
+			continue
+		}
+		got200 = got200 || (m.code == 200 && strings.Contains(m.get("CSeq"), "CANCEL"))
+		got487 = got487 || m.code == 487
+	}
+	if !got200 || !got487 {
+		t.Fatalf("CANCEL of the call in progress: 200=%v 487=%v", got200, got487)
 	}
 }

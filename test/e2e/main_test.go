@@ -96,6 +96,35 @@ type edge struct {
 	logs    *syncBuffer
 	done    chan struct{}
 	exitErr error
+	params  edgeParams
+}
+
+// rewrite writes a new configuration (from tmpl, with the same ports) over
+// the running edge's file and sends SIGHUP.
+func (e *edge) reload(tmpl string, extra map[string]any) {
+	e.t.Helper()
+	p := e.params
+	p.Extra = extra
+	var buf bytes.Buffer
+	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&buf, p); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "sipwarden.yaml"), buf.Bytes(), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGHUP)
+}
+
+// waitLog waits until the output contains s n times.
+func (e *edge) waitLog(s string, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(e.logs.String(), s) < n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no %q in the log after 5s:\n%s", s, e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type syncBuffer struct {
@@ -135,7 +164,7 @@ func startEdge(t *testing.T, tmpl string, pbxPort int, extra map[string]any) *ed
 	if err := os.WriteFile(cfgPath, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &edge{t: t, dir: dir, sipPort: p.SIPPort, tlsPort: p.TLSPort, admin: fmt.Sprintf("127.0.0.1:%d", p.AdminPort),
+	e := &edge{t: t, dir: dir, params: p, sipPort: p.SIPPort, tlsPort: p.TLSPort, admin: fmt.Sprintf("127.0.0.1:%d", p.AdminPort),
 		logs: &syncBuffer{}, done: make(chan struct{})}
 	e.cmd = exec.Command(binary, "serve", "--config", cfgPath)
 	e.cmd.Stdout = e.logs

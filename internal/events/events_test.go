@@ -1,0 +1,54 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBusFanOutAndLoss(t *testing.T) {
+	b := NewBus()
+	a := b.Subscribe("a", 10)
+	small := b.Subscribe("small", 1)
+	for range 3 {
+		b.Publish(Event{Kind: UnknownSource})
+	}
+	if len(a.C) != 3 || len(small.C) != 1 || small.Lost() != 2 || a.Lost() != 0 {
+		t.Fatalf("a: %d queued, %d lost; small: %d queued, %d lost", len(a.C), a.Lost(), len(small.C), small.Lost())
+	}
+	b.Unsubscribe(small)
+	b.Publish(Event{Kind: LimitHit})
+	if len(a.C) != 4 {
+		t.Fatalf("a: %d queued", len(a.C))
+	}
+	b.Close()
+	var nilBus *Bus
+	nilBus.Publish(Event{}) // a nil bus discards
+}
+
+// TestLogSinkRateLimit: a flood of events becomes a bounded number of log
+// lines plus one summary of what was left out.
+func TestLogSinkRateLimit(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&out, nil))
+	b := NewBus()
+	sub := b.Subscribe("log", 10000)
+	now := time.Now()
+	for i := range 5000 {
+		b.Publish(Event{Time: now.Add(time.Duration(i) * time.Microsecond), Kind: UnknownSource, Reason: "unknown_source",
+			Src: netip.MustParseAddrPort("192.0.2.1:5060")})
+	}
+	b.Close()
+	LogSink(context.Background(), log, sub)
+	lines := strings.Count(out.String(), "\n")
+	if lines > logBurst+5 || lines < logBurst {
+		t.Fatalf("%d log lines for 5000 events in 5 ms", lines)
+	}
+	if !strings.Contains(out.String(), `"msg":"events not logged (rate limit)","kind":"unknown_source","count":4900`) {
+		t.Fatalf("no summary of the suppressed events:\n%s", out.String()[len(out.String())-300:])
+	}
+}
