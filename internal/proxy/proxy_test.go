@@ -21,12 +21,16 @@ import (
 
 // recorder is a Sender that keeps what the proxy sends instead of sending it.
 type recorder struct {
-	l    *transport.Listener
-	mu   sync.Mutex
-	sent []sent
-	keep bool
-	last []byte
+	l      *transport.Listener
+	mu     sync.Mutex
+	sent   []sent
+	keep   bool
+	last   []byte
+	invite []byte
 }
+
+// lastInvite returns the last INVITE the proxy sent.
+func (r *recorder) lastInvite() []byte { return r.invite }
 
 type sent struct {
 	dst netip.AddrPort
@@ -38,6 +42,9 @@ func (r *recorder) Send(_ sip.Transport, _ *transport.Listener, dst netip.AddrPo
 	defer r.mu.Unlock()
 	if !bytes.HasPrefix(b, []byte("SIP/2.0 ")) {
 		r.last = append(r.last[:0], b...) // the last request sent: the PBX answers it
+		if bytes.HasPrefix(b, []byte("INVITE ")) {
+			r.invite = append(r.invite[:0], b...)
+		}
 	}
 	if r.keep {
 		r.sent = append(r.sent, sent{dst, append([]byte(nil), b...)})
@@ -138,11 +145,14 @@ func (c *callBufs) build(n int) {
 }
 
 // respond answers the request the proxy last sent (to the PBX).
-func respond(w *worker, rec *recorder, c *callBufs, code int) {
+func respond(w *worker, rec *recorder, c *callBufs, code int) { respondFrom(w, rec, c, code, uas) }
+
+// respondFrom answers the request the proxy last sent, from src.
+func respondFrom(w *worker, rec *recorder, c *callBufs, code int, src netip.AddrPort) {
 	var m sip.Msg
 	_ = m.Parse(rec.last)
 	c.resp = sip.AppendResponse(c.resp[:0], &m, code, sip.ReasonText(code), []byte("t1"), "", nil)
-	w.feed(uas, c.resp)
+	w.feed(src, c.resp)
 }
 
 // relayCall runs one whole call through the worker: INVITE, 180, 200, ACK, BYE, 200.
