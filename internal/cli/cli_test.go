@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/cdr"
+	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
+)
+
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	if code, _, errs := run(); code != 2 || !strings.Contains(errs, "Commands:") {
+		t.Errorf("no args: %d %q", code, errs)
+	}
+	if code, _, _ := run("frobnicate"); code != 2 {
+		t.Errorf("unknown command: %d", code)
+	}
+	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "sipwarden ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	for _, cmd := range []string{"serve", "check-config", "chain"} {
+		if code, _, errs := run(cmd, "--help"); code != 0 || !strings.Contains(errs, "Usage: sipwarden "+cmd) {
+			t.Errorf("%s --help: %d %q", cmd, code, errs)
+		}
+	}
+	if code, out, _ := run("cdr", "--help"); code != 0 || !strings.Contains(out, "list") {
+		t.Errorf("cdr --help: %d %q", code, out)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(good, []byte("listen: [udp://127.0.0.1:5060]\n"), 0o600)
+	_ = os.WriteFile(bad, []byte("listen: [udp://127.0.0.1:5060]\nunknown_sources: maybe\n"), 0o600)
+	if code, out, _ := run("check-config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("good: %d %q", code, out)
+	}
+	code, _, errs := run("check-config", bad)
+	if code != 1 || !strings.Contains(errs, "bad.yaml:2:18: unknown_sources: must be drop") {
+		t.Errorf("bad: %d %q", code, errs)
+	}
+	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "4. route") {
+		t.Errorf("chain: %d %q", code, out)
+	}
+}
+
+func TestCDRCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "cdr.db")
+	st, err := cdrsqlite.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	_ = st.Insert(context.Background(), []cdr.Record{
+		{CallID: "old", Trunk: "acme", Start: now.Add(-48 * time.Hour), End: now.Add(-48 * time.Hour), FinalCode: 486, Disposition: cdr.Busy},
+		{CallID: "new", Trunk: "acme", From: "+15550001000", To: "+15551230001", Start: now.Add(-time.Minute), Answer: now.Add(-50 * time.Second),
+			End: now, Duration: 50 * time.Second, FinalCode: 200, Disposition: cdr.Answered},
+		{CallID: "other", Trunk: "globex", Start: now.Add(-time.Minute), End: now, FinalCode: 503, Disposition: cdr.Blocked, Stage: "limits", Reason: "cps_limit"},
+	})
+	st.Close()
+	code, out, errs := run("cdr", "list", "--db", db, "--since", "24h")
+	if code != 0 || !strings.Contains(out, "new") || strings.Contains(out, "old") || !strings.Contains(out, "limits/cps_limit") || !strings.Contains(out, "(2 calls)") {
+		t.Errorf("list: %d %q %q", code, out, errs)
+	}
+	code, out, _ = run("cdr", "export", "--db", db, "--trunk", "acme")
+	if code != 0 || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, "start,call_id,trunk") {
+		t.Errorf("csv export: %d %q", code, out)
+	}
+	code, out, _ = run("cdr", "export", "--db", db, "--format", "json", "--limit", "1")
+	var recs []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &recs) != nil || len(recs) != 1 || recs[0]["call_id"] != "old" {
+		t.Errorf("json export: %d %q", code, out)
+	}
+	if code, _, _ := run("cdr", "list", "--db", db, "--since", "yesterday"); code != 2 {
+		t.Errorf("bad --since: %d, want 2", code)
+	}
+	if code, _, _ := run("cdr", "list", "--db", db, "--format", "xml"); code != 2 {
+		t.Errorf("bad --format: %d, want 2", code)
+	}
+}
