@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/sip"
@@ -88,5 +90,44 @@ func BenchmarkLookup10k(b *testing.B) {
 	for b.Loop() {
 		tab.Lookup(srcs[i&1], sip.UDP)
 		i++
+	}
+}
+
+func TestProbeTracker(t *testing.T) {
+	p := NewProbeTracker(16)
+	a := netip.MustParseAddr("203.0.113.5")
+	now := time.Unix(0, 0)
+	for i := range 5 {
+		if p.Exceeded(a, now, 1, 5) {
+			t.Fatalf("request %d within the burst counted as exceeded", i)
+		}
+	}
+	if !p.Exceeded(a, now, 1, 5) {
+		t.Fatal("6th request at once not exceeded")
+	}
+	if p.Exceeded(a, now.Add(time.Second), 1, 5) {
+		t.Fatal("a token refills after 1 s at 1/s")
+	}
+	if p.Exceeded(netip.MustParseAddr("203.0.113.6"), now, 0, 5) {
+		t.Fatal("rate 0 disables the rule")
+	}
+}
+
+// TestUnknownProbesAreBanned: an unknown source that keeps sending is banned.
+func TestUnknownProbesAreBanned(t *testing.T) {
+	cfg := testConfig(t, cfgYAML+"bans: {unknown_source_probes: 1/1m, probe_burst: 3}\n")
+	bans := banlist.New(nil, banlist.Options{})
+	st, _ := NewStage(cfg, nil, nil, bans, NewProbeTracker(0))
+	src := netip.MustParseAddrPort("203.0.113.9:5060")
+	for i := range 4 {
+		if v := st.Handle(&chain.Request{Src: src, Transport: sip.UDP}); v.Action != chain.Drop {
+			t.Fatalf("request %d: %+v", i, v)
+		}
+	}
+	if !bans.Blocked(src.Addr()) {
+		t.Fatal("the 4th probe beyond a burst of 3 did not ban the source")
+	}
+	if st.Table().IsPeer(netip.MustParseAddr("198.51.100.1")) != true || st.Table().IsPeer(src.Addr()) {
+		t.Fatal("IsPeer")
 	}
 }

@@ -1,8 +1,12 @@
 package acl
 
 import (
+	"net/netip"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
@@ -45,14 +49,36 @@ type Stage struct {
 	reject bool
 	bus    *events.Bus
 	met    *Metrics
+	bans   *banlist.List
+	probes *ProbeTracker
+	rate   float64
+	burst  int
 }
 
-// NewStage builds the acl stage of cfg.
-func NewStage(cfg *config.Config, bus *events.Bus, met *Metrics) (*Stage, error) {
+// NewStage builds the acl stage of cfg. bans and probes may be nil: unknown
+// sources are then dropped but never banned.
+func NewStage(cfg *config.Config, bus *events.Bus, met *Metrics, bans *banlist.List, probes *ProbeTracker) (*Stage, error) {
 	if met == nil {
 		met = NewMetrics(nil)
 	}
-	return &Stage{table: New(cfg), reject: cfg.UnknownSources == config.UnknownReject, bus: bus, met: met}, nil
+	return &Stage{table: New(cfg), reject: cfg.UnknownSources == config.UnknownReject, bus: bus, met: met,
+		bans: bans, probes: probes, rate: cfg.Bans.ProbeRate, burst: cfg.Bans.ProbeBurst}, nil
+}
+
+// Table returns the stage's address table (the ban list asks it who is a peer).
+func (s *Stage) Table() *Table { return s.table }
+
+// IsPeer reports whether a belongs to a configured trunk or upstream (any port).
+func (t *Table) IsPeer(a netip.Addr) bool {
+	if t.Lookup(netip.AddrPortFrom(a, 0), sip.TCP).Kind != chain.PeerUnknown {
+		return true
+	}
+	for ap := range t.exact {
+		if ap.Addr() == a.Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 // Name implements chain.Stage.
@@ -83,6 +109,12 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	}
 	s.bus.Publish(events.Event{Kind: events.UnknownSource, Stage: "acl", Reason: "unknown_source",
 		Src: req.Src, Transport: req.Transport.String(), Method: method})
+	if s.bans != nil && s.probes != nil {
+		a := req.Src.Addr().Unmap()
+		if s.probes.Exceeded(a, time.Now(), s.rate, s.burst) {
+			_, _ = s.bans.Add(netip.PrefixFrom(a, a.BitLen()), "unknown_source_probe", "acl", 0)
+		}
+	}
 	if s.reject {
 		return chain.ReplyWith(403, "unknown_source")
 	}

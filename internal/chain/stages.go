@@ -10,11 +10,13 @@ package chain
 //     malformed message depends on who sent it (400 for a peer, silence otherwise).
 //   - sanity: rejects malformed or looping requests before any later stage reads
 //     their headers.
+//   - scanner: drops (and bans) requests with the signature of a scanner or
+//     attack tool; needs the parsed headers that sanity vouched for.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
-// Stages of later capabilities slot in between (flood and scanner after acl,
-// auth and registrar before limits, fraud, shaken and media before route).
-var Order = []string{"acl", "sanity", "limits", "route"}
+// Stages of later capabilities slot in between (flood after acl, auth and
+// registrar before limits, fraud, shaken and media before route).
+var Order = []string{"acl", "sanity", "scanner", "limits", "route"}

@@ -19,6 +19,7 @@ Commands:
   check-config  validate a configuration file and print every problem
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
+  ban           add, remove or list bans
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -40,6 +41,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ChainCommand(rest, stdout, stderr)
 	case "cdr":
 		return CDRCommand(rest, stdout, stderr)
+	case "ban":
+		return BanCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

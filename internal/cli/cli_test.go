@@ -53,7 +53,7 @@ func TestCheckConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "bad.yaml:2:18: unknown_sources: must be drop") {
 		t.Errorf("bad: %d %q", code, errs)
 	}
-	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "4. route") {
+	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "3. scanner") || !strings.Contains(out, "5. route") {
 		t.Errorf("chain: %d %q", code, out)
 	}
 }
@@ -90,5 +90,33 @@ func TestCDRCommand(t *testing.T) {
 	}
 	if code, _, _ := run("cdr", "list", "--db", db, "--format", "xml"); code != 2 {
 		t.Errorf("bad --format: %d, want 2", code)
+	}
+}
+
+func TestBanCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	_ = os.WriteFile(cfg, []byte("listen: [udp://127.0.0.1:5060]\nstorage: {path: data}\n"), 0o600)
+	if code, out, errs := run("ban", "add", "--config", cfg, "--for", "2h", "--reason", "abuse", "192.0.2.0/24"); code != 0 || !strings.Contains(out, "banned 192.0.2.0/24 (abuse) until") {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run("ban", "add", "--config", cfg, "--for", "0", "2001:db8::1"); code != 0 || !strings.Contains(out, "permanently") {
+		t.Fatalf("add permanent: %d %q", code, out)
+	}
+	code, out, _ := run("ban", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "192.0.2.0/24") || !strings.Contains(out, "2001:db8::1/128") || !strings.Contains(out, "(2 bans)") {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	if code, _, _ := run("ban", "remove", "--config", cfg, "192.0.2.0/24"); code != 0 {
+		t.Fatalf("remove: %d", code)
+	}
+	if code, _, _ := run("ban", "remove", "--config", cfg, "192.0.2.0/24"); code != 1 {
+		t.Fatalf("second remove: %d, want 1", code)
+	}
+	if code, _, _ := run("ban", "add", "--config", cfg, "not-an-ip"); code != 2 {
+		t.Fatalf("bad address: %d, want 2", code)
+	}
+	if code, out, _ := run("ban", "list", "--config", cfg, "--format", "json"); code != 0 || !strings.Contains(out, `"prefix": "2001:db8::1/128"`) || strings.Contains(out, "192.0.2.0") {
+		t.Fatalf("json list: %d %q", code, out)
 	}
 }

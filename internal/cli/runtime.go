@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipwarden/sipwarden/internal/acl"
+	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
@@ -14,28 +15,35 @@ import (
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/route"
 	"github.com/sipwarden/sipwarden/internal/sanity"
+	"github.com/sipwarden/sipwarden/internal/scanner"
 )
 
 // deps are what lives for the whole process and every chain shares: the
 // metric registry (counters never reset on reload), the event bus, and state
 // that must survive a reload (the concurrent-call counts of calls in progress).
 type deps struct {
-	reg    prometheus.Registerer
-	bus    *events.Bus
-	chain  *chain.Metrics
-	acl    *acl.Metrics
-	limits *limits.Registry
-	route  *route.Metrics
+	reg     prometheus.Registerer
+	bus     *events.Bus
+	chain   *chain.Metrics
+	acl     *acl.Metrics
+	probes  *acl.ProbeTracker
+	bans    *banlist.List // nil for check-config
+	scanner *scanner.Metrics
+	limits  *limits.Registry
+	route   *route.Metrics
 }
 
-func newDeps(reg prometheus.Registerer, bus *events.Bus) *deps {
+func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List) *deps {
 	return &deps{
-		reg:    reg,
-		bus:    bus,
-		chain:  chain.NewMetrics(reg),
-		acl:    acl.NewMetrics(reg),
-		limits: limits.NewRegistry(reg),
-		route:  route.NewMetrics(reg),
+		reg:     reg,
+		bus:     bus,
+		chain:   chain.NewMetrics(reg),
+		acl:     acl.NewMetrics(reg),
+		probes:  acl.NewProbeTracker(0),
+		bans:    bans,
+		scanner: scanner.NewMetrics(reg),
+		limits:  limits.NewRegistry(reg),
+		route:   route.NewMetrics(reg),
 	}
 }
 
@@ -43,11 +51,15 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus) *deps {
 // chain.Order. d nil builds a throw-away runtime (check-config, chain).
 func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if d == nil {
-		d = newDeps(nil, nil)
+		d = newDeps(nil, nil, nil)
 	}
-	aclStage, err := acl.NewStage(cfg, d.bus, d.acl)
+	aclStage, err := acl.NewStage(cfg, d.bus, d.acl, d.bans, d.probes)
 	if err != nil {
 		return nil, fmt.Errorf("acl: %w", err)
+	}
+	scannerStage, err := scanner.NewStage(cfg, d.bans, d.bus, d.scanner)
+	if err != nil {
+		return nil, fmt.Errorf("scanner: %w", err)
 	}
 	limitsStage, err := limits.NewStage(cfg, d.limits, d.bus)
 	if err != nil {
@@ -57,11 +69,17 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
 	}
-	stages := []chain.Stage{aclStage, sanity.New(), limitsStage, routeStage}
-	for i, s := range stages {
-		if s.Name() != chain.Order[i] {
-			return nil, fmt.Errorf("internal error: stage %d is %q, the canonical order says %q", i, s.Name(), chain.Order[i])
-		}
+	stages := []chain.Stage{aclStage, sanity.New()}
+	if !cfg.Scanner.Disabled {
+		stages = append(stages, scannerStage)
+	}
+	stages = append(stages, limitsStage, routeStage)
+	if d.bans != nil {
+		// reputation feeds never block a configured peer of this configuration
+		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
+	}
+	if err := checkOrder(stages); err != nil {
+		return nil, err
 	}
 	return &proxy.Runtime{
 		Config:     cfg,
@@ -70,12 +88,27 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	}, nil
 }
 
+// checkOrder verifies that stages follow chain.Order (stages may be left out).
+func checkOrder(stages []chain.Stage) error {
+	j := 0
+	for _, s := range stages {
+		for j < len(chain.Order) && chain.Order[j] != s.Name() {
+			j++
+		}
+		if j == len(chain.Order) {
+			return fmt.Errorf("internal error: stage %q is out of the canonical order %v", s.Name(), chain.Order)
+		}
+	}
+	return nil
+}
+
 // stageSummaries explain each stage in one line for `sipwarden chain`.
 var stageSummaries = map[string]string{
-	"acl":    "identify the trunk or upstream by source address; unknown sources: %s",
-	"sanity": "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
-	"limits": "per-trunk calls per second and concurrent calls (503 + Retry-After)",
-	"route":  "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
+	"acl":     "identify the trunk or upstream by source address; unknown sources: %s",
+	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
+	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
+	"limits":  "per-trunk calls per second and concurrent calls (503 + Retry-After)",
+	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 }
 
 // ChainCommand prints the effective chain of a configuration.
@@ -101,7 +134,7 @@ func ChainCommand(args []string, stdout, stderr io.Writer) int {
 		if s.Name() == "acl" {
 			line = fmt.Sprintf(line, cfg.UnknownSources)
 		}
-		fmt.Fprintf(stdout, "  %d. %-7s %s\n", i+1, s.Name(), line)
+		fmt.Fprintf(stdout, "  %d. %-8s %s\n", i+1, s.Name(), line)
 	}
 	for _, t := range cfg.Trunks {
 		fmt.Fprintf(stdout, "trunk %s: %d prefixes, upstream %s, %d number ranges, cps %g, concurrent %d\n",

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sipwarden/sipwarden/internal/admin"
+	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/cdr"
 	cdrpostgres "github.com/sipwarden/sipwarden/internal/cdr/postgres"
 	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
@@ -92,6 +93,7 @@ type server struct {
 	admin     *admin.Server
 	store     cdr.Store
 	cdrs      *cdr.Writer
+	banStore  interface{ Close() error }
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
 
@@ -122,7 +124,13 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		defer close(s.logDone)
 		events.LogSink(logCtx, log, sub)
 	}()
-	s.deps = newDeps(reg, bus)
+	var bans *banlist.List
+	bans, s.banStore, err = openBans(cfg, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	watchBans(logCtx, bans, bus, reg, log)
+	s.deps = newDeps(reg, bus, bans)
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
@@ -155,6 +163,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
+		Gate:              bans,
 		Bus:               bus,
 		Registerer:        reg,
 		Logger:            log,
@@ -324,6 +333,9 @@ func (s *server) closeAll() {
 	}
 	if s.store != nil {
 		_ = s.store.Close()
+	}
+	if s.banStore != nil {
+		_ = s.banStore.Close()
 	}
 	s.cancelLog()
 	<-s.logDone

@@ -33,6 +33,37 @@ type Config struct {
 
 	Upstreams []Upstream
 	Trunks    []Trunk
+
+	// Bans tunes the ban list.
+	Bans Bans
+	// Scanner configures the scanner stage.
+	Scanner Scanner
+}
+
+// Bans tunes the ban list: durations and escalation, and the rule that bans
+// unknown sources that keep probing.
+type Bans struct {
+	// Duration is a first ban's length (default 1h).
+	Duration time.Duration
+	// Factor multiplies it for each repeat offense (default 4), up to Max (default 7 days).
+	Factor int
+	Max    time.Duration
+	// ProbeRate, when above zero, bans an address that is no peer once it has
+	// sent more than ProbeBurst requests at more than ProbeRate per second
+	// (default 20/1m with a burst of 20). Zero disables the rule.
+	ProbeRate  float64
+	ProbeBurst int
+}
+
+// Scanner configures the detection of SIP scanners and attack tools.
+type Scanner struct {
+	// Disabled turns the stage off.
+	Disabled bool
+	// Signatures are case-insensitive substrings of User-Agent (or of From's
+	// display name, or of the Via host of a few tools). Empty: the built-in list.
+	Signatures []string
+	// BanAfter is how many scanner requests from one address lead to a ban (default 1; 0: never ban).
+	BanAfter int
 }
 
 // Values of Config.UnknownSources.

@@ -26,6 +26,22 @@ type rawConfig struct {
 	UnknownSources string        `yaml:"unknown_sources"`
 	Upstreams      []rawUpstream `yaml:"upstreams"`
 	Trunks         []rawTrunk    `yaml:"trunks"`
+	Bans           rawBans       `yaml:"bans"`
+	Scanner        rawScanner    `yaml:"scanner"`
+}
+
+type rawBans struct {
+	Duration            string `yaml:"duration"`
+	Factor              int    `yaml:"factor"`
+	Max                 string `yaml:"max"`
+	UnknownSourceProbes string `yaml:"unknown_source_probes"`
+	ProbeBurst          int    `yaml:"probe_burst"`
+}
+
+type rawScanner struct {
+	Enabled    *bool    `yaml:"enabled"`
+	Signatures []string `yaml:"signatures"`
+	BanAfter   *int     `yaml:"ban_after"`
 }
 
 type rawListen struct {
@@ -110,7 +126,9 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":      {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks"},
+	"rawConfig":      {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
+	"rawBans":        {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
+	"rawScanner":     {"enabled", "signatures", "ban_after"},
 	"rawListen":      {"url", "advertise"},
 	"plain":          {"url", "advertise"},
 	"rawTLS":         {"cert", "key", "client_ca", "handshake_timeout"},
@@ -417,6 +435,46 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.UnknownSources = raw.UnknownSources
 	default:
 		v.fail(p("unknown_sources"), "must be drop (no reply) or reject (403), got %q", raw.UnknownSources)
+	}
+
+	c.Bans = Bans{
+		Duration:   v.duration(p("bans", "duration"), raw.Bans.Duration, time.Hour),
+		Factor:     raw.Bans.Factor,
+		Max:        v.duration(p("bans", "max"), raw.Bans.Max, 7*24*time.Hour),
+		ProbeBurst: raw.Bans.ProbeBurst,
+	}
+	if c.Bans.Factor < 0 || c.Bans.Factor == 1 {
+		v.fail(p("bans", "factor"), "must be 2 or more (0: the default 4), got %d", c.Bans.Factor)
+	}
+	if c.Bans.Factor == 0 {
+		c.Bans.Factor = 4
+	}
+	switch raw.Bans.UnknownSourceProbes {
+	case "":
+		c.Bans.ProbeRate = 20.0 / 60
+	case "0", "off":
+	default:
+		c.Bans.ProbeRate = v.rate(p("bans", "unknown_source_probes"), raw.Bans.UnknownSourceProbes)
+	}
+	if c.Bans.ProbeBurst < 0 {
+		v.fail(p("bans", "probe_burst"), "must be >= 0, got %d", c.Bans.ProbeBurst)
+	}
+	if c.Bans.ProbeBurst == 0 {
+		c.Bans.ProbeBurst = 20
+	}
+	c.Scanner = Scanner{Disabled: raw.Scanner.Enabled != nil && !*raw.Scanner.Enabled, BanAfter: 1}
+	if raw.Scanner.BanAfter != nil {
+		if *raw.Scanner.BanAfter < 0 {
+			v.fail(p("scanner", "ban_after"), "must be >= 0 (0: never ban), got %d", *raw.Scanner.BanAfter)
+		}
+		c.Scanner.BanAfter = *raw.Scanner.BanAfter
+	}
+	for i, sig := range raw.Scanner.Signatures {
+		if strings.TrimSpace(sig) == "" {
+			v.fail(p("scanner", "signatures", i), "an empty signature would match everything")
+			continue
+		}
+		c.Scanner.Signatures = append(c.Scanner.Signatures, sig)
 	}
 
 	names := map[string]string{} // name -> key path

@@ -33,6 +33,11 @@ const (
 	// ConfigReloaded and ConfigRejected report reloads.
 	ConfigReloaded
 	ConfigRejected
+	// Ban and Unban report changes of the ban list.
+	Ban
+	Unban
+	// Scanner: a request with the signature of a scanner or attack tool.
+	Scanner
 )
 
 var kindNames = [...]string{
@@ -44,6 +49,9 @@ var kindNames = [...]string{
 	ConnLimit:      "conn_limit",
 	ConfigReloaded: "config_reloaded",
 	ConfigRejected: "config_rejected",
+	Ban:            "ban",
+	Unban:          "unban",
+	Scanner:        "scanner",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

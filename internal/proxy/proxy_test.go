@@ -74,7 +74,7 @@ func newTestProxy(t testing.TB) (*Proxy, *worker, *recorder, *cdrs) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := acl.NewStage(cfg, nil, nil)
+	a, _ := acl.NewStage(cfg, nil, nil, nil, nil)
 	lim, _ := limits.NewStage(cfg, limits.NewRegistry(nil), nil)
 	rt, _ := route.NewStage(cfg, nil, nil)
 	tm, err := transport.NewManager(transport.Options{}, transport.HandlerFunc(func(p *transport.Packet) { p.Release() }))

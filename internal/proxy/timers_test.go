@@ -29,7 +29,7 @@ func useConfig(t *testing.T, p *Proxy, yaml string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := acl.NewStage(cfg, nil, nil)
+	a, _ := acl.NewStage(cfg, nil, nil, nil, nil)
 	lim, _ := limits.NewStage(cfg, limits.NewRegistry(nil), nil)
 	rt, _ := route.NewStage(cfg, nil, nil)
 	p.SetRuntime(&Runtime{Config: cfg, Chain: chain.New(nil, a, sanity.New(), lim, rt), Alternates: rt.Alternates})

@@ -12,7 +12,9 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -204,5 +206,62 @@ func TestTLSCall(t *testing.T) {
 	recs := e.cdrs()
 	if len(recs) != 1 || recs[0].Disposition != cdr.Answered || recs[0].Transport != "TLS" {
 		t.Fatalf("CDRs: %+v, want one answered TLS call", recs)
+	}
+}
+
+// TestScannerIsBanned: a request with a scanner's User-Agent, even from a
+// trunk's address, gets no reply and bans its source: the next packets are
+// dropped before parsing. `sipwarden ban remove` lifts the ban while the
+// process runs.
+func TestScannerIsBanned(t *testing.T) {
+	pbx := freePort(t)
+	startUAS(t, "uas_ring.xml", pbx)
+	e := startEdge(t, baseConfig, pbx, params("udp"))
+	ua := newRawUA(t, "udp", "127.0.0.2")
+	ua.send(e.sipAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.localAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
+	if m := ua.recv(700 * time.Millisecond); m != nil {
+		t.Fatalf("the scanner got an answer:\n%s", m.raw)
+	}
+	if r := ua.invite(e.sipAddr(), "after-scan"); r.code != 0 {
+		t.Fatalf("a banned source got %d", r.code)
+	}
+	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 1 {
+		t.Fatalf("blocked drops: %v", v)
+	}
+	cmd := exec.Command(binary, "ban", "remove", "--config", filepath.Join(e.dir, "sipwarden.yaml"), "127.0.0.2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ban remove: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for n := 0; ; n++ {
+		if r := ua.invite(e.sipAddr(), "after-unban-"+strconv.Itoa(n)); r.code == 180 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ban was not lifted within 6 s of `sipwarden ban remove`")
+		}
+	}
+}
+
+// TestProbingStrangerIsBanned: an unknown source that keeps sending (more
+// than 20 requests at once with the default rule) is banned; from then on
+// its packets are dropped before parsing. It never gets a reply.
+func TestProbingStrangerIsBanned(t *testing.T) {
+	e := startEdge(t, baseConfig, freePort(t), params("udp"))
+	stranger := newRawUA(t, "udp", "127.0.0.9")
+	for i := range 40 {
+		if i == 30 {
+			time.Sleep(300 * time.Millisecond) // the first 30 may all have passed the gate in one batch
+		}
+		stranger.send(e.sipAddr(), strings.Replace(stranger.inviteText(e.sipAddr(), "probe-"+strconv.Itoa(i), "z9hG4bK-p"+strconv.Itoa(i), 1), "INVITE", "OPTIONS", 2))
+	}
+	if m := stranger.recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("stranger got an answer:\n%s", m.raw)
+	}
+	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 5 {
+		t.Fatalf("blocked drops after the ban: %v, want >= 5", v)
+	}
+	if v := e.metric(`sipwarden_banlist_bans_total{reason="unknown_source_probe"}`); v != 1 {
+		t.Fatalf("probe bans: %v, want 1", v)
 	}
 }

@@ -1,0 +1,430 @@
+// Package banlist keeps the addresses and prefixes sipwarden refuses to hear
+// from: each ban has a reason, a source (the rule, an operator, a feed), a
+// creation time and an expiry, and repeat offenders get longer bans (the
+// duration is multiplied by Factor for each earlier ban still remembered,
+// up to Max).
+//
+// Blocked is the pre-parse gate of the transport: it runs for every datagram
+// and every new connection, allocates nothing, and takes only a read lock.
+// Bans are persisted (Store) so they survive a restart; Sync picks up bans
+// that another process (the `sipwarden ban` command) wrote to the store.
+//
+// Entries of a reputation feed (Ban.Feed) only ever drop traffic from
+// addresses that are no configured trunk or upstream (see SetPeerCheck).
+package banlist
+
+import (
+	"errors"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Ban is one banned address or prefix.
+type Ban struct {
+	Prefix  netip.Prefix
+	Reason  string // stable token: "scanner", "unknown_source_probe", "operator", ...
+	Source  string // who decided: a rule name, "operator", "feed:<name>"
+	Created time.Time
+	Expires time.Time // zero: never
+	// Offense counts the bans of this prefix remembered so far (1 for the first).
+	Offense int
+	// Feed marks an entry of a reputation feed.
+	Feed bool
+}
+
+// Active reports whether the ban is in force at now.
+func (b *Ban) Active(now time.Time) bool { return b.Expires.IsZero() || now.Before(b.Expires) }
+
+// Store persists bans.
+type Store interface {
+	// LoadBans returns every stored ban (expired ones included; the list drops them).
+	LoadBans() ([]Ban, error)
+	// SaveBan inserts or replaces the ban of b.Prefix.
+	SaveBan(b Ban) error
+	// DeleteBan removes the ban of p.
+	DeleteBan(p netip.Prefix) error
+	// Version changes whenever another writer changed the stored bans.
+	Version() (int64, error)
+}
+
+// Options configure a List. Zero values take the defaults.
+type Options struct {
+	// Base is the first ban's duration when the caller gives none (default 1h).
+	Base time.Duration
+	// Factor multiplies the duration for each earlier offense (default 4).
+	Factor int
+	// Max caps an escalated duration (default 7 days).
+	Max time.Duration
+	// Memory is how long an offense counts for escalation after its ban ended (default 7 days).
+	Memory time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// List is the set of bans.
+type List struct {
+	opt   Options
+	store Store
+
+	mu       sync.RWMutex
+	byLen    map[int]map[netip.Prefix]*Ban // prefix length (+1000 for IPv6) -> bans
+	lengths  []int                         // lengths in use, longest first
+	history  map[netip.Prefix]offense      // past offenses, for escalation
+	isPeer   func(netip.Addr) bool
+	version  int64
+	onChange func(event string, b Ban)
+}
+
+type offense struct {
+	count int
+	until time.Time
+}
+
+// New returns an empty list persisted in store (nil: in memory only).
+func New(store Store, opt Options) *List {
+	if opt.Base <= 0 {
+		opt.Base = time.Hour
+	}
+	if opt.Factor <= 1 {
+		opt.Factor = 4
+	}
+	if opt.Max <= 0 {
+		opt.Max = 7 * 24 * time.Hour
+	}
+	if opt.Memory <= 0 {
+		opt.Memory = 7 * 24 * time.Hour
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &List{opt: opt, store: store, byLen: map[int]map[netip.Prefix]*Ban{}, history: map[netip.Prefix]offense{}}
+}
+
+// SetPeerCheck tells the list which addresses belong to configured peers:
+// feed entries never block them.
+func (l *List) SetPeerCheck(isPeer func(netip.Addr) bool) {
+	l.mu.Lock()
+	l.isPeer = isPeer
+	l.mu.Unlock()
+}
+
+// OnChange registers a function called (outside the lock) for every ban
+// added ("ban") or removed ("unban"): the events and metrics hook.
+func (l *List) OnChange(f func(event string, b Ban)) { l.onChange = f }
+
+func lenKey(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return p.Bits() + 1000
+	}
+	return p.Bits()
+}
+
+// normalize turns an address or prefix into its canonical prefix.
+func normalize(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() {
+		bits := p.Bits() - 96
+		if bits < 0 {
+			bits = 0
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+	}
+	return p.Masked()
+}
+
+// Blocked reports whether traffic from a is banned now. It allocates nothing.
+func (l *List) Blocked(a netip.Addr) bool {
+	_, ok := l.lookup(a, l.opt.Now())
+	return ok
+}
+
+// Lookup returns the ban in force for a, if any.
+func (l *List) Lookup(a netip.Addr) (Ban, bool) {
+	b, ok := l.lookup(a, l.opt.Now())
+	if !ok {
+		return Ban{}, false
+	}
+	return *b, true
+}
+
+func (l *List) lookup(a netip.Addr, now time.Time) (*Ban, bool) {
+	a = a.Unmap()
+	is6 := a.Is6()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, key := range l.lengths {
+		bits := key
+		if key >= 1000 {
+			if !is6 {
+				continue
+			}
+			bits -= 1000
+		} else if is6 {
+			continue
+		}
+		p, err := a.Prefix(bits)
+		if err != nil {
+			continue
+		}
+		if b, ok := l.byLen[key][p]; ok && b.Active(now) {
+			if b.Feed && l.isPeer != nil && l.isPeer(a) {
+				continue
+			}
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// ErrInvalidPrefix is returned for a prefix that is not valid.
+var ErrInvalidPrefix = errors.New("banlist: invalid prefix")
+
+// Add bans p for reason. d is the base duration (0: Options.Base; negative:
+// permanent); it is escalated for repeat offenders. A prefix that is already
+// banned keeps its ban (no escalation: it has not been let back in yet). It
+// returns the ban in force.
+func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban, error) {
+	if !p.IsValid() {
+		return Ban{}, ErrInvalidPrefix
+	}
+	p = normalize(p)
+	now := l.opt.Now()
+	l.mu.Lock()
+	if old, ok := l.byLen[lenKey(p)][p]; ok && old.Active(now) && !old.Feed {
+		// Already banned: packets that passed the gate before the ban (a
+		// batch read at once) must not escalate it again.
+		b := *old
+		l.mu.Unlock()
+		return b, nil
+	}
+	off := l.history[p]
+	if off.until.Before(now) && !off.until.IsZero() {
+		off = offense{}
+	}
+	off.count++
+	b := &Ban{Prefix: p, Reason: reason, Source: source, Created: now, Offense: off.count}
+	if d >= 0 {
+		if d == 0 {
+			d = l.opt.Base
+		}
+		for i := 1; i < off.count && d < l.opt.Max; i++ {
+			d *= time.Duration(l.opt.Factor)
+		}
+		d = min(d, l.opt.Max)
+		b.Expires = now.Add(d)
+		off.until = b.Expires.Add(l.opt.Memory)
+	} else {
+		off.until = now.Add(100 * 365 * 24 * time.Hour)
+	}
+	l.history[p] = off
+	l.put(b)
+	l.mu.Unlock()
+	l.persist(*b, false)
+	if l.onChange != nil {
+		l.onChange("ban", *b)
+	}
+	return *b, nil
+}
+
+// AddFeed installs the entries of feed name (replacing its previous entries).
+// Feed entries never expire on their own; the next refresh replaces them.
+func (l *List) AddFeed(name string, prefixes []netip.Prefix) {
+	now := l.opt.Now()
+	source := "feed:" + name
+	l.mu.Lock()
+	for _, m := range l.byLen {
+		for p, b := range m {
+			if b.Feed && b.Source == source {
+				delete(m, p)
+			}
+		}
+	}
+	for _, p := range prefixes {
+		p = normalize(p)
+		if old, ok := l.byLen[lenKey(p)][p]; ok && !old.Feed {
+			continue // an operator or rule ban wins
+		}
+		l.put(&Ban{Prefix: p, Reason: "reputation_feed", Source: source, Created: now, Feed: true})
+	}
+	l.reindex()
+	l.mu.Unlock()
+}
+
+// put inserts b (lock held).
+func (l *List) put(b *Ban) {
+	key := lenKey(b.Prefix)
+	m := l.byLen[key]
+	if m == nil {
+		m = map[netip.Prefix]*Ban{}
+		l.byLen[key] = m
+	}
+	m[b.Prefix] = b
+	if len(m) == 1 {
+		l.reindex()
+	}
+}
+
+// reindex recomputes the lengths in use (lock held).
+func (l *List) reindex() {
+	l.lengths = l.lengths[:0]
+	for k, m := range l.byLen {
+		if len(m) > 0 {
+			l.lengths = append(l.lengths, k)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(l.lengths)))
+}
+
+// Remove lifts the ban of p (exactly that prefix). It reports whether there was one.
+func (l *List) Remove(p netip.Prefix) bool {
+	p = normalize(p)
+	l.mu.Lock()
+	b, ok := l.byLen[lenKey(p)][p]
+	if ok {
+		delete(l.byLen[lenKey(p)], p)
+		delete(l.history, p) // an operator's unban forgives
+		l.reindex()
+	}
+	l.mu.Unlock()
+	if ok {
+		l.persist(*b, true)
+		if l.onChange != nil {
+			l.onChange("unban", *b)
+		}
+	}
+	return ok
+}
+
+// List returns the bans in force, most recent first (feed entries excluded unless withFeeds).
+func (l *List) List(withFeeds bool) []Ban {
+	now := l.opt.Now()
+	l.mu.RLock()
+	var out []Ban
+	for _, m := range l.byLen {
+		for _, b := range m {
+			if b.Active(now) && (withFeeds || !b.Feed) {
+				out = append(out, *b)
+			}
+		}
+	}
+	l.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// Len returns the number of entries held (expired ones not yet swept included).
+func (l *List) Len() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n := 0
+	for _, m := range l.byLen {
+		n += len(m)
+	}
+	return n
+}
+
+// Sweep forgets expired bans and old offenses. It returns how many bans expired.
+func (l *List) Sweep() int {
+	now := l.opt.Now()
+	var expired []Ban
+	l.mu.Lock()
+	for _, m := range l.byLen {
+		for p, b := range m {
+			if !b.Active(now) {
+				delete(m, p)
+				expired = append(expired, *b)
+			}
+		}
+	}
+	for p, o := range l.history {
+		if o.until.Before(now) {
+			delete(l.history, p)
+		}
+	}
+	l.reindex()
+	l.mu.Unlock()
+	for _, b := range expired {
+		l.persist(b, true)
+		if l.onChange != nil {
+			l.onChange("expire", b)
+		}
+	}
+	return len(expired)
+}
+
+func (l *List) persist(b Ban, remove bool) {
+	if l.store == nil || b.Feed {
+		return
+	}
+	if remove {
+		_ = l.store.DeleteBan(b.Prefix)
+	} else {
+		_ = l.store.SaveBan(b)
+	}
+	if v, err := l.store.Version(); err == nil {
+		l.mu.Lock()
+		l.version = v
+		l.mu.Unlock()
+	}
+}
+
+// Load replaces the list's persisted bans with the store's (at start, and by
+// Sync when another process changed them). Feed entries stay.
+func (l *List) Load() error {
+	if l.store == nil {
+		return nil
+	}
+	bans, err := l.store.LoadBans()
+	if err != nil {
+		return err
+	}
+	v, _ := l.store.Version()
+	now := l.opt.Now()
+	l.mu.Lock()
+	for _, m := range l.byLen {
+		for p, b := range m {
+			if !b.Feed {
+				delete(m, p)
+			}
+		}
+	}
+	for i := range bans {
+		b := bans[i]
+		if !b.Active(now) {
+			continue
+		}
+		b.Prefix = normalize(b.Prefix)
+		l.put(&b)
+		if o := l.history[b.Prefix]; o.count < b.Offense {
+			until := b.Expires.Add(l.opt.Memory)
+			if b.Expires.IsZero() {
+				until = now.Add(100 * 365 * 24 * time.Hour)
+			}
+			l.history[b.Prefix] = offense{count: b.Offense, until: until}
+		}
+	}
+	l.reindex()
+	l.version = v
+	l.mu.Unlock()
+	return nil
+}
+
+// Sync reloads the bans when the store's version changed (another process
+// added or removed one). It reports whether it reloaded.
+func (l *List) Sync() (bool, error) {
+	if l.store == nil {
+		return false, nil
+	}
+	v, err := l.store.Version()
+	if err != nil {
+		return false, err
+	}
+	l.mu.RLock()
+	same := v == l.version
+	l.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	return true, l.Load()
+}

@@ -1,0 +1,164 @@
+package banlist_test
+
+import (
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/banlist"
+	"github.com/sipwarden/sipwarden/internal/banlist/sqlite"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestBlockedPrefixesAndExpiry(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := banlist.New(nil, banlist.Options{Now: c.now})
+	mustAdd := func(p string, d time.Duration) banlist.Ban {
+		b, err := l.Add(netip.MustParsePrefix(p), "test", "unit", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mustAdd("192.0.2.0/24", time.Minute)
+	mustAdd("2001:db8:1::/64", time.Hour)
+	mustAdd("198.51.100.7/32", -1) // permanent
+	for addr, want := range map[string]bool{
+		"192.0.2.1": true, "192.0.2.255": true, "192.0.3.1": false,
+		"2001:db8:1::9": true, "2001:db8:1:0:ffff::1": true, "2001:db8:2::1": false,
+		"198.51.100.7": true, "198.51.100.8": false, "::ffff:192.0.2.9": true,
+	} {
+		if got := l.Blocked(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("Blocked(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	c.t = c.t.Add(61 * time.Second) // the /24 expires at its boundary
+	if l.Blocked(netip.MustParseAddr("192.0.2.1")) {
+		t.Error("ban still in force after its expiry")
+	}
+	if !l.Blocked(netip.MustParseAddr("2001:db8:1::9")) || !l.Blocked(netip.MustParseAddr("198.51.100.7")) {
+		t.Error("other bans lifted")
+	}
+	if n := l.Sweep(); n != 1 || l.Len() != 2 {
+		t.Errorf("sweep removed %d, %d left", n, l.Len())
+	}
+	if !l.Remove(netip.MustParsePrefix("198.51.100.7/32")) || l.Blocked(netip.MustParseAddr("198.51.100.7")) {
+		t.Error("remove")
+	}
+}
+
+// TestEscalation: each repeat offense multiplies the duration by 4, up to 7 days;
+// an offense is forgotten 7 days after its ban ended.
+func TestEscalation(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
+	l := banlist.New(nil, banlist.Options{Now: c.now, Base: time.Hour})
+	p := netip.MustParsePrefix("203.0.113.5/32")
+	want := []time.Duration{time.Hour, 4 * time.Hour, 16 * time.Hour, 64 * time.Hour, 7 * 24 * time.Hour, 7 * 24 * time.Hour}
+	for i, d := range want {
+		b, _ := l.Add(p, "flood", "unit", 0)
+		if got := b.Expires.Sub(c.t); got != d || b.Offense != i+1 {
+			t.Fatalf("offense %d: %v (offense %d), want %v", i+1, got, b.Offense, d)
+		}
+		c.t = b.Expires.Add(time.Minute) // serve the ban
+	}
+	c.t = c.t.Add(8 * 24 * time.Hour)
+	l.Sweep()
+	if b, _ := l.Add(p, "flood", "unit", 0); b.Offense != 1 || b.Expires.Sub(c.t) != time.Hour {
+		t.Fatalf("after a quiet week: offense %d, %v", b.Offense, b.Expires.Sub(c.t))
+	}
+}
+
+func TestFeedsNeverBlockPeers(t *testing.T) {
+	l := banlist.New(nil, banlist.Options{})
+	l.SetPeerCheck(func(a netip.Addr) bool { return a == netip.MustParseAddr("192.0.2.10") })
+	l.AddFeed("apiban", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	if !l.Blocked(netip.MustParseAddr("192.0.2.11")) || l.Blocked(netip.MustParseAddr("192.0.2.10")) {
+		t.Fatal("a feed must block strangers and never a configured peer")
+	}
+	l.AddFeed("apiban", nil) // the refreshed feed no longer lists it
+	if l.Blocked(netip.MustParseAddr("192.0.2.11")) {
+		t.Fatal("feed refresh did not replace the old entries")
+	}
+}
+
+func TestBlockedNoAlloc(t *testing.T) {
+	l := banlist.New(nil, banlist.Options{})
+	for i := range 1000 {
+		_, _ = l.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24), "t", "t", time.Hour)
+	}
+	a := netip.MustParseAddr("203.0.113.9")
+	if n := testing.AllocsPerRun(1000, func() { l.Blocked(a) }); n != 0 {
+		t.Fatalf("%v allocations per lookup", n)
+	}
+}
+
+// TestPersistence: bans survive a restart, and a ban written by another
+// process (the CLI) is picked up by Sync.
+func TestPersistence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{time.Now()}
+	l := banlist.New(st, banlist.Options{Now: c.now})
+	_, _ = l.Add(netip.MustParsePrefix("192.0.2.0/24"), "scanner", "scanner", time.Hour)
+	c.t = c.t.Add(2 * time.Hour)
+	_, _ = l.Add(netip.MustParsePrefix("192.0.2.0/24"), "scanner", "scanner", time.Hour) // second offense: 4h
+	st.Close()
+
+	st2, _ := sqlite.Open(path)
+	defer st2.Close()
+	l2 := banlist.New(st2, banlist.Options{Now: c.now})
+	if err := l2.Load(); err != nil {
+		t.Fatal(err)
+	}
+	b, ok := l2.Lookup(netip.MustParseAddr("192.0.2.77"))
+	if !ok || b.Offense != 2 || b.Reason != "scanner" || b.Expires.Sub(b.Created) < 4*time.Hour-time.Second {
+		t.Fatalf("after restart: %+v %v", b, ok)
+	}
+	// another process bans an address
+	other, _ := sqlite.Open(path)
+	l3 := banlist.New(other, banlist.Options{Now: c.now})
+	_ = l3.Load()
+	_, _ = l3.Add(netip.MustParsePrefix("198.51.100.1/32"), "operator", "operator", -1)
+	other.Close()
+	if changed, err := l2.Sync(); err != nil || !changed {
+		t.Fatalf("Sync: %v %v", changed, err)
+	}
+	if !l2.Blocked(netip.MustParseAddr("198.51.100.1")) {
+		t.Fatal("ban from another process not picked up")
+	}
+}
+
+func BenchmarkBlocked(b *testing.B) {
+	l := banlist.New(nil, banlist.Options{})
+	for i := range 10000 {
+		_, _ = l.Add(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32), "t", "t", time.Hour)
+	}
+	banned, clean := netip.MustParseAddr("10.0.5.1"), netip.MustParseAddr("203.0.113.9")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i&1 == 0 {
+			l.Blocked(banned)
+		} else {
+			l.Blocked(clean)
+		}
+		i++
+	}
+}
+
+func TestAddWhileBannedDoesNotEscalate(t *testing.T) {
+	l := banlist.New(nil, banlist.Options{Base: time.Hour})
+	p := netip.MustParsePrefix("203.0.113.5/32")
+	first, _ := l.Add(p, "flood", "unit", 0)
+	again, _ := l.Add(p, "flood", "unit", 0)
+	if again.Offense != 1 || !again.Expires.Equal(first.Expires) {
+		t.Fatalf("re-adding an active ban changed it: %+v -> %+v", first, again)
+	}
+}

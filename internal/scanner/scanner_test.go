@@ -1,0 +1,69 @@
+package scanner
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/sipwarden/sipwarden/internal/banlist"
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+func msg(t testing.TB, ua, from string) *sip.Msg {
+	b := "OPTIONS sip:100@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK1\r\nFrom: " + from +
+		"\r\nTo: <sip:100@192.0.2.1>\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\n"
+	if ua != "" {
+		b += "User-Agent: " + ua + "\r\n"
+	}
+	var m sip.Msg
+	if err := m.Parse([]byte(b + "Content-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+func TestMatch(t *testing.T) {
+	mt := NewMatcher(nil)
+	for _, tc := range []struct{ ua, from, want string }{
+		{"friendly-scanner", "<sip:100@x>;tag=1", "friendly-scanner"},
+		{"SIPVicious 0.3.4", "<sip:100@x>;tag=1", "sipvicious"},
+		{"VaxSIPUserAgent/3.1", "<sip:100@x>;tag=1", "vaxsipuseragent"},
+		{"", `"sipvicious"<sip:100@1.1.1.1>;tag=3`, "sipvicious"},
+		{"Asterisk PBX 18.2", `"Alice" <sip:100@x>;tag=1`, ""},
+		{"", "<sip:100@x>;tag=1", ""},
+	} {
+		if got := mt.Match(msg(t, tc.ua, tc.from)); got != tc.want {
+			t.Errorf("UA %q From %q: %q, want %q", tc.ua, tc.from, got, tc.want)
+		}
+	}
+	custom := NewMatcher([]string{"EvilTool"})
+	if custom.Match(msg(t, "eviltool/1", "<sip:a@b>")) != "eviltool" || custom.Match(msg(t, "friendly-scanner", "<sip:a@b>")) != "" {
+		t.Error("configured signatures replace the built-in list")
+	}
+	m := msg(t, "Asterisk PBX 18.2", "<sip:a@b>;tag=1")
+	if n := testing.AllocsPerRun(1000, func() { mt.Match(m) }); n != 0 {
+		t.Errorf("%v allocations per match", n)
+	}
+}
+
+func TestStageDropsAndBans(t *testing.T) {
+	cfg, _ := config.Parse([]byte("listen: [udp://127.0.0.1:5060]\nscanner: {ban_after: 2}\n"), "t")
+	bans := banlist.New(nil, banlist.Options{})
+	st, _ := NewStage(cfg, bans, nil, nil)
+	src := netip.MustParseAddrPort("203.0.113.7:5060")
+	m := msg(t, "friendly-scanner", "<sip:100@x>;tag=1")
+	for i := 1; i <= 2; i++ {
+		v := st.Handle(&chain.Request{Msg: m, Src: src})
+		if v.Action != chain.Drop || v.Reason != "scanner" {
+			t.Fatalf("hit %d: %+v", i, v)
+		}
+		if banned := bans.Blocked(src.Addr()); banned != (i == 2) {
+			t.Fatalf("after hit %d banned=%v", i, banned)
+		}
+	}
+	clean := msg(t, "Yealink T46", "<sip:100@x>;tag=1")
+	if v := st.Handle(&chain.Request{Msg: clean, Src: netip.MustParseAddrPort("203.0.113.8:5060")}); v.Action != chain.Continue {
+		t.Fatalf("clean request: %+v", v)
+	}
+}
