@@ -8,6 +8,9 @@ package chain
 //     address; it reads no header, so it can run first. Unknown sources are
 //     dropped here, so no later stage spends work on them, and the answer to a
 //     malformed message depends on who sent it (400 for a peer, silence otherwise).
+//   - flood:  per-peer request budgets by method class, per address and per
+//     prefix; needs the peer's profile from acl, and runs before sanity so that
+//     malformed messages count against their own budget.
 //   - sanity: rejects malformed or looping requests before any later stage reads
 //     their headers.
 //   - scanner: drops (and bans) requests with the signature of a scanner or
@@ -17,6 +20,6 @@ package chain
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
-// Stages of later capabilities slot in between (flood after acl, auth and
-// registrar before limits, fraud, shaken and media before route).
-var Order = []string{"acl", "sanity", "scanner", "limits", "route"}
+// Stages of later capabilities slot in between (auth and registrar before
+// limits; fraud, shaken and media before route).
+var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "route"}

@@ -11,6 +11,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/flood"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/route"
@@ -29,12 +30,14 @@ type deps struct {
 	probes  *acl.ProbeTracker
 	bans    *banlist.List // nil for check-config
 	scanner *scanner.Metrics
+	flood   *flood.State
 	limits  *limits.Registry
 	route   *route.Metrics
 }
 
-func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List) *deps {
+func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
 	return &deps{
+		flood:   flood.NewState(floodSlots, reg),
 		reg:     reg,
 		bus:     bus,
 		chain:   chain.NewMetrics(reg),
@@ -51,11 +54,15 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List) *de
 // chain.Order. d nil builds a throw-away runtime (check-config, chain).
 func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if d == nil {
-		d = newDeps(nil, nil, nil)
+		d = newDeps(nil, nil, nil, 16)
 	}
 	aclStage, err := acl.NewStage(cfg, d.bus, d.acl, d.bans, d.probes)
 	if err != nil {
 		return nil, fmt.Errorf("acl: %w", err)
+	}
+	floodStage, err := flood.NewStage(cfg, d.flood, d.bans, d.bus)
+	if err != nil {
+		return nil, fmt.Errorf("flood: %w", err)
 	}
 	scannerStage, err := scanner.NewStage(cfg, d.bans, d.bus, d.scanner)
 	if err != nil {
@@ -69,7 +76,11 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
 	}
-	stages := []chain.Stage{aclStage, sanity.New()}
+	stages := []chain.Stage{aclStage}
+	if !cfg.Flood.Disabled {
+		stages = append(stages, floodStage)
+	}
+	stages = append(stages, sanity.New())
 	if !cfg.Scanner.Disabled {
 		stages = append(stages, scannerStage)
 	}

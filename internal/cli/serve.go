@@ -130,7 +130,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	watchBans(logCtx, bans, bus, reg, log)
-	s.deps = newDeps(reg, bus, bans)
+	s.deps = newDeps(reg, bus, bans, cfg.Flood.TableSize)
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {

@@ -38,6 +38,30 @@ type Config struct {
 	Bans Bans
 	// Scanner configures the scanner stage.
 	Scanner Scanner
+	// Flood configures flood detection for peers.
+	Flood Flood
+}
+
+// Flood configures the flood stage: request budgets per source address (and,
+// multiplied by PrefixFactor, per /24 or /64) and method class.
+type Flood struct {
+	Disabled     bool
+	TableSize    int
+	PrefixFactor float64
+	// Trunk is the default profile of trunks; Upstream that of upstreams.
+	Trunk, Upstream FloodProfile
+}
+
+// FloodProfile holds one budget per class; a zero Rate means unlimited.
+type FloodProfile struct {
+	Invite, Register, Options, Other, Malformed Budget
+}
+
+// Budget is a token bucket written "N/W": N requests at once, refilled at N per W.
+type Budget struct {
+	Raw   string
+	Rate  float64 // per second
+	Burst float64
 }
 
 // Bans tunes the ban list: durations and escalation, and the rule that bans
@@ -177,6 +201,9 @@ type Trunk struct {
 	Limits TrunkLimits
 	// TLS options for this trunk.
 	TLS TrunkTLS
+	// Flood is this trunk's flood profile (the default trunk profile with
+	// this trunk's overrides applied).
+	Flood FloodProfile
 }
 
 // Values of Trunk.Auth.

@@ -28,6 +28,23 @@ type rawConfig struct {
 	Trunks         []rawTrunk    `yaml:"trunks"`
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
+	Flood          rawFlood      `yaml:"flood"`
+}
+
+type rawFlood struct {
+	Enabled      *bool           `yaml:"enabled"`
+	TableSize    int             `yaml:"table_size"`
+	PrefixFactor float64         `yaml:"prefix_factor"`
+	Trunk        rawFloodProfile `yaml:"trunk"`
+	Upstream     rawFloodProfile `yaml:"upstream"`
+}
+
+type rawFloodProfile struct {
+	Invite    string `yaml:"invite"`
+	Register  string `yaml:"register"`
+	Options   string `yaml:"options"`
+	Other     string `yaml:"other"`
+	Malformed string `yaml:"malformed"`
 }
 
 type rawBans struct {
@@ -104,14 +121,15 @@ type rawUpstream struct {
 }
 
 type rawTrunk struct {
-	Name     string         `yaml:"name"`
-	Auth     string         `yaml:"auth"`
-	Allow    []string       `yaml:"allow"`
-	Upstream string         `yaml:"upstream"`
-	Numbers  []string       `yaml:"numbers"`
-	Targets  []string       `yaml:"targets"`
-	Limits   rawTrunkLimits `yaml:"limits"`
-	TLS      rawTrunkTLS    `yaml:"tls"`
+	Name     string          `yaml:"name"`
+	Auth     string          `yaml:"auth"`
+	Allow    []string        `yaml:"allow"`
+	Upstream string          `yaml:"upstream"`
+	Numbers  []string        `yaml:"numbers"`
+	Targets  []string        `yaml:"targets"`
+	Limits   rawTrunkLimits  `yaml:"limits"`
+	TLS      rawTrunkTLS     `yaml:"tls"`
+	Flood    rawFloodProfile `yaml:"flood"`
 }
 
 type rawTrunkLimits struct {
@@ -126,21 +144,23 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":      {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
-	"rawBans":        {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
-	"rawScanner":     {"enabled", "signatures", "ban_after"},
-	"rawListen":      {"url", "advertise"},
-	"plain":          {"url", "advertise"},
-	"rawTLS":         {"cert", "key", "client_ca", "handshake_timeout"},
-	"rawAdmin":       {"listen"},
-	"rawStorage":     {"path"},
-	"rawCDR":         {"backend", "dsn", "batch_size", "flush_interval"},
-	"rawLog":         {"level", "format"},
-	"rawSIP":         {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
-	"rawUpstream":    {"name", "targets", "allow"},
-	"rawTrunk":       {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls"},
-	"rawTrunkLimits": {"cps", "burst", "concurrent"},
-	"rawTrunkTLS":    {"require_client_cert"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
+	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
+	"rawScanner":      {"enabled", "signatures", "ban_after"},
+	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
+	"rawFloodProfile": {"invite", "register", "options", "other", "malformed"},
+	"rawListen":       {"url", "advertise"},
+	"plain":           {"url", "advertise"},
+	"rawTLS":          {"cert", "key", "client_ca", "handshake_timeout"},
+	"rawAdmin":        {"listen"},
+	"rawStorage":      {"path"},
+	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawLog":          {"level", "format"},
+	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
+	"rawUpstream":     {"name", "targets", "allow"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood"},
+	"rawTrunkLimits":  {"cps", "burst", "concurrent"},
+	"rawTrunkTLS":     {"require_client_cert"},
 }
 
 type validator struct {
@@ -477,6 +497,22 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Scanner.Signatures = append(c.Scanner.Signatures, sig)
 	}
 
+	c.Flood = Flood{Disabled: raw.Flood.Enabled != nil && !*raw.Flood.Enabled, TableSize: raw.Flood.TableSize, PrefixFactor: raw.Flood.PrefixFactor}
+	if c.Flood.TableSize < 0 || c.Flood.TableSize > 1<<24 {
+		v.fail(p("flood", "table_size"), "must be 0 (default 65536) to 16777216, got %d", c.Flood.TableSize)
+	}
+	if c.Flood.TableSize == 0 {
+		c.Flood.TableSize = 65536
+	}
+	if c.Flood.PrefixFactor < 0 {
+		v.fail(p("flood", "prefix_factor"), "must be >= 1 (0: the default 8), got %g", c.Flood.PrefixFactor)
+	}
+	if c.Flood.PrefixFactor == 0 {
+		c.Flood.PrefixFactor = 8
+	}
+	c.Flood.Trunk = v.floodProfile(p("flood", "trunk"), raw.Flood.Trunk, DefaultTrunkFlood)
+	c.Flood.Upstream = v.floodProfile(p("flood", "upstream"), raw.Flood.Upstream, DefaultUpstreamFlood)
+
 	names := map[string]string{} // name -> key path
 	checkName := func(path []any, name string) {
 		if name == "" {
@@ -568,6 +604,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		}
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
+		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
 		}
@@ -612,4 +649,50 @@ func (v *validator) rate(path []any, s string) float64 {
 		return 0
 	}
 	return n / d.Seconds()
+}
+
+// DefaultTrunkFlood and DefaultUpstreamFlood are the built-in flood profiles:
+// generous enough for a busy PBX or carrier on one address, far below what a
+// flood tool sends.
+var (
+	DefaultTrunkFlood = FloodProfile{
+		Invite: Budget{"100/1s", 100, 100}, Register: Budget{"50/1s", 50, 50}, Options: Budget{"50/1s", 50, 50},
+		Other: Budget{"300/1s", 300, 300}, Malformed: Budget{"20/10s", 2, 20},
+	}
+	DefaultUpstreamFlood = FloodProfile{
+		Invite: Budget{"1000/1s", 1000, 1000}, Register: Budget{"1000/1s", 1000, 1000}, Options: Budget{"1000/1s", 1000, 1000},
+		Other: Budget{"3000/1s", 3000, 3000}, Malformed: Budget{"100/10s", 10, 100},
+	}
+)
+
+// floodProfile reads a profile; classes left out keep the value of def.
+func (v *validator) floodProfile(base []any, r rawFloodProfile, def FloodProfile) FloodProfile {
+	out := def
+	for _, f := range []struct {
+		key string
+		raw string
+		dst *Budget
+	}{{"invite", r.Invite, &out.Invite}, {"register", r.Register, &out.Register}, {"options", r.Options, &out.Options},
+		{"other", r.Other, &out.Other}, {"malformed", r.Malformed, &out.Malformed}} {
+		if f.raw == "" {
+			continue
+		}
+		*f.dst = v.budget(append(append([]any{}, base...), f.key), f.raw)
+	}
+	return out
+}
+
+// budget parses "N/W" (N requests at once, N more per W) or "off".
+func (v *validator) budget(path []any, s string) Budget {
+	if s == "off" || s == "0" {
+		return Budget{Raw: s}
+	}
+	num, window, ok := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	d, derr := time.ParseDuration(strings.TrimSpace(window))
+	if !ok || err != nil || derr != nil || n < 1 || d <= 0 || math.IsInf(n, 0) {
+		v.fail(path, "must be a budget such as 50/1s (50 requests at once, 50 more each second) or off, got %q", s)
+		return Budget{}
+	}
+	return Budget{Raw: s, Rate: n / d.Seconds(), Burst: n}
 }

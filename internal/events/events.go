@@ -38,6 +38,8 @@ const (
 	Unban
 	// Scanner: a request with the signature of a scanner or attack tool.
 	Scanner
+	// Flood: a peer's source exceeded a flood budget.
+	Flood
 )
 
 var kindNames = [...]string{
@@ -52,6 +54,7 @@ var kindNames = [...]string{
 	Ban:            "ban",
 	Unban:          "unban",
 	Scanner:        "scanner",
+	Flood:          "flood",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).
