@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -200,4 +201,21 @@ func parsePrefixArg(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// startFeeds keeps every configured reputation feed refreshed into l until
+// ctx ends. Feeds are read at start; changes to the feed list take effect at
+// the next restart.
+func startFeeds(ctx context.Context, cfg *config.Config, l *banlist.List, log *slog.Logger) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, f := range cfg.Bans.Feeds {
+		src := banlist.FeedSource{Name: f.Name, URL: f.URL, File: f.File, Format: f.Format, Refresh: f.Refresh}
+		go l.RunFeed(ctx, src, client, func(f banlist.FeedSource, n, skipped int, err error) {
+			if err != nil {
+				log.Warn("reputation feed refresh failed; the previous entries stay", "feed", f.Name, "err", err)
+				return
+			}
+			log.Info("reputation feed refreshed", "feed", f.Name, "entries", n, "skipped", skipped)
+		})
+	}
 }

@@ -130,6 +130,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	watchBans(logCtx, bans, bus, reg, log)
+	startFeeds(logCtx, cfg, bans, log)
 	s.deps = newDeps(reg, bus, bans, cfg.Flood.TableSize)
 
 	rt, err := buildRuntime(cfg, s.deps)

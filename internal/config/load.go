@@ -229,6 +229,9 @@ func (c *Config) resolvePaths(dir string) {
 	c.TLS.Key = abs(c.TLS.Key)
 	c.TLS.ClientCA = abs(c.TLS.ClientCA)
 	c.Storage.Path = abs(c.Storage.Path)
+	for i := range c.Bans.Feeds {
+		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
+	}
 }
 
 // CheckFiles verifies that the files the configuration names can be read.

@@ -77,6 +77,18 @@ type Bans struct {
 	// (default 20/1m with a burst of 20). Zero disables the rule.
 	ProbeRate  float64
 	ProbeBurst int
+	// Feeds are reputation lists; their entries only ever drop traffic from
+	// addresses that are no trunk or upstream.
+	Feeds []Feed
+}
+
+// Feed is a reputation list refreshed periodically.
+type Feed struct {
+	Name    string
+	URL     string // http or https, or
+	File    string // a local file
+	Format  string // plain or apiban
+	Refresh time.Duration
 }
 
 // Scanner configures the detection of SIP scanners and attack tools.

@@ -48,11 +48,20 @@ type rawFloodProfile struct {
 }
 
 type rawBans struct {
-	Duration            string `yaml:"duration"`
-	Factor              int    `yaml:"factor"`
-	Max                 string `yaml:"max"`
-	UnknownSourceProbes string `yaml:"unknown_source_probes"`
-	ProbeBurst          int    `yaml:"probe_burst"`
+	Duration            string    `yaml:"duration"`
+	Factor              int       `yaml:"factor"`
+	Max                 string    `yaml:"max"`
+	UnknownSourceProbes string    `yaml:"unknown_source_probes"`
+	ProbeBurst          int       `yaml:"probe_burst"`
+	Feeds               []rawFeed `yaml:"feeds"`
+}
+
+type rawFeed struct {
+	Name    string `yaml:"name"`
+	URL     string `yaml:"url"`
+	File    string `yaml:"file"`
+	Format  string `yaml:"format"`
+	Refresh string `yaml:"refresh"`
 }
 
 type rawScanner struct {
@@ -481,6 +490,30 @@ func (v *validator) build(raw *rawConfig) *Config {
 	}
 	if c.Bans.ProbeBurst == 0 {
 		c.Bans.ProbeBurst = 20
+	}
+	feedNames := map[string]bool{}
+	for i, f := range raw.Bans.Feeds {
+		base := p("bans", "feeds", i)
+		feed := Feed{Name: f.Name, URL: f.URL, File: f.File, Format: f.Format,
+			Refresh: v.duration(append(base, "refresh"), f.Refresh, time.Hour)}
+		if f.Name == "" || !nameRe.MatchString(f.Name) || feedNames[f.Name] {
+			v.fail(append(base, "name"), "a unique name of letters, digits, '_', '.' and '-' is required, got %q", f.Name)
+		}
+		feedNames[f.Name] = true
+		switch {
+		case (f.URL == "") == (f.File == ""):
+			v.fail(base, "give either url or file")
+		case f.URL != "" && !strings.HasPrefix(f.URL, "https://") && !strings.HasPrefix(f.URL, "http://"):
+			v.fail(append(base, "url"), "must be an http:// or https:// URL, got %q", f.URL)
+		}
+		switch f.Format {
+		case "":
+			feed.Format = "plain"
+		case "plain", "apiban":
+		default:
+			v.fail(append(base, "format"), "must be plain (one address or prefix a line) or apiban (JSON), got %q", f.Format)
+		}
+		c.Bans.Feeds = append(c.Bans.Feeds, feed)
 	}
 	c.Scanner = Scanner{Disabled: raw.Scanner.Enabled != nil && !*raw.Scanner.Enabled, BanAfter: 1}
 	if raw.Scanner.BanAfter != nil {

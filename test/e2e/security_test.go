@@ -265,3 +265,31 @@ func TestProbingStrangerIsBanned(t *testing.T) {
 		t.Fatalf("probe bans: %v, want 1", v)
 	}
 }
+
+// TestFeedNeverBlocksPeers: a reputation feed that lists a stranger and, by
+// mistake, the trunk: the stranger is dropped before parsing, the trunk's
+// calls still go through.
+func TestFeedNeverBlocksPeers(t *testing.T) {
+	feed := filepath.Join(t.TempDir(), "feed.txt")
+	if err := os.WriteFile(feed, []byte("127.0.0.9\n127.0.0.2/32\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pbx := freePort(t)
+	startUAS(t, "uas_ring.xml", pbx)
+	p := params("udp")
+	p["feed"] = feed
+	e := startEdge(t, baseConfig+"bans: {feeds: [{name: test, file: \"{{index .Extra \"feed\"}}\", refresh: 1m}]}\n", pbx, p)
+	e.waitLog("reputation feed refreshed", 1)
+	stranger := newRawUA(t, "udp", "127.0.0.9")
+	stranger.send(e.sipAddr(), stranger.inviteText(e.sipAddr(), "feed-1", "z9hG4bK-feed1", 1))
+	if m := stranger.recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("stranger got an answer:\n%s", m.raw)
+	}
+	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v != 1 {
+		t.Fatalf("blocked drops: %v, want 1 (the stranger, before parsing)", v)
+	}
+	ua := newRawUA(t, "udp", "127.0.0.2")
+	if r := ua.invite(e.sipAddr(), "feed-trunk"); r.code != 180 {
+		t.Fatalf("trunk listed in a feed got %d, want 180: feeds never block peers", r.code)
+	}
+}
