@@ -161,10 +161,10 @@ func BanCommand(args []string, stdout, stderr io.Writer) int {
 				}
 				exp := ""
 				if !b.Expires.IsZero() {
-					exp = b.Expires.UTC().Format(time.RFC3339)
+					exp = b.Expires.UTC().Format(time.RFC3339Nano)
 				}
 				fmt.Fprintf(stdout, "\n  {\"prefix\": %q, \"reason\": %q, \"source\": %q, \"created\": %q, \"expires\": %q, \"offense\": %d}",
-					b.Prefix.String(), b.Reason, b.Source, b.Created.UTC().Format(time.RFC3339), exp, b.Offense)
+					b.Prefix.String(), b.Reason, b.Source, b.Created.UTC().Format(time.RFC3339Nano), exp, b.Offense)
 			}
 			fmt.Fprint(stdout, "\n]\n")
 			return 0
