@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/sipwarden/sipwarden/internal/chain"
-	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/sip"
 	"github.com/sipwarden/sipwarden/internal/transport"
@@ -603,5 +602,3 @@ func (w *worker) findDialog(m *sip.Msg) (*dialog, bool) {
 	}
 	return nil, false
 }
-
-var _ = config.Target{}

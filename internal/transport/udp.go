@@ -7,8 +7,6 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
-
-	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
 // batchSize is how many datagrams one recvmmsg call may return.
@@ -80,5 +78,3 @@ func (m *Manager) receive(l *Listener, c *Conn, src netip.AddrPort, b []byte, no
 func isClosed(err error) bool {
 	return err != nil && (errorsIs(err, net.ErrClosed))
 }
-
-var _ = sip.UDP
