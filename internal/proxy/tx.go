@@ -46,7 +46,7 @@ type serverTx struct {
 	cancelled bool
 	// for failover: the remaining targets after the current one.
 	alternates []config.Target
-	created time.Time
+	created    time.Time
 }
 
 // clientTx is a request we sent (RFC 3261 17.1).
