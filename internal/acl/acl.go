@@ -12,9 +12,9 @@ package acl
 
 import (
 	"net/netip"
-	"sort"
 
 	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/cidr"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
@@ -28,16 +28,13 @@ type Match struct {
 
 // Table maps source addresses to peers. It is immutable once built.
 type Table struct {
-	exact map[netip.AddrPort]Match
-	// byLen[bits] maps masked prefixes of that length to their peer; lengths
-	// lists the lengths in use, longest first.
-	byLen   map[int]map[netip.Prefix]Match
-	lengths []int
+	exact    map[netip.AddrPort]Match
+	prefixes *cidr.Table[Match]
 }
 
 // New builds the table of cfg.
 func New(cfg *config.Config) *Table {
-	t := &Table{exact: map[netip.AddrPort]Match{}, byLen: map[int]map[netip.Prefix]Match{}}
+	t := &Table{exact: map[netip.AddrPort]Match{}, prefixes: cidr.New[Match]()}
 	for i := range cfg.Upstreams {
 		u := &cfg.Upstreams[i]
 		m := Match{Kind: chain.PeerUpstream, Upstream: u}
@@ -45,13 +42,13 @@ func New(cfg *config.Config) *Table {
 			t.exact[tg.Addr] = m
 		}
 		for _, pf := range u.Allow {
-			t.add(pf, m, true)
+			t.prefixes.Set(pf, m, true)
 		}
 	}
 	for i := range cfg.Trunks {
 		tr := &cfg.Trunks[i]
 		for _, pf := range tr.Allow {
-			t.add(pf, Match{Kind: chain.PeerTrunk, Trunk: tr}, true)
+			t.prefixes.Set(pf, Match{Kind: chain.PeerTrunk, Trunk: tr}, true)
 		}
 	}
 	// An upstream's target addresses also identify it on streams (whose source
@@ -60,31 +57,10 @@ func New(cfg *config.Config) *Table {
 		u := &cfg.Upstreams[i]
 		for _, tg := range u.Targets {
 			a := tg.Addr.Addr()
-			t.add(netip.PrefixFrom(a, a.BitLen()), Match{Kind: chain.PeerUpstream, Upstream: u}, false)
+			t.prefixes.Set(netip.PrefixFrom(a, a.BitLen()), Match{Kind: chain.PeerUpstream, Upstream: u}, false)
 		}
 	}
-	for l := range t.byLen {
-		t.lengths = append(t.lengths, l)
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(t.lengths)))
 	return t
-}
-
-func (t *Table) add(pf netip.Prefix, m Match, override bool) {
-	pf = pf.Masked()
-	key := pf.Bits()
-	if pf.Addr().Is6() {
-		key += 1000 // keep IPv4 and IPv6 lengths apart
-	}
-	mm := t.byLen[key]
-	if mm == nil {
-		mm = map[netip.Prefix]Match{}
-		t.byLen[key] = mm
-	}
-	if _, exists := mm[pf]; exists && !override {
-		return
-	}
-	mm[pf] = m
 }
 
 // Lookup identifies the sender at src. tr is the transport it arrived on:
@@ -96,24 +72,6 @@ func (t *Table) Lookup(src netip.AddrPort, tr sip.Transport) Match {
 			return m
 		}
 	}
-	is6 := a.Is6()
-	for _, key := range t.lengths {
-		bits := key
-		if key >= 1000 {
-			if !is6 {
-				continue
-			}
-			bits -= 1000
-		} else if is6 {
-			continue
-		}
-		pf, err := a.Prefix(bits)
-		if err != nil {
-			continue
-		}
-		if m, ok := t.byLen[key][pf]; ok {
-			return m
-		}
-	}
-	return Match{}
+	m, _ := t.prefixes.Lookup(a, nil)
+	return m
 }

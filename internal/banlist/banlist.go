@@ -19,6 +19,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/cidr"
 )
 
 // Ban is one banned address or prefix.
@@ -69,9 +71,8 @@ type List struct {
 	store Store
 
 	mu       sync.RWMutex
-	byLen    map[int]map[netip.Prefix]*Ban // prefix length (+1000 for IPv6) -> bans
-	lengths  []int                         // lengths in use, longest first
-	history  map[netip.Prefix]offense      // past offenses, for escalation
+	bans     *cidr.Table[*Ban]
+	history  map[netip.Prefix]offense // past offenses, for escalation
 	isPeer   func(netip.Addr) bool
 	version  int64
 	onChange func(event string, b Ban)
@@ -99,7 +100,7 @@ func New(store Store, opt Options) *List {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &List{opt: opt, store: store, byLen: map[int]map[netip.Prefix]*Ban{}, history: map[netip.Prefix]offense{}}
+	return &List{opt: opt, store: store, bans: cidr.New[*Ban](), history: map[netip.Prefix]offense{}}
 }
 
 // SetPeerCheck tells the list which addresses belong to configured peers:
@@ -114,24 +115,8 @@ func (l *List) SetPeerCheck(isPeer func(netip.Addr) bool) {
 // added ("ban") or removed ("unban"): the events and metrics hook.
 func (l *List) OnChange(f func(event string, b Ban)) { l.onChange = f }
 
-func lenKey(p netip.Prefix) int {
-	if p.Addr().Is6() {
-		return p.Bits() + 1000
-	}
-	return p.Bits()
-}
-
 // normalize turns an address or prefix into its canonical prefix.
-func normalize(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() {
-		bits := p.Bits() - 96
-		if bits < 0 {
-			bits = 0
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
-	}
-	return p.Masked()
-}
+func normalize(p netip.Prefix) netip.Prefix { return cidr.Canonical(p) }
 
 // Blocked reports whether traffic from a is banned now. It allocates nothing.
 func (l *List) Blocked(a netip.Addr) bool {
@@ -150,31 +135,11 @@ func (l *List) Lookup(a netip.Addr) (Ban, bool) {
 
 func (l *List) lookup(a netip.Addr, now time.Time) (*Ban, bool) {
 	a = a.Unmap()
-	is6 := a.Is6()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for _, key := range l.lengths {
-		bits := key
-		if key >= 1000 {
-			if !is6 {
-				continue
-			}
-			bits -= 1000
-		} else if is6 {
-			continue
-		}
-		p, err := a.Prefix(bits)
-		if err != nil {
-			continue
-		}
-		if b, ok := l.byLen[key][p]; ok && b.Active(now) {
-			if b.Feed && l.isPeer != nil && l.isPeer(a) {
-				continue
-			}
-			return b, true
-		}
-	}
-	return nil, false
+	return l.bans.Lookup(a, func(b *Ban) bool {
+		return b.Active(now) && !(b.Feed && l.isPeer != nil && l.isPeer(a))
+	})
 }
 
 // ErrInvalidPrefix is returned for a prefix that is not valid.
@@ -191,7 +156,7 @@ func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban,
 	p = normalize(p)
 	now := l.opt.Now()
 	l.mu.Lock()
-	if old, ok := l.byLen[lenKey(p)][p]; ok && old.Active(now) && !old.Feed {
+	if old, ok := l.bans.Get(p); ok && old.Active(now) && !old.Feed {
 		// Already banned: packets that passed the gate before the ban (a
 		// batch read at once) must not escalate it again.
 		b := *old
@@ -218,7 +183,7 @@ func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban,
 		off.until = now.Add(100 * 365 * 24 * time.Hour)
 	}
 	l.history[p] = off
-	l.put(b)
+	l.bans.Set(p, b, true)
 	l.mu.Unlock()
 	l.persist(*b, false)
 	if l.onChange != nil {
@@ -233,58 +198,24 @@ func (l *List) AddFeed(name string, prefixes []netip.Prefix) {
 	now := l.opt.Now()
 	source := "feed:" + name
 	l.mu.Lock()
-	for _, m := range l.byLen {
-		for p, b := range m {
-			if b.Feed && b.Source == source {
-				delete(m, p)
-			}
-		}
-	}
+	l.bans.DeleteFunc(func(_ netip.Prefix, b *Ban) bool { return b.Feed && b.Source == source })
 	for _, p := range prefixes {
-		p = normalize(p)
-		if old, ok := l.byLen[lenKey(p)][p]; ok && !old.Feed {
+		if old, ok := l.bans.Get(p); ok && !old.Feed {
 			continue // an operator or rule ban wins
 		}
-		l.put(&Ban{Prefix: p, Reason: "reputation_feed", Source: source, Created: now, Feed: true})
+		l.bans.Set(p, &Ban{Prefix: normalize(p), Reason: "reputation_feed", Source: source, Created: now, Feed: true}, true)
 	}
-	l.reindex()
 	l.mu.Unlock()
-}
-
-// put inserts b (lock held).
-func (l *List) put(b *Ban) {
-	key := lenKey(b.Prefix)
-	m := l.byLen[key]
-	if m == nil {
-		m = map[netip.Prefix]*Ban{}
-		l.byLen[key] = m
-	}
-	m[b.Prefix] = b
-	if len(m) == 1 {
-		l.reindex()
-	}
-}
-
-// reindex recomputes the lengths in use (lock held).
-func (l *List) reindex() {
-	l.lengths = l.lengths[:0]
-	for k, m := range l.byLen {
-		if len(m) > 0 {
-			l.lengths = append(l.lengths, k)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(l.lengths)))
 }
 
 // Remove lifts the ban of p (exactly that prefix). It reports whether there was one.
 func (l *List) Remove(p netip.Prefix) bool {
 	p = normalize(p)
 	l.mu.Lock()
-	b, ok := l.byLen[lenKey(p)][p]
+	b, ok := l.bans.Get(p)
 	if ok {
-		delete(l.byLen[lenKey(p)], p)
+		l.bans.Delete(p)
 		delete(l.history, p) // an operator's unban forgives
-		l.reindex()
 	}
 	l.mu.Unlock()
 	if ok {
@@ -301,13 +232,12 @@ func (l *List) List(withFeeds bool) []Ban {
 	now := l.opt.Now()
 	l.mu.RLock()
 	var out []Ban
-	for _, m := range l.byLen {
-		for _, b := range m {
-			if b.Active(now) && (withFeeds || !b.Feed) {
-				out = append(out, *b)
-			}
+	l.bans.Range(func(_ netip.Prefix, b *Ban) bool {
+		if b.Active(now) && (withFeeds || !b.Feed) {
+			out = append(out, *b)
 		}
-	}
+		return true
+	})
 	l.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out
@@ -317,11 +247,7 @@ func (l *List) List(withFeeds bool) []Ban {
 func (l *List) Len() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	n := 0
-	for _, m := range l.byLen {
-		n += len(m)
-	}
-	return n
+	return l.bans.Len()
 }
 
 // Sweep forgets expired bans and old offenses. It returns how many bans expired.
@@ -329,20 +255,18 @@ func (l *List) Sweep() int {
 	now := l.opt.Now()
 	var expired []Ban
 	l.mu.Lock()
-	for _, m := range l.byLen {
-		for p, b := range m {
-			if !b.Active(now) {
-				delete(m, p)
-				expired = append(expired, *b)
-			}
+	l.bans.DeleteFunc(func(_ netip.Prefix, b *Ban) bool {
+		if b.Active(now) {
+			return false
 		}
-	}
+		expired = append(expired, *b)
+		return true
+	})
 	for p, o := range l.history {
 		if o.until.Before(now) {
 			delete(l.history, p)
 		}
 	}
-	l.reindex()
 	l.mu.Unlock()
 	for _, b := range expired {
 		l.persist(b, true)
@@ -382,20 +306,14 @@ func (l *List) Load() error {
 	v, _ := l.store.Version()
 	now := l.opt.Now()
 	l.mu.Lock()
-	for _, m := range l.byLen {
-		for p, b := range m {
-			if !b.Feed {
-				delete(m, p)
-			}
-		}
-	}
+	l.bans.DeleteFunc(func(_ netip.Prefix, b *Ban) bool { return !b.Feed })
 	for i := range bans {
 		b := bans[i]
 		if !b.Active(now) {
 			continue
 		}
 		b.Prefix = normalize(b.Prefix)
-		l.put(&b)
+		l.bans.Set(b.Prefix, &b, true)
 		if o := l.history[b.Prefix]; o.count < b.Offense {
 			until := b.Expires.Add(l.opt.Memory)
 			if b.Expires.IsZero() {
@@ -404,7 +322,6 @@ func (l *List) Load() error {
 			l.history[b.Prefix] = offense{count: b.Offense, until: until}
 		}
 	}
-	l.reindex()
 	l.version = v
 	l.mu.Unlock()
 	return nil

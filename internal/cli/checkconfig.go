@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -26,14 +25,7 @@ func CheckConfig(args []string, stdout, stderr io.Writer) int {
 		}
 		if err != nil {
 			failed = true
-			var errs config.Errors
-			if errors.As(err, &errs) {
-				for _, e := range errs {
-					fmt.Fprintln(stderr, e.Error())
-				}
-			} else {
-				fmt.Fprintf(stderr, "%s: %v\n", file, err)
-			}
+			printConfigError(stderr, file, err)
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d trunks)\n", file, len(cfg.Listen), len(cfg.Upstreams), len(cfg.Trunks))

@@ -3,6 +3,7 @@ package proxy
 import (
 	"hash/maphash"
 	"strconv"
+	"time"
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
 	"github.com/sipwarden/sipwarden/internal/chain"
@@ -41,7 +42,21 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 	if w.p.opt.CDR == nil {
 		return
 	}
-	rec := cdr.Record{
+	rec := d.record(w.now, code, disp, stage, reason)
+	if d.confirmed {
+		end := w.now
+		if reason == "dialog_timeout" {
+			end = d.lastSeen
+			rec.End = end
+		}
+		rec.Duration = end.Sub(d.answer)
+	}
+	w.p.opt.CDR.Write(rec)
+}
+
+// record is the CDR of d, ended at end.
+func (d *dialog) record(end time.Time, code int, disp cdr.Disposition, stage, reason string) cdr.Record {
+	return cdr.Record{
 		CallID:      d.callID,
 		Trunk:       d.trunk,
 		Upstream:    d.upstream,
@@ -52,21 +67,12 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 		To:          d.to,
 		Start:       d.start,
 		Answer:      d.answer,
-		End:         w.now,
+		End:         end,
 		FinalCode:   code,
 		Disposition: disp,
 		Stage:       stage,
 		Reason:      reason,
 	}
-	if d.confirmed {
-		end := w.now
-		if reason == "dialog_timeout" {
-			end = d.lastSeen
-			rec.End = end
-		}
-		rec.Duration = end.Sub(d.answer)
-	}
-	w.p.opt.CDR.Write(rec)
 }
 
 // blockedCDR records an initial INVITE from a known peer that a stage refused.
@@ -80,23 +86,9 @@ func (w *worker) blockedCDR(pkt *transport.Packet, req *chain.Request, stage, re
 	if d.start.IsZero() {
 		d.start = w.now
 	}
+	d.callID = string(req.Msg.CallID())
 	w.fillCallParties(&d, req)
-	w.p.opt.CDR.Write(cdr.Record{
-		CallID:      string(req.Msg.CallID()),
-		Trunk:       d.trunk,
-		Upstream:    d.upstream,
-		Direction:   d.direction,
-		SrcAddr:     d.src,
-		Transport:   d.transport,
-		From:        d.from,
-		To:          d.to,
-		Start:       d.start,
-		End:         w.now,
-		FinalCode:   code,
-		Disposition: dispBlocked,
-		Stage:       stage,
-		Reason:      reason,
-	})
+	w.p.opt.CDR.Write(d.record(w.now, code, dispBlocked, stage, reason))
 }
 
 // partyNumber turns a URI user part into the number a CDR shows: E.164 when

@@ -118,13 +118,19 @@ func (m *Msg) Parse(b []byte) error {
 	}
 	// RFC 3261 7.5: ignore line breaks before the start line.
 	pos := 0
-	for pos < len(b) && (b[pos] == '\r' || b[pos] == '\n') {
+	for pos+1 < len(b) && b[pos] == '\r' && b[pos+1] == '\n' {
+		pos += 2
+	}
+	if pos == len(b)-1 && (b[pos] == '\r' || b[pos] == '\n') {
 		pos++
 	}
 	if pos == len(b) {
 		return ErrEmpty
 	}
 	lineEnd, next := findLineEnd(b, pos)
+	if lineEnd == -2 {
+		return fmt.Errorf("%w: line ends with a bare LF", ErrStartLine)
+	}
 	if lineEnd < 0 {
 		return fmt.Errorf("%w: no line end", ErrStartLine)
 	}
@@ -145,8 +151,11 @@ func (m *Msg) Parse(b []byte) error {
 	return lineErr
 }
 
-// findLineEnd returns the end of the line starting at pos (before CRLF or
-// LF) and the start of the next line, or -1 when there is no line break.
+// findLineEnd returns the end of the line starting at pos (before its
+// CRLF) and the start of the next line, or -1 when there is no line break.
+// A bare LF (no CR before it) gives end -2: it is refused, because a
+// downstream parser that splits only on CRLF would see other header fields
+// than we checked (a desynchronisation an attacker could use).
 func findLineEnd(b []byte, pos int) (end, next int) {
 	i := bytes.IndexByte(b[pos:], '\n')
 	if i < 0 {
@@ -156,8 +165,12 @@ func findLineEnd(b []byte, pos int) (end, next int) {
 	if i > pos && b[i-1] == '\r' {
 		return i - 1, i + 1
 	}
-	return i, i + 1
+	return -2, i + 1
 }
+
+// IsTokenChar reports whether c may appear in a token (RFC 3261 25.1):
+// method names and header names are tokens.
+func IsTokenChar(c byte) bool { return isTokenChar(c) }
 
 func isTokenChar(c byte) bool {
 	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
@@ -269,6 +282,9 @@ func (m *Msg) parseHeaders(b []byte, pos int) error {
 			return m.finish(b)
 		}
 		lineEnd, next := findLineEnd(b, pos)
+		if lineEnd == -2 {
+			return fmt.Errorf("%w: line ends with a bare LF (CRLF required)", ErrHeader)
+		}
 		if lineEnd < 0 {
 			return fmt.Errorf("%w: header section not terminated", ErrTruncated)
 		}

@@ -123,6 +123,8 @@ func TestParseErrors(t *testing.T) {
 		{"two CLs", "INVITE sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab", ErrContentLength},
 		{"status", "SIP/2.0 99 Low\r\n\r\n", ErrStartLine},
 		{"continuation first", "INVITE sip:a@b SIP/2.0\r\n folded\r\n\r\n", ErrHeader},
+		{"bare LF in headers", "INVITE sip:a@b SIP/2.0\r\nCall-ID:\nCSeq: 1 INVITE\r\n\r\n", ErrHeader},
+		{"bare LF start line", "INVITE sip:a@b SIP/2.0\nCall-ID: x\r\n\r\n", ErrStartLine},
 	}
 	for _, tc := range tests {
 		var m Msg

@@ -50,14 +50,12 @@ func CanReply(req *Msg) bool {
 		req.callID >= 0 && req.Find(HdrCSeq, 0) >= 0
 }
 
+// appendRaw copies field i as received (with its CRLF; Parse accepts no other line end).
 func appendRaw(dst []byte, m *Msg, i int) []byte {
 	raw := m.hdrs[i].raw.of(m.buf)
 	dst = append(dst, raw...)
 	if n := len(raw); n == 0 || raw[n-1] != '\n' {
-		dst = append(dst, "\r\n"...)
-	} else if n < 2 || raw[n-2] != '\r' {
-		// a bare-LF line: write it with CRLF
-		dst = append(dst[:len(dst)-1], "\r\n"...)
+		dst = append(dst, "\r\n"...) // the last field of a datagram without its empty line
 	}
 	return dst
 }

@@ -1,5 +1,7 @@
 package transport
 
+import "github.com/sipwarden/sipwarden/internal/sip"
+
 // Drop reasons of the pre-parse gate (metric label values).
 const (
 	dropBlocked   = "blocked"
@@ -23,20 +25,8 @@ func classify(b []byte, max int) string {
 	if i == len(b) {
 		return dropKeepalive
 	}
-	if !isTokenStart(b[i]) || len(b)-i < 12 {
+	if !sip.IsTokenChar(b[i]) || len(b)-i < 12 {
 		return dropGarbage
 	}
 	return ""
-}
-
-// isTokenStart reports whether c can start a method token or "SIP/2.0".
-func isTokenStart(c byte) bool {
-	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-		return true
-	}
-	switch c {
-	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
-		return true
-	}
-	return false
 }
