@@ -6,14 +6,15 @@
 # after, divided by the successful calls).
 #
 #   bench/run.sh [--proxy sipwarden|kamailio|both] [--rate N] [--calls N]
-#                [--find-max] [--out FILE]
+#                [--find-max] [--out FILE] [--children N (Kamailio UDP workers, default 2)]
+#   RATES="500 1000 ..." bench/run.sh --find-max   steps of the search
 #
 # Loopback only; every run is bounded by `timeout`; everything started is
 # killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROXY=both RATE=1000 CALLS=0 FIND_MAX=0 OUT=""
+PROXY=both RATE=1000 CALLS=0 FIND_MAX=0 OUT="" CHILDREN=2
 while (($#)); do
 	case $1 in
 	--proxy) PROXY=$2; shift ;;
@@ -21,7 +22,8 @@ while (($#)); do
 	--calls) CALLS=$2; shift ;;
 	--find-max) FIND_MAX=1 ;;
 	--out) OUT=$2; shift ;;
-	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+	--children) CHILDREN=$2; shift ;;
+	-h | --help) sed -n '2,13p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -64,7 +66,7 @@ cpu_ticks() {
 start_proxy() { # $1 = kamailio|sipwarden; sets PROXY_PID
 	case $1 in
 	kamailio)
-		sed -e "s/PROXY_PORT/$PROXY_PORT/" -e "s#\"PBX\"#\"sip:127.0.0.3:$PBX_PORT\"#" -e "s/CHILDREN/2/" \
+		sed -e "s/PROXY_PORT/$PROXY_PORT/" -e "s#\"PBX\"#\"sip:127.0.0.3:$PBX_PORT\"#" -e "s/CHILDREN/$CHILDREN/" \
 			bench/kamailio.cfg >"$WORK/kamailio.cfg"
 		kamailio -f "$WORK/kamailio.cfg" -DD -E -m 512 -M 32 -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
 		PROXY_PID=$!
@@ -112,30 +114,30 @@ run_once() {
 	ok=${ok:-0} failed=${failed:-0}
 	awk -v ok="$ok" -v f="$failed" -v b="$before" -v a="$after" -v tick="$TICK" -v t0="$t0" -v t1="$t1" 'BEGIN {
 		cpu = (a - b) / tick
-		printf "%d %d %.1f %.1f\n", ok, f, (ok > 0 ? cpu / ok * 1e6 : 0), cpu / (t1 - t0) * 100 }'
+		printf "%d %d %.1f %.1f %.0f\n", ok, f, (ok > 0 ? cpu / ok * 1e6 : 0), cpu / (t1 - t0) * 100, (ok + f) / (t1 - t0) }'
 }
 
-report() { # proxy rate calls ok failed us pct
+report() { # proxy rate calls ok failed us pct achieved
 	local line
-	line=$(awk -v p="$1" -v r="$2" -v c="$3" -v ok="$4" -v f="$5" -v us="$6" -v pct="$7" 'BEGIN {
-		printf "| %s | %d | %d | %d | %d | %.2f %% | %.1f | %.0f %% |", p, r, c, ok, f, (c > 0 ? ok * 100 / c : 0), us, pct }')
+	line=$(awk -v p="$1" -v r="$2" -v c="$3" -v ok="$4" -v f="$5" -v us="$6" -v pct="$7" -v ach="$8" 'BEGIN {
+		printf "| %s | %d | %d | %d | %d | %d | %.2f %% | %.1f | %.0f %% |", p, r, ach, c, ok, f, (c > 0 ? ok * 100 / c : 0), us, pct }')
 	echo "$line"
 	[ -n "$OUT" ] && echo "$line" >>"$OUT"
 	return 0
 }
 
-header="| proxy | calls/s | calls | successful | failed | success | proxy CPU µs/call | proxy CPU |"
-echo "$header"; echo "|---|---|---|---|---|---|---|---|"
-if [ -n "$OUT" ]; then echo "$header" >>"$OUT"; echo "|---|---|---|---|---|---|---|---|" >>"$OUT"; fi
+header="| proxy | calls/s asked | calls/s achieved | calls | successful | failed | success | proxy CPU µs/call | proxy CPU |"
+echo "$header"; echo "|---|---|---|---|---|---|---|---|---|"
+if [ -n "$OUT" ]; then echo "$header" >>"$OUT"; echo "|---|---|---|---|---|---|---|---|---|" >>"$OUT"; fi
 proxies=$PROXY
 [ "$PROXY" = both ] && proxies="sipwarden kamailio"
 
 for proxy in $proxies; do
 	if ((FIND_MAX)); then
 		best=0
-		for rate in 500 1000 1500 2000 2500 3000 3500 4000 5000 6000; do
-			read -r ok failed us pct < <(run_once "$proxy" "$rate" $((rate * 10)))
-			report "$proxy" "$rate" $((rate * 10)) "$ok" "$failed" "$us" "$pct"
+		for rate in ${RATES:-500 1000 1500 2000 2500 3000 3500 4000 5000 6000 8000 10000}; do
+			read -r ok failed us pct ach < <(run_once "$proxy" "$rate" $((rate * 10)))
+			report "$proxy" "$rate" $((rate * 10)) "$ok" "$failed" "$us" "$pct" "$ach"
 			if awk -v ok="$ok" -v c=$((rate * 10)) 'BEGIN { exit !(ok * 1000 >= c * 999) }'; then best=$rate; else break; fi
 		done
 		echo "$proxy: highest rate with >= 99.9 % successful calls: $best calls/s"
@@ -143,7 +145,7 @@ for proxy in $proxies; do
 	else
 		calls=$CALLS
 		((calls > 0)) || calls=$((RATE * 20))
-		read -r ok failed us pct < <(run_once "$proxy" "$RATE" "$calls")
-		report "$proxy" "$RATE" "$calls" "$ok" "$failed" "$us" "$pct"
+		read -r ok failed us pct ach < <(run_once "$proxy" "$RATE" "$calls")
+		report "$proxy" "$RATE" "$calls" "$ok" "$failed" "$us" "$pct" "$ach"
 	fi
 done
