@@ -124,19 +124,13 @@ var stageSummaries = map[string]string{
 
 // ChainCommand prints the effective chain of a configuration.
 func ChainCommand(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("chain", "chain --config FILE", stderr)
-	file := fs.String("config", "sipwarden.yaml", "configuration file")
-	if code := parseFlags(fs, args); code >= 0 {
+	cfg, code := configCommand("chain", args, stderr)
+	if cfg == nil {
 		return code
-	}
-	cfg, err := config.Load(*file)
-	if err != nil {
-		printConfigError(stderr, *file, err)
-		return 1
 	}
 	rt, err := buildRuntime(cfg, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
+		fmt.Fprintf(stderr, "%s: %v\n", cfg.File, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "chain of %s (fixed order; the configuration enables and configures stages):\n", cfg.File)

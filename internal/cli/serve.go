@@ -30,15 +30,9 @@ import (
 
 // Serve runs the proxy until SIGTERM or SIGINT: `sipwarden serve --config FILE`.
 func Serve(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", "serve --config FILE", stderr)
-	file := fs.String("config", "sipwarden.yaml", "configuration file")
-	if code := parseFlags(fs, args); code >= 0 {
+	cfg, code := configCommand("serve", args, stderr)
+	if cfg == nil {
 		return code
-	}
-	cfg, err := config.Load(*file)
-	if err != nil {
-		printConfigError(stderr, *file, err)
-		return 1
 	}
 	log := newLogger(cfg, stderr)
 	srv, err := start(cfg, log)
@@ -60,6 +54,22 @@ func Serve(args []string, stdout, stderr io.Writer) int {
 		return srv.stop(sigs)
 	}
 	return 0
+}
+
+// configCommand parses the flags of a command that takes only --config and
+// loads the file. It returns nil and the exit code when the command must stop.
+func configCommand(name string, args []string, stderr io.Writer) (*config.Config, int) {
+	fs := newFlagSet(name, name+" --config FILE", stderr)
+	file := fs.String("config", "sipwarden.yaml", "configuration file")
+	if code := parseFlags(fs, args); code >= 0 {
+		return nil, code
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		printConfigError(stderr, *file, err)
+		return nil, 1
+	}
+	return cfg, 0
 }
 
 func printConfigError(w io.Writer, file string, err error) {

@@ -24,7 +24,8 @@
 //     after Content-Length in a datagram (ignored, RFC 3261 18.3).
 //   - Never a panic on any input (fuzz targets FuzzParse, FuzzParseVia,
 //     FuzzParseURI, FuzzParseNameAddr, and FuzzDifferentialSipgo, which
-//     compares the results with those of github.com/emiago/sipgo).
+//     compares the results with those of the independent sipgo parser; it
+//     is used in tests only).
 //
 // # Use
 //
