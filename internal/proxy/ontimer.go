@@ -30,8 +30,8 @@ func (w *worker) onTimer(e timerEntry) {
 		w.clientTimeout(ct)
 	case timerC:
 		ct := e.ct
-		if ct.state != stateProceeding {
-			return
+		if ct.state != stateProceeding || e.at != ct.timerC {
+			return // answered, or restarted by a later provisional response
 		}
 		// Timer C (RFC 3261 16.8): cancel the branch and answer 408 ourselves.
 		w.sendCancel(ct)

@@ -58,7 +58,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 		}
 		ct.gotProvisional = true
 		if ct.method == sip.INVITE {
-			w.schedule(w.p.opt.TimerC, timerEntry{kind: timerC, ct: ct})
+			ct.timerC = w.schedule(w.p.opt.TimerC, timerEntry{kind: timerC, ct: ct})
 			if ct.cancelPending {
 				w.sendCancel(ct)
 			}

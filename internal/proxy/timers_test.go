@@ -183,3 +183,28 @@ func TestCancelBeforeProvisional(t *testing.T) {
 		t.Fatalf("CDRs %+v", store.recs)
 	}
 }
+
+// TestTimerCRestarts: each provisional response restarts timer C (RFC 3261
+// 16.7 step 2); only a ringing that outlasts it is cancelled with 408.
+func TestTimerCRestarts(t *testing.T) {
+	_, w, rec, store := newTestProxy(t)
+	rec.keep = true
+	var c callBufs
+	c.build(5)
+	w.feed(uac, c.invite)
+	respond(w, rec, &c, 180)
+	w.advance(2 * time.Minute)
+	respond(w, rec, &c, 183) // restarts timer C
+	w.advance(2 * time.Minute)
+	if len(store.recs) != 0 {
+		t.Fatalf("call ended 2 min after the last provisional: %+v", store.recs)
+	}
+	w.advance(90 * time.Second)
+	got := rec.take(uas)
+	if len(got) == 0 || got[len(got)-1].Method() != sip.CANCEL {
+		t.Fatal("no CANCEL after timer C")
+	}
+	if len(store.recs) != 1 || store.recs[0].FinalCode != 408 {
+		t.Fatalf("CDRs %+v", store.recs)
+	}
+}

@@ -63,6 +63,9 @@ type clientTx struct {
 	gotProvisional bool
 	// cancelPending: a CANCEL is due as soon as a provisional response arrives (RFC 3261 9.1).
 	cancelPending bool
+	// timerC is when the current timer C fires: each provisional response
+	// restarts it, so older heap entries are stale.
+	timerC int64
 }
 
 // dialog is an INVITE dialog from the initial INVITE to its end.

@@ -100,9 +100,11 @@ func (w *worker) rearm() {
 	w.timer.Reset(d)
 }
 
-func (w *worker) schedule(d time.Duration, e timerEntry) {
+// schedule runs e after d and returns when (for timers that a later event restarts).
+func (w *worker) schedule(d time.Duration, e timerEntry) int64 {
 	e.at = int64(w.now.Sub(w.epoch) + d)
 	w.timers.push(e)
+	return e.at
 }
 
 func (w *worker) fireTimers() {
