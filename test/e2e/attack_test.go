@@ -25,13 +25,12 @@ func TestUnderAttack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("attack scenario skipped in -short mode")
 	}
-	const (
-		calls     = 500
-		rate      = 100
-		attackers = 10
-		perSecond = 2000 // per attacker
-		attackFor = 5 * time.Second
-	)
+	// bench/attack.sh runs the long form through these variables.
+	calls := envInt("SIPWARDEN_ATTACK_CALLS", 500)
+	rate := envInt("SIPWARDEN_ATTACK_CPS", 100)
+	attackers := envInt("SIPWARDEN_ATTACKERS", 10)
+	perSecond := envInt("SIPWARDEN_ATTACK_PPS", 2000) // per attacker
+	attackFor := time.Duration(calls/rate) * time.Second
 	pbx := freePort(t)
 	startUAS(t, "uas.xml", pbx)
 	e := startEdge(t, baseConfig, pbx, params("udp"))
@@ -100,7 +99,7 @@ func TestUnderAttack(t *testing.T) {
 		}
 	}()
 
-	res := runSipp(t, 90*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, rate)...)
+	res := runSipp(t, attackFor+90*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, rate)...)
 	if time.Since(start) < attackFor {
 		time.Sleep(attackFor - time.Since(start))
 	}
@@ -162,4 +161,11 @@ func rss(t *testing.T, pid int) int {
 		}
 	}
 	return -1
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

@@ -102,7 +102,7 @@ func scenarioPath(name string) string {
 // uacArgs are the common arguments of a SIPp caller on the trunk's address.
 func uacArgs(scenario, target string, calls, rate int, extra ...string) []string {
 	a := []string{"-sf", scenarioPath(scenario), "-i", "127.0.0.2", "-p", "0", "-s", "+15551230001",
-		"-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-timeout", "60s", "-timeout_error",
+		"-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-timeout", strconv.Itoa(calls/rate+60) + "s", "-timeout_error",
 		"-recv_timeout", "10000", "-d", "200"}
 	a = append(a, extra...)
 	return append(a, target)
