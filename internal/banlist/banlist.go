@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/cidr"
@@ -76,6 +77,8 @@ type List struct {
 	isPeer   func(netip.Addr) bool
 	version  int64
 	onChange func(event string, b Ban)
+	// gen counts the changes to the bans (Generation).
+	gen atomic.Uint64
 }
 
 type offense struct {
@@ -184,6 +187,7 @@ func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban,
 	}
 	l.history[p] = off
 	l.bans.Set(p, b, true)
+	l.gen.Add(1)
 	l.mu.Unlock()
 	l.persist(*b, false)
 	if l.onChange != nil {
@@ -205,6 +209,7 @@ func (l *List) AddFeed(name string, prefixes []netip.Prefix) {
 		}
 		l.bans.Set(p, &Ban{Prefix: normalize(p), Reason: "reputation_feed", Source: source, Created: now, Feed: true}, true)
 	}
+	l.gen.Add(1)
 	l.mu.Unlock()
 }
 
@@ -216,6 +221,7 @@ func (l *List) Remove(p netip.Prefix) bool {
 	if ok {
 		l.bans.Delete(p)
 		delete(l.history, p) // an operator's unban forgives
+		l.gen.Add(1)
 	}
 	l.mu.Unlock()
 	if ok {
@@ -243,6 +249,28 @@ func (l *List) List(withFeeds bool) []Ban {
 	return out
 }
 
+// Generation is a number that changes whenever bans are added, removed,
+// swept or reloaded: a cheap way for a mirror (the kernel firewall) to know
+// that it must look again. Bans that merely expire do not change it until
+// Sweep removes them; see NextExpiry.
+func (l *List) Generation() uint64 { return l.gen.Load() }
+
+// NextExpiry returns the earliest expiry after now among the bans in force
+// that are not feed entries (zero when none expires).
+func (l *List) NextExpiry() time.Time {
+	now := l.opt.Now()
+	var next time.Time
+	l.mu.RLock()
+	l.bans.Range(func(_ netip.Prefix, b *Ban) bool {
+		if !b.Feed && !b.Expires.IsZero() && b.Expires.After(now) && (next.IsZero() || b.Expires.Before(next)) {
+			next = b.Expires
+		}
+		return true
+	})
+	l.mu.RUnlock()
+	return next
+}
+
 // Len returns the number of entries held (expired ones not yet swept included).
 func (l *List) Len() int {
 	l.mu.RLock()
@@ -266,6 +294,9 @@ func (l *List) Sweep() int {
 		if o.until.Before(now) {
 			delete(l.history, p)
 		}
+	}
+	if len(expired) > 0 {
+		l.gen.Add(1)
 	}
 	l.mu.Unlock()
 	for _, b := range expired {
@@ -323,6 +354,7 @@ func (l *List) Load() error {
 		}
 	}
 	l.version = v
+	l.gen.Add(1)
 	l.mu.Unlock()
 	return nil
 }

@@ -20,6 +20,7 @@ Commands:
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
   ban           add, remove or list bans
+  firewall      print an nftables ruleset for the SIP ports (firewall nft)
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -43,6 +44,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return CDRCommand(rest, stdout, stderr)
 	case "ban":
 		return BanCommand(rest, stdout, stderr)
+	case "firewall":
+		return FirewallCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0
@@ -74,12 +77,24 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parseFlags parses args; it returns -1 to go on, or the exit code.
+// Flags may come before or after the positional arguments
+// (`sipwarden ban add 192.0.2.1 --for 1h`); fs.Args() holds the positional ones.
 func parseFlags(fs *flag.FlagSet, args []string) int {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return 0
+			}
+			return 2
 		}
-		return 2
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
 	}
+	_ = fs.Parse(append([]string{"--"}, positional...))
 	return -1
 }

@@ -120,3 +120,42 @@ func TestBanCommand(t *testing.T) {
 		t.Fatalf("json list: %d %q", code, out)
 	}
 }
+
+// Operators type the address first and the flags after it; both orders work.
+func TestBanFlagsAfterTheAddress(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	_ = os.WriteFile(cfg, []byte("listen: [udp://127.0.0.1:5060]\nstorage: {path: data}\n"), 0o600)
+	if code, out, errs := run("ban", "add", "198.51.100.7", "--for", "0", "--config", cfg, "--reason", "abuse"); code != 0 || !strings.Contains(out, "banned 198.51.100.7/32 (abuse) permanently") {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run("ban", "add", "198.51.100.8", "198.51.100.9", "--config", cfg); code != 2 {
+		t.Fatalf("two addresses: %d %q, want usage error 2", code, errs)
+	}
+}
+
+func TestFirewallNft(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	_ = os.WriteFile(cfg, []byte(`listen: [udp://127.0.0.1:5060, tls://127.0.0.1:5061]
+tls: {cert: c.pem, key: k.pem}
+upstreams: [{name: pbx, targets: [udp://10.0.0.5:5060]}]
+trunks: [{name: acme, auth: ip, allow: [192.0.2.0/24], upstream: pbx, targets: [udp://192.0.2.1:5060]}]
+`), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "c.pem"), nil, 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "k.pem"), nil, 0o600)
+	code, out, errs := run("firewall", "nft", "--config", cfg, "--rtp-ports", "10000-20000")
+	if code != 0 {
+		t.Fatalf("firewall nft: %d %q", code, errs)
+	}
+	for _, want := range []string{"elements = { 10.0.0.5,\n", "192.0.2.0/24 }", "udp dport 5060 ip saddr @peers4 accept", "tcp dport 5061 counter drop", "udp dport 10000-20000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range [][]string{{"firewall"}, {"firewall", "iptables"}, {"firewall", "nft", "--config", cfg, "--rtp-ports", "20000-10000"}} {
+		if code, _, _ := run(bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}

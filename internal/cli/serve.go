@@ -104,6 +104,7 @@ type server struct {
 	store     cdr.Store
 	cdrs      *cdr.Writer
 	banStore  interface{ Close() error }
+	firewall  func() // stops the nftables mirror
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
 
@@ -209,6 +210,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		log.Info("listening", "transport", l.Transport.String(), "addr", ln.Addr().String(), "advertise", ln.Advertise())
 	}
 	s.proxy.SetListeners(s.transport.Listeners())
+	if s.firewall, err = startFirewall(logCtx, cfg, bans, reg, log); err != nil {
+		return nil, err
+	}
 
 	if cfg.Admin.Listen != "" {
 		s.admin = admin.New(cfg.Admin.Listen, reg, admin.Hooks{
@@ -344,6 +348,9 @@ func (s *server) closeAll() {
 	}
 	if s.store != nil {
 		_ = s.store.Close()
+	}
+	if s.firewall != nil {
+		s.firewall()
 	}
 	if s.banStore != nil {
 		_ = s.banStore.Close()

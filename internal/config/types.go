@@ -40,6 +40,18 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Firewall configures the kernel firewall integration.
+	Firewall Firewall
+}
+
+// Firewall configures the mirror of the ban list into the kernel.
+type Firewall struct {
+	// Nftables mirrors the bans in force (not reputation-feed entries, which
+	// depend on who the peer is) into sets of an nftables table owned by
+	// sipwarden, so that banned traffic is dropped before it reaches a socket.
+	Nftables bool
+	// Table is the name of that table in the inet family (default sipwarden_bans).
+	Table string
 }
 
 // Flood configures the flood stage: request budgets per source address (and,

@@ -29,6 +29,12 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Firewall       rawFirewall   `yaml:"firewall"`
+}
+
+type rawFirewall struct {
+	Nftables bool   `yaml:"nftables"`
+	Table    string `yaml:"table"`
 }
 
 type rawFlood struct {
@@ -153,8 +159,10 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
-	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall"},
+	"rawFirewall":     {"nftables", "table"},
+	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "feeds"},
+	"rawFeed":         {"name", "url", "file", "format", "refresh"},
 	"rawScanner":      {"enabled", "signatures", "ban_after"},
 	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
 	"rawFloodProfile": {"invite", "register", "options", "other", "malformed"},
@@ -279,6 +287,9 @@ func (v *validator) size(path []any, s string, def int) int {
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// nftName is a valid nftables table name that needs no quoting.
+var nftName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,31}$`)
 
 // parseURL parses "udp://1.2.3.4:5060" or "tls://[::1]:5061".
 func parseURL(s string) (sip.Transport, netip.AddrPort, error) {
@@ -528,6 +539,13 @@ func (v *validator) build(raw *rawConfig) *Config {
 			continue
 		}
 		c.Scanner.Signatures = append(c.Scanner.Signatures, sig)
+	}
+
+	c.Firewall = Firewall{Nftables: raw.Firewall.Nftables, Table: raw.Firewall.Table}
+	if c.Firewall.Table == "" {
+		c.Firewall.Table = "sipwarden_bans"
+	} else if !nftName.MatchString(c.Firewall.Table) {
+		v.fail(p("firewall", "table"), "must be an nftables name (a letter, then letters, digits and '_', at most 32), got %q", c.Firewall.Table)
 	}
 
 	c.Flood = Flood{Disabled: raw.Flood.Enabled != nil && !*raw.Flood.Enabled, TableSize: raw.Flood.TableSize, PrefixFactor: raw.Flood.PrefixFactor}

@@ -16,6 +16,8 @@ type metrics struct {
 
 	// label children cached per transport, so the per-packet path does not allocate
 	rx, rxBytes, tx [4]prometheus.Counter
+	// blocked is the drop counter of banned sources: the path a flood takes.
+	blocked [4]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.rx[t] = m.received.WithLabelValues(t.String())
 		m.rxBytes[t] = m.receivedBytes.WithLabelValues(t.String())
 		m.tx[t] = m.sent.WithLabelValues(t.String())
+		m.blocked[t] = m.dropped.WithLabelValues(t.String(), dropBlocked)
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.receivedBytes, m.sent, m.dropped, m.conns, m.refused)
@@ -57,5 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) drop(t sip.Transport, reason string) {
+	if reason == dropBlocked && int(t) < len(m.blocked) && m.blocked[t] != nil {
+		m.blocked[t].Inc()
+		return
+	}
 	m.dropped.WithLabelValues(t.String(), reason).Inc()
 }

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBansMirroredIntoNftables runs sipwarden with firewall.nftables: a ban
+// added with the CLI reaches the kernel set, packets from the banned address
+// are dropped by nftables (sipwarden's own gate never sees them), traffic
+// from other addresses still reaches sipwarden, the unban empties the set,
+// and the table is gone when sipwarden stops. Needs root (CI runs as root).
+func TestBansMirroredIntoNftables(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("the nftables mirror needs root; CI runs as root")
+		}
+		t.Skip("the nftables mirror needs root")
+	}
+	nft := requireTool(t, "nft", "nftables")
+	table := fmt.Sprintf("swe2e%d", os.Getpid())
+	t.Cleanup(func() { _ = exec.Command(nft, "delete", "table", "inet", table).Run() })
+	e := startEdge(t, baseConfig+"firewall: {nftables: true, table: "+table+"}\n", freePort(t), params("udp"))
+	cfgPath := filepath.Join(e.dir, "sipwarden.yaml")
+
+	list := func() string {
+		out, _ := exec.Command(nft, "list", "table", "inet", table).CombinedOutput()
+		return string(out)
+	}
+	waitFor := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(list()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s; the table is:\n%s", what, list())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("table created at start", func(s string) bool { return strings.Contains(s, "set banned4") })
+
+	ban := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command(binary, append([]string{"ban"}, append(args, "--config", cfgPath)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("sipwarden ban %v: %v\n%s", args, err, out)
+		}
+	}
+	ban("add", "127.0.0.9", "--for", "1h", "--reason", "e2e")
+	waitFor("ban mirrored", func(s string) bool { return strings.Contains(s, "127.0.0.9") })
+
+	blocked := `sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`
+	unknown := `sipwarden_acl_unknown_source_total{transport="UDP"}`
+	blockedBefore, unknownBefore := e.metric(blocked), e.metric(unknown)
+	banned := newRawUA(t, "udp", "127.0.0.9")
+	stranger := newRawUA(t, "udp", "127.0.0.8")
+	for i := range 50 {
+		banned.send(e.sipAddr(), banned.inviteText(e.sipAddr(), fmt.Sprintf("banned-%d", i), fmt.Sprintf("z9hG4bK-b%d", i), 1))
+	}
+	stranger.send(e.sipAddr(), stranger.inviteText(e.sipAddr(), "stranger-1", "z9hG4bK-s1", 1))
+	time.Sleep(300 * time.Millisecond)
+	if got := e.metric(blocked); got != blockedBefore {
+		t.Errorf("sipwarden's gate saw %v datagrams of the banned address: the kernel should have dropped them", got-blockedBefore)
+	}
+	if got := e.metric(unknown); got < unknownBefore+1 {
+		t.Errorf("the stranger's datagram did not reach sipwarden (unknown-source drops %v -> %v)", unknownBefore, got)
+	}
+	if n := dropCounter(list()); n < 50 {
+		t.Errorf("nftables dropped %d packets, want >= 50:\n%s", n, list())
+	}
+
+	ban("remove", "127.0.0.9")
+	waitFor("unban mirrored", func(s string) bool { return !strings.Contains(s, "127.0.0.9") })
+
+	e.stop()
+	if out, err := exec.Command(nft, "list", "table", "inet", table).CombinedOutput(); err == nil {
+		t.Errorf("the table outlived sipwarden:\n%s", out)
+	}
+}
+
+var counterRe = regexp.MustCompile(`counter packets (\d+)`)
+
+// dropCounter sums the packet counters of the mirror's rules.
+func dropCounter(table string) int {
+	n := 0
+	for _, m := range counterRe.FindAllStringSubmatch(table, -1) {
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n
+}
