@@ -98,18 +98,74 @@ func TestProbeTracker(t *testing.T) {
 	a := netip.MustParseAddr("203.0.113.5")
 	now := time.Unix(0, 0)
 	for i := range 5 {
-		if p.Exceeded(a, now, 1, 5) {
-			t.Fatalf("request %d within the burst counted as exceeded", i)
+		if got := p.Exceeded(a, now, 1, 5, 0); got != WithinBudget {
+			t.Fatalf("request %d within the burst: %v", i, got)
 		}
 	}
-	if !p.Exceeded(a, now, 1, 5) {
-		t.Fatal("6th request at once not exceeded")
+	if got := p.Exceeded(a, now, 1, 5, 0); got != AddressBudget {
+		t.Fatalf("6th request at once: %v, want AddressBudget", got)
 	}
-	if p.Exceeded(a, now.Add(time.Second), 1, 5) {
-		t.Fatal("a token refills after 1 s at 1/s")
+	if got := p.Exceeded(a, now.Add(time.Second), 1, 5, 0); got != WithinBudget {
+		t.Fatalf("a token refills after 1 s at 1/s: %v", got)
 	}
-	if p.Exceeded(netip.MustParseAddr("203.0.113.6"), now, 0, 5) {
+	if got := p.Exceeded(netip.MustParseAddr("203.0.113.6"), now, 0, 5, 0); got != WithinBudget {
 		t.Fatal("rate 0 disables the rule")
+	}
+}
+
+// Many addresses of one /24 (or /64), each within its own budget, exhaust
+// the block's budget together; another block is not affected.
+func TestProbeTrackerBlocks(t *testing.T) {
+	for _, tc := range []struct{ name, base, other string }{
+		{"IPv4 /24", "198.51.100.%d", "198.51.101.1"},
+		{"IPv6 /64", "2001:db8:1:2::%x", "2001:db8:1:3::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewProbeTracker(1024)
+			now := time.Unix(0, 0)
+			// budget 1/s burst 4; block factor 2: the block may send 8 at once
+			sent := 0
+			for i := 1; i <= 4; i++ {
+				a := netip.MustParseAddr(fmt.Sprintf(tc.base, i))
+				for range 2 {
+					if got := p.Exceeded(a, now, 1, 4, 2); got != WithinBudget {
+						t.Fatalf("request %d: %v", sent, got)
+					}
+					sent++
+				}
+			}
+			if got := p.Exceeded(netip.MustParseAddr(fmt.Sprintf(tc.base, 9)), now, 1, 4, 2); got != BlockBudget {
+				t.Fatalf("the 9th request of the block: %v, want BlockBudget", got)
+			}
+			if got := p.Exceeded(netip.MustParseAddr(tc.other), now, 1, 4, 2); got != WithinBudget {
+				t.Fatalf("a neighbouring block: %v", got)
+			}
+			if got := p.Exceeded(netip.MustParseAddr(fmt.Sprintf(tc.base, 10)), now, 1, 4, 0); got != WithinBudget {
+				t.Fatalf("block factor 0 disables the block budget: %v", got)
+			}
+		})
+	}
+}
+
+// A botnet spread over a /24 gets the /24 banned; a trunk in that /24 is spared.
+func TestProbingBlockIsBannedSparingPeers(t *testing.T) {
+	cfg := testConfig(t, cfgYAML+"  - {name: lone, allow: [203.0.113.1], upstream: pbx}\n"+
+		"bans: {unknown_source_probes: 1/1m, probe_burst: 3, probe_prefix_factor: 2}\n")
+	bans := banlist.New(nil, banlist.Options{})
+	st, _ := NewStage(cfg, nil, nil, bans, NewProbeTracker(0))
+	bans.SetPeerCheck(st.Table().IsPeer)
+	for i := 1; i <= 7; i++ { // 2 requests from each of 3 addresses fit the block's 6; the 7th does not
+		src := netip.MustParseAddrPort(fmt.Sprintf("203.0.113.%d:5060", 100+(i+1)/2))
+		if v := st.Handle(&chain.Request{Src: src, Transport: sip.UDP}); v.Action != chain.Drop {
+			t.Fatalf("request %d: %+v", i, v)
+		}
+	}
+	b, ok := bans.Lookup(netip.MustParseAddr("203.0.113.200"))
+	if !ok || b.Prefix.String() != "203.0.113.0/24" || b.Reason != "unknown_prefix_probe" || !b.SparesPeers {
+		t.Fatalf("ban of the block: %+v %v", b, ok)
+	}
+	if bans.Blocked(netip.MustParseAddr("203.0.113.1")) {
+		t.Fatal("the trunk at 203.0.113.1 is inside the banned block and must be spared")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/cidr"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/sip"
@@ -53,6 +54,8 @@ type Stage struct {
 	probes *ProbeTracker
 	rate   float64
 	burst  int
+	// blockFactor multiplies the probe budget for a whole /24 or /64 (0: off).
+	blockFactor float64
 }
 
 // NewStage builds the acl stage of cfg. bans and probes may be nil: unknown
@@ -62,7 +65,7 @@ func NewStage(cfg *config.Config, bus *events.Bus, met *Metrics, bans *banlist.L
 		met = NewMetrics(nil)
 	}
 	return &Stage{table: New(cfg), reject: cfg.UnknownSources == config.UnknownReject, bus: bus, met: met,
-		bans: bans, probes: probes, rate: cfg.Bans.ProbeRate, burst: cfg.Bans.ProbeBurst}, nil
+		bans: bans, probes: probes, rate: cfg.Bans.ProbeRate, burst: cfg.Bans.ProbeBurst, blockFactor: cfg.Bans.ProbePrefixFactor}, nil
 }
 
 // Table returns the stage's address table (the ban list asks it who is a peer).
@@ -111,8 +114,12 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		Src: req.Src, Transport: req.Transport.String(), Method: method})
 	if s.bans != nil && s.probes != nil {
 		a := req.Src.Addr().Unmap()
-		if s.probes.Exceeded(a, time.Now(), s.rate, s.burst) {
+		switch s.probes.Exceeded(a, time.Now(), s.rate, s.burst, s.blockFactor) {
+		case AddressBudget:
 			_, _ = s.bans.Add(netip.PrefixFrom(a, a.BitLen()), "unknown_source_probe", "acl", 0)
+		case BlockBudget:
+			// A peer may live in the same /24: the ban spares configured peers.
+			_, _ = s.bans.AddSparingPeers(cidr.BlockOf(a), "unknown_prefix_probe", "acl", 0)
 		}
 	}
 	if s.reject {

@@ -35,6 +35,10 @@ type Ban struct {
 	Offense int
 	// Feed marks an entry of a reputation feed.
 	Feed bool
+	// SparesPeers marks a ban that does not apply to configured trunks and
+	// upstreams: feed entries, and the prefix of strangers that probed
+	// together (a peer may share their /24).
+	SparesPeers bool
 }
 
 // Active reports whether the ban is in force at now.
@@ -141,7 +145,7 @@ func (l *List) lookup(a netip.Addr, now time.Time) (*Ban, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.bans.Lookup(a, func(b *Ban) bool {
-		return b.Active(now) && !(b.Feed && l.isPeer != nil && l.isPeer(a))
+		return b.Active(now) && !((b.Feed || b.SparesPeers) && l.isPeer != nil && l.isPeer(a))
 	})
 }
 
@@ -153,6 +157,17 @@ var ErrInvalidPrefix = errors.New("banlist: invalid prefix")
 // banned keeps its ban (no escalation: it has not been let back in yet). It
 // returns the ban in force.
 func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban, error) {
+	return l.add(p, reason, source, d, false)
+}
+
+// AddSparingPeers is Add for a ban that must not apply to configured peers
+// (Ban.SparesPeers): the prefix of strangers that probed together, where a
+// trunk may live in the same /24.
+func (l *List) AddSparingPeers(p netip.Prefix, reason, source string, d time.Duration) (Ban, error) {
+	return l.add(p, reason, source, d, true)
+}
+
+func (l *List) add(p netip.Prefix, reason, source string, d time.Duration, sparesPeers bool) (Ban, error) {
 	if !p.IsValid() {
 		return Ban{}, ErrInvalidPrefix
 	}
@@ -171,7 +186,7 @@ func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban,
 		off = offense{}
 	}
 	off.count++
-	b := &Ban{Prefix: p, Reason: reason, Source: source, Created: now, Offense: off.count}
+	b := &Ban{Prefix: p, Reason: reason, Source: source, Created: now, Offense: off.count, SparesPeers: sparesPeers}
 	if d >= 0 {
 		if d == 0 {
 			d = l.opt.Base
@@ -207,7 +222,7 @@ func (l *List) AddFeed(name string, prefixes []netip.Prefix) {
 		if old, ok := l.bans.Get(p); ok && !old.Feed {
 			continue // an operator or rule ban wins
 		}
-		l.bans.Set(p, &Ban{Prefix: normalize(p), Reason: "reputation_feed", Source: source, Created: now, Feed: true}, true)
+		l.bans.Set(p, &Ban{Prefix: normalize(p), Reason: "reputation_feed", Source: source, Created: now, Feed: true, SparesPeers: true}, true)
 	}
 	l.gen.Add(1)
 	l.mu.Unlock()

@@ -1,6 +1,7 @@
 package banlist_test
 
 import (
+	"database/sql"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -160,5 +161,71 @@ func TestAddWhileBannedDoesNotEscalate(t *testing.T) {
 	again, _ := l.Add(p, "flood", "unit", 0)
 	if again.Offense != 1 || !again.Expires.Equal(first.Expires) {
 		t.Fatalf("re-adding an active ban changed it: %+v -> %+v", first, again)
+	}
+}
+
+// A stranger's prefix ban spares the peers inside it, also after a restart;
+// an ordinary ban does not.
+func TestSparingPeers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := netip.MustParseAddr("192.0.2.10")
+	isPeer := func(a netip.Addr) bool { return a == peer }
+	l := banlist.New(st, banlist.Options{})
+	l.SetPeerCheck(isPeer)
+	if _, err := l.AddSparingPeers(netip.MustParsePrefix("192.0.2.0/24"), "unknown_prefix_probe", "acl", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Add(netip.MustParsePrefix("198.51.100.0/24"), "flood_prefix_invite", "flood", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	check := func(l *banlist.List, when string) {
+		t.Helper()
+		if !l.Blocked(netip.MustParseAddr("192.0.2.11")) || l.Blocked(peer) {
+			t.Errorf("%s: the stranger prefix ban must block strangers and spare the peer", when)
+		}
+		if !l.Blocked(netip.MustParseAddr("198.51.100.7")) {
+			t.Errorf("%s: an ordinary prefix ban stopped blocking", when)
+		}
+	}
+	check(l, "before restart")
+	st.Close()
+	st2, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	l2 := banlist.New(st2, banlist.Options{})
+	l2.SetPeerCheck(isPeer)
+	if err := l2.Load(); err != nil {
+		t.Fatal(err)
+	}
+	check(l2, "after restart")
+}
+
+// A ban file written before spares_peers existed is upgraded in place.
+func TestStoreUpgradesOldSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE bans (prefix TEXT PRIMARY KEY, reason TEXT NOT NULL, source TEXT NOT NULL,
+		created_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL, offense INTEGER NOT NULL);
+		INSERT INTO bans VALUES ('203.0.113.0/24', 'scanner', 'scanner', 1, 0, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bans, err := st.LoadBans()
+	if err != nil || len(bans) != 1 || bans[0].Reason != "scanner" || bans[0].SparesPeers {
+		t.Fatalf("old row after the upgrade: %+v, %v", bans, err)
 	}
 }

@@ -33,6 +33,21 @@ func Canonical(p netip.Prefix) netip.Prefix {
 	return p.Masked()
 }
 
+// BlockOf returns the block that groups a with its neighbours, which one
+// operator or one customer usually holds: the /24 of an IPv4 address, the
+// /64 of an IPv6 address. Flood and probe detection count per block too, so
+// that a botnet spread over a /24 or an attacker rotating through a /64 is
+// caught.
+func BlockOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 24
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
 func lenKey(p netip.Prefix) int {
 	if p.Addr().Is6() {
 		return p.Bits() + 1000

@@ -89,6 +89,11 @@ type Bans struct {
 	// (default 20/1m with a burst of 20). Zero disables the rule.
 	ProbeRate  float64
 	ProbeBurst int
+	// ProbePrefixFactor, when above zero, also bans the /24 (IPv4) or /64
+	// (IPv6) of strangers that together probe faster than this many times
+	// one address's budget (default 8; 0 disables). Such a ban never applies
+	// to configured peers in that prefix.
+	ProbePrefixFactor float64
 	// Feeds are reputation lists; their entries only ever drop traffic from
 	// addresses that are no trunk or upstream.
 	Feeds []Feed

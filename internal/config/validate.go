@@ -59,6 +59,7 @@ type rawBans struct {
 	Max                 string    `yaml:"max"`
 	UnknownSourceProbes string    `yaml:"unknown_source_probes"`
 	ProbeBurst          int       `yaml:"probe_burst"`
+	ProbePrefixFactor   *float64  `yaml:"probe_prefix_factor"`
 	Feeds               []rawFeed `yaml:"feeds"`
 }
 
@@ -161,7 +162,7 @@ type rawTrunkTLS struct {
 var knownKeys = map[string][]string{
 	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall"},
 	"rawFirewall":     {"nftables", "table"},
-	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "feeds"},
+	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
 	"rawFeed":         {"name", "url", "file", "format", "refresh"},
 	"rawScanner":      {"enabled", "signatures", "ban_after"},
 	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
@@ -501,6 +502,13 @@ func (v *validator) build(raw *rawConfig) *Config {
 	}
 	if c.Bans.ProbeBurst == 0 {
 		c.Bans.ProbeBurst = 20
+	}
+	c.Bans.ProbePrefixFactor = 8
+	if f := raw.Bans.ProbePrefixFactor; f != nil {
+		if *f != 0 && *f < 1 {
+			v.fail(p("bans", "probe_prefix_factor"), "must be 0 (off) or at least 1, got %g", *f)
+		}
+		c.Bans.ProbePrefixFactor = *f
 	}
 	feedNames := map[string]bool{}
 	for i, f := range raw.Bans.Feeds {

@@ -35,7 +35,9 @@ type KeepOptions struct {
 	Logger     *slog.Logger
 }
 
-// Keep mirrors the bans in force (reputation-feed entries excepted) into k
+// Keep mirrors the bans in force into k (except those that spare configured
+// peers, reputation-feed entries and strangers' prefixes, which only the gate
+// can judge)
 // until ctx ends: at once, after every change of the list, and when the next
 // ban expires. A failed write is logged, counted and retried; the userspace
 // gate keeps enforcing every ban meanwhile.
@@ -77,7 +79,9 @@ func Keep(ctx context.Context, k Kernel, bans Bans, opt KeepOptions) {
 			expiresAt = bans.NextExpiry() // read before the list, so a ban ending in between is caught next time
 			var prefixes []netip.Prefix
 			for _, b := range bans.List(false) {
-				prefixes = append(prefixes, b.Prefix)
+				if !b.SparesPeers { // the kernel cannot tell peers apart: the gate judges these
+					prefixes = append(prefixes, b.Prefix)
+				}
 			}
 			if err := k.Replace(prefixes); err != nil {
 				syncs.WithLabelValues("error").Inc()

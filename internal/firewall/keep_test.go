@@ -53,13 +53,16 @@ func TestKeepMirrorsChangesAndExpiries(t *testing.T) {
 			t.Fatal(err)
 		}
 		list.AddFeed("apiban", []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
+		if _, err := list.AddSparingPeers(netip.MustParsePrefix("198.51.101.0/24"), "unknown_prefix_probe", "acl", time.Hour); err != nil {
+			t.Fatal(err)
+		}
 		k := &kernel{}
 		go Keep(ctx, k, list, KeepOptions{Poll: 100 * time.Millisecond, Retry: time.Second})
 
 		synctest.Wait()
 		n, got := k.last()
 		if n != 1 || !slices.Equal(got, []string{"192.0.2.1/32"}) {
-			t.Fatalf("first write %d: %v, want the one rule ban and no feed entry", n, got)
+			t.Fatalf("first write %d: %v, want the one rule ban, no feed entry and no ban that spares peers", n, got)
 		}
 
 		// A new ban reaches the kernel within one poll.

@@ -128,14 +128,3 @@ func (t *Table) Take(key netip.Prefix, c Class, b Budget, now time.Time) bool {
 	}
 	return true
 }
-
-// PrefixOf returns the prefix that groups a with its neighbours: /24 for IPv4, /64 for IPv6.
-func PrefixOf(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 24
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}

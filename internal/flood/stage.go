@@ -8,6 +8,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/cidr"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/sip"
@@ -104,7 +105,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	now := time.Now()
 	scope, key := 0, netip.PrefixFrom(a, a.BitLen())
 	if !s.st.addrs.Take(key, c, b, now) {
-		scope, key = 1, PrefixOf(a)
+		scope, key = 1, cidr.BlockOf(a)
 		pb := Budget{Rate: b.Rate * s.factor, Burst: b.Burst * s.factor}
 		if !s.st.prefixes.Take(key, c, pb, now) {
 			return chain.Next()

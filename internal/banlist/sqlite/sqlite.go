@@ -40,17 +40,36 @@ func Open(path string) (*Store, error) {
 		source     TEXT NOT NULL,
 		created_ns INTEGER NOT NULL,
 		expires_ns INTEGER NOT NULL,
-		offense    INTEGER NOT NULL
+		offense    INTEGER NOT NULL,
+		spares_peers INTEGER NOT NULL DEFAULT 0
 	)`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create ban schema in %s: %w", path, err)
 	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("upgrade ban schema in %s: %w", path, err)
+	}
 	return &Store{db: db}, nil
+}
+
+// migrate adds the columns that later versions introduced to a file an
+// earlier version created.
+func migrate(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('bans') WHERE name = 'spares_peers'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		_, err := db.Exec(`ALTER TABLE bans ADD COLUMN spares_peers INTEGER NOT NULL DEFAULT 0`)
+		return err
+	}
+	return nil
 }
 
 // LoadBans returns every stored ban.
 func (s *Store) LoadBans() ([]banlist.Ban, error) {
-	rows, err := s.db.Query(`SELECT prefix, reason, source, created_ns, expires_ns, offense FROM bans`)
+	rows, err := s.db.Query(`SELECT prefix, reason, source, created_ns, expires_ns, offense, spares_peers FROM bans`)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +79,7 @@ func (s *Store) LoadBans() ([]banlist.Ban, error) {
 		var p string
 		var created, expires int64
 		var b banlist.Ban
-		if err := rows.Scan(&p, &b.Reason, &b.Source, &created, &expires, &b.Offense); err != nil {
+		if err := rows.Scan(&p, &b.Reason, &b.Source, &created, &expires, &b.Offense, &b.SparesPeers); err != nil {
 			return nil, err
 		}
 		pf, err := netip.ParsePrefix(p)
@@ -83,10 +102,10 @@ func (s *Store) SaveBan(b banlist.Ban) error {
 	if !b.Expires.IsZero() {
 		expires = b.Expires.UnixNano()
 	}
-	_, err := s.db.Exec(`INSERT INTO bans (prefix, reason, source, created_ns, expires_ns, offense) VALUES (?, ?, ?, ?, ?, ?)
+	_, err := s.db.Exec(`INSERT INTO bans (prefix, reason, source, created_ns, expires_ns, offense, spares_peers) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(prefix) DO UPDATE SET reason = excluded.reason, source = excluded.source, created_ns = excluded.created_ns,
-		expires_ns = excluded.expires_ns, offense = excluded.offense`,
-		b.Prefix.String(), b.Reason, b.Source, b.Created.UnixNano(), expires, b.Offense)
+		expires_ns = excluded.expires_ns, offense = excluded.offense, spares_peers = excluded.spares_peers`,
+		b.Prefix.String(), b.Reason, b.Source, b.Created.UnixNano(), expires, b.Offense, b.SparesPeers)
 	return err
 }
 
