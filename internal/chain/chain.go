@@ -12,6 +12,7 @@ package chain
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/sip"
@@ -129,6 +130,14 @@ func (t Target) IsValid() bool { return t.Transport != sip.TransportUnknown && t
 // The proxy calls Release exactly once, when the call ends or fails.
 type Releaser interface{ Release() }
 
+// An Answerer is a Releaser that also wants to hear when its call is answered
+// (the first 2xx to the INVITE): a meter that starts running then. The proxy
+// calls Answered at most once, before Release.
+type Answerer interface {
+	Releaser
+	Answered(at time.Time)
+}
+
 // MaxHolds is how many Releasers one request can carry.
 const MaxHolds = 4
 
@@ -176,7 +185,8 @@ func (r *Request) Reset() {
 	*r = Request{}
 }
 
-// Hold registers rel to be released when the call ends. It reports false, and
+// Hold registers rel to be released when the call ends (and, when rel is an
+// Answerer, told when the call is answered). It reports false, and
 // releases rel at once, when the request already carries MaxHolds releasers.
 func (r *Request) Hold(rel Releaser) bool {
 	if r.nholds == len(r.holds) {

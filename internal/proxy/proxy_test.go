@@ -70,6 +70,11 @@ trunks: [{name: acme, allow: [127.0.0.2/32], upstream: pbx, numbers: ["+15551230
 // newTestProxy builds a proxy with the real chain and a recording sender; it
 // returns the proxy's single worker to drive synchronously.
 func newTestProxy(t testing.TB) (*Proxy, *worker, *recorder, *cdrs) {
+	return newTestProxyWith(t)
+}
+
+// newTestProxyWith puts extra stages before route.
+func newTestProxyWith(t testing.TB, extra ...chain.Stage) (*Proxy, *worker, *recorder, *cdrs) {
 	cfg, err := config.Parse([]byte(testConfig), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +95,7 @@ func newTestProxy(t testing.TB) (*Proxy, *worker, *recorder, *cdrs) {
 	store := &cdrs{}
 	p, err := New(Options{
 		Sender:  rec,
-		Runtime: &Runtime{Config: cfg, Chain: chain.New(nil, a, sanity.New(), lim, rt), Alternates: rt.Alternates},
+		Runtime: &Runtime{Config: cfg, Chain: chain.New(nil, append(append([]chain.Stage{a, sanity.New(), lim}, extra...), rt)...), Alternates: rt.Alternates},
 		CDR:     store,
 		Workers: 1,
 	})

@@ -348,6 +348,9 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 		d := w.newDialog(pkt, req, st)
 		st.dialog = d
 	}
+	// Only an INVITE dialog keeps what stages held for the request; anything
+	// held for another request is given back now.
+	req.ReleaseHolds()
 	target := flow{transport: req.Target.Transport, addr: req.Target.Addr}
 	if st.dialog != nil {
 		st.dialog.callee = target

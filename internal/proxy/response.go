@@ -83,6 +83,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					d.confirmed = true
 					d.calleeTag = string(m.ToTag())
 					d.answer = w.now
+					d.answered(w.now)
 					w.schedule(w.p.opt.DialogTimeout, timerEntry{kind: timerDialog, dlg: d})
 				}
 				d.lastSeen = w.now

@@ -91,6 +91,15 @@ type dialog struct {
 	cancelled                  bool
 }
 
+// answered tells the call's holds that implement chain.Answerer.
+func (d *dialog) answered(at time.Time) {
+	for _, h := range d.holds[:d.nholds] {
+		if a, ok := h.(chain.Answerer); ok {
+			a.Answered(at)
+		}
+	}
+}
+
 func (d *dialog) release() {
 	for i := range d.holds[:d.nholds] {
 		d.holds[i].Release()
