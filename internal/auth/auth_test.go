@@ -109,7 +109,7 @@ func TestParseAllocs(t *testing.T) {
 }
 
 func TestNonces(t *testing.T) {
-	n := NewNonces([]byte("secret"), time.Minute)
+	n := NewNonces([]byte("secret"))
 	src := netip.MustParseAddr("192.0.2.1")
 	now := time.Unix(1_800_000_000, 0)
 	nonce := n.Append(nil, "r", src, now)
@@ -121,7 +121,7 @@ func TestNonces(t *testing.T) {
 	}
 	check := func(name string, nonce []byte, realm string, src netip.Addr, at time.Time, want NonceStatus) {
 		t.Helper()
-		if st, _, _ := n.Check(nonce, realm, src, at); st != want {
+		if st, _, _ := n.Check(nonce, realm, src, at, time.Minute); st != want {
 			t.Errorf("%s: status %d, want %d", name, st, want)
 		}
 	}
@@ -131,20 +131,20 @@ func TestNonces(t *testing.T) {
 	check("other realm", nonce, "s", src, now, NonceInvalid)
 	check("other source", nonce, "r", netip.MustParseAddr("192.0.2.2"), now, NonceInvalid)
 	check("mapped source", nonce, "r", netip.MustParseAddr("::ffff:192.0.2.1"), now, NonceValid)
-	check("other secret", NewNonces([]byte("other"), time.Minute).Append(nil, "r", src, now), "r", src, now, NonceInvalid)
+	check("other secret", NewNonces([]byte("other")).Append(nil, "r", src, now), "r", src, now, NonceInvalid)
 	tampered := append([]byte(nil), nonce...)
 	tampered[5] ^= 1
 	check("tampered", tampered, "r", src, now, NonceInvalid)
 	check("short", nonce[:10], "r", src, now, NonceInvalid)
 	check("garbage", []byte(strings.Repeat("*", NonceLen)), "r", src, now, NonceInvalid)
-	if a := testing.AllocsPerRun(100, func() { n.Check(nonce, "r", src, now) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { n.Check(nonce, "r", src, now, time.Minute) }); a != 0 {
 		t.Errorf("%v allocations per check", a)
 	}
 }
 
 func TestReplayGuard(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	g := NewReplayGuard(16, time.Minute) // one nonce per shard
+	g := NewReplayGuard(16) // one nonce per shard
 	k := NonceKey{1}
 	steps := []struct {
 		nc   uint32

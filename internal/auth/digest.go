@@ -50,6 +50,7 @@ type Verifier struct {
 	accounts map[string]*Account
 	nonces   *Nonces
 	replay   *ReplayGuard
+	lifetime time.Duration
 	// shaOnlyShare is the fraction of SHA-only accounts: unknown usernames
 	// are offered MD5 as often as known ones, so the offer tells nothing.
 	shaOnlyShare float64
@@ -58,14 +59,15 @@ type Verifier struct {
 // NewVerifier builds the verifier of realm. offer lists the algorithms to
 // challenge with, strongest first (nil: Algorithms). Every account must have
 // an HA1 for every offered algorithm (MD5 excepted for SHA-only accounts).
-func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *Nonces, replay *ReplayGuard) (*Verifier, error) {
+// Nonces are accepted for lifetime after their issue.
+func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *Nonces, replay *ReplayGuard, lifetime time.Duration) (*Verifier, error) {
 	if realm == "" || strings.ContainsAny(realm, "\"\\\r\n") {
 		return nil, fmt.Errorf("realm %q must be non-empty without quotes, backslashes or line breaks", realm)
 	}
 	if offer == nil {
 		offer = Algorithms
 	}
-	v := &Verifier{realm: realm, offer: offer, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay}
+	v := &Verifier{realm: realm, offer: offer, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay, lifetime: lifetime}
 	shaOnly := 0
 	for i := range accounts {
 		a := &accounts[i]
@@ -185,7 +187,7 @@ func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.A
 	case !ok:
 		return Outcome{Result: Failure, Account: acct, Why: "wrong_response"}
 	}
-	st, key, issued := v.nonces.Check(c.Nonce, v.realm, src, now)
+	st, key, issued := v.nonces.Check(c.Nonce, v.realm, src, now, v.lifetime)
 	switch st {
 	case NonceExpired:
 		return Outcome{Result: Stale, Account: acct, Why: "nonce_expired"}

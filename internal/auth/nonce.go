@@ -32,17 +32,15 @@ type NonceKey [macLen]byte
 type Nonces struct {
 	ipad, opad [sha256.BlockSize]byte
 	ctr        atomic.Uint64
-	// Lifetime is how long a nonce is accepted (after it, the answer is stale=true).
-	Lifetime time.Duration
 }
 
 // NewNonces returns a nonce maker keyed with secret (nil: 32 random bytes).
-func NewNonces(secret []byte, lifetime time.Duration) *Nonces {
+func NewNonces(secret []byte) *Nonces {
 	if secret == nil {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret) // crypto/rand.Read never fails (Go 1.24+)
 	}
-	n := &Nonces{Lifetime: lifetime}
+	n := &Nonces{}
 	key := secret
 	if len(key) > sha256.BlockSize {
 		s := sha256.Sum256(key)
@@ -117,9 +115,10 @@ const (
 	NonceInvalid
 )
 
-// Check verifies a nonce received from src for realm. It returns its key
-// (for the replay guard) and issue time when it verifies. It allocates nothing.
-func (n *Nonces) Check(nonce []byte, realm string, src netip.Addr, now time.Time) (NonceStatus, NonceKey, time.Time) {
+// Check verifies a nonce received from src for realm, valid for lifetime
+// after its issue. It returns its key (for the replay guard) and issue time
+// when it verifies. It allocates nothing.
+func (n *Nonces) Check(nonce []byte, realm string, src netip.Addr, now time.Time, lifetime time.Duration) (NonceStatus, NonceKey, time.Time) {
 	var raw [nonceRawLen + 3]byte
 	if len(nonce) != NonceLen {
 		return NonceInvalid, NonceKey{}, time.Time{}
@@ -136,7 +135,7 @@ func (n *Nonces) Check(nonce []byte, realm string, src netip.Addr, now time.Time
 	copy(key[:], raw[17:nonceRawLen])
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[1:9])))
 	age := now.Sub(issued)
-	if age < -time.Second || age > n.Lifetime {
+	if age < -time.Second || age > lifetime {
 		return NonceExpired, key, issued
 	}
 	return NonceValid, key, issued

@@ -14,8 +14,7 @@ import (
 // stale=true: the client takes a fresh nonce, and a captured request is
 // never accepted twice.
 type ReplayGuard struct {
-	shards   [replayShards]replayShard
-	lifetime time.Duration
+	shards [replayShards]replayShard
 }
 
 const (
@@ -42,11 +41,10 @@ type ncEntry struct {
 	window uint64 // bit i: count max-i was accepted
 }
 
-// NewReplayGuard returns a guard for up to capacity nonces (at least 16)
-// of the given lifetime.
-func NewReplayGuard(capacity int, lifetime time.Duration) *ReplayGuard {
+// NewReplayGuard returns a guard for up to capacity nonces (at least 16).
+func NewReplayGuard(capacity int) *ReplayGuard {
 	per := max(1, (capacity+replayShards-1)/replayShards)
-	g := &ReplayGuard{lifetime: lifetime}
+	g := &ReplayGuard{}
 	for i := range g.shards {
 		g.shards[i] = replayShard{entries: make(map[NonceKey]ncEntry, per), fifo: make([]NonceKey, per), cap: per}
 	}
@@ -81,7 +79,7 @@ func (g *ReplayGuard) Use(key NonceKey, issued time.Time, nc uint32, now time.Ti
 		if iss <= s.forgotten {
 			return NCForgotten
 		}
-		s.insert(key, ncEntry{issued: iss, max: nc, window: 1}, now.UnixNano(), g.lifetime)
+		s.insert(key, ncEntry{issued: iss, max: nc, window: 1}, now.UnixNano())
 		return NCFresh
 	}
 	switch {
@@ -108,12 +106,13 @@ func (g *ReplayGuard) Use(key NonceKey, issued time.Time, nc uint32, now time.Ti
 }
 
 // insert adds e, evicting the oldest entry when the shard is full.
-func (s *replayShard) insert(key NonceKey, e ncEntry, now int64, lifetime time.Duration) {
+func (s *replayShard) insert(key NonceKey, e ncEntry, now int64) {
 	if len(s.entries) >= s.cap {
 		old := s.fifo[s.head]
 		if oe, ok := s.entries[old]; ok {
-			// Only a nonce that could still be presented matters.
-			if now-oe.issued <= int64(lifetime) && oe.issued > s.forgotten {
+			// A nonce older than a day is past any configured lifetime:
+			// forgetting it does not make newer nonces suspect.
+			if now-oe.issued <= int64(24*time.Hour) && oe.issued > s.forgotten {
 				s.forgotten = oe.issued
 			}
 			delete(s.entries, old)

@@ -35,7 +35,7 @@ func newVerifier(t testing.TB, lifetime time.Duration) *Verifier {
 	t.Helper()
 	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), account("1002", "7yH#e2Wq!pL0$vN4", true)}
 	accts[1].RegisterFrom = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	v, err := NewVerifier(testRealm, nil, accts, NewNonces([]byte("k"), lifetime), NewReplayGuard(1024, lifetime))
+	v, err := NewVerifier(testRealm, nil, accts, NewNonces([]byte("k")), NewReplayGuard(1024), lifetime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +121,12 @@ func TestChallenge(t *testing.T) {
 	if noMD5 < 400 || noMD5 > 600 {
 		t.Fatalf("%d of 1000 unknown names were not offered MD5, want about 500", noMD5)
 	}
-	if _, err := NewVerifier("bad\"realm", nil, nil, nil, nil); err == nil {
+	if _, err := NewVerifier("bad\"realm", nil, nil, nil, nil, 0); err == nil {
 		t.Fatal("a realm with a quote was accepted")
 	}
 	a := Account{Username: "x"}
 	a.HA1[SHA256] = "00"
-	if _, err := NewVerifier("r", nil, []Account{a}, nil, nil); err == nil {
+	if _, err := NewVerifier("r", nil, []Account{a}, nil, nil, 0); err == nil {
 		t.Fatal("an account without the HA1 of an offered algorithm was accepted")
 	}
 }
