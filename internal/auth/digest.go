@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
 // Account is one set of digest credentials. The password itself is never
@@ -20,6 +23,8 @@ type Account struct {
 	// RegisterFrom, when not empty, lists the only source prefixes this
 	// account may REGISTER from (even with the right password).
 	RegisterFrom []netip.Prefix
+
+	detail string // "account <name>", built once for events
 }
 
 // Accepts reports whether the account may authenticate with alg.
@@ -79,6 +84,7 @@ func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *No
 				return nil, fmt.Errorf("account %q has no HA1 for %s, which the realm offers", a.Username, alg)
 			}
 		}
+		a.detail = "account " + a.Username
 		v.accounts[a.Username] = a
 		if a.SHAOnly {
 			shaOnly++
@@ -155,7 +161,7 @@ func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.A
 		return Outcome{Result: Malformed, Why: "userhash_unsupported"}
 	case string(c.Realm) != v.realm:
 		return Outcome{Result: Malformed, Why: "realm_mismatch"}
-	case string(c.URI) != string(requestURI):
+	case !sameURI(c.URI, requestURI):
 		return Outcome{Result: Malformed, Why: "uri_mismatch"}
 	}
 	acct := v.accounts[string(c.Username)]
@@ -203,6 +209,26 @@ func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.A
 	return Outcome{Result: Success, Account: acct}
 }
 
+// sameURI reports whether the digest uri names the Request-URI (RFC 3261
+// section 22.4, RFC 7616 section 3.4.6): the same bytes, or SIP URIs with
+// the same scheme, user, host (any case) and port. URI parameters may differ:
+// some clients leave them out of the digest uri.
+func sameURI(digestURI, requestURI []byte) bool {
+	if string(digestURI) == string(requestURI) {
+		return true
+	}
+	a, err := sip.ParseURI(digestURI)
+	if err != nil || len(a.Host) == 0 {
+		return false
+	}
+	b, err := sip.ParseURI(requestURI)
+	if err != nil {
+		return false
+	}
+	return bytes.EqualFold(a.Scheme, b.Scheme) && bytes.Equal(a.User, b.User) &&
+		bytes.EqualFold(a.Host, b.Host) && a.Port == b.Port
+}
+
 // appendResponse appends the expected response of RFC 7616 section 3.4.1
 // for qop=auth: H(HA1:nonce:nc:cnonce:qop:H(method:uri)).
 func appendResponse(dst []byte, alg Algorithm, ha1, method, uri, nonce, nc, cnonce, qop []byte) []byte {
@@ -231,8 +257,8 @@ func (v *Verifier) Offer(user []byte) []Algorithm {
 	} else if v.shaOnlyShare > 0 && len(user) > 0 {
 		noMD5 = v.nonces.Pick(user) < v.shaOnlyShare
 	}
-	if !noMD5 || len(v.offer) == 0 || v.offer[len(v.offer)-1] != MD5 {
-		return v.offer
+	if !noMD5 || len(v.offer) < 2 || v.offer[len(v.offer)-1] != MD5 {
+		return v.offer // never an empty offer
 	}
 	return v.offer[:len(v.offer)-1]
 }

@@ -72,7 +72,17 @@ type Stage struct {
 type trunkAuth struct {
 	v          *Verifier
 	requireTLS bool
+	// counters by result, resolved once so that counting allocates nothing
+	results map[string]prometheus.Counter
 }
+
+// resultLabels are the values of the result label.
+var resultLabels = []string{"challenge", "success", "failure", "unknown_account", "stale", "replay",
+	"bad_credentials", "tls_required", "locked", "register_source"}
+
+// credPool holds Credentials (their scratch space makes them large, and
+// they point into themselves, so they would escape to the heap anyway).
+var credPool = sync.Pool{New: func() any { return new(Credentials) }}
 
 // NewStage builds the auth stage of cfg. It refuses accounts whose stored
 // HA1 is that of a common password or of the username (when the policy
@@ -130,7 +140,11 @@ func NewStage(cfg *config.Config, st *State, bus *events.Bus) (*Stage, error) {
 			errs = append(errs, &config.Error{File: cfg.File, Key: fmt.Sprintf("trunks[%d]", i), Msg: err.Error()})
 			continue
 		}
-		s.trunks[t] = &trunkAuth{v: v, requireTLS: t.Digest.RequireTLS}
+		ta := &trunkAuth{v: v, requireTLS: t.Digest.RequireTLS, results: map[string]prometheus.Counter{}}
+		for _, r := range resultLabels {
+			ta.results[r] = st.met.results.WithLabelValues(t.Name, r)
+		}
+		s.trunks[t] = ta
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -207,7 +221,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	}
 	trunk := req.Trunk.Name
 	if ta.requireTLS && req.Transport != sip.TLS {
-		s.count(trunk, "tls_required")
+		s.count(ta, "tls_required")
 		s.publish(req, events.AuthFailure, "tls_required", 403, "")
 		return chain.Verdict{Action: chain.Reply, Code: 403, Reason: "tls_required",
 			Warning: "this trunk requires TLS: register and call over TLS (sips)"}
@@ -220,53 +234,54 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	}
 	now := s.now()
 	src := req.Src.Addr()
-	var c Credentials
-	found, perr := FindCredentials(m, hdr, ta.v.realm, &c)
+	c := credPool.Get().(*Credentials)
+	defer credPool.Put(c)
+	found, perr := FindCredentials(m, hdr, ta.v.realm, c)
 	if !found {
 		if perr != nil {
-			s.count(trunk, "bad_credentials")
+			s.count(ta, "bad_credentials")
 			s.publish(req, events.AuthFailure, "bad_credentials", 400, "")
 			return chain.Verdict{Action: chain.Reply, Code: 400, Reason: "bad_credentials", Warning: "malformed digest credentials"}
 		}
-		s.count(trunk, "challenge")
+		s.count(ta, "challenge")
 		return s.challenge(req, ta, register, challengeUser(m, register), false, "challenge")
 	}
-	o := ta.v.Verify(&c, m.MethodName(), m.RequestURI(), src, now)
+	o := ta.v.Verify(c, m.MethodName(), m.RequestURI(), src, now)
 	switch o.Result {
 	case Malformed:
-		s.count(trunk, "bad_credentials")
+		s.count(ta, "bad_credentials")
 		s.publish(req, events.AuthFailure, o.Why, 400, "")
 		return chain.Verdict{Action: chain.Reply, Code: 400, Reason: "bad_credentials", Warning: malformedText(o.Why)}
 	case Stale:
-		s.count(trunk, "stale")
+		s.count(ta, "stale")
 		return s.challenge(req, ta, register, c.Username, true, "stale_nonce")
 	case Replay:
-		s.count(trunk, "replay")
+		s.count(ta, "replay")
 		s.publish(req, events.AuthFailure, "replay", 0, accountDetail(o.Account))
 		return s.challenge(req, ta, register, c.Username, true, "replay")
 	case UnknownAccount:
-		s.count(trunk, "unknown_account")
-		return s.fail(req, ta, register, &c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: "", Unknown: true}, "unknown_account", nil)
+		s.count(ta, "unknown_account")
+		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: "", Unknown: true}, "unknown_account", nil)
 	case Failure:
-		s.count(trunk, "failure")
-		return s.fail(req, ta, register, &c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: o.Account.Username}, o.Why, o.Account)
+		s.count(ta, "failure")
+		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: o.Account.Username}, o.Why, o.Account)
 	case Success:
 	}
 	acct := o.Account
 	// The right password is not enough: these are refused exactly like a
 	// wrong one (same answer), and counted, so that they tell nothing.
 	if s.st.Guard.Refused(&s.bf, src, trunk, acct.Username) {
-		s.count(trunk, "locked")
-		return s.fail(req, ta, register, &c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "account_locked", acct)
+		s.count(ta, "locked")
+		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "account_locked", acct)
 	}
 	if register && !acct.MayRegisterFrom(src) {
-		s.count(trunk, "register_source")
-		return s.fail(req, ta, register, &c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "register_source_refused", acct)
+		s.count(ta, "register_source")
+		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "register_source_refused", acct)
 	}
 	s.st.Guard.Success(&s.bf, src, trunk, acct.Username)
 	s.st.presence.mark(src, trunk, now, s.remember)
 	req.Account = acct.Username
-	s.count(trunk, "success")
+	s.count(ta, "success")
 	s.publish(req, events.AuthSuccess, "success", 0, accountDetail(acct))
 	return chain.Next()
 }
@@ -314,7 +329,7 @@ func challengeUser(m *sip.Msg, register bool) []byte {
 	return u.User
 }
 
-func (s *Stage) count(trunk, result string) { s.st.met.results.WithLabelValues(trunk, result).Inc() }
+func (s *Stage) count(ta *trunkAuth, result string) { ta.results[result].Inc() }
 
 func (s *Stage) publish(req *chain.Request, kind events.Kind, reason string, code int, detail string) {
 	if s.bus == nil {
@@ -330,7 +345,7 @@ func accountDetail(a *Account) string {
 	if a == nil {
 		return ""
 	}
-	return "account " + a.Username
+	return a.detail
 }
 
 func malformedText(why string) string {

@@ -80,6 +80,8 @@ func TestVerify(t *testing.T) {
 		{"nonce of another address", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", uri, 9), netip.MustParseAddr("192.0.2.11"), now, Stale, "nonce_invalid"},
 		{"forged nonce", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", "forged", "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
 		{"other uri", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:other", 10), src, now, Malformed, "uri_mismatch"},
+		{"other user in the uri", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:x@sip.example.com", 10), src, now, Malformed, "uri_mismatch"},
+		{"uri without the Request-URI's parameters", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:SIP.example.com", 10), src, now, Success, ""},
 		{"no qop", strings.Replace(clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", uri, 11), "qop=auth", "qop=auth-int", 1), src, now, Malformed, "qop_required"},
 		{"upper-case hex response", upperResponse(clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", uri, 12)), src, now, Success, ""},
 	}
