@@ -68,6 +68,8 @@ type TrunkDigest struct {
 	// RequireTLS refuses digest authentication over UDP and TCP.
 	RequireTLS bool
 	Accounts   []Account
+	// Registrar, when enabled, answers the trunk's REGISTERs (registrar.go).
+	Registrar Registrar
 }
 
 // Account is one set of digest credentials of a trunk. Passwords are never
@@ -118,6 +120,7 @@ type rawTrunkDigest struct {
 	Algorithms []string     `yaml:"algorithms"`
 	RequireTLS bool         `yaml:"require_tls"`
 	Accounts   []rawAccount `yaml:"accounts"`
+	Registrar  rawRegistrar `yaml:"registrar"`
 }
 
 type rawAccount struct {
@@ -135,7 +138,7 @@ var authKnownKeys = map[string][]string{
 }
 
 // trunkDigestKeys are the keys rawTrunkDigest adds to a trunk.
-var trunkDigestKeys = []string{"realm", "domains", "algorithms", "require_tls", "accounts"}
+var trunkDigestKeys = []string{"realm", "domains", "algorithms", "require_tls", "accounts", "registrar"}
 
 func init() {
 	for k, v := range authKnownKeys {
@@ -228,7 +231,7 @@ var (
 
 // digestTrunk validates the digest keys of trunk i; tr.Auth is AuthDigest.
 func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS bool, domains map[string]string) {
-	d := TrunkDigest{Realm: r.Realm, RequireTLS: r.RequireTLS}
+	d := TrunkDigest{Realm: r.Realm, RequireTLS: r.RequireTLS, Registrar: v.registrar(base, r.Registrar)}
 	if r.Realm == "" {
 		v.fail(append(base, "realm"), "a digest trunk needs a realm, e.g. sip.example.com")
 	} else if !realmRe.MatchString(r.Realm) {

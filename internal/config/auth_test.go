@@ -33,9 +33,15 @@ func TestAuthGood(t *testing.T) {
 		t.Fatalf("phones: %+v", d)
 	}
 	a0 := d.Accounts[0]
-	if a0.Username != "1001" || a0.HA1["sha-256"] != strings.Repeat("a", 64) || a0.Line != 18 ||
+	if a0.Username != "1001" || a0.HA1["sha-256"] != strings.Repeat("a", 64) || a0.Line != 19 ||
 		!slices.Equal(a0.RegisterFrom, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")}) {
 		t.Fatalf("account: %+v", a0)
+	}
+	if g := d.Registrar; !g.Enabled || g.MinExpires != 2*time.Minute || g.MaxExpires != time.Hour || g.DefaultExpires != time.Hour || g.MaxContacts != 3 {
+		t.Fatalf("registrar: %+v", g)
+	}
+	if g := c.Trunk("office").Digest.Registrar; g.Enabled || g.MaxContacts != 5 || g.MinExpires != time.Minute {
+		t.Fatalf("registrar defaults: %+v", g)
 	}
 	if !d.Accounts[1].SHAOnly {
 		t.Fatal("sha_only lost")
@@ -68,9 +74,11 @@ func TestAuthBad(t *testing.T) {
 		"auth.bad.yaml:17:19: trunks[0].accounts[1].username: account \"1001\" is already accounts[0]",
 		"auth.bad.yaml:19:20: trunks[0].accounts[1].ha1.md5: a sha_only account must not have an MD5 HA1",
 		"auth.bad.yaml:20:25: trunks[0].accounts[1].register_from[0]: \"10.0.0.1/8\" has host bits set",
-		"auth.bad.yaml:24:15: trunks[1].domains[0]: must be a host name or IP address, got \"BAD/ONE\"",
+		"auth.bad.yaml:25:15: trunks[1].domains[0]: must be a host name or IP address, got \"BAD/ONE\"",
 		"trunks[1].accounts: a digest trunk needs at least one account",
-		"trunks[2]: realm, domains, algorithms, require_tls and accounts need auth: digest",
+		"trunks[1].registrar.min_expires: must not exceed max_expires (1h0m0s)",
+		"trunks[1].registrar.max_contacts: must be 0 (default 5) to 100, got 101",
+		"trunks[2]: realm, domains, algorithms, require_tls, accounts and registrar need auth: digest",
 	}
 	got := err.Error()
 	for _, w := range want {
