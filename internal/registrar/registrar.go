@@ -14,7 +14,8 @@
 // for the stage to publish.
 //
 // Memory is bounded: bindings exist only for configured accounts (the auth
-// stage authenticated them), at most MaxContacts each.
+// stage authenticated them), at most MaxContacts each. With a Store (Load,
+// Persist) the bindings are written back once a second and survive a restart.
 package registrar
 
 import (
@@ -149,8 +150,12 @@ type aor struct {
 // Registrar is the set of bindings. It is safe for concurrent use and lives
 // for the process (reloads keep the bindings).
 type Registrar struct {
-	mu   sync.Mutex
-	aors map[string]*aor
+	mu    sync.Mutex
+	aors  map[string]*aor
+	store Store               // nil: memory only
+	dirty map[string]struct{} // accounts changed since the last Flush
+
+	flushMu sync.Mutex // one Flush at a time
 }
 
 // New returns an empty registrar.
@@ -178,6 +183,7 @@ func (r *Registrar) Apply(key string, o Options, req *Request, now time.Time) Re
 			}
 		}
 		a.bindings = a.bindings[:0]
+		r.markDirty(key)
 		return Result{Code: 200, Changes: a.noteSource(req.Source.Addr())}
 	}
 	// Check the whole request before changing anything (10.3 step 6 and 7).
@@ -242,6 +248,9 @@ func (r *Registrar) Apply(key string, o Options, req *Request, now time.Time) Re
 		}
 	}
 	a.expire(now)
+	if len(req.Contacts) > 0 {
+		r.markDirty(key)
+	}
 	res.Code = 200
 	res.Bindings = append([]Binding(nil), a.bindings...)
 	return res
