@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -24,6 +27,7 @@ listen: [udp://127.0.0.1:{{.SIPPort}}]
 admin: {listen: "127.0.0.1:{{.AdminPort}}"}
 storage: {path: "{{.Dir}}/data"}
 log: {level: info}
+sip: {drain_timeout: 1s}
 flood: {enabled: false}
 upstreams:
   - name: pbx
@@ -205,5 +209,52 @@ func TestDigestRegisterSipgo(t *testing.T) {
 	}
 	if v := e.metric(`sipwarden_auth_requests_total{result="success",trunk="t-SHA-256"}`); v != 1 {
 		t.Errorf("successes of t-SHA-256: %v, want 1", v)
+	}
+
+	// 5. The registrar's binding survives a restart (storage.path/registrar.db).
+	e.stop()
+	e2 := restartEdge(t, e)
+	if v := e2.metric(`sipwarden_registrar_bindings`); v != 1 {
+		t.Errorf("bindings after a restart: %v, want 1", v)
+	}
+}
+
+// restartEdge starts sipwarden again on the stopped edge's configuration and storage.
+func restartEdge(t *testing.T, old *edge) *edge {
+	t.Helper()
+	e := *old
+	e.logs, e.done, e.exitErr = &syncBuffer{}, make(chan struct{}), nil
+	e.cmd = exec.Command(binary, "serve", "--config", filepath.Join(old.dir, "sipwarden.yaml"))
+	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		e.exitErr = e.cmd.Wait()
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		e.kill()
+		if t.Failed() {
+			t.Logf("restarted sipwarden output:\n%s", e.logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + e.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return &e
+			}
+		}
+		select {
+		case <-e.done:
+			t.Fatalf("sipwarden exited at restart: %v\n%s", e.exitErr, e.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sipwarden not ready 15s after the restart\n%s", e.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
