@@ -53,6 +53,8 @@ type Stage struct {
 	probes *ProbeTracker
 	rate   float64
 	burst  int
+	// resolve identifies digest trunks of sources without a fixed address (resolver.go).
+	resolve Resolver
 }
 
 // NewStage builds the acl stage of cfg. bans and probes may be nil: unknown
@@ -87,6 +89,11 @@ func (*Stage) Name() string { return "acl" }
 // Handle identifies the peer; unknown sources are dropped (or refused with 403).
 func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	m := s.table.Lookup(req.Src, req.Transport)
+	if m.Kind == chain.PeerUnknown && s.resolve != nil {
+		if t := s.resolve(req); t != nil {
+			m = Match{Kind: chain.PeerTrunk, Trunk: t}
+		}
+	}
 	s.met.matched[m.Kind].Inc()
 	switch m.Kind {
 	case chain.PeerTrunk:
