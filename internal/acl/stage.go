@@ -54,6 +54,8 @@ type Stage struct {
 	probes *ProbeTracker
 	rate   float64
 	burst  int
+	// resolve identifies digest trunks of sources without a fixed address (resolver.go).
+	resolve Resolver
 	// blockFactor multiplies the probe budget for a whole /24 or /64 (0: off).
 	blockFactor float64
 }
@@ -90,6 +92,11 @@ func (*Stage) Name() string { return "acl" }
 // Handle identifies the peer; unknown sources are dropped (or refused with 403).
 func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	m := s.table.Lookup(req.Src, req.Transport)
+	if m.Kind == chain.PeerUnknown && s.resolve != nil {
+		if t := s.resolve(req); t != nil {
+			m = Match{Kind: chain.PeerTrunk, Trunk: t}
+		}
+	}
 	s.met.matched[m.Kind].Inc()
 	switch m.Kind {
 	case chain.PeerTrunk:

@@ -69,8 +69,10 @@ type Verdict struct {
 	Reason string
 	// Warning, when set, is sent as the text of a Warning header (399) with a Reply.
 	Warning string
-	// Header, when set, is one more pre-formatted header line sent with a
-	// Reply, without its line break ("Unsupported: foo" with a 420).
+	// Header, when set, is one or more pre-formatted header lines sent with
+	// a Reply, separated by CRLF, without the final line break
+	// ("Unsupported: foo" with a 420; one WWW-Authenticate line per
+	// algorithm with a 401).
 	Header string
 }
 
@@ -169,6 +171,9 @@ type Request struct {
 	PeerKind PeerKind
 	Trunk    *config.Trunk    // when PeerKind == PeerTrunk
 	Upstream *config.Upstream // when PeerKind == PeerUpstream
+	// Account is set by the auth stage: the digest account that
+	// authenticated the request (a configured username, never message bytes).
+	Account string
 
 	// Set by the route stage.
 	// DestTrunk is the trunk a call from an upstream is going to (nil for calls to an upstream).

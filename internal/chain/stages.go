@@ -15,11 +15,16 @@ package chain
 //     their headers.
 //   - scanner: drops (and bans) requests with the signature of a scanner or
 //     attack tool; needs the parsed headers that sanity vouched for.
+//   - auth:   digest authentication of requests from trunks with auth: digest
+//     (401/407 challenges, brute-force counters); runs after scanner so that
+//     attack tools are dropped without a challenge, and before limits so that
+//     only authenticated calls take a trunk's call slots.
+//   - registrar: answers the authenticated REGISTERs of digest trunks that
+//     have one (bindings, 423); needs the account that auth established.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
-// Stages of later capabilities slot in between (auth and registrar before
-// limits; fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "route"}
+// Stages of later capabilities slot in between (fraud, shaken and media before route).
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "registrar", "limits", "route"}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 )
 
@@ -20,6 +21,7 @@ Commands:
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
   ban           add, remove or list bans
+  passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
   version       print the version
 
@@ -44,6 +46,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return CDRCommand(rest, stdout, stderr)
 	case "ban":
 		return BanCommand(rest, stdout, stderr)
+	case "passwd":
+		return PasswdCommand(rest, os.Stdin, stdout, stderr)
 	case "firewall":
 		return FirewallCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":

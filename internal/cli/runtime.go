@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sipwarden/sipwarden/internal/acl"
+	"github.com/sipwarden/sipwarden/internal/auth"
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
@@ -14,6 +15,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/flood"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/proxy"
+	"github.com/sipwarden/sipwarden/internal/registrar"
 	"github.com/sipwarden/sipwarden/internal/route"
 	"github.com/sipwarden/sipwarden/internal/sanity"
 	"github.com/sipwarden/sipwarden/internal/scanner"
@@ -33,6 +35,10 @@ type deps struct {
 	flood   *flood.State
 	limits  *limits.Registry
 	route   *route.Metrics
+	auth    *auth.State // created by the first buildRuntime
+	// bindings and their metrics, created by the first buildRuntime
+	registrar    *registrar.Registrar
+	registrarMet *registrar.Metrics
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -68,6 +74,22 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scanner: %w", err)
 	}
+	if d.auth == nil {
+		// created with the first configuration: its table sizes hold for the process
+		d.auth = auth.NewState(cfg, d.bans, d.reg)
+	}
+	authStage, err := auth.NewStage(cfg, d.auth, d.bus)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	if d.registrar == nil {
+		d.registrar = registrar.New()
+		d.registrarMet = registrar.NewMetrics(d.reg, d.registrar)
+	}
+	registrarStage, err := registrar.NewStage(cfg, d.registrar, d.registrarMet, d.bus)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
 	limitsStage, err := limits.NewStage(cfg, d.limits, d.bus)
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
@@ -83,6 +105,13 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	stages = append(stages, sanity.New())
 	if !cfg.Scanner.Disabled {
 		stages = append(stages, scannerStage)
+	}
+	if authStage.Enabled() {
+		aclStage.SetResolver(authStage.Resolve)
+		stages = append(stages, authStage)
+	}
+	if registrarStage.Enabled() {
+		stages = append(stages, registrarStage)
 	}
 	stages = append(stages, limitsStage, routeStage)
 	if d.bans != nil {
@@ -120,6 +149,9 @@ var stageSummaries = map[string]string{
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
 	"limits":  "per-trunk calls per second and concurrent calls (503 + Retry-After)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
+
+	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",
+	"registrar": "answer authenticated REGISTERs of digest trunks with a registrar (bindings, 423 Min-Expires, contact limits)",
 }
 
 // ChainCommand prints the effective chain of a configuration.

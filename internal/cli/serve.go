@@ -104,6 +104,8 @@ type server struct {
 	store     cdr.Store
 	cdrs      *cdr.Writer
 	banStore  interface{ Close() error }
+	regStore  interface{ Close() error } // registrar.go
+	regStop   func() error
 	firewall  func() // stops the nftables mirror
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
@@ -143,6 +145,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	watchBans(logCtx, bans, bus, reg, log)
 	startFeeds(logCtx, cfg, bans, log)
 	s.deps = newDeps(reg, bus, bans, cfg.Flood.TableSize)
+	if err := s.openRegistrar(cfg, reg); err != nil {
+		return nil, err
+	}
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
@@ -355,6 +360,7 @@ func (s *server) closeAll() {
 	if s.banStore != nil {
 		_ = s.banStore.Close()
 	}
+	s.closeRegistrar()
 	s.cancelLog()
 	<-s.logDone
 }

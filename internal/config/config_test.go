@@ -111,7 +111,7 @@ func TestValidationErrors(t *testing.T) {
 		"errors.bad.yaml:4:5: listen[2]: host must be an IP address",
 		"errors.bad.yaml:5:18: unknown_sources: must be drop (no reply) or reject (403)",
 		"errors.bad.yaml:8:26: upstreams[0].targets: at least one target is required",
-		"errors.bad.yaml:11:11: trunks[0].auth: digest authentication is not supported yet",
+		"errors.bad.yaml:11:11: trunks[0].auth: must be ip or digest, got \"kerberos\"",
 		"errors.bad.yaml:12:13: trunks[0].allow[0]: \"10.0.0.1/8\" has host bits set; did you mean 10.0.0.0/8?",
 		"errors.bad.yaml:13:15: trunks[0].upstream: no upstream is named \"nope\"",
 		"errors.bad.yaml:14:15: trunks[0].numbers[0]: must be an E.164 number",

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Auth configures digest authentication and brute-force detection (auth.go).
+	Auth Auth
 	// Firewall configures the kernel firewall integration.
 	Firewall Firewall
 }
@@ -215,7 +217,8 @@ type Target struct {
 // Trunk is a customer: an IP-authenticated peer on the untrusted side.
 type Trunk struct {
 	Name string
-	// Auth is how the trunk is identified: AuthIP (source address).
+	// Auth is how the trunk is identified: AuthIP (source address) or
+	// AuthDigest (digest credentials of one of its accounts; see auth.go).
 	Auth string
 	// Allow lists the source prefixes the trunk sends from.
 	Allow []netip.Prefix
@@ -233,6 +236,8 @@ type Trunk struct {
 	// Flood is this trunk's flood profile (the default trunk profile with
 	// this trunk's overrides applied).
 	Flood FloodProfile
+	// Digest holds the realm and accounts of a trunk with Auth AuthDigest.
+	Digest TrunkDigest
 }
 
 // Values of Trunk.Auth.

@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Auth           rawAuth       `yaml:"auth"`
 	Firewall       rawFirewall   `yaml:"firewall"`
 }
 
@@ -146,6 +147,8 @@ type rawTrunk struct {
 	Limits   rawTrunkLimits  `yaml:"limits"`
 	TLS      rawTrunkTLS     `yaml:"tls"`
 	Flood    rawFloodProfile `yaml:"flood"`
+
+	rawTrunkDigest `yaml:",inline"`
 }
 
 type rawTrunkLimits struct {
@@ -160,7 +163,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth"},
 	"rawFirewall":     {"nftables", "table"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
 	"rawFeed":         {"name", "url", "file", "format", "refresh"},
@@ -626,6 +629,8 @@ func (v *validator) build(raw *rawConfig) *Config {
 		up.Allow = addPrefixes(append(base, "allow"), u.Allow, "upstreams["+strconv.Itoa(i)+"] ("+u.Name+")")
 		c.Upstreams = append(c.Upstreams, up)
 	}
+	c.Auth = v.auth(raw.Auth)
+	digestDomains := map[string]string{}
 	numbers := map[string]string{}
 	for i, t := range raw.Trunks {
 		base := p("trunks", i)
@@ -634,15 +639,19 @@ func (v *validator) build(raw *rawConfig) *Config {
 		switch t.Auth {
 		case "", AuthIP:
 			tr.Auth = AuthIP
-		case "digest":
-			v.fail(append(base, "auth"), "digest authentication is not supported yet: use ip")
+		case AuthDigest:
 		default:
-			v.fail(append(base, "auth"), "must be ip, got %q", t.Auth)
+			v.fail(append(base, "auth"), "must be ip or digest, got %q", t.Auth)
 		}
-		if len(t.Allow) == 0 {
+		if len(t.Allow) == 0 && tr.Auth == AuthIP {
 			v.fail(append(base, "allow"), "an ip trunk needs at least one source address or prefix")
 		}
 		tr.Allow = addPrefixes(append(base, "allow"), t.Allow, "trunks["+strconv.Itoa(i)+"] ("+t.Name+")")
+		if tr.Auth == AuthDigest {
+			v.digestTrunk(base, t.rawTrunkDigest, &tr, hasTLS, digestDomains)
+		} else if t.Realm != "" || len(t.Accounts) > 0 || len(t.Domains) > 0 || len(t.Algorithms) > 0 || t.RequireTLS || t.Registrar.Enabled {
+			v.fail(base, "realm, domains, algorithms, require_tls, accounts and registrar need auth: digest")
+		}
 		if t.Upstream == "" {
 			v.fail(append(base, "upstream"), "names the upstream this trunk's calls go to")
 		} else if c.UpstreamByName(t.Upstream) == nil {

@@ -40,6 +40,18 @@ const (
 	Scanner
 	// Flood: a peer's source exceeded a flood budget.
 	Flood
+
+	// AuthSuccess, AuthFailure: a digest authentication and its outcome
+	// (the reason class, never credentials); AccountLocked: an account under
+	// distributed guessing was locked or restricted to its known sources.
+	AuthSuccess
+	AuthFailure
+	AccountLocked
+	// RegistrationNewSource: an account registered from an address or /24
+	// (/64) it never registered from; BindingReplaced: a binding was taken
+	// over by another source address.
+	RegistrationNewSource
+	BindingReplaced
 )
 
 var kindNames = [...]string{
@@ -55,6 +67,13 @@ var kindNames = [...]string{
 	Unban:          "unban",
 	Scanner:        "scanner",
 	Flood:          "flood",
+
+	// digest authentication and registrar
+	AuthSuccess:           "auth_success",
+	AuthFailure:           "auth_failure",
+	AccountLocked:         "account_locked",
+	RegistrationNewSource: "registration_new_source",
+	BindingReplaced:       "binding_replaced",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

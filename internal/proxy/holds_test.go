@@ -17,8 +17,12 @@ type meter struct {
 	id  string
 }
 
-func (m meter) Answered(time.Time) { m.mu.Lock(); *m.log = append(*m.log, m.id+" answered"); m.mu.Unlock() }
-func (m meter) Release()           { m.mu.Lock(); *m.log = append(*m.log, m.id+" released"); m.mu.Unlock() }
+func (m meter) Answered(time.Time) {
+	m.mu.Lock()
+	*m.log = append(*m.log, m.id+" answered")
+	m.mu.Unlock()
+}
+func (m meter) Release() { m.mu.Lock(); *m.log = append(*m.log, m.id+" released"); m.mu.Unlock() }
 
 // meterStage holds a meter for every initial request.
 type meterStage struct {

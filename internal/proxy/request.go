@@ -174,6 +174,10 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 		extra = appendQuotedSafe(extra, v.Warning)
 		extra = append(extra, "\"\r\n"...)
 	}
+	if v.Header != "" {
+		extra = append(extra, v.Header...)
+		extra = append(extra, "\r\n"...)
+	}
 	w.extra = extra
 	out := sip.AppendResponse(w.out[:0], m, int(v.Code), sip.ReasonText(int(v.Code)), w.localTag(m), w.p.opt.ServerHeader, extra)
 	w.out = out

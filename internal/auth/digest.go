@@ -1,0 +1,287 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+// Account is one set of digest credentials. The password itself is never
+// kept: HA1 holds H(username:realm:password) per algorithm, in lower-case hex
+// ("" for an algorithm the account cannot use).
+type Account struct {
+	Username string
+	HA1      [numAlgorithms]string
+	// SHAOnly accounts never use MD5: it is neither offered nor accepted.
+	SHAOnly bool
+	// RegisterFrom, when not empty, lists the only source prefixes this
+	// account may REGISTER from (even with the right password).
+	RegisterFrom []netip.Prefix
+
+	detail string // "account <name>", built once for events
+}
+
+// Accepts reports whether the account may authenticate with alg.
+func (a *Account) Accepts(alg Algorithm) bool {
+	return alg > AlgUnknown && alg < numAlgorithms && a.HA1[alg] != "" && !(a.SHAOnly && alg == MD5)
+}
+
+// MayRegisterFrom reports whether src is within the account's RegisterFrom (or it is empty).
+func (a *Account) MayRegisterFrom(src netip.Addr) bool {
+	if len(a.RegisterFrom) == 0 {
+		return true
+	}
+	src = src.Unmap()
+	for _, p := range a.RegisterFrom {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// Verifier checks digest credentials for one realm and its accounts, and
+// builds the challenges. It is immutable once built and safe for concurrent
+// use; Nonces and ReplayGuard are shared process-wide.
+type Verifier struct {
+	realm    string
+	offer    []Algorithm
+	accounts map[string]*Account
+	nonces   *Nonces
+	replay   *ReplayGuard
+	lifetime time.Duration
+	// shaOnlyShare is the fraction of SHA-only accounts: unknown usernames
+	// are offered MD5 as often as known ones, so the offer tells nothing.
+	shaOnlyShare float64
+}
+
+// NewVerifier builds the verifier of realm. offer lists the algorithms to
+// challenge with, strongest first (nil: Algorithms). Every account must have
+// an HA1 for every offered algorithm (MD5 excepted for SHA-only accounts).
+// Nonces are accepted for lifetime after their issue.
+func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *Nonces, replay *ReplayGuard, lifetime time.Duration) (*Verifier, error) {
+	if realm == "" || strings.ContainsAny(realm, "\"\\\r\n") {
+		return nil, fmt.Errorf("realm %q must be non-empty without quotes, backslashes or line breaks", realm)
+	}
+	if offer == nil {
+		offer = Algorithms
+	}
+	v := &Verifier{realm: realm, offer: offer, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay, lifetime: lifetime}
+	shaOnly := 0
+	for i := range accounts {
+		a := &accounts[i]
+		if _, dup := v.accounts[a.Username]; dup {
+			return nil, fmt.Errorf("account %q is defined twice", a.Username)
+		}
+		for _, alg := range offer {
+			if a.HA1[alg] == "" && !(alg == MD5 && a.SHAOnly) {
+				return nil, fmt.Errorf("account %q has no HA1 for %s, which the realm offers", a.Username, alg)
+			}
+		}
+		a.detail = "account " + a.Username
+		v.accounts[a.Username] = a
+		if a.SHAOnly {
+			shaOnly++
+		}
+	}
+	if len(accounts) > 0 {
+		v.shaOnlyShare = float64(shaOnly) / float64(len(accounts))
+	}
+	return v, nil
+}
+
+// Realm returns the verifier's realm.
+func (v *Verifier) Realm() string { return v.realm }
+
+// Account returns the account named username, or nil.
+func (v *Verifier) Account(username string) *Account { return v.accounts[username] }
+
+// Result is the outcome of a verification.
+type Result uint8
+
+// Results of Verify. Only Failure and UnknownAccount are failed guesses; the
+// others are protocol problems or a correct answer that needs a fresh nonce.
+const (
+	// Success: the response is right, the nonce valid and the count fresh.
+	Success Result = iota
+	// Failure: a known account, a wrong response (or an algorithm the account may not use).
+	Failure
+	// UnknownAccount: no such username (answered exactly like Failure).
+	UnknownAccount
+	// Stale: the response is right but the nonce expired, was issued to
+	// another address or is no longer tracked: challenge again with stale=true.
+	Stale
+	// Replay: the response is right but its nonce-count was already used.
+	Replay
+	// Malformed: a required parameter is missing, qop is not auth, userhash
+	// was asked for, or the digest URI is not the Request-URI.
+	Malformed
+)
+
+var resultNames = [...]string{"success", "failure", "unknown_account", "stale", "replay", "malformed"}
+
+// String returns the result's stable name (metric label, event reason).
+func (r Result) String() string {
+	if int(r) < len(resultNames) {
+		return resultNames[r]
+	}
+	return "unknown"
+}
+
+// Outcome is a verification's result with its detail.
+type Outcome struct {
+	Result  Result
+	Account *Account // the account for Success, Failure, Stale and Replay
+	// Why is a constant explaining Failure and Malformed ("wrong_response",
+	// "algorithm_refused", "uri_mismatch", "qop_required", ...). Never a secret.
+	Why string
+}
+
+// ErrNoRealm is returned by FindCredentials when no credentials name the realm.
+var ErrNoRealm = errors.New("auth: no credentials for this realm")
+
+// Verify checks c, received from src in a request with method and
+// requestURI. It allocates nothing. Its timing does not depend on whether
+// the username exists or on where the response differs.
+func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.Addr, now time.Time) Outcome {
+	switch {
+	case len(c.Username) == 0 || len(c.Nonce) == 0 || len(c.URI) == 0 || len(c.Response) == 0:
+		return Outcome{Result: Malformed, Why: "missing_parameter"}
+	case !equalFold(c.QOP, "auth"):
+		return Outcome{Result: Malformed, Why: "qop_required"}
+	case len(c.CNonce) == 0 || len(c.NC) == 0:
+		return Outcome{Result: Malformed, Why: "missing_parameter"}
+	case c.UserHash:
+		return Outcome{Result: Malformed, Why: "userhash_unsupported"}
+	case string(c.Realm) != v.realm:
+		return Outcome{Result: Malformed, Why: "realm_mismatch"}
+	case !sameURI(c.URI, requestURI):
+		return Outcome{Result: Malformed, Why: "uri_mismatch"}
+	}
+	acct := v.accounts[string(c.Username)]
+	alg := c.Algorithm
+	var ha1buf [64]byte
+	var ha1 []byte
+	usable := acct != nil && acct.Accepts(alg)
+	if usable {
+		ha1 = append(ha1buf[:0], acct.HA1[alg]...)
+	} else {
+		ha1 = v.nonces.pseudoHA1(ha1buf[:0], alg, c.Username, []byte(v.realm))
+	}
+	var exp [64]byte
+	expected := appendResponse(exp[:0], alg, ha1, method, c.URI, c.Nonce, c.NC, c.CNonce, c.QOP)
+	var got [64]byte
+	ok := len(c.Response) == len(expected)
+	n := copy(got[:], c.Response)
+	for i := range n {
+		if x := got[i]; 'A' <= x && x <= 'F' {
+			got[i] = x + 'a' - 'A'
+		}
+	}
+	ok = subtle.ConstantTimeCompare(got[:n], expected) == 1 && ok && usable
+	switch {
+	case acct == nil:
+		return Outcome{Result: UnknownAccount, Why: "unknown_account"}
+	case !acct.Accepts(alg):
+		return Outcome{Result: Failure, Account: acct, Why: "algorithm_refused"}
+	case !ok:
+		return Outcome{Result: Failure, Account: acct, Why: "wrong_response"}
+	}
+	st, key, issued := v.nonces.Check(c.Nonce, v.realm, src, now, v.lifetime)
+	switch st {
+	case NonceExpired:
+		return Outcome{Result: Stale, Account: acct, Why: "nonce_expired"}
+	case NonceInvalid:
+		return Outcome{Result: Stale, Account: acct, Why: "nonce_invalid"}
+	}
+	switch v.replay.Use(key, issued, c.NonceCnt, now) {
+	case NCReplay:
+		return Outcome{Result: Replay, Account: acct, Why: "nonce_count_reused"}
+	case NCForgotten:
+		return Outcome{Result: Stale, Account: acct, Why: "nonce_forgotten"}
+	}
+	return Outcome{Result: Success, Account: acct}
+}
+
+// sameURI reports whether the digest uri names the Request-URI (RFC 3261
+// section 22.4, RFC 7616 section 3.4.6): the same bytes, or SIP URIs with
+// the same scheme, user, host (any case) and port. URI parameters may differ:
+// some clients leave them out of the digest uri.
+func sameURI(digestURI, requestURI []byte) bool {
+	if string(digestURI) == string(requestURI) {
+		return true
+	}
+	a, err := sip.ParseURI(digestURI)
+	if err != nil || len(a.Host) == 0 {
+		return false
+	}
+	b, err := sip.ParseURI(requestURI)
+	if err != nil {
+		return false
+	}
+	return bytes.EqualFold(a.Scheme, b.Scheme) && bytes.Equal(a.User, b.User) &&
+		bytes.EqualFold(a.Host, b.Host) && a.Port == b.Port
+}
+
+// appendResponse appends the expected response of RFC 7616 section 3.4.1
+// for qop=auth: H(HA1:nonce:nc:cnonce:qop:H(method:uri)).
+func appendResponse(dst []byte, alg Algorithm, ha1, method, uri, nonce, nc, cnonce, qop []byte) []byte {
+	var buf [1024]byte
+	in := append(buf[:0], method...)
+	in = append(in, ':')
+	in = append(in, uri...)
+	var ha2buf [64]byte
+	ha2 := alg.appendSum(ha2buf[:0], in)
+	in = append(buf[:0], ha1...)
+	for _, p := range [...][]byte{nonce, nc, cnonce, qop, ha2} {
+		in = append(in, ':')
+		in = append(in, p...)
+	}
+	return alg.appendSum(dst, in)
+}
+
+// Offer returns the algorithms to challenge a request from user with: the
+// realm's offer without MD5 for a SHA-only account. For a username that is
+// no account, MD5 is left out as often as for the real accounts (a stable,
+// secret choice per username), so that the offer cannot tell them apart.
+func (v *Verifier) Offer(user []byte) []Algorithm {
+	noMD5 := false
+	if a := v.accounts[string(user)]; a != nil {
+		noMD5 = a.SHAOnly
+	} else if v.shaOnlyShare > 0 && len(user) > 0 {
+		noMD5 = v.nonces.Pick(user) < v.shaOnlyShare
+	}
+	if !noMD5 || len(v.offer) < 2 || v.offer[len(v.offer)-1] != MD5 {
+		return v.offer // never an empty offer
+	}
+	return v.offer[:len(v.offer)-1]
+}
+
+// AppendChallenge appends one challenge header line per algorithm of offer
+// (RFC 8760 section 2.4), each ending in CRLF: header is "WWW-Authenticate"
+// (401) or "Proxy-Authenticate" (407). The nonce is bound to src.
+func (v *Verifier) AppendChallenge(dst []byte, header string, offer []Algorithm, src netip.Addr, stale bool, now time.Time) []byte {
+	var nb [NonceLen]byte
+	nonce := v.nonces.Append(nb[:0], v.realm, src, now)
+	for _, alg := range offer {
+		dst = append(dst, header...)
+		dst = append(dst, `: Digest realm="`...)
+		dst = append(dst, v.realm...)
+		dst = append(dst, `", nonce="`...)
+		dst = append(dst, nonce...)
+		dst = append(dst, `", algorithm=`...)
+		dst = append(dst, alg.String()...)
+		dst = append(dst, `, qop="auth"`...)
+		if stale {
+			dst = append(dst, ", stale=true"...)
+		}
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}

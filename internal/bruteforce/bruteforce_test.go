@@ -1,0 +1,134 @@
+package bruteforce
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/banlist"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newGuard(size int) (*Guard, *banlist.List, *clock) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	bans := banlist.New(nil, banlist.Options{Now: clk.now})
+	g := New(size, bans, nil)
+	g.now = clk.now
+	return g, bans, clk
+}
+
+func TestSourceAccountThreshold(t *testing.T) {
+	c := Defaults
+	c.SourceAccount = 3
+	g, bans, clk := newGuard(1024)
+	src := netip.MustParseAddr("203.0.113.5")
+	for i := 1; i <= 2; i++ {
+		if d := g.Failure(&c, Attempt{Src: src, Trunk: "t", Account: "1001"}); d.Ban {
+			t.Fatalf("failure %d banned (threshold 3)", i)
+		}
+	}
+	// a success in between forgives the (source, account) failures
+	g.Success(&c, src, "t", "1001")
+	for i := 1; i <= 2; i++ {
+		if d := g.Failure(&c, Attempt{Src: src, Trunk: "t", Account: "1001"}); d.Ban {
+			t.Fatalf("failure %d after a success banned", i)
+		}
+	}
+	d := g.Failure(&c, Attempt{Src: src, Trunk: "t", Account: "1001"})
+	if !d.Ban || d.Reason != ReasonBruteForce || !bans.Blocked(src) {
+		t.Fatalf("3rd failure: %+v, banned %v", d, bans.Blocked(src))
+	}
+	// the window: failures spread wider than it never add up
+	other := netip.MustParseAddr("203.0.113.6")
+	for range 10 {
+		clk.t = clk.t.Add(c.Window + time.Second)
+		if d := g.Failure(&c, Attempt{Src: other, Trunk: "t", Account: "1001"}); d.Ban {
+			t.Fatalf("failures a window apart banned: %+v", d)
+		}
+	}
+}
+
+func TestEnumerationAndSpraying(t *testing.T) {
+	c := Defaults
+	c.Unknown, c.Source, c.SourceAccount = 4, 6, 100
+	g, bans, _ := newGuard(1024)
+	enum := netip.MustParseAddr("198.51.100.1")
+	var d Decision
+	for i := range 4 {
+		d = g.Failure(&c, Attempt{Src: enum, Trunk: "t", Account: fmt.Sprintf("u%d", i), Unknown: true})
+	}
+	if !d.Ban || d.Reason != ReasonEnumeration || !bans.Blocked(enum) {
+		t.Fatalf("4 unknown usernames: %+v", d)
+	}
+	spray := netip.MustParseAddr("198.51.100.2")
+	for i := range 6 {
+		d = g.Failure(&c, Attempt{Src: spray, Trunk: "t", Account: fmt.Sprintf("%d", 1000+i)})
+		if d.Ban != (i == 5) {
+			t.Fatalf("spraying failure %d: %+v", i+1, d)
+		}
+	}
+	if d.Reason != ReasonSpraying {
+		t.Fatalf("spraying: %+v", d)
+	}
+	// unknown names count towards the per-account state of nobody
+	if len(g.accounts) != 6 {
+		t.Fatalf("%d account states, want 6 (the sprayed known accounts only)", len(g.accounts))
+	}
+}
+
+func TestDistributedLockout(t *testing.T) {
+	c := Defaults
+	c.Account, c.SourceAccount, c.Source = 5, 100, 100
+	for _, mode := range []string{ModeRestrict, ModeLock} {
+		c.Mode = mode
+		g, bans, clk := newGuard(1024)
+		home := netip.MustParseAddr("192.0.2.50")
+		g.Success(&c, home, "t", "1001")
+		var d Decision
+		for i := range 5 {
+			d = g.Failure(&c, Attempt{Src: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), Trunk: "t", Account: "1001"})
+		}
+		if !d.Locked || !g.Locked("t", "1001") || d.Ban || len(bans.List(false)) != 0 {
+			t.Fatalf("%s: 5 failures from 5 sources: %+v", mode, d)
+		}
+		if !g.Refused(&c, netip.MustParseAddr("10.9.9.9"), "t", "1001") {
+			t.Fatalf("%s: a new source may use a locked account", mode)
+		}
+		if got := g.Refused(&c, home, "t", "1001"); got != (mode == ModeLock) {
+			t.Fatalf("%s: known source refused=%v", mode, got)
+		}
+		if g.Refused(&c, netip.MustParseAddr("10.9.9.9"), "t", "1002") {
+			t.Fatalf("%s: another account is locked too", mode)
+		}
+		clk.t = clk.t.Add(c.Lockout + time.Second)
+		if g.Refused(&c, netip.MustParseAddr("10.9.9.9"), "t", "1001") {
+			t.Fatalf("%s: the lockout did not end", mode)
+		}
+	}
+}
+
+// TestBoundedMemory: a million spoofed sources do not grow the tables.
+func TestBoundedMemory(t *testing.T) {
+	c := Defaults
+	g := New(4096, nil, nil)
+	for i := range 1_000_000 {
+		g.Failure(&c, Attempt{Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Trunk: "t", Account: "x", Unknown: true})
+	}
+	if g.Size() != 4096 || len(g.accounts) != 0 {
+		t.Fatalf("size %d, %d account states", g.Size(), len(g.accounts))
+	}
+}
+
+func BenchmarkFailure(b *testing.B) {
+	c := Defaults
+	c.SourceAccount, c.Source, c.Unknown = 0, 0, 0
+	g := New(65536, nil, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		g.Failure(&c, Attempt{Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Trunk: "t", Account: "1001"})
+	}
+}

@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipgosip "github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+
+	"github.com/sipwarden/sipwarden/internal/auth"
+)
+
+// digestConfig has three digest trunks found by domain (no fixed address),
+// each offering one algorithm, so that sipgo's client (which answers the
+// first challenge) is tested with MD5, SHA-256 and SHA-512-256.
+const digestConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+flood: {enabled: false}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+auth:
+  bruteforce: {source_account_failures: 3, unknown_accounts: 5, source_failures: 100}
+trunks:
+{{range $alg, $acct := .Extra}}  - name: t-{{$alg}}
+    auth: digest
+    realm: {{$alg}}.example.test
+    algorithms: [{{$alg}}]
+    upstream: pbx
+    accounts:
+{{$acct}}{{end}}`
+
+const (
+	e2eUser = "1001"
+	e2ePass = "gR8%xk2Lq!vT9#mZ"
+)
+
+// TestDigestRegisterSipgo: sipgo's client registers with digest through
+// sipwarden with each algorithm (the REGISTER reaches the PBX only after
+// authentication, or is answered by sipwarden's registrar); a wrong password and an unknown username get the same
+// answer; password guessing and enumeration get their sources banned.
+func TestDigestRegisterSipgo(t *testing.T) {
+	pbxPort := freePort(t)
+	var registered atomic.Int32
+	pbxUA, err := sipgo.NewUA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pbxUA.Close()
+	srv, err := sipgo.NewServer(pbxUA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnRegister(func(req *sipgosip.Request, tx sipgosip.ServerTransaction) {
+		if req.GetHeader("Authorization") == nil {
+			t.Errorf("a REGISTER without credentials reached the PBX")
+		}
+		registered.Add(1)
+		_ = tx.Respond(sipgosip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = srv.ListenAndServe(ctx, "udp", fmt.Sprintf("127.0.0.3:%d", pbxPort)) }()
+
+	algs := map[string]auth.Algorithm{"MD5": auth.MD5, "SHA-256": auth.SHA256, "SHA-512-256": auth.SHA512256}
+	accounts := map[string]any{}
+	for name, alg := range algs {
+		accounts[name] = fmt.Sprintf("      - {username: %q, ha1: {%s: %s}}\n", e2eUser, alg.Key(),
+			auth.HA1(alg, e2eUser, name+".example.test", e2ePass))
+	}
+	// The MD5 trunk has sipwarden's registrar: its REGISTER is answered
+	// here and never reaches the PBX.
+	accounts["MD5"] = accounts["MD5"].(string) + "    registrar: {enabled: true, max_expires: 10m}\n"
+	e := startEdge(t, digestConfig, pbxPort, accounts)
+
+	// 1. sipgo registers with each algorithm, from its own address.
+	i := 0
+	for name := range algs {
+		i++
+		realm := name + ".example.test"
+		ua, err := sipgo.NewUA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ua.Close()
+		local := fmt.Sprintf("127.0.0.%d:%d", 20+i, freePort(t))
+		cl, err := sipgo.NewClient(ua, sipgo.WithClientConnectionAddr(local), sipgo.WithClientAddr(local))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := sipgosip.NewRequest(sipgosip.REGISTER, sipgosip.Uri{Host: realm})
+		req.AppendHeader(sipgosip.NewHeader("To", fmt.Sprintf("<sip:%s@%s>", e2eUser, realm)))
+		req.AppendHeader(sipgosip.NewHeader("From", fmt.Sprintf("<sip:%s@%s>;tag=r%d", e2eUser, realm, i)))
+		req.AppendHeader(sipgosip.NewHeader("Contact", fmt.Sprintf("<sip:%s@%s>", e2eUser, local)))
+		req.SetDestination(e.sipAddr())
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := cl.Do(rctx, req)
+		if err != nil {
+			rcancel()
+			t.Fatalf("%s: first REGISTER: %v", name, err)
+		}
+		if res.StatusCode != 401 || len(res.GetHeaders("WWW-Authenticate")) != 1 ||
+			!strings.Contains(res.GetHeader("WWW-Authenticate").Value(), "algorithm="+name+",") {
+			rcancel()
+			t.Fatalf("%s: challenge:\n%s", name, res)
+		}
+		res, err = cl.DoDigestAuth(rctx, req, res, sipgo.DigestAuth{Username: e2eUser, Password: e2ePass})
+		rcancel()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("%s: authenticated REGISTER: %v %v", name, err, res)
+		}
+		if name == "MD5" {
+			c := res.GetHeader("Contact")
+			if c == nil || c.Value() != fmt.Sprintf("<sip:%s@%s>;expires=600", e2eUser, local) {
+				t.Fatalf("registrar's 200 OK:\n%s", res)
+			}
+		}
+	}
+	if registered.Load() != 2 {
+		t.Fatalf("the PBX saw %d REGISTERs, want 2 (the third trunk has sipwarden's registrar)", registered.Load())
+	}
+	if v := e.metric(`sipwarden_registrar_bindings`); v != 1 {
+		t.Errorf("bindings: %v, want 1", v)
+	}
+
+	// 2. A wrong password and an unknown username get the same answer.
+	realm := "SHA-256.example.test"
+	attempt := func(ua *rawUA, user, pass string, cseq int) *rawMsg {
+		t.Helper()
+		reg := func(authz string, n int) string {
+			return fmt.Sprintf("REGISTER sip:%s SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%s-%d-%d\nMax-Forwards: 70\n"+
+				"From: <sip:%s@%s>;tag=a%d\nTo: <sip:%s@%s>\nCall-ID: %s-%d@x\nCSeq: %d REGISTER\n%sContent-Length: 0\n\n",
+				realm, ua.localAddr(), user, cseq, n, user, realm, cseq, user, realm, user, cseq, n, authz)
+		}
+		ua.send(e.sipAddr(), reg("", 1))
+		ch := ua.recv(2 * time.Second)
+		if ch == nil || ch.code != 401 {
+			t.Fatalf("no challenge: %v", ch)
+		}
+		c, err := digest.ParseChallenge(ch.get("WWW-Authenticate"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, err := digest.Digest(c, digest.Options{Method: "REGISTER", URI: "sip:" + realm, Username: user, Password: pass, Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ua.send(e.sipAddr(), reg("Authorization: "+cred.String()+"\n", 2))
+		return ua.recv(2 * time.Second)
+	}
+	nonce := regexp.MustCompile(`nonce="[^"]+"|tag=[^;\s]+|branch=[^;\s]+|Call-ID: \S+|CSeq: \d+|sip:\w+@|a\d+`)
+	shape := func(m *rawMsg) string {
+		if m == nil {
+			return "<nothing>"
+		}
+		return nonce.ReplaceAllString(m.raw, "*")
+	}
+	prober := newRawUA(t, "udp", "127.0.0.31")
+	wrong := attempt(prober, e2eUser, "Wrong-password-99", 1)
+	unknown := attempt(prober, "4711", "Wrong-password-99", 2)
+	if wrong == nil || wrong.code != 401 || shape(wrong) != shape(unknown) {
+		t.Fatalf("a wrong password and an unknown user are told apart:\n%s\n---\n%s", shape(wrong), shape(unknown))
+	}
+
+	// 3. Password guessing: the 3rd wrong password from one address is
+	// dropped and the address banned (no answer to anything from then on).
+	guesser := newRawUA(t, "udp", "127.0.0.32")
+	for n := 1; n <= 2; n++ {
+		if m := attempt(guesser, e2eUser, fmt.Sprintf("Guess-number-%04d", n), n); m == nil || m.code != 401 {
+			t.Fatalf("guess %d: %v", n, m)
+		}
+	}
+	if m := attempt(guesser, e2eUser, "Guess-number-0003", 3); m != nil {
+		t.Fatalf("3rd guess answered: %s", m.raw)
+	}
+	guesser.send(e.sipAddr(), "OPTIONS sip:"+realm+" SIP/2.0\nVia: SIP/2.0/UDP "+guesser.localAddr()+";branch=z9hG4bK-o\nFrom: <sip:x@y>;tag=1\nTo: <sip:x@y>\nCall-ID: o@x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
+	if m := guesser.recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("a banned address got an answer: %s", m.raw)
+	}
+	if v := e.metric(`sipwarden_bruteforce_bans_total{reason="auth_bruteforce"}`); v != 1 {
+		t.Errorf("auth_bruteforce bans: %v, want 1", v)
+	}
+
+	// 4. Enumeration: the 5th unknown username from one address bans it.
+	enum := newRawUA(t, "udp", "127.0.0.33")
+	for n := 1; n <= 4; n++ {
+		if m := attempt(enum, fmt.Sprintf("%d", 3000+n), "Whatever-pass-1", n); m == nil || m.code != 401 {
+			t.Fatalf("probe %d: %v", n, m)
+		}
+	}
+	if m := attempt(enum, "3005", "Whatever-pass-1", 5); m != nil {
+		t.Fatalf("5th probe answered: %s", m.raw)
+	}
+	if v := e.metric(`sipwarden_bruteforce_bans_total{reason="auth_enumeration"}`); v != 1 {
+		t.Errorf("auth_enumeration bans: %v, want 1", v)
+	}
+	if v := e.metric(`sipwarden_auth_requests_total{result="success",trunk="t-SHA-256"}`); v != 1 {
+		t.Errorf("successes of t-SHA-256: %v, want 1", v)
+	}
+
+	// 5. The registrar's binding survives a restart (storage.path/registrar.db).
+	e.stop()
+	e2 := restartEdge(t, e)
+	if v := e2.metric(`sipwarden_registrar_bindings`); v != 1 {
+		t.Errorf("bindings after a restart: %v, want 1", v)
+	}
+}
+
+// restartEdge starts sipwarden again on the stopped edge's configuration and storage.
+func restartEdge(t *testing.T, old *edge) *edge {
+	t.Helper()
+	e := *old
+	e.logs, e.done, e.exitErr = &syncBuffer{}, make(chan struct{}), nil
+	e.cmd = exec.Command(binary, "serve", "--config", filepath.Join(old.dir, "sipwarden.yaml"))
+	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		e.exitErr = e.cmd.Wait()
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		e.kill()
+		if t.Failed() {
+			t.Logf("restarted sipwarden output:\n%s", e.logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + e.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return &e
+			}
+		}
+		select {
+		case <-e.done:
+			t.Fatalf("sipwarden exited at restart: %v\n%s", e.exitErr, e.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sipwarden not ready 15s after the restart\n%s", e.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
