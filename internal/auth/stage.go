@@ -236,8 +236,8 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	src := req.Src.Addr()
 	c := credPool.Get().(*Credentials)
 	defer credPool.Put(c)
-	found, perr := FindCredentials(m, hdr, ta.v.realm, c)
-	if !found {
+	at, perr := FindCredentials(m, hdr, ta.v.realm, c)
+	if at < 0 {
 		if perr != nil {
 			s.count(ta, "bad_credentials")
 			s.publish(req, events.AuthFailure, "bad_credentials", 400, "")
@@ -281,6 +281,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	s.st.Guard.Success(&s.bf, src, trunk, acct.Username)
 	s.st.presence.mark(src, trunk, now, s.remember)
 	req.Account = acct.Username
+	req.CredentialsHeader = at + 1
 	s.count(ta, "success")
 	s.publish(req, events.AuthSuccess, "success", 0, accountDetail(acct))
 	return chain.Next()
@@ -363,9 +364,10 @@ func malformedText(why string) string {
 // FindCredentials finds, among the fields id (Authorization or
 // Proxy-Authorization) of m, the Digest credentials for realm and parses
 // them into c. Credentials for other realms are left for the next hop
-// (RFC 3261 section 22.3). found is false when there are none; err is set
-// when a field could not be parsed (and none for realm was found).
-func FindCredentials(m *sip.Msg, id sip.HeaderID, realm string, c *Credentials) (found bool, err error) {
+// (RFC 3261 section 22.3). It returns the index of the header field that
+// holds them, or -1 when there are none; err is set when a field could not
+// be parsed (and none for realm was found).
+func FindCredentials(m *sip.Msg, id sip.HeaderID, realm string, c *Credentials) (at int, err error) {
 	for i := m.Find(id, 0); i >= 0; i = m.Find(id, i+1) {
 		perr := ParseCredentials(c, m.Header(i).Value)
 		switch {
@@ -375,8 +377,8 @@ func FindCredentials(m *sip.Msg, id sip.HeaderID, realm string, c *Credentials) 
 			err = perr
 			continue
 		case string(c.Realm) == realm:
-			return true, nil
+			return i, nil
 		}
 	}
-	return false, err
+	return -1, err
 }

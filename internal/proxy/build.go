@@ -14,10 +14,15 @@ import (
 // the sender's Via (RFC 3581), our Via on top, Record-Route on dialog-creating
 // initial requests (two entries when the call changes listener), Max-Forwards
 // decremented. The result is in w.out.
-func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener) ([]byte, bool) {
+// consume, when >= 0, is the index of a header field to leave out (the
+// credentials the auth stage verified).
+func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, consume int) ([]byte, bool) {
 	ed := &w.ed
 	ed.Reset(m)
 	arena := w.tmp[:0]
+	if consume >= 0 {
+		ed.DeleteHeader(consume)
+	}
 
 	w.popOwnRoutes(m)
 
