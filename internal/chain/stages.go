@@ -19,12 +19,15 @@ package chain
 //     (401/407 challenges, brute-force counters); runs after scanner so that
 //     attack tools are dropped without a challenge, and before limits so that
 //     only authenticated calls take a trunk's call slots.
+//   - limits: calls per second, concurrent calls and registrations per trunk
+//     and per account; needs the trunk from acl and the account from auth,
+//     and runs before registrar so that registrations are counted before
+//     they are answered.
 //   - registrar: answers the authenticated REGISTERs of digest trunks that
 //     have one (bindings, 423); needs the account that auth established.
-//   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
 // Stages of later capabilities slot in between (fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "registrar", "limits", "route"}
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "route"}

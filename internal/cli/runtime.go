@@ -110,10 +110,11 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		aclStage.SetResolver(authStage.Resolve)
 		stages = append(stages, authStage)
 	}
+	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
 	}
-	stages = append(stages, limitsStage, routeStage)
+	stages = append(stages, routeStage)
 	if d.bans != nil {
 		// reputation feeds never block a configured peer of this configuration
 		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
@@ -147,7 +148,7 @@ var stageSummaries = map[string]string{
 	"acl":     "identify the trunk or upstream by source address; unknown sources: %s",
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
-	"limits":  "per-trunk calls per second and concurrent calls (503 + Retry-After)",
+	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",

@@ -82,6 +82,9 @@ type Account struct {
 	SHAOnly bool
 	// RegisterFrom, when not empty, are the only prefixes the account may REGISTER from.
 	RegisterFrom []netip.Prefix
+	// Limits are the account's own call and registration limits, within
+	// the trunk's (zero: only the trunk's apply).
+	Limits TrunkLimits
 	// Line is where the account is in the file, for errors found later.
 	Line int
 }
@@ -128,13 +131,14 @@ type rawAccount struct {
 	HA1          map[string]string `yaml:"ha1"`
 	SHAOnly      bool              `yaml:"sha_only"`
 	RegisterFrom []string          `yaml:"register_from"`
+	Limits       rawTrunkLimits    `yaml:"limits"`
 }
 
 var authKnownKeys = map[string][]string{
 	"rawAuth":       {"nonce_lifetime", "nonce_table_size", "remember_sources", "policy", "bruteforce"},
 	"rawPolicy":     {"min_length", "min_classes", "reject_common", "extra_file"},
 	"rawBruteForce": {"window", "source_account_failures", "source_failures", "unknown_accounts", "account_failures", "lockout", "lockout_mode", "ban_duration", "table_size"},
-	"rawAccount":    {"username", "ha1", "sha_only", "register_from"},
+	"rawAccount":    {"username", "ha1", "sha_only", "register_from", "limits"},
 }
 
 // trunkDigestKeys are the keys rawTrunkDigest adds to a trunk.
@@ -337,6 +341,7 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 			}
 			acct.RegisterFrom = append(acct.RegisterFrom, pf)
 		}
+		acct.Limits = v.limits(append(ab, "limits"), ra.Limits)
 		d.Accounts = append(d.Accounts, acct)
 	}
 	tr.Digest = d

@@ -253,6 +253,9 @@ type TrunkLimits struct {
 	Burst int
 	// Concurrent caps the calls in progress (0: unlimited).
 	Concurrent int
+	// Registrations is a budget of REGISTER requests ("600/1m": 600 at once,
+	// 600 more a minute; zero Rate: unlimited), answered 429 when exceeded.
+	Registrations Budget
 }
 
 // TrunkTLS are per-trunk TLS requirements.

@@ -152,9 +152,10 @@ type rawTrunk struct {
 }
 
 type rawTrunkLimits struct {
-	CPS        string `yaml:"cps"`
-	Burst      int    `yaml:"burst"`
-	Concurrent int    `yaml:"concurrent"`
+	CPS           string `yaml:"cps"`
+	Burst         int    `yaml:"burst"`
+	Concurrent    int    `yaml:"concurrent"`
+	Registrations string `yaml:"registrations"`
 }
 
 type rawTrunkTLS struct {
@@ -180,7 +181,7 @@ var knownKeys = map[string][]string{
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
 	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood"},
-	"rawTrunkLimits":  {"cps", "burst", "concurrent"},
+	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
 
@@ -697,6 +698,9 @@ func (v *validator) limits(base []any, l rawTrunkLimits) TrunkLimits {
 		v.fail(append(base, "concurrent"), "must be >= 0 (0: unlimited), got %d", l.Concurrent)
 	}
 	out.Concurrent = l.Concurrent
+	if l.Registrations != "" {
+		out.Registrations = v.budget(append(base, "registrations"), l.Registrations)
+	}
 	return out
 }
 

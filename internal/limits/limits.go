@@ -1,10 +1,12 @@
-// Package limits enforces per-trunk call limits: new calls per second (a
-// token bucket with a burst) and concurrent calls. A call over a limit is
-// answered 503 with Retry-After, so a well-behaved peer backs off.
+// Package limits enforces call and registration limits per trunk and per
+// digest account: new calls per second (a token bucket with a burst),
+// concurrent calls, and REGISTER requests per window. A call over a limit is
+// answered 503 with Retry-After and a registration over its budget 429 with
+// Retry-After (RFC 6585), so a well-behaved peer backs off.
 //
 // The counters live in a Registry that outlives configuration reloads: a
-// reload that changes a trunk's limits applies them to the same counters,
-// and calls in progress keep their concurrent-call slots.
+// reload that changes a limit applies it to the same counters, and calls in
+// progress keep their concurrent-call slots.
 package limits
 
 import (
@@ -13,92 +15,123 @@ import (
 	"time"
 )
 
-// Registry holds the per-trunk state for the life of the process.
+// Registry holds the per-trunk and per-account state for the life of the process.
 type Registry struct {
-	mu     sync.RWMutex
-	trunks map[string]*Trunk
-	now    func() time.Time
-	met    *metrics
+	mu       sync.RWMutex
+	counters map[string]*Counter
+	now      func() time.Time
+	met      *metrics
 }
 
-// Trunk is one trunk's counters. A *Trunk is the chain.Releaser of a
-// concurrent-call slot.
-type Trunk struct {
-	name   string
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
+// Counter is the state of one trunk or account: a bucket of new calls, a
+// bucket of registrations and the calls in progress. A *Counter is the
+// chain.Releaser of a concurrent-call slot.
+type Counter struct {
+	trunk string // metric label; "" for accounts (their numbers are not labels)
+	mu    sync.Mutex
+	calls bucket
+	regs  bucket
+	// active is the number of calls in progress.
 	active int
 	met    *metrics
 }
 
-// trunk returns the state of name, creating it.
-func (r *Registry) trunk(name string) *Trunk {
+// bucket is a token bucket; tokens < 0 means "not used yet" (starts full).
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// take takes a token at now from a bucket refilled at rate per second up to
+// burst. rate <= 0 means unlimited. When refused it returns the seconds to
+// wait for the next token (at least 1).
+func (b *bucket) take(now time.Time, rate float64, burst float64) (ok bool, retryAfter uint32) {
+	if rate <= 0 {
+		return true, 0
+	}
+	burst = math.Max(1, burst)
+	if b.tokens < 0 {
+		b.tokens, b.last = burst, now
+	}
+	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := math.Ceil((1 - b.tokens) / rate)
+	return false, uint32(math.Max(1, math.Min(wait, math.MaxUint32)))
+}
+
+// trunk returns the counter of trunk name, creating it.
+func (r *Registry) trunk(name string) *Counter { return r.counter("t\x00"+name, name) }
+
+// account returns the counter of account user of trunk, creating it.
+func (r *Registry) account(trunk, user string) *Counter {
+	return r.counter("a\x00"+trunk+"\x00"+user, "")
+}
+
+func (r *Registry) counter(key, label string) *Counter {
 	r.mu.RLock()
-	t := r.trunks[name]
+	c := r.counters[key]
 	r.mu.RUnlock()
-	if t != nil {
-		return t
+	if c != nil {
+		return c
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t = r.trunks[name]; t == nil {
-		t = &Trunk{name: name, tokens: -1, met: r.met}
-		r.trunks[name] = t
+	if c = r.counters[key]; c == nil {
+		c = &Counter{trunk: label, calls: bucket{tokens: -1}, regs: bucket{tokens: -1}, met: r.met}
+		r.counters[key] = c
 	}
-	return t
+	return c
 }
 
-// allowCall takes a token for one new call at now. cps <= 0 means no rate
-// limit. It returns the seconds to wait for the next token when refused.
-func (t *Trunk) allowCall(now time.Time, cps float64, burst int) (ok bool, retryAfter uint32) {
-	if cps <= 0 {
-		return true, 0
-	}
-	if burst < 1 {
-		burst = 1
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.tokens < 0 { // first call: a full bucket
-		t.tokens = float64(burst)
-		t.last = now
-	}
-	t.tokens = math.Min(float64(burst), t.tokens+now.Sub(t.last).Seconds()*cps)
-	t.last = now
-	if t.tokens >= 1 {
-		t.tokens--
-		return true, 0
-	}
-	wait := math.Ceil((1 - t.tokens) / cps)
-	return false, uint32(math.Max(1, wait))
+// allowCall takes a token for one new call at now (cps <= 0: no rate limit).
+func (c *Counter) allowCall(now time.Time, cps float64, burst int) (bool, uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls.take(now, cps, float64(burst))
+}
+
+// allowRegister takes a token for one REGISTER at now.
+func (c *Counter) allowRegister(now time.Time, rate, burst float64) (bool, uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.regs.take(now, rate, burst)
 }
 
 // acquire takes a concurrent-call slot when fewer than max are in use (max <= 0: unlimited).
-func (t *Trunk) acquire(max int) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if max > 0 && t.active >= max {
+func (c *Counter) acquire(max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if max > 0 && c.active >= max {
 		return false
 	}
-	t.active++
-	t.met.setActive(t.name, t.active)
+	c.active++
+	c.gauge()
 	return true
 }
 
 // Release gives back one concurrent-call slot (chain.Releaser).
-func (t *Trunk) Release() {
-	t.mu.Lock()
-	if t.active > 0 {
-		t.active--
+func (c *Counter) Release() {
+	c.mu.Lock()
+	if c.active > 0 {
+		c.active--
 	}
-	t.met.setActive(t.name, t.active)
-	t.mu.Unlock()
+	c.gauge()
+	c.mu.Unlock()
+}
+
+func (c *Counter) gauge() {
+	if c.trunk != "" {
+		c.met.setActive(c.trunk, c.active)
+	}
 }
 
 // Active returns the calls in progress.
-func (t *Trunk) Active() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.active
+func (c *Counter) Active() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active
 }

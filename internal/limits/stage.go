@@ -28,7 +28,7 @@ func NewRegistry(reg prometheus.Registerer) *Registry {
 	m := &metrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sipwarden_limits_rejected_total",
-			Help: "Calls refused by a per-trunk limit, by trunk and reason (cps_limit, concurrent_limit).",
+			Help: "Calls and registrations refused by a limit, by trunk and reason (cps_limit, concurrent_limit, register_limit, account_cps_limit, ...).",
 		}, []string{"trunk", "reason"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sipwarden_limits_active_calls",
@@ -38,11 +38,14 @@ func NewRegistry(reg prometheus.Registerer) *Registry {
 	if reg != nil {
 		reg.MustRegister(m.rejected, m.active)
 	}
-	return &Registry{trunks: map[string]*Trunk{}, now: time.Now, met: m}
+	return &Registry{counters: map[string]*Counter{}, now: time.Now, met: m}
 }
 
 // Active returns the calls in progress on trunk name.
 func (r *Registry) Active(name string) int { return r.trunk(name).Active() }
+
+// AccountActive returns the calls in progress of account user of trunk.
+func (r *Registry) AccountActive(trunk, user string) int { return r.account(trunk, user).Active() }
 
 // concurrentRetryAfter is the Retry-After of a concurrent-call refusal.
 const concurrentRetryAfter = 5
@@ -51,16 +54,30 @@ const concurrentRetryAfter = 5
 type Stage struct {
 	reg *Registry
 	bus *events.Bus
-	// trunks of this configuration, resolved once so Handle does no map write.
-	state map[*config.Trunk]*Trunk
+	// counters of this configuration's trunks and accounts, resolved once so
+	// Handle does no map write.
+	trunks   map[*config.Trunk]*Counter
+	accounts map[*config.Trunk]map[string]accountLimits
+}
+
+type accountLimits struct {
+	c   *Counter
+	cfg *config.TrunkLimits
 }
 
 // NewStage builds the limits stage of cfg over the process-wide registry.
 func NewStage(cfg *config.Config, reg *Registry, bus *events.Bus) (*Stage, error) {
-	s := &Stage{reg: reg, bus: bus, state: map[*config.Trunk]*Trunk{}}
+	s := &Stage{reg: reg, bus: bus, trunks: map[*config.Trunk]*Counter{}, accounts: map[*config.Trunk]map[string]accountLimits{}}
 	for i := range cfg.Trunks {
 		t := &cfg.Trunks[i]
-		s.state[t] = reg.trunk(t.Name)
+		s.trunks[t] = reg.trunk(t.Name)
+		for j := range t.Digest.Accounts {
+			a := &t.Digest.Accounts[j]
+			if s.accounts[t] == nil {
+				s.accounts[t] = map[string]accountLimits{}
+			}
+			s.accounts[t][a.Username] = accountLimits{c: reg.account(t.Name, a.Username), cfg: &a.Limits}
+		}
 	}
 	return s, nil
 }
@@ -68,31 +85,65 @@ func NewStage(cfg *config.Config, reg *Registry, bus *events.Bus) (*Stage, error
 // Name implements chain.Stage.
 func (*Stage) Name() string { return "limits" }
 
-// Handle counts initial INVITEs from trunks against the trunk's limits.
+// Handle counts initial INVITEs and REGISTERs from trunks against the
+// trunk's limits and, for a request that auth authenticated, the account's.
 func (s *Stage) Handle(req *chain.Request) chain.Verdict {
-	if req.PeerKind != chain.PeerTrunk || !req.Initial() || req.Msg.Method() != sip.INVITE {
+	if req.PeerKind != chain.PeerTrunk || !req.Initial() {
 		return chain.Next()
 	}
-	cfg := req.Trunk
-	t := s.state[cfg]
-	if t == nil {
+	tc := s.trunks[req.Trunk]
+	if tc == nil {
 		return chain.Next()
 	}
-	if ok, wait := t.allowCall(s.reg.now(), cfg.Limits.CPS, cfg.Limits.Burst); !ok {
-		return s.refuse(req, "cps_limit", wait)
+	var acct accountLimits
+	if req.Account != "" {
+		acct = s.accounts[req.Trunk][req.Account]
+	}
+	now := s.reg.now()
+	switch req.Msg.Method() {
+	case sip.REGISTER:
+		tl := &req.Trunk.Limits
+		if ok, wait := tc.allowRegister(now, tl.Registrations.Rate, tl.Registrations.Burst); !ok {
+			return s.refuse(req, 429, "register_limit", wait)
+		}
+		if acct.c != nil {
+			if ok, wait := acct.c.allowRegister(now, acct.cfg.Registrations.Rate, acct.cfg.Registrations.Burst); !ok {
+				return s.refuse(req, 429, "account_register_limit", wait)
+			}
+		}
+		return chain.Next()
+	case sip.INVITE:
+	default:
+		return chain.Next()
+	}
+	tl := &req.Trunk.Limits
+	if ok, wait := tc.allowCall(now, tl.CPS, tl.Burst); !ok {
+		return s.refuse(req, 503, "cps_limit", wait)
+	}
+	if acct.c != nil {
+		if ok, wait := acct.c.allowCall(now, acct.cfg.CPS, acct.cfg.Burst); !ok {
+			return s.refuse(req, 503, "account_cps_limit", wait)
+		}
 	}
 	// Every call is counted (the gauge shows calls in progress even without
 	// a limit), so a reload that adds a limit sees the calls already up.
-	if !t.acquire(cfg.Limits.Concurrent) {
-		return s.refuse(req, "concurrent_limit", concurrentRetryAfter)
+	if !tc.acquire(tl.Concurrent) {
+		return s.refuse(req, 503, "concurrent_limit", concurrentRetryAfter)
 	}
-	req.Hold(t)
+	req.Hold(tc)
+	if acct.c != nil {
+		if !acct.c.acquire(acct.cfg.Concurrent) {
+			return s.refuse(req, 503, "account_concurrent_limit", concurrentRetryAfter) // the proxy releases the trunk's slot
+		}
+		req.Hold(acct.c)
+	}
 	return chain.Next()
 }
 
-func (s *Stage) refuse(req *chain.Request, reason string, retryAfter uint32) chain.Verdict {
+func (s *Stage) refuse(req *chain.Request, code int, reason string, retryAfter uint32) chain.Verdict {
 	s.reg.met.rejected.WithLabelValues(req.Trunk.Name, reason).Inc()
 	s.bus.Publish(events.Event{Kind: events.LimitHit, Stage: "limits", Reason: reason, Src: req.Src,
-		Transport: req.Transport.String(), Trunk: req.Trunk.Name, Method: "INVITE", CallID: string(req.Msg.CallID()), Code: 503})
-	return chain.ReplyRetry(503, retryAfter, reason)
+		Transport: req.Transport.String(), Trunk: req.Trunk.Name, Method: req.Msg.Method().String(),
+		CallID: string(req.Msg.CallID()), Code: code})
+	return chain.ReplyRetry(code, retryAfter, reason)
 }
