@@ -186,6 +186,9 @@ type Request struct {
 	DestTrunk *config.Trunk
 	// Target is where the request goes next.
 	Target Target
+	// RequestURI, when set, replaces the Request-URI of the forwarded
+	// request (a call to a registered account goes to its contact).
+	RequestURI string
 
 	holds  [MaxHolds]Releaser
 	nholds int

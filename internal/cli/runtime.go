@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -113,6 +114,16 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
+	}
+	if registrarStage.Enabled() {
+		reg := d.registrar
+		routeStage.SetLocator(func(tr *config.Trunk, user string) (route.Location, bool) {
+			bs := reg.Bindings(tr.Name+"\x00"+user, time.Now())
+			if len(bs) == 0 {
+				return route.Location{}, false
+			}
+			return route.Location{URI: bs[0].Contact, Transport: bs[0].Transport, Addr: bs[0].Source}, true
+		})
 	}
 	stages = append(stages, routeStage)
 	if d.bans != nil {

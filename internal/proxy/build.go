@@ -14,14 +14,25 @@ import (
 // the sender's Via (RFC 3581), our Via on top, Record-Route on dialog-creating
 // initial requests (two entries when the call changes listener), Max-Forwards
 // decremented. The result is in w.out.
-// consume, when >= 0, is the index of a header field to leave out (the
-// credentials the auth stage verified).
-func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, consume int) ([]byte, bool) {
+// retarget carries what the chain decided to change in an initial request
+// beyond the routing headers.
+type retarget struct {
+	// credentials is 1 + the index of a header field to leave out (the
+	// credentials the auth stage verified); 0: none.
+	credentials int
+	// ruri replaces the Request-URI when not empty (a registered contact).
+	ruri string
+}
+
+func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, rt retarget) ([]byte, bool) {
 	ed := &w.ed
 	ed.Reset(m)
 	arena := w.tmp[:0]
-	if consume >= 0 {
-		ed.DeleteHeader(consume)
+	if rt.credentials > 0 {
+		ed.DeleteHeader(rt.credentials - 1)
+	}
+	if rt.ruri != "" {
+		ed.SetRequestURI([]byte(rt.ruri))
 	}
 
 	w.popOwnRoutes(m)

@@ -342,7 +342,7 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	if rt.Alternates != nil {
 		st.alternates = rt.Alternates(req)
 	}
-	st.credentials = req.CredentialsHeader
+	st.retarget = retarget{credentials: req.CredentialsHeader, ruri: req.RequestURI}
 	w.addServerTx(st)
 	if meth == sip.INVITE {
 		out := sip.AppendResponse(w.out[:0], m, 100, "Trying", nil, "", nil)
@@ -375,7 +375,7 @@ func (w *worker) sendClient(st *serverTx, m *sip.Msg, target flow, initial bool)
 	}
 	target.listener = l
 	branch := w.nextBranch()
-	out, ok := w.buildForward(m, st.from.addr, l, branch, initial, st.from.listener, st.credentials-1)
+	out, ok := w.buildForward(m, st.from.addr, l, branch, initial, st.from.listener, st.retarget)
 	if !ok {
 		w.serverReply(st, 500)
 		return
@@ -523,7 +523,7 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		if target.listener == nil {
 			target.listener = l
 		}
-		out, ok := w.buildForward(m, pkt.Src, l, w.nextBranch(), false, pkt.Listener, -1)
+		out, ok := w.buildForward(m, pkt.Src, l, w.nextBranch(), false, pkt.Listener, retarget{})
 		if ok {
 			w.send(target, out, "request")
 		}

@@ -47,9 +47,8 @@ type serverTx struct {
 	// for failover: the remaining targets after the current one.
 	alternates []config.Target
 	created    time.Time
-	// credentials is 1 + the index of the header field with our own digest
-	// credentials, left out of every forwarded copy (0: none).
-	credentials int
+	// retarget is applied to every forwarded copy (failover included).
+	retarget retarget
 }
 
 // clientTx is a request we sent (RFC 3261 17.1).

@@ -2,6 +2,7 @@ package route
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
@@ -13,7 +14,7 @@ import (
 // Metrics are the route stage's collectors; they live for the process.
 type Metrics struct {
 	originating, terminating prometheus.Counter
-	noRoute                  prometheus.Counter
+	noRoute, notRegistered   prometheus.Counter
 }
 
 // NewMetrics creates and registers the collectors (reg may be nil).
@@ -26,18 +27,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "sipwarden_route_no_route_total",
 		Help: "Initial requests no route could place (answered 404).",
 	})
+	notRegistered := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sipwarden_route_not_registered_total",
+		Help: "Calls from an upstream to an account of a registrar trunk that had no registration (answered 480).",
+	})
 	if reg != nil {
-		reg.MustRegister(routed, noRoute)
+		reg.MustRegister(routed, noRoute, notRegistered)
 	}
-	return &Metrics{originating: routed.WithLabelValues("originating"), terminating: routed.WithLabelValues("terminating"), noRoute: noRoute}
+	return &Metrics{originating: routed.WithLabelValues("originating"), terminating: routed.WithLabelValues("terminating"),
+		noRoute: noRoute, notRegistered: notRegistered}
 }
 
 // Stage is the chain stage "route".
 type Stage struct {
-	cfg   *config.Config
-	table *Table
-	bus   *events.Bus
-	met   *Metrics
+	cfg    *config.Config
+	table  *Table
+	hosted hosted
+	locate Locator
+	bus    *events.Bus
+	met    *Metrics
 }
 
 // NewStage builds the route stage of cfg.
@@ -45,8 +53,12 @@ func NewStage(cfg *config.Config, bus *events.Bus, met *Metrics) (*Stage, error)
 	if met == nil {
 		met = NewMetrics(nil)
 	}
-	return &Stage{cfg: cfg, table: NewTable(cfg), bus: bus, met: met}, nil
+	return &Stage{cfg: cfg, table: NewTable(cfg), hosted: newHosted(cfg), bus: bus, met: met}, nil
 }
+
+// SetLocator lets the stage route calls from an upstream to the accounts of
+// digest trunks with a registrar (their registrations).
+func (s *Stage) SetLocator(l Locator) { s.locate = l }
 
 // Name implements chain.Stage.
 func (*Stage) Name() string { return "route" }
@@ -66,6 +78,13 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		s.met.originating.Inc()
 		return chain.ForwardTo("routed")
 	case chain.PeerUpstream:
+		if s.locate != nil && len(s.hosted.byDomain) > 0 {
+			if u, err := sip.ParseURI(req.Msg.RequestURI()); err == nil {
+				if tr := s.hosted.trunkFor(u.Host, u.User, req.Upstream.Name); tr != nil {
+					return s.toRegistration(req, tr, string(u.User))
+				}
+			}
+		}
 		var buf [32]byte
 		num, ok := e164.Normalize(dialledUser(req.Msg), buf[:0])
 		if !ok {
@@ -81,6 +100,41 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		return chain.ForwardTo("routed")
 	}
 	return s.noRoute(req)
+}
+
+// toRegistration sends a call from an upstream to where account user of tr
+// registered, with the registered contact as Request-URI; an account with
+// no registration in force is "480 Temporarily Unavailable" (RFC 3261
+// section 21.4.18).
+func (s *Stage) toRegistration(req *chain.Request, tr *config.Trunk, user string) chain.Verdict {
+	loc, ok := s.locate(tr, user)
+	if ok && !validRequestURI(loc.URI) {
+		ok = false // a contact that cannot be a Request-URI is no way to reach the phone
+	}
+	if !ok {
+		s.met.notRegistered.Inc()
+		return chain.ReplyWith(480, "not_registered")
+	}
+	req.DestTrunk = tr
+	req.Target = chain.Target{Transport: loc.Transport, Addr: loc.Addr}
+	req.RequestURI = loc.URI
+	s.met.terminating.Inc()
+	return chain.ForwardTo("routed")
+}
+
+// validRequestURI reports whether uri can stand in a request line: a SIP
+// or SIPS URI that parses, without spaces or control characters.
+func validRequestURI(uri string) bool {
+	if uri == "" || len(uri) > 1024 {
+		return false
+	}
+	for i := 0; i < len(uri); i++ {
+		if uri[i] <= ' ' || uri[i] == 0x7f {
+			return false
+		}
+	}
+	u, err := sip.ParseURI([]byte(uri))
+	return err == nil && (strings.EqualFold(string(u.Scheme), "sip") || strings.EqualFold(string(u.Scheme), "sips"))
 }
 
 // Alternates returns the failover targets after the first one of a routed request.

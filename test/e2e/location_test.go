@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/auth"
+)
+
+// hostedConfig is a hosted PBX: phones register with digest to sipwarden's
+// registrar; the PBX behind it calls them at sip:user@phones.example.test.
+const hostedConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}, tcp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: phones
+    auth: digest
+    realm: phones.example.test
+    algorithms: [MD5]
+    upstream: pbx
+    registrar: {enabled: true}
+    accounts:
+{{index .Extra "accounts"}}`
+
+// TestCallToRegisteredPhone: phones register over UDP and over TCP through
+// sipwarden's registrar; the PBX calls each at its address of record and
+// the INVITE reaches the phone at the address (and on the very connection)
+// it registered from, with its contact as Request-URI and without any
+// credentials. A call to an account that is not registered gets 480.
+func TestCallToRegisteredPhone(t *testing.T) {
+	const realm = "phones.example.test"
+	pbxPort := freePort(t)
+	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pbxConn.Close() })
+	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
+
+	var accounts strings.Builder
+	for _, u := range []string{"1001", "1002", "1003"} {
+		fmt.Fprintf(&accounts, "      - {username: %q, ha1: {md5: %s}}\n", u, auth.HA1(auth.MD5, u, realm, e2ePass))
+	}
+	e := startEdge(t, hostedConfig, pbxPort, map[string]any{"accounts": accounts.String()})
+
+	phones := map[string]*rawUA{"1001": newRawUA(t, "udp", "127.0.0.41"), "1002": newRawUA(t, "tcp", "127.0.0.42")}
+	for user, ph := range phones {
+		registerDigest(t, ph, e.sipAddr(), user, realm)
+	}
+
+	for user, ph := range phones {
+		callID := "to-" + user
+		pbx.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:%[1]s@%[2]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.3:%[3]d;branch=z9hG4bK-%[4]s
+From: <sip:pbx@127.0.0.3>;tag=p-%[4]s
+To: <sip:%[1]s@%[2]s>
+Call-ID: %[4]s
+CSeq: 1 INVITE
+Contact: <sip:pbx@127.0.0.3:%[3]d>
+Max-Forwards: 70
+Content-Length: 0
+
+`, user, realm, pbxPort, callID))
+		var inv *rawMsg
+		deadline := time.Now().Add(3 * time.Second)
+		for inv == nil && time.Now().Before(deadline) {
+			if m := ph.recv(time.Until(deadline)); m != nil && m.method == "INVITE" {
+				inv = m
+			}
+		}
+		if inv == nil {
+			t.Fatalf("phone %s (%s) got no INVITE", user, ph.network)
+		}
+		want := fmt.Sprintf("INVITE sip:%s@%s;transport=%s SIP/2.0", user, ph.localAddr(), ph.network)
+		if first, _, _ := strings.Cut(inv.raw, "\r\n"); first != want {
+			t.Errorf("phone %s: request line %q, want %q (its contact)", user, first, want)
+		}
+		if inv.get("Authorization") != "" || inv.get("Proxy-Authorization") != "" {
+			t.Errorf("phone %s: the INVITE carries credentials:\n%s", user, inv.raw)
+		}
+		// The phone declines; the PBX hears it.
+		ph.send(e.sipAddr(), responseTo(inv, 486, "Busy Here"))
+		if m := waitCode(pbx, callID, 486); m == nil {
+			t.Errorf("phone %s: the PBX did not get the 486", user)
+		}
+	}
+
+	pbx.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:1003@%[1]s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.3:%[2]d;branch=z9hG4bK-nobody
+From: <sip:pbx@127.0.0.3>;tag=p-nobody
+To: <sip:1003@%[1]s>
+Call-ID: nobody
+CSeq: 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+`, realm, pbxPort))
+	if m := waitCode(pbx, "nobody", 480); m == nil {
+		t.Errorf("a call to an account without a registration did not get 480")
+	}
+}
+
+var challengeRe = regexp.MustCompile(`realm="([^"]+)".*nonce="([^"]+)"`)
+
+// registerDigest registers ua as user with a contact of its own address,
+// answering the MD5 challenge (qop=auth) by hand.
+func registerDigest(t *testing.T, ua *rawUA, target, user, realm string) {
+	t.Helper()
+	ua.dial(target) // a stream UA's contact names its connection's own address
+	contact := fmt.Sprintf("<sip:%s@%s;transport=%s>", user, ua.localAddr(), ua.network)
+	reg := func(cseq int, authz string) *rawMsg {
+		ua.send(target, fmt.Sprintf(`REGISTER sip:%[1]s SIP/2.0
+Via: %[2]s
+From: <sip:%[3]s@%[1]s>;tag=r-%[3]s
+To: <sip:%[3]s@%[1]s>
+Call-ID: reg-%[3]s
+CSeq: %[4]d REGISTER
+Contact: %[5]s
+Expires: 600
+Max-Forwards: 70
+%[6]sContent-Length: 0
+
+`, realm, ua.via(fmt.Sprintf("z9hG4bK-reg-%s-%d", user, cseq)), user, cseq, contact, authz))
+		return waitCode(ua, "reg-"+user, 0)
+	}
+	ch := reg(1, "")
+	if ch == nil || ch.code != 401 {
+		t.Fatalf("%s: first REGISTER: %+v", user, ch)
+	}
+	m := challengeRe.FindStringSubmatch(ch.get("WWW-Authenticate"))
+	if m == nil {
+		t.Fatalf("%s: challenge %q", user, ch.get("WWW-Authenticate"))
+	}
+	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
+	uri := "sip:" + realm
+	ha1 := auth.HA1(auth.MD5, user, realm, e2ePass)
+	resp := h(ha1 + ":" + m[2] + ":00000001:c0ffee:auth:" + h("REGISTER:"+uri))
+	authz := fmt.Sprintf("Authorization: Digest username=%q, realm=%q, nonce=%q, uri=%q, response=%q, algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\n",
+		user, realm, m[2], uri, resp)
+	if ok := reg(2, authz); ok == nil || ok.code != 200 {
+		t.Fatalf("%s: authenticated REGISTER: %+v", user, ok)
+	}
+}
+
+// waitCode waits for a response with Call-ID callID and code (0: any final
+// or challenge response above 100).
+func waitCode(ua *rawUA, callID string, code int) *rawMsg {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		m := ua.recv(time.Until(deadline))
+		if m == nil {
+			return nil
+		}
+		if m.get("Call-ID") == callID && m.code > 100 && (code == 0 || m.code == code) {
+			return m
+		}
+	}
+	return nil
+}
+
+// responseTo builds a response to the request m (its Via, From, To with a
+// tag, Call-ID and CSeq).
+func responseTo(m *rawMsg, code int, reason string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\n", code, reason)
+	for _, v := range m.headers["via"] {
+		fmt.Fprintf(&b, "Via: %s\n", v)
+	}
+	fmt.Fprintf(&b, "From: %s\nTo: %s;tag=callee\nCall-ID: %s\nCSeq: %s\nContent-Length: 0\n\n",
+		m.get("From"), m.get("To"), m.get("Call-ID"), m.get("CSeq"))
+	return b.String()
+}
