@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/auth"
+	"github.com/sipwarden/sipwarden/internal/cdr"
+)
+
+// baresipConfig: a hosted phone trunk that requires TLS, with sipwarden's
+// registrar. Only MD5 is offered: Debian's baresip 1.0 (libre 1.x) answers
+// the first challenge only and gives up on a SHA-256 one (ENOSYS) instead of
+// taking the MD5 challenge that follows it.
+const baresipConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}, tls://127.0.0.1:{{.TLSPort}}]
+tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: phones
+    auth: digest
+    realm: phones.example.test
+    algorithms: [MD5]
+    require_tls: true
+    upstream: pbx
+    registrar: {enabled: true}
+    accounts:
+      - {username: "1001", ha1: {md5: {{index .Extra "ha1"}}}}
+`
+
+// TestBaresipRegistersOverTLSAndAnswers: a real softphone (baresip)
+// registers with digest over TLS; the same REGISTER over UDP is refused; the
+// PBX calls the phone, which answers through the TLS connection it
+// registered on; the call is hung up and recorded.
+func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
+	baresip := requireTool(t, "baresip", "baresip-core")
+	const realm = "phones.example.test"
+	dir := t.TempDir()
+	certFile, keyFile, _ := writeCert(t, dir)
+	pbxPort := freePort(t)
+	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pbxConn.Close() })
+	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
+	e := startEdge(t, baresipConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
+		"ha1": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
+
+	// Digest over UDP is refused on this trunk.
+	udpPhone := newRawUA(t, "udp", "127.0.0.44")
+	udpPhone.send(e.sipAddr(), fmt.Sprintf("REGISTER sip:%[1]s SIP/2.0\nVia: %[2]s\nFrom: <sip:1001@%[1]s>;tag=u\nTo: <sip:1001@%[1]s>\nCall-ID: udp-reg\nCSeq: 1 REGISTER\nContact: <sip:1001@%[3]s>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		realm, udpPhone.via("z9hG4bK-udp"), udpPhone.localAddr()))
+	if m := waitCode(udpPhone, "udp-reg", 0); m == nil || m.code != 403 || !strings.Contains(m.get("Warning"), "TLS") {
+		t.Fatalf("REGISTER over UDP to a require_tls trunk: %+v, want 403 with a Warning", m)
+	}
+
+	cfgDir := filepath.Join(dir, "baresip")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(cfgDir, "config"), fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.45:%d
+sip_cafile %s
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module_app account.so
+audio_player ausine,nil
+audio_source ausine,440
+audio_alert ausine,nil
+ausrc_srate 48000
+auplay_srate 48000
+ausrc_channels 2
+auplay_channels 2
+`, freePort(t), certFile))
+	writeFile(t, filepath.Join(cfgDir, "accounts"), fmt.Sprintf(
+		"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600;answermode=auto\n",
+		realm, e2ePass, e.tlsPort))
+	cmd := exec.Command(baresip, "-f", cfgDir, "-t", "30")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("baresip output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for e.metric(`sipwarden_registrar_bindings`) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("baresip did not register within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The PBX calls the phone; baresip answers on its own.
+	sdp := "v=0\r\no=pbx 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	pbx.send(e.sipAddr(), fmt.Sprintf("INVITE sip:1001@%[1]s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%[2]d;branch=z9hG4bK-bs1\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: <sip:1001@%[1]s>\nCall-ID: baresip-call\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:%[2]d>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %[3]d\n\n",
+		realm, pbxPort, len(sdp))+strings.ReplaceAll(sdp, "\r\n", "\n"))
+	ok := waitCode(pbx, "baresip-call", 200)
+	if ok == nil {
+		t.Fatal("the PBX got no 200 OK from baresip")
+	}
+	// ACK and BYE along the route set: the Record-Route entries in reverse
+	// order, to the phone's contact.
+	var routes []string
+	for _, rr := range ok.headers["record-route"] {
+		for _, r := range strings.Split(rr, ",") {
+			routes = append([]string{strings.TrimSpace(r)}, routes...)
+		}
+	}
+	contact := strings.Trim(strings.SplitN(ok.get("Contact"), ";expires", 2)[0], "<>")
+	if i := strings.Index(contact, ">"); i >= 0 {
+		contact = contact[:i]
+	}
+	inDialog := func(method string, cseq int) string {
+		return fmt.Sprintf("%s %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%d;branch=z9hG4bK-bs-%s\nRoute: %s\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: %s\nCall-ID: baresip-call\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
+			method, contact, pbxPort, method, strings.Join(routes, ", "), ok.get("To"), cseq, method)
+	}
+	pbx.send(e.sipAddr(), inDialog("ACK", 1))
+	time.Sleep(300 * time.Millisecond)
+	pbx.send(e.sipAddr(), inDialog("BYE", 2))
+	if m := waitCode(pbx, "baresip-call", 200); m == nil || !strings.Contains(m.get("CSeq"), "BYE") {
+		t.Fatalf("BYE not answered by baresip: %+v", m)
+	}
+
+	e.stop()
+	var call *cdr.Record
+	for _, r := range e.cdrs() {
+		if r.CallID == "baresip-call" {
+			call = &r
+		}
+	}
+	if call == nil || call.Disposition != cdr.Answered || call.Trunk != "phones" || call.Direction != "terminating" {
+		t.Fatalf("CDR of the call: %+v", call)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
