@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runShaken(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := ShakenCommand(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestShakenSignVerifyInspect(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errs := runShaken("testpki", dir, "--spc", "709J"); code != 0 || !strings.Contains(out, "SPC 709J") {
+		t.Fatalf("testpki: %d %q %q", code, out, errs)
+	}
+	if code, _, _ := runShaken("testpki", dir); code != 1 {
+		t.Fatalf("testpki over existing files: %d, want 1", code)
+	}
+	key, chain, root := filepath.Join(dir, "sp.key"), filepath.Join(dir, "sp.pem"), filepath.Join(dir, "root.pem")
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("sp.key mode: %v %v", st.Mode(), err)
+	}
+	const x5u = "https://cert.example.org/sp.pem"
+	code, out, errs := runShaken("sign", "--key", key, "--x5u", x5u, "--orig", "+1 555 123 0001", "--dest", "+15559870002", "--attest", "a", "--iat", "1790000000")
+	if code != 0 {
+		t.Fatalf("sign: %d %q", code, errs)
+	}
+	identity := strings.TrimSpace(out)
+	if !strings.HasSuffix(identity, ";info=<"+x5u+">;alg=ES256;ppt=shaken") {
+		t.Fatalf("identity %q", identity)
+	}
+	// the certificates were made now; verify at the iat would be before them, so verify "now" with a fresh token
+	code, out, _ = runShaken("sign", "--key", key, "--x5u", x5u, "--orig", "15551230001", "--dest", "15559870002", "--attest", "B")
+	if code != 0 {
+		t.Fatal("sign now")
+	}
+	fresh := strings.TrimSpace(out)
+	code, out, errs = runShaken("verify", "--identity", fresh, "--trust", root, "--cert", chain, "--orig", "+15551230001", "--dest", "15559870002")
+	if code != 0 || !strings.Contains(out, "verstat=TN-Validation-Passed") || !strings.Contains(out, "spc=709J") || !strings.Contains(out, "attest=B") {
+		t.Fatalf("verify: %d %q %q", code, out, errs)
+	}
+	idFile := filepath.Join(dir, "identity.txt")
+	if err := os.WriteFile(idFile, []byte("Identity: "+fresh+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ = runShaken("verify", "--identity-file", idFile, "--trust", root, "--cert", chain, "--format", "json"); code != 0 || !strings.Contains(out, `"verstat":"TN-Validation-Passed"`) {
+		t.Fatalf("verify json from file: %d %q", code, out)
+	}
+	if code, out, _ = runShaken("verify", "--identity", fresh, "--trust", root, "--cert", chain, "--orig", "15551230009", "--dest", "15559870002"); code != 1 || !strings.Contains(out, "reason=orig_mismatch code=438") {
+		t.Fatalf("verify orig mismatch: %d %q", code, out)
+	}
+	if code, out, _ = runShaken("verify", "--identity", identity, "--trust", root, "--cert", chain); code != 1 || !strings.Contains(out, "reason=stale_date code=403") {
+		t.Fatalf("verify stale: %d %q", code, out)
+	}
+	other := t.TempDir()
+	runShaken("testpki", other)
+	if code, out, _ = runShaken("verify", "--identity", fresh, "--trust", filepath.Join(other, "root.pem"), "--cert", chain); code != 1 || !strings.Contains(out, "code=437") {
+		t.Fatalf("verify untrusted: %d %q", code, out)
+	}
+	if code, out, _ = runShaken("inspect", fresh); code != 0 || !strings.Contains(out, `"ppt":"shaken"`) || !strings.Contains(out, "attest=B orig=15551230001") {
+		t.Fatalf("inspect identity: %d %q", code, out)
+	}
+	if code, out, _ = runShaken("inspect", "--cert", chain); code != 0 || !strings.Contains(out, "spc:     709J") {
+		t.Fatalf("inspect cert: %d %q", code, out)
+	}
+	// a key others can read is refused
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs = runShaken("sign", "--key", key, "--x5u", x5u, "--orig", "1", "--dest", "2", "--attest", "A"); code != 1 || !strings.Contains(errs, "other users") {
+		t.Fatalf("world-readable key: %d %q", code, errs)
+	}
+}
+
+func TestShakenUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"frob"}, {"sign"}, {"verify"}, {"keygen"}, {"testpki"}, {"sign", "--key", "k", "--x5u", "u", "--orig", "x", "--dest", "1", "--attest", "A"}} {
+		if code, _, _ := runShaken(args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, out, _ := runShaken("--help"); code != 0 || !strings.Contains(out, "testpki") {
+		t.Errorf("help: %d", code)
+	}
+	dir := t.TempDir()
+	k := filepath.Join(dir, "k.pem")
+	if code, _, _ := runShaken("keygen", "--out", k); code != 0 {
+		t.Fatal("keygen")
+	}
+	if st, err := os.Stat(k); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("keygen mode %v %v", st.Mode(), err)
+	}
+	if code, _, _ := runShaken("keygen", "--out", k); code != 1 {
+		t.Fatal("keygen overwrote a key")
+	}
+}
