@@ -169,6 +169,7 @@ type Request struct {
 
 	holds  [MaxHolds]Releaser
 	nholds int
+	edits  headerEdits // edits.go
 }
 
 // Reset clears the request for reuse.

@@ -40,6 +40,8 @@ const (
 	Scanner
 	// Flood: a peer's source exceeded a flood budget.
 	Flood
+	// Shaken: a STIR/SHAKEN verification failed, or a call could not be signed.
+	Shaken
 )
 
 var kindNames = [...]string{
@@ -55,6 +57,7 @@ var kindNames = [...]string{
 	Unban:          "unban",
 	Scanner:        "scanner",
 	Flood:          "flood",
+	Shaken:         "shaken",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

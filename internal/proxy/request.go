@@ -328,10 +328,14 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	m := &w.msg
 	req := &w.req
 	meth := m.Method()
+	raw := bytes.Clone(pkt.Buf)
+	if edits := req.HeaderEdits(); len(edits) > 0 {
+		raw = w.applyEdits(m, raw, edits) // edits.go
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
