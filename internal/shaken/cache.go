@@ -44,6 +44,9 @@ type CacheConfig struct {
 	RootCAs *x509.CertPool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// OnFetch, when set, is called after each completed fetch with its
+	// duration and error (metrics).
+	OnFetch func(d time.Duration, err error)
 }
 
 func (c *CacheConfig) defaults() {
@@ -286,7 +289,11 @@ func (c *Cache) fetch(x5u string, e *cacheEntry) {
 		c.fetches.Add(1)
 		cert, hdr, err = c.download(ctx, x5u)
 		<-c.sem
-		c.fetchNanos.Add(int64(time.Since(start)))
+		d := time.Since(start)
+		c.fetchNanos.Add(int64(d))
+		if c.cfg.OnFetch != nil {
+			c.cfg.OnFetch(d, err)
+		}
 	case <-ctx.Done():
 		err = fmt.Errorf("%w: too many certificate fetches in progress", ErrX5U)
 	}
