@@ -16,10 +16,14 @@ package chain
 //   - scanner: drops (and bans) requests with the signature of a scanner or
 //     attack tool; needs the parsed headers that sanity vouched for.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
+//   - shaken: signs calls from trunks whose numbers we vouch for and verifies
+//     calls from carrier trunks (STIR/SHAKEN); needs the trunk from acl, and
+//     runs after limits so that no signature or certificate fetch is spent on
+//     a call the limits refuse.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
 // Stages of later capabilities slot in between (auth and registrar before
 // limits; fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "route"}
+var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "shaken", "route"}

@@ -20,6 +20,7 @@ Commands:
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
   ban           add, remove or list bans
+  shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -43,6 +44,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return CDRCommand(rest, stdout, stderr)
 	case "ban":
 		return BanCommand(rest, stdout, stderr)
+	case "shaken":
+		return ShakenCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

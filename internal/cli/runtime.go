@@ -17,6 +17,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/route"
 	"github.com/sipwarden/sipwarden/internal/sanity"
 	"github.com/sipwarden/sipwarden/internal/scanner"
+	"github.com/sipwarden/sipwarden/internal/shaken"
 )
 
 // deps are what lives for the whole process and every chain shares: the
@@ -33,6 +34,7 @@ type deps struct {
 	flood   *flood.State
 	limits  *limits.Registry
 	route   *route.Metrics
+	shaken  *shaken.State
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -47,6 +49,7 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		scanner: scanner.NewMetrics(reg),
 		limits:  limits.NewRegistry(reg),
 		route:   route.NewMetrics(reg),
+		shaken:  shaken.NewState(reg),
 	}
 }
 
@@ -72,6 +75,10 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
 	}
+	shakenStage, err := shaken.NewStage(cfg, &cfg.Shaken, d.shaken, d.bus)
+	if err != nil {
+		return nil, fmt.Errorf("shaken: %w", err)
+	}
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
@@ -84,7 +91,11 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if !cfg.Scanner.Disabled {
 		stages = append(stages, scannerStage)
 	}
-	stages = append(stages, limitsStage, routeStage)
+	stages = append(stages, limitsStage)
+	if cfg.Shaken.Enabled() {
+		stages = append(stages, shakenStage)
+	}
+	stages = append(stages, routeStage)
 	if d.bans != nil {
 		// reputation feeds never block a configured peer of this configuration
 		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
@@ -119,6 +130,7 @@ var stageSummaries = map[string]string{
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
 	"limits":  "per-trunk calls per second and concurrent calls (503 + Retry-After)",
+	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 }
 

@@ -99,3 +99,39 @@ func TestShakenUsage(t *testing.T) {
 		t.Fatal("keygen overwrote a key")
 	}
 }
+
+func TestShakenConfigInChain(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, errs := runShaken("testpki", dir, "--spc", "709J"); code != 0 {
+		t.Fatal(errs)
+	}
+	cfgFile := filepath.Join(dir, "sipwarden.yaml")
+	cfg := `listen: [udp://127.0.0.1:5060]
+storage: {path: ` + dir + `}
+upstreams: [{name: core, targets: [udp://127.0.0.1:5080]}]
+trunks:
+  - {name: acme, allow: [127.0.0.2], upstream: core, numbers: ["+15551230000/4"]}
+  - {name: carrier, allow: [127.0.0.3], upstream: core}
+shaken:
+  trust_anchors: root.pem
+  signers: [{name: main, key: sp.key, x5u: "https://cert.example.org/sp.pem"}]
+  trunks:
+    - {trunk: acme, sign: main}
+    - {trunk: carrier, verify: reject}
+`
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := run("check-config", cfgFile); code != 0 {
+		t.Fatalf("check-config: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := run("chain", "--config", cfgFile); code != 0 || !strings.Contains(out, "6. shaken") {
+		t.Fatalf("chain: %d %s", code, out)
+	}
+	if err := os.Chmod(filepath.Join(dir, "sp.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run("check-config", cfgFile); code != 1 || !strings.Contains(errs, "other users") {
+		t.Fatalf("check-config with a readable key: %d %s", code, errs)
+	}
+}

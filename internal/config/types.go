@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Shaken configures STIR/SHAKEN signing and verification (shaken.go).
+	Shaken Shaken
 }
 
 // Flood configures the flood stage: request budgets per source address (and,
