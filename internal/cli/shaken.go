@@ -102,6 +102,7 @@ func shakenTestPKI(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("shaken testpki", "shaken testpki [--spc CODE] [--days N] DIR", stderr)
 	spc := fs.String("spc", "1234", "Service Provider Code in the SP certificate's TNAuthList")
 	days := fs.Int("days", 365, "validity of the certificates in days")
+	crlURL := fs.String("crl-url", "", "CRL distribution point put in the SP certificates (serve crl.der there)")
 	// accept DIR before or after the flags
 	var dir string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -117,7 +118,21 @@ func shakenTestPKI(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	now := time.Now()
-	p, err := shaken.NewTestPKI(shaken.TestPKIOptions{SPC: *spc, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Duration(*days) * 24 * time.Hour)})
+	p, err := shaken.NewTestPKI(shaken.TestPKIOptions{SPC: *spc, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Duration(*days) * 24 * time.Hour), CRLURL: *crlURL})
+	var revoked *x509.Certificate
+	var crl []byte
+	if err == nil {
+		// a second SP certificate for the same key, revoked by crl.der
+		revoked, err = p.IssueLeaf(*spc, &p.LeafKey.PublicKey, func(c *x509.Certificate) {
+			c.Subject.CommonName += " (revoked)"
+			if *crlURL != "" {
+				c.CRLDistributionPoints = []string{*crlURL}
+			}
+		})
+	}
+	if err == nil {
+		crl, err = p.CRL(revoked)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "shaken testpki: %v\n", err)
 		return 1
@@ -137,6 +152,8 @@ func shakenTestPKI(args []string, stdout, stderr io.Writer) int {
 		{"sp.key", func() ([]byte, error) { return shaken.KeyPEM(p.LeafKey) }, 0o600},
 		{"root.key", func() ([]byte, error) { return shaken.KeyPEM(p.RootKey) }, 0o600},
 		{"intermediate.key", func() ([]byte, error) { return shaken.KeyPEM(p.InterKey) }, 0o600},
+		{"revoked.pem", func() ([]byte, error) { return append(shaken.CertPEM(revoked), shaken.CertPEM(p.Inter)...), nil }, 0o644},
+		{"crl.der", func() ([]byte, error) { return crl, nil }, 0o644},
 	}
 	for _, f := range files {
 		data, err := f.data()
@@ -152,6 +169,8 @@ func shakenTestPKI(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  root.pem          trust anchor (verify --trust)\n")
 	fmt.Fprintf(stdout, "  sp.pem            SP certificate and intermediate: publish it at the x5u URL\n")
 	fmt.Fprintf(stdout, "  sp.key            signing key (sign --key)\n")
+	fmt.Fprintf(stdout, "  revoked.pem       an SP certificate for the same key, revoked by crl.der\n")
+	fmt.Fprintf(stdout, "  crl.der           CRL signed by the intermediate (serve it at --crl-url)\n")
 	fmt.Fprintf(stdout, "  root.key, intermediate.key, intermediate.pem\n")
 	return 0
 }
@@ -255,6 +274,7 @@ func shakenVerify(args []string, stdout, stderr io.Writer) int {
 	nowFlag := fs.Int64("now", 0, "verify as if the time were N seconds since the epoch (default: now)")
 	maxAge := fs.Duration("max-age", 60*time.Second, "how old the iat may be")
 	relaxed := fs.Bool("relaxed", false, "fetch an x5u on any port or a private address (labs only)")
+	crlMode := fs.String("crl", "soft", "revocation check: off, soft (ignore a CRL that cannot be fetched) or hard")
 	format := fs.String("format", "text", "output: text or json")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -278,7 +298,9 @@ func shakenVerify(args []string, stdout, stderr io.Writer) int {
 		t := time.Unix(*nowFlag, 0)
 		now = func() time.Time { return t }
 	}
-	var certs shaken.CertSource
+	cache := shaken.NewCache(shaken.CacheConfig{Relaxed: *relaxed, Now: now})
+	defer cache.Close()
+	var certs shaken.CertSource = cache
 	if *certFile != "" {
 		data, err := os.ReadFile(*certFile)
 		if err == nil {
@@ -291,15 +313,11 @@ func shakenVerify(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "shaken verify: --cert %s: %v\n", *certFile, err)
 			return 1
 		}
-	} else {
-		c := shaken.NewCache(shaken.CacheConfig{Relaxed: *relaxed, Now: now})
-		defer c.Close()
-		certs = c
 	}
-	v, err := shaken.NewVerifier(shaken.VerifierConfig{Roots: roots, Certs: certs, Now: now, MaxAge: *maxAge, Budget: 10 * time.Second})
+	v, err := shaken.NewVerifier(shaken.VerifierConfig{Roots: roots, Certs: certs, CRLs: cache, CRL: *crlMode, Now: now, MaxAge: *maxAge, Budget: 10 * time.Second})
 	if err != nil {
 		fmt.Fprintf(stderr, "shaken verify: %v\n", err)
-		return 1
+		return 2
 	}
 	var call shaken.Call
 	if *orig != "" || *dest != "" {

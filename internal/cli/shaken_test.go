@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +64,13 @@ func TestShakenSignVerifyInspect(t *testing.T) {
 	runShaken("testpki", other)
 	if code, out, _ = runShaken("verify", "--identity", fresh, "--trust", filepath.Join(other, "root.pem"), "--cert", chain); code != 1 || !strings.Contains(out, "code=437") {
 		t.Fatalf("verify untrusted: %d %q", code, out)
+	}
+	// the revoked certificate (no CRL distribution point without --crl-url: nothing to check)
+	if code, out, _ = runShaken("verify", "--identity", fresh, "--trust", root, "--cert", filepath.Join(dir, "revoked.pem")); code != 0 {
+		t.Fatalf("verify with revoked.pem and no CRL DP: %d %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "crl.der")); err != nil {
+		t.Fatal(err)
 	}
 	if code, out, _ = runShaken("inspect", fresh); code != 0 || !strings.Contains(out, `"ppt":"shaken"`) || !strings.Contains(out, "attest=B orig=15551230001") {
 		t.Fatalf("inspect identity: %d %q", code, out)
@@ -133,5 +142,34 @@ shaken:
 	}
 	if code, _, errs := run("check-config", cfgFile); code != 1 || !strings.Contains(errs, "other users") {
 		t.Fatalf("check-config with a readable key: %d %s", code, errs)
+	}
+}
+
+func TestShakenTestPKIRevoked(t *testing.T) {
+	dir := t.TempDir()
+	var crl []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(crl) }))
+	defer srv.Close()
+	if code, _, errs := runShaken("testpki", dir, "--crl-url", srv.URL+"/crl.der"); code != 0 {
+		t.Fatal(errs)
+	}
+	var err error
+	if crl, err = os.ReadFile(filepath.Join(dir, "crl.der")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runShaken("sign", "--key", filepath.Join(dir, "sp.key"), "--x5u", "https://cert.example.org/sp.pem", "--orig", "15551230001", "--dest", "15559870002", "--attest", "A")
+	if code != 0 {
+		t.Fatal("sign")
+	}
+	id := strings.TrimSpace(out)
+	root := filepath.Join(dir, "root.pem")
+	if code, out, _ := runShaken("verify", "--identity", id, "--trust", root, "--cert", filepath.Join(dir, "sp.pem"), "--relaxed"); code != 0 {
+		t.Fatalf("good certificate: %d %s", code, out)
+	}
+	if code, out, _ := runShaken("verify", "--identity", id, "--trust", root, "--cert", filepath.Join(dir, "revoked.pem"), "--relaxed"); code != 1 || !strings.Contains(out, "reason=revoked code=437") {
+		t.Fatalf("revoked certificate: %d %s", code, out)
+	}
+	if code, out, _ := runShaken("verify", "--identity", id, "--trust", root, "--cert", filepath.Join(dir, "revoked.pem"), "--relaxed", "--crl", "off"); code != 0 {
+		t.Fatalf("revoked certificate, crl off: %d %s", code, out)
 	}
 }

@@ -20,6 +20,9 @@ type Shaken struct {
 	FetchBudget time.Duration
 	// RelaxX5U lifts the x5u port and address rules (labs and tests only).
 	RelaxX5U bool
+	// CRL is the revocation check: off, soft (default: checked when the CRL
+	// can be had) or hard (a certificate whose CRL cannot be had fails).
+	CRL string
 	// Cache tunes the certificate cache.
 	Cache ShakenCache
 	// Signers are the signing identities: a key and its certificate's URL.
@@ -70,6 +73,7 @@ type rawShaken struct {
 	FutureSkew   string            `yaml:"future_skew"`
 	FetchBudget  string            `yaml:"fetch_budget"`
 	RelaxX5U     bool              `yaml:"relax_x5u_for_tests"`
+	CRL          string            `yaml:"crl"`
 	Cache        rawShakenCache    `yaml:"cache"`
 	Signers      []rawShakenSigner `yaml:"signers"`
 	Trunks       []rawShakenTrunk  `yaml:"trunks"`
@@ -102,7 +106,7 @@ type rawShakenTrunk struct {
 
 func init() {
 	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "shaken")
-	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "cache", "signers", "trunks"}
+	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "cache", "signers", "trunks"}
 	knownKeys["rawShakenCache"] = []string{"default_ttl", "min_ttl", "max_ttl", "stale_while_revalidate", "negative_ttl", "max_entries", "max_fetches", "max_response_size"}
 	knownKeys["rawShakenSigner"] = []string{"name", "key", "x5u"}
 	knownKeys["rawShakenTrunk"] = []string{"trunk", "sign", "gateway", "dest_from_ruri", "verify"}
@@ -118,6 +122,7 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 		FutureSkew:   v.duration(at("future_skew"), r.FutureSkew, 5*time.Second),
 		FetchBudget:  v.duration(at("fetch_budget"), r.FetchBudget, 200*time.Millisecond),
 		RelaxX5U:     r.RelaxX5U,
+		CRL:          r.CRL,
 		Cache: ShakenCache{
 			DefaultTTL:           v.duration(at("cache", "default_ttl"), r.Cache.DefaultTTL, 24*time.Hour),
 			MinTTL:               v.duration(at("cache", "min_ttl"), r.Cache.MinTTL, time.Minute),
@@ -128,6 +133,13 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 			MaxFetches:           r.Cache.MaxFetches,
 			MaxResponseSize:      v.size(at("cache", "max_response_size"), r.Cache.MaxResponseSize, 64<<10),
 		},
+	}
+	switch s.CRL {
+	case "":
+		s.CRL = "soft"
+	case "off", "soft", "hard":
+	default:
+		v.fail(at("crl"), "must be off, soft or hard, got %q", r.CRL)
 	}
 	if s.Cache.MaxEntries < 0 {
 		v.fail(at("cache", "max_entries"), "must not be negative")

@@ -25,6 +25,9 @@ func TestShakenGood(t *testing.T) {
 		s.Cache.MaxResponseSize != 32<<10 || s.Cache.StaleWhileRevalidate != time.Hour {
 		t.Errorf("cache %+v", s.Cache)
 	}
+	if s.CRL != "soft" {
+		t.Errorf("crl default %q", s.CRL)
+	}
 	if w := s.ShakenTrunk("wholesale"); w == nil || w.Signer != "main" || !w.Gateway || !w.DestFromRURI {
 		t.Errorf("wholesale %+v", w)
 	}

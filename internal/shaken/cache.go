@@ -36,6 +36,8 @@ type CacheConfig struct {
 	MaxFetches int
 	// MaxBodyBytes bounds a certificate response (default 64 KiB).
 	MaxBodyBytes int64
+	// MaxCRLBytes bounds a CRL response (default 1 MiB).
+	MaxCRLBytes int64
 	// FetchTimeout bounds one fetch, from queueing to the last byte (default 5s).
 	FetchTimeout time.Duration
 	// Relaxed lifts the x5u port and address rules and the dial check (tests and labs only).
@@ -69,6 +71,9 @@ func (c *CacheConfig) defaults() {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
+	}
+	if c.MaxCRLBytes <= 0 {
+		c.MaxCRLBytes = 1 << 20
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -106,7 +111,9 @@ type Cache struct {
 // not re-verify the chain of a cached certificate on every call.
 type CertEntry struct {
 	Certs []*x509.Certificate
-	memo  atomic.Pointer[chainMemo]
+	// CRL is set instead of Certs in entries of GetCRL.
+	CRL  *CRL
+	memo atomic.Pointer[chainMemo]
 }
 
 type chainMemo struct {
@@ -117,6 +124,8 @@ type chainMemo struct {
 }
 
 type cacheEntry struct {
+	url      string
+	crl      bool          // the entry is a CRL, not certificates
 	ready    chan struct{} // closed once the first fetch has finished
 	cert     *CertEntry    // nil when err is set
 	err      error
@@ -176,9 +185,23 @@ var ErrFetchPending = errors.New("certificate fetch still in progress")
 // once and refreshed in the background; otherwise a fetch starts and Get
 // waits for it at most budget. Errors wrap ErrX5U.
 func (c *Cache) Get(x5u string, budget time.Duration) (*CertEntry, error) {
+	return c.get(x5u, x5u, false, budget)
+}
+
+// GetCRL returns the certificate revocation list at url (a certificate's
+// CRL distribution point), cached like certificates. Errors wrap ErrX5U.
+func (c *Cache) GetCRL(url string, budget time.Duration) (*CRL, error) {
+	e, err := c.get("crl "+url, url, true, budget) // a space cannot start a URL: no collision with x5u keys
+	if err != nil {
+		return nil, err
+	}
+	return e.CRL, nil
+}
+
+func (c *Cache) get(key, url string, crl bool, budget time.Duration) (*CertEntry, error) {
 	now := c.cfg.Now()
 	c.mu.Lock()
-	e := c.entries[x5u]
+	e := c.entries[key]
 	if e != nil {
 		select {
 		case <-e.ready:
@@ -195,7 +218,7 @@ func (c *Cache) Get(x5u string, budget time.Duration) (*CertEntry, error) {
 			case e.cert != nil && now.Before(e.staleEnd):
 				if !e.fetching && !now.Before(e.retry) {
 					e.fetching = true
-					c.startFetch(x5u, e)
+					c.startFetch(e)
 				}
 				cert := e.cert
 				c.mu.Unlock()
@@ -209,15 +232,19 @@ func (c *Cache) Get(x5u string, budget time.Duration) (*CertEntry, error) {
 		}
 	}
 	if e == nil {
-		if _, err := CheckX5U(x5u, c.cfg.Relaxed); err != nil {
+		check := CheckX5U
+		if crl {
+			check = CheckCRLURL
+		}
+		if _, err := check(url, c.cfg.Relaxed); err != nil {
 			// refused URLs are not remembered: checking is cheaper than a map entry
 			c.mu.Unlock()
 			return nil, err
 		}
 		c.makeRoom(now)
-		e = &cacheEntry{ready: make(chan struct{}), fetching: true}
-		c.entries[x5u] = e
-		c.startFetch(x5u, e)
+		e = &cacheEntry{ready: make(chan struct{}), fetching: true, url: url, crl: crl}
+		c.entries[key] = e
+		c.startFetch(e)
 	}
 	c.mu.Unlock()
 	c.misses.Add(1)
@@ -267,15 +294,15 @@ func (c *Cache) makeRoom(now time.Time) {
 
 // startFetch runs a fetch for e in the background. Called with c.mu held and
 // e.fetching set.
-func (c *Cache) startFetch(x5u string, e *cacheEntry) {
+func (c *Cache) startFetch(e *cacheEntry) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.fetch(x5u, e)
+		c.fetch(e)
 	}()
 }
 
-func (c *Cache) fetch(x5u string, e *cacheEntry) {
+func (c *Cache) fetch(e *cacheEntry) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.FetchTimeout)
 	defer cancel()
 	start := time.Now()
@@ -287,7 +314,7 @@ func (c *Cache) fetch(x5u string, e *cacheEntry) {
 	select {
 	case c.sem <- struct{}{}:
 		c.fetches.Add(1)
-		cert, hdr, err = c.download(ctx, x5u)
+		cert, hdr, err = c.download(ctx, e.url, e.crl)
 		<-c.sem
 		d := time.Since(start)
 		c.fetchNanos.Add(int64(d))
@@ -325,12 +352,17 @@ func (c *Cache) fetch(x5u string, e *cacheEntry) {
 	}
 }
 
-func (c *Cache) download(ctx context.Context, x5u string) (*CertEntry, http.Header, error) {
+func (c *Cache) download(ctx context.Context, x5u string, crl bool) (*CertEntry, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, x5u, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrX5U, err)
 	}
 	req.Header.Set("Accept", "application/pem-certificate-chain, application/pkix-cert")
+	limit := c.cfg.MaxBodyBytes
+	if crl {
+		req.Header.Set("Accept", "application/pkix-crl")
+		limit = c.cfg.MaxCRLBytes
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: fetch %s: %v", ErrX5U, x5u, err)
@@ -339,12 +371,19 @@ func (c *Cache) download(ctx context.Context, x5u string) (*CertEntry, http.Head
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("%w: fetch %s: status %d", ErrX5U, x5u, resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: fetch %s: %v", ErrX5U, x5u, err)
 	}
-	if int64(len(body)) > c.cfg.MaxBodyBytes {
-		return nil, nil, fmt.Errorf("%w: fetch %s: response larger than %d bytes", ErrX5U, x5u, c.cfg.MaxBodyBytes)
+	if int64(len(body)) > limit {
+		return nil, nil, fmt.Errorf("%w: fetch %s: response larger than %d bytes", ErrX5U, x5u, limit)
+	}
+	if crl {
+		list, err := ParseCRL(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: %v", ErrX5U, x5u, err)
+		}
+		return &CertEntry{CRL: list}, resp.Header, nil
 	}
 	certs, err := ParseCertificates(body)
 	if err != nil {

@@ -190,6 +190,8 @@ type Checked struct {
 	NotAfter time.Time
 	// NotBefore is the latest start of validity in the verified chain.
 	NotBefore time.Time
+	// Chain is the verified chain, leaf first, trust anchor last.
+	Chain []*x509.Certificate
 }
 
 // CheckChain verifies certs (leaf first, then intermediates) against the
@@ -233,7 +235,7 @@ func CheckChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCertificate, err)
 	}
-	ch := &Checked{Key: pub, SPC: tnal.SPC, NotAfter: leaf.NotAfter, NotBefore: leaf.NotBefore}
+	ch := &Checked{Key: pub, SPC: tnal.SPC, NotAfter: leaf.NotAfter, NotBefore: leaf.NotBefore, Chain: chains[0]}
 	for _, c := range chains[0] {
 		if c.NotAfter.Before(ch.NotAfter) {
 			ch.NotAfter = c.NotAfter

@@ -104,6 +104,25 @@ func (p *TestPKI) IssueLeaf(spc string, pub *ecdsa.PublicKey, mod func(*x509.Cer
 	return issue(leaf, p.Inter, pub, p.InterKey)
 }
 
+// CRL returns a DER CRL signed by the intermediate that revokes certs,
+// valid from an hour ago for a week.
+func (p *TestPKI) CRL(certs ...*x509.Certificate) ([]byte, error) {
+	var entries []x509.RevocationListEntry
+	for _, c := range certs {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Hour)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    big.NewInt(time.Now().Unix()),
+		ThisUpdate:                time.Now().Add(-time.Hour),
+		NextUpdate:                time.Now().Add(7 * 24 * time.Hour),
+		RevokedCertificateEntries: entries,
+	}, p.Inter, p.InterKey)
+	if err != nil {
+		return nil, fmt.Errorf("create crl: %w", err)
+	}
+	return der, nil
+}
+
 // ChainPEM returns leaf then intermediate, as an x5u server publishes them.
 func (p *TestPKI) ChainPEM() []byte { return append(CertPEM(p.Leaf), CertPEM(p.Inter)...) }
 

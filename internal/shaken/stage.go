@@ -85,7 +85,7 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 			Relaxed: sh.RelaxX5U,
 		})
 		s.verifier, err = NewVerifier(VerifierConfig{Roots: roots, Certs: cache, MaxAge: sh.MaxAge,
-			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget})
+			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget, CRL: sh.CRL})
 		if err != nil {
 			return nil, err
 		}
@@ -106,6 +106,7 @@ var verdictReasons = map[string]string{
 	ReasonDestMismatch:  "shaken_dest_mismatch",
 	ReasonX5U:           "shaken_x5u_fetch",
 	ReasonCertificate:   "shaken_bad_certificate",
+	ReasonRevoked:       "shaken_revoked",
 	ReasonBadAlg:        "shaken_unsupported_alg",
 	ReasonSignature:     "shaken_bad_signature",
 	ReasonTooManyHeader: "shaken_too_many_identities",

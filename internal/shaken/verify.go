@@ -32,6 +32,7 @@ const (
 	ReasonDestMismatch  = "dest_mismatch"    // 438: dest.tn is not the callee
 	ReasonX5U           = "x5u_fetch"        // 436: x5u refused or not fetched in time
 	ReasonCertificate   = "bad_certificate"  // 437: chain, validity, key usage or TNAuthList
+	ReasonRevoked       = "revoked"          // 437: the certificate is on its CRL
 	ReasonBadAlg        = "unsupported_alg"  // 437: alg other than ES256
 	ReasonSignature     = "bad_signature"    // 438
 	ReasonTooManyHeader = "too_many_identities"
@@ -60,6 +61,10 @@ type VerifierConfig struct {
 	Budget time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// CRL is the revocation check: CRLOff (default), CRLSoft or CRLHard.
+	CRL string
+	// CRLs fetches revocation lists (nil: Certs, when it is a CRLSource).
+	CRLs CRLSource
 }
 
 // Verifier is the verification service (ATIS-1000074 section 5.3). Safe
@@ -87,6 +92,16 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	switch cfg.CRL {
+	case "":
+		cfg.CRL = CRLOff
+	case CRLOff, CRLSoft, CRLHard:
+	default:
+		return nil, fmt.Errorf("verifier: crl mode %q: want off, soft or hard", cfg.CRL)
+	}
+	if cfg.CRLs == nil {
+		cfg.CRLs, _ = cfg.Certs.(CRLSource)
 	}
 	return &Verifier{cfg: cfg}, nil
 }
@@ -287,6 +302,12 @@ func (v *Verifier) verifyOne(val []byte, call Call) Result {
 		return res(fail(436, ReasonX5U, err))
 	}
 	checked, err := entry.Check(v.cfg.Roots, now)
+	if err == nil {
+		err = checkRevocation(v.cfg.CRLs, v.cfg.CRL, checked.Chain, now, v.cfg.Budget)
+	}
+	if errors.Is(err, ErrRevoked) {
+		return res(fail(437, ReasonRevoked, err))
+	}
 	if err != nil {
 		return res(fail(437, ReasonCertificate, err))
 	}
