@@ -216,3 +216,44 @@ func BenchmarkVerifyMsgCached(b *testing.B) {
 		}
 	}
 }
+
+// FuzzVerifyMsg runs the whole verification on arbitrary messages and
+// Identity values (certificates fixed, so no network).
+func FuzzVerifyMsg(f *testing.F) {
+	pki, err := NewTestPKI(TestPKIOptions{SPC: "709J"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	certs, _ := ParseCertificates(pki.ChainPEM())
+	now := time.Now()
+	v, _ := NewVerifier(VerifierConfig{Roots: pki.Roots(), Certs: StaticCerts{&CertEntry{Certs: certs}}, Now: func() time.Time { return now }})
+	c := &Claims{Attest: "A", Orig: "15551230001", Dest: []string{"15559870002"}, IAT: now.Unix(), OrigID: "123e4567-e89b-12d3-a456-426655440000"}
+	tok, _ := Sign(pki.LeafKey, "https://cert.example.org/sp.pem", c)
+	f.Add("<sip:+15551230001@a>;tag=1", "<sip:+15559870002@b>", string(AppendIdentity(nil, tok, "https://cert.example.org/sp.pem")))
+	f.Add("<tel:+1-555-123-0001;verstat=x>", "sip:+15559870002@b", "a.b.c;info=<x>, d.e.f;ppt=div")
+	f.Fuzz(func(t *testing.T, from, to, identity string) {
+		msg := "INVITE sip:+15559870002@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: " + from +
+			"\r\nTo: " + to + "\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nIdentity: " + identity + "\r\nContent-Length: 0\r\n\r\n"
+		var m sip.Msg
+		if m.Parse([]byte(msg)) != nil {
+			return
+		}
+		r := v.VerifyMsg(&m)
+		switch r.Verstat {
+		case VerstatPassed:
+			if r.Code != 0 || r.SPC != "709J" {
+				t.Fatalf("passed with %+v", r)
+			}
+		case VerstatFailed:
+			if r.Code == 0 || r.Reason == "" {
+				t.Fatalf("failed without code: %+v", r)
+			}
+		case VerstatNone:
+		default:
+			t.Fatalf("verstat %q", r.Verstat)
+		}
+		if from != "" {
+			_, _ = AppendVerstat(nil, m.Get(sip.HdrFrom), r.Verstat)
+		}
+	})
+}
