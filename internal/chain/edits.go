@@ -8,7 +8,7 @@ type EditKind uint8
 
 // Kinds of header edits.
 const (
-	// EditAdd appends a new header field Name: Value after the last field.
+	// EditAdd adds a new header field Name: Value (the proxy puts it before Content-Length).
 	EditAdd EditKind = iota + 1
 	// EditSet replaces the value of field Index.
 	EditSet

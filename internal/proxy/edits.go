@@ -14,10 +14,15 @@ import (
 func (w *worker) applyEdits(m *sip.Msg, raw []byte, edits []chain.HeaderEdit) []byte {
 	ed := &w.ed
 	ed.Reset(m)
+	// new fields go before Content-Length, where people look for them (any place is valid)
+	at := m.Find(sip.HdrContentLength, 0)
+	if at < 0 {
+		at = m.NumHeaders()
+	}
 	for _, e := range edits {
 		switch e.Kind {
 		case chain.EditAdd:
-			ed.InsertHeader(m.NumHeaders(), e.Name, e.Value)
+			ed.InsertHeader(at, e.Name, e.Value)
 		case chain.EditSet:
 			ed.SetHeaderValue(e.Index, e.Value)
 		case chain.EditDelete:
