@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strconv"
 )
 
@@ -469,12 +468,38 @@ func (p *PASSporT) VerifySignature(pub *ecdsa.PublicKey) error {
 		return fmt.Errorf("%w: the certificate key is not P-256", ErrSignature)
 	}
 	digest := sha256.Sum256(p.signingInput)
-	r := new(big.Int).SetBytes(p.sig[:32])
-	s := new(big.Int).SetBytes(p.sig[32:])
-	if !ecdsa.Verify(pub, digest[:], r, s) {
+	var der [72]byte
+	if !ecdsa.VerifyASN1(pub, digest[:], appendDERSig(der[:0], &p.sig)) {
 		return ErrSignature
 	}
 	return nil
+}
+
+// appendDERSig appends the ASN.1 DER form of a raw R||S signature
+// (SEQUENCE of two INTEGERs), which is what crypto/ecdsa verifies; building
+// it here avoids two big.Int values per verification.
+func appendDERSig(dst []byte, sig *[64]byte) []byte {
+	integer := func(dst, v []byte) []byte {
+		for len(v) > 1 && v[0] == 0 {
+			v = v[1:]
+		}
+		pad := v[0]&0x80 != 0
+		n := len(v)
+		if pad {
+			n++
+		}
+		dst = append(dst, 0x02, byte(n))
+		if pad {
+			dst = append(dst, 0)
+		}
+		return append(dst, v...)
+	}
+	start := len(dst)
+	dst = append(dst, 0x30, 0)
+	dst = integer(dst, sig[:32])
+	dst = integer(dst, sig[32:])
+	dst[start+1] = byte(len(dst) - start - 2)
+	return dst
 }
 
 // Identity is one parsed Identity header value (RFC 8224 section 4).

@@ -1,9 +1,11 @@
 package shaken
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"math/big"
@@ -366,4 +368,25 @@ func mustSign(t testing.TB, key *ecdsa.PrivateKey) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+func TestAppendDERSig(t *testing.T) {
+	cases := [][64]byte{{}, {0x80}, {31: 1, 32: 0x7f}}
+	for i := 0; i < 50; i++ {
+		var s [64]byte
+		_, _ = rand.Read(s[:])
+		if i%5 == 0 {
+			s[0], s[1] = 0, 0
+		}
+		cases = append(cases, s)
+	}
+	for _, sig := range cases {
+		want, err := asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendDERSig(nil, &sig); !bytes.Equal(got, want) {
+			t.Fatalf("appendDERSig(% x)\n got % x\nwant % x", sig, got, want)
+		}
+	}
 }
