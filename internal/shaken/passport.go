@@ -279,13 +279,38 @@ func AppendSigned(dst []byte, key *ecdsa.PrivateKey, x5u string, c *Claims) ([]b
 func signES256(key *ecdsa.PrivateKey, input []byte) ([64]byte, error) {
 	var out [64]byte
 	digest := sha256.Sum256(input)
-	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
+	der, err := ecdsa.SignASN1(rand.Reader, key, digest[:])
 	if err != nil {
 		return out, fmt.Errorf("sign: %w", err)
 	}
-	r.FillBytes(out[:32])
-	s.FillBytes(out[32:])
+	if !rawFromDER(&out, der) {
+		return out, errors.New("sign: unexpected signature encoding")
+	}
 	return out, nil
+}
+
+// rawFromDER turns a DER ECDSA P-256 signature (SEQUENCE of two INTEGERs,
+// short-form lengths) into R||S, each left padded to 32 bytes.
+func rawFromDER(out *[64]byte, der []byte) bool {
+	if len(der) < 2 || der[0] != 0x30 || int(der[1]) != len(der)-2 || der[1] >= 0x80 {
+		return false
+	}
+	b := der[2:]
+	for i := 0; i < 2; i++ {
+		if len(b) < 2 || b[0] != 0x02 || b[1] >= 0x80 || int(b[1]) > len(b)-2 {
+			return false
+		}
+		v := b[2 : 2+int(b[1])]
+		b = b[2+int(b[1]):]
+		for len(v) > 0 && v[0] == 0 {
+			v = v[1:]
+		}
+		if len(v) > 32 {
+			return false
+		}
+		copy(out[32*i+32-len(v):32*i+32], v)
+	}
+	return len(b) == 0
 }
 
 // PASSporT is a parsed token. Header and Claims are decoded from the JSON

@@ -390,3 +390,24 @@ func TestAppendDERSig(t *testing.T) {
 		}
 	}
 }
+
+func TestRawFromDER(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		var s [64]byte
+		_, _ = rand.Read(s[:])
+		if i%4 == 0 {
+			s[0], s[33] = 0, 0
+		}
+		var got [64]byte
+		if !rawFromDER(&got, appendDERSig(nil, &s)) || got != s {
+			t.Fatalf("round trip of % x: % x", s, got)
+		}
+	}
+	var out [64]byte
+	for _, bad := range [][]byte{nil, {0x30}, {0x30, 0x02, 0x02, 0x00}, {0x31, 0x06, 0x02, 0x01, 1, 0x02, 0x01, 1},
+		{0x30, 0x07, 0x02, 0x01, 1, 0x02, 0x01, 1, 0}, {0x30, 0x06, 0x02, 0x05, 1, 0x02, 0x01, 1}} {
+		if rawFromDER(&out, bad) {
+			t.Errorf("rawFromDER(% x) accepted", bad)
+		}
+	}
+}
