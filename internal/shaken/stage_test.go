@@ -271,3 +271,16 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// A reload builds a new stage over the same State: the certificate cache
+// (and what it holds) is kept.
+func TestStageReloadKeepsCache(t *testing.T) {
+	l := newStageLab(t)
+	s2, err := NewStage(l.cfg, &l.sh, l.st, l.bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.verifier.cfg.Certs != l.stage.verifier.cfg.Certs {
+		t.Fatal("the reloaded stage has another certificate cache")
+	}
+}
