@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -327,5 +328,38 @@ func TestCertEntryCheckMemo(t *testing.T) {
 	}
 	if _, err := e.Check(roots, now.Add(2*365*24*time.Hour)); !errors.Is(err, ErrCertificate) {
 		t.Fatalf("expired: %v", err)
+	}
+}
+
+// Many callers at once on a few URLs: one fetch per URL, everyone gets the
+// same entry, and nothing races (run with -race).
+func TestCacheConcurrentCallers(t *testing.T) {
+	p := newPKI(t)
+	s := newCertServer(t, p.ChainPEM())
+	block := make(chan struct{})
+	s.block = block
+	c := newTestCache(t, s, newFakeClock(), nil)
+	var wg sync.WaitGroup
+	results := make([]*CertEntry, 64)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := c.Get(s.URL+"/"+strconv.Itoa(i%4), 5*time.Second)
+			if err == nil {
+				results[i] = e
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(block)
+	wg.Wait()
+	for i, e := range results {
+		if e == nil || e != results[i%4] {
+			t.Fatalf("caller %d: entry %p, want %p", i, e, results[i%4])
+		}
+	}
+	if n := s.hits.Load(); n != 4 {
+		t.Fatalf("%d fetches for 4 URLs", n)
 	}
 }
