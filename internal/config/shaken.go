@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,9 @@ type Shaken struct {
 	FetchBudget time.Duration
 	// RelaxX5U lifts the x5u port and address rules (labs and tests only).
 	RelaxX5U bool
+	// CountryCode ("1") is put before numbers written without a country
+	// code (no '+' or "00"), when signing and when matching orig and dest.
+	CountryCode string
 	// CRL is the revocation check: off, soft (default: checked when the CRL
 	// can be had) or hard (a certificate whose CRL cannot be had fails).
 	CRL string
@@ -74,6 +78,7 @@ type rawShaken struct {
 	FetchBudget  string            `yaml:"fetch_budget"`
 	RelaxX5U     bool              `yaml:"relax_x5u_for_tests"`
 	CRL          string            `yaml:"crl"`
+	CountryCode  string            `yaml:"country_code"`
 	Cache        rawShakenCache    `yaml:"cache"`
 	Signers      []rawShakenSigner `yaml:"signers"`
 	Trunks       []rawShakenTrunk  `yaml:"trunks"`
@@ -106,7 +111,7 @@ type rawShakenTrunk struct {
 
 func init() {
 	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "shaken")
-	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "cache", "signers", "trunks"}
+	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "country_code", "cache", "signers", "trunks"}
 	knownKeys["rawShakenCache"] = []string{"default_ttl", "min_ttl", "max_ttl", "stale_while_revalidate", "negative_ttl", "max_entries", "max_fetches", "max_response_size"}
 	knownKeys["rawShakenSigner"] = []string{"name", "key", "x5u"}
 	knownKeys["rawShakenTrunk"] = []string{"trunk", "sign", "gateway", "dest_from_ruri", "verify"}
@@ -123,6 +128,7 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 		FetchBudget:  v.duration(at("fetch_budget"), r.FetchBudget, 200*time.Millisecond),
 		RelaxX5U:     r.RelaxX5U,
 		CRL:          r.CRL,
+		CountryCode:  strings.TrimPrefix(r.CountryCode, "+"),
 		Cache: ShakenCache{
 			DefaultTTL:           v.duration(at("cache", "default_ttl"), r.Cache.DefaultTTL, 24*time.Hour),
 			MinTTL:               v.duration(at("cache", "min_ttl"), r.Cache.MinTTL, time.Minute),
@@ -133,6 +139,9 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 			MaxFetches:           r.Cache.MaxFetches,
 			MaxResponseSize:      v.size(at("cache", "max_response_size"), r.Cache.MaxResponseSize, 64<<10),
 		},
+	}
+	if cc := s.CountryCode; cc != "" && (len(cc) > 3 || strings.Trim(cc, "0123456789") != "" || cc[0] == '0') {
+		v.fail(at("country_code"), "must be 1 to 3 digits (an E.164 country code such as 1 or 44), got %q", r.CountryCode)
 	}
 	switch s.CRL {
 	case "":

@@ -25,6 +25,9 @@ func TestShakenGood(t *testing.T) {
 		s.Cache.MaxResponseSize != 32<<10 || s.Cache.StaleWhileRevalidate != time.Hour {
 		t.Errorf("cache %+v", s.Cache)
 	}
+	if s.CountryCode != "1" {
+		t.Errorf("country_code %q", s.CountryCode)
+	}
 	if s.CRL != "soft" {
 		t.Errorf("crl default %q", s.CRL)
 	}
@@ -63,6 +66,7 @@ func TestShakenBad(t *testing.T) {
 		"shaken.bad.yaml:15:15: shaken.trunks[3].trunk: is required",
 		"shaken.bad.yaml:15:7: shaken.trunks[3]: a trunk's calls are either signed (sign) or verified (verify)",
 		"shaken.trust_anchors: is required to verify calls",
+		"shaken.country_code: must be 1 to 3 digits",
 	}
 	got := err.Error()
 	for _, w := range want {

@@ -204,26 +204,27 @@ func (s *Signer) SignCall(orig string, dest []string, attest, origID string, dat
 // CallNumbers reads what the authentication service signs from a request:
 // orig from P-Asserted-Identity, else From; dest from To, or from the
 // Request-URI when destFromRURI. Both must be telephone numbers (ErrNoTN).
-func CallNumbers(m *sip.Msg, destFromRURI bool) (orig, dest string, err error) {
+// A number written without country code gets cc before it (cc "": as is).
+func CallNumbers(m *sip.Msg, destFromRURI bool, cc string) (orig, dest string, err error) {
 	if v := m.Get(sip.HdrPAssertedIdentity); v != nil {
 		for rest := v; len(rest) > 0 && orig == ""; {
 			na, r, err := sip.ParseNameAddr(rest)
 			if err != nil {
 				break
 			}
-			orig = URITN(na.URI)
+			orig = NationalTN(na.URI, cc)
 			rest = r
 		}
 	}
 	if orig == "" {
 		if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrFrom)); err == nil {
-			orig = URITN(na.URI)
+			orig = NationalTN(na.URI, cc)
 		}
 	}
 	if destFromRURI {
-		dest = URITN(m.RequestURI())
+		dest = NationalTN(m.RequestURI(), cc)
 	} else if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrTo)); err == nil {
-		dest = URITN(na.URI)
+		dest = NationalTN(na.URI, cc)
 	}
 	switch {
 	case orig == "":

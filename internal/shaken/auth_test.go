@@ -112,19 +112,19 @@ func TestSignCallDate(t *testing.T) {
 
 func TestCallNumbers(t *testing.T) {
 	m := inviteFrom(t, "<sip:+1-555-123-0001@a>;tag=1", "<sip:bob@b>", "sip:+15559870002@b", "")
-	if _, _, err := CallNumbers(m, false); !errors.Is(err, ErrNoTN) {
+	if _, _, err := CallNumbers(m, false, ""); !errors.Is(err, ErrNoTN) {
 		t.Fatalf("To bob: %v", err)
 	}
-	o, d, err := CallNumbers(m, true)
+	o, d, err := CallNumbers(m, true, "")
 	if err != nil || o != "15551230001" || d != "15559870002" {
 		t.Fatalf("R-URI: %q %q %v", o, d, err)
 	}
 	m = inviteFrom(t, "<sip:+15551230001@a>;tag=1", "<sip:+15559870002@b>", "sip:x@b", "<sip:+15551239999@a>")
-	if o, d, err := CallNumbers(m, false); err != nil || o != "15551239999" || d != "15559870002" {
+	if o, d, err := CallNumbers(m, false, ""); err != nil || o != "15551239999" || d != "15559870002" {
 		t.Fatalf("PAI first: %q %q %v", o, d, err)
 	}
 	m = inviteFrom(t, "<sip:anonymous@a>;tag=1", "<sip:+15559870002@b>", "sip:x@b", "")
-	if _, _, err := CallNumbers(m, false); !errors.Is(err, ErrNoTN) {
+	if _, _, err := CallNumbers(m, false, ""); !errors.Is(err, ErrNoTN) {
 		t.Fatalf("anonymous: %v", err)
 	}
 }
@@ -137,5 +137,32 @@ func BenchmarkSignCall(b *testing.B) {
 		if _, err := s.SignCall("15551230001", []string{"15559870002"}, AttestA, "", nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestCountryCode(t *testing.T) {
+	m := inviteFrom(t, "<sip:2155551212@pbx>;tag=1", "<sip:+15559870002@b>", "sip:+15559870002@b", "")
+	if o, _, err := CallNumbers(m, false, "1"); err != nil || o != "12155551212" {
+		t.Fatalf("national From with country code 1: %q %v", o, err)
+	}
+	if o, _, _ := CallNumbers(m, false, ""); o != "2155551212" {
+		t.Fatalf("without country code: %q", o)
+	}
+	m = inviteFrom(t, "<sip:+442079460000@pbx>;tag=1", "<sip:+15559870002@b>", "sip:+15559870002@b", "")
+	if o, _, _ := CallNumbers(m, false, "1"); o != "442079460000" {
+		t.Fatalf("international From: %q", o)
+	}
+	// verification: a national From matches orig.tn with the country code
+	l := newLab(t)
+	v, _ := NewVerifier(VerifierConfig{Roots: l.pki.Roots(), Certs: l.cache, Now: l.clk.Now, CountryCode: "1", Budget: 5 * time.Second})
+	c := l.claims()
+	c.Orig = "12155551212"
+	id := l.identity(t, l.pki.LeafKey, l.x5u, c)
+	m = inviteFrom(t, "<sip:2155551212@carrier>;tag=1", "<sip:5559870002@pbx>", "sip:5559870002@pbx", "", id)
+	if r := v.VerifyMsg(m); !r.Passed() {
+		t.Fatalf("national numbers with country code 1: %+v", r)
+	}
+	if r := l.v.VerifyMsg(m); r.Reason != ReasonOrigMismatch {
+		t.Fatalf("national numbers without country code: %+v", r)
 	}
 }

@@ -24,6 +24,8 @@ type Stage struct {
 	bus      *events.Bus
 	met      *Metrics
 	enabled  bool
+	// countryCode is put before numbers written without one.
+	countryCode string
 }
 
 type trunkPolicy struct {
@@ -39,7 +41,7 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 	if st == nil {
 		st = &State{}
 	}
-	s := &Stage{trunks: map[*config.Trunk]*trunkPolicy{}, bus: bus, met: st.Metrics, enabled: sh.Enabled()}
+	s := &Stage{trunks: map[*config.Trunk]*trunkPolicy{}, bus: bus, met: st.Metrics, enabled: sh.Enabled(), countryCode: sh.CountryCode}
 	if !s.enabled {
 		return s, nil
 	}
@@ -85,7 +87,7 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 			Relaxed: sh.RelaxX5U,
 		})
 		s.verifier, err = NewVerifier(VerifierConfig{Roots: roots, Certs: cache, MaxAge: sh.MaxAge,
-			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget, CRL: sh.CRL})
+			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget, CRL: sh.CRL, CountryCode: sh.CountryCode})
 		if err != nil {
 			return nil, err
 		}
@@ -156,7 +158,7 @@ func (s *Stage) sign(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	for i := m.Find(sip.HdrIdentity, 0); i >= 0; i = m.Find(sip.HdrIdentity, i+1) {
 		req.DeleteHeader(i)
 	}
-	orig, dest, err := CallNumbers(m, p.cfg.DestFromRURI)
+	orig, dest, err := CallNumbers(m, p.cfg.DestFromRURI, s.countryCode)
 	if err != nil {
 		s.notSigned("no_tn", trunk)
 		return chain.Next()

@@ -65,6 +65,10 @@ type VerifierConfig struct {
 	CRL string
 	// CRLs fetches revocation lists (nil: Certs, when it is a CRLSource).
 	CRLs CRLSource
+	// CountryCode, when set ("1"), is put before numbers of the SIP message
+	// written without one (no '+' or "00"): From "2155551212" then also
+	// matches orig.tn "12155551212".
+	CountryCode string
 }
 
 // Verifier is the verification service (ATIS-1000074 section 5.3). Safe
@@ -136,8 +140,9 @@ type Call struct {
 
 // CallFromMsg reads the calling and called numbers of a request: orig from
 // P-Asserted-Identity and From, dest from To and the Request-URI. Numbers
-// that are no telephone numbers are left out.
-func CallFromMsg(m *sip.Msg) Call {
+// that are no telephone numbers are left out; a number without country
+// code is also taken with cc before it (cc "" for none).
+func CallFromMsg(m *sip.Msg, cc string) Call {
 	var c Call
 	for i := m.Find(sip.HdrPAssertedIdentity, 0); i >= 0 && len(c.Orig) < 4; i = m.Find(sip.HdrPAssertedIdentity, i+1) {
 		rest := m.Header(i).Value
@@ -146,43 +151,68 @@ func CallFromMsg(m *sip.Msg) Call {
 			if err != nil {
 				break
 			}
-			c.Orig = appendTN(c.Orig, na.URI)
+			c.Orig = appendTN(c.Orig, na.URI, cc)
 			rest = r
 		}
 	}
 	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrFrom)); err == nil {
-		c.Orig = appendTN(c.Orig, na.URI)
+		c.Orig = appendTN(c.Orig, na.URI, cc)
 	}
 	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrTo)); err == nil {
-		c.Dest = appendTN(c.Dest, na.URI)
+		c.Dest = appendTN(c.Dest, na.URI, cc)
 	}
-	c.Dest = appendTN(c.Dest, m.RequestURI())
+	c.Dest = appendTN(c.Dest, m.RequestURI(), cc)
 	return c
 }
 
 // URITN returns the canonical telephone number in a SIP or tel URI's user
 // part (RFC 8224 section 8.3: digits only), or "".
 func URITN(uri []byte) string {
+	tn, _ := uriTN(uri)
+	return tn
+}
+
+// uriTN is URITN that also reports whether the number was written with
+// its country code ('+' or "00").
+func uriTN(uri []byte) (string, bool) {
 	u, err := sip.ParseURI(uri)
 	if err != nil || len(u.User) == 0 {
-		return ""
+		return "", false
 	}
 	var buf [40]byte
-	n, _ := e164.Normalize(u.User, buf[:0])
+	n, intl := e164.Normalize(u.User, buf[:0])
 	if len(n) > 0 && n[0] == '+' {
 		n = n[1:]
 	}
 	if len(n) == 0 || len(n) > 15 {
-		return ""
+		return "", false
 	}
-	return string(n)
+	return string(n), intl
 }
 
-func appendTN(list []string, uri []byte) []string {
-	tn := URITN(uri)
+// NationalTN returns the canonical number of uri with cc put before it when
+// it was written without a country code (cc "" leaves it as it is).
+func NationalTN(uri []byte, cc string) string {
+	tn, intl := uriTN(uri)
+	if tn == "" || intl || cc == "" || len(cc)+len(tn) > 15 {
+		return tn
+	}
+	return cc + tn
+}
+
+func appendTN(list []string, uri []byte, cc string) []string {
+	tn, intl := uriTN(uri)
 	if tn == "" {
 		return list
 	}
+	list = appendUnique(list, tn)
+	if !intl && cc != "" && len(cc)+len(tn) <= 15 {
+		list = appendUnique(list, cc+tn)
+	}
+	return list
+}
+
+func appendUnique(list []string, tn string) []string {
 	for _, x := range list {
 		if x == tn {
 			return list
@@ -196,7 +226,7 @@ func appendTN(list []string, uri []byte) []string {
 // the result is TN-Validation-Passed. Without any shaken PASSporT the result
 // is No-TN-Validation; otherwise it is the failure of the first one.
 func (v *Verifier) VerifyMsg(m *sip.Msg) Result {
-	call := CallFromMsg(m)
+	call := CallFromMsg(m, v.cfg.CountryCode)
 	var vals [MaxIdentities][]byte
 	n := 0
 	more := false
