@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -86,7 +87,12 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 			MaxEntries: sh.Cache.MaxEntries, MaxFetches: sh.Cache.MaxFetches, MaxBodyBytes: int64(sh.Cache.MaxResponseSize),
 			Relaxed: sh.RelaxX5U,
 		})
-		s.verifier, err = NewVerifier(VerifierConfig{Roots: roots, Certs: cache, MaxAge: sh.MaxAge,
+		// at most half the workers wait for certificate fetches at once
+		workers := cfg.SIP.Workers
+		if workers <= 0 {
+			workers = runtime.NumCPU()
+		}
+		s.verifier, err = NewVerifier(VerifierConfig{Roots: roots, Certs: cache, MaxAge: sh.MaxAge, MaxWaiting: max(1, workers/2),
 			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget, CRL: sh.CRL, CountryCode: sh.CountryCode})
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/e164"
@@ -59,6 +60,10 @@ type VerifierConfig struct {
 	FutureSkew time.Duration
 	// Budget is the longest a call waits for a certificate (default 500ms).
 	Budget time.Duration
+	// MaxWaiting bounds the calls that wait for a certificate at once
+	// (default 4); more do not wait (436 while the fetch goes on), so that
+	// many distinct slow x5u URLs cannot hold every worker.
+	MaxWaiting int
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 	// CRL is the revocation check: CRLOff (default), CRLSoft or CRLHard.
@@ -74,7 +79,8 @@ type VerifierConfig struct {
 // Verifier is the verification service (ATIS-1000074 section 5.3). Safe
 // for concurrent use.
 type Verifier struct {
-	cfg VerifierConfig
+	cfg     VerifierConfig
+	waiting atomic.Int64
 }
 
 // NewVerifier checks cfg and returns a Verifier.
@@ -96,6 +102,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = 4
 	}
 	switch cfg.CRL {
 	case "":
@@ -324,7 +333,12 @@ func (v *Verifier) verifyOne(val []byte, call Call) Result {
 	if !destOK {
 		return res(fail(438, ReasonDestMismatch, fmt.Errorf("dest.tn %v is not the callee %v", p.Claims.Dest, call.Dest)))
 	}
-	entry, err := v.cfg.Certs.Get(p.Header.X5U, v.cfg.Budget)
+	budget := v.cfg.Budget
+	if v.waiting.Add(1) > int64(v.cfg.MaxWaiting) {
+		budget = 0 // enough calls are waiting already: look in the cache only
+	}
+	entry, err := v.cfg.Certs.Get(p.Header.X5U, budget)
+	v.waiting.Add(-1)
 	switch {
 	case errors.Is(err, ErrCertificate):
 		return res(fail(437, ReasonCertificate, err))

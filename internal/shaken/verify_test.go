@@ -3,6 +3,7 @@ package shaken
 import (
 	"crypto/ecdsa"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -256,4 +257,39 @@ func FuzzVerifyMsg(f *testing.F) {
 			_, _ = AppendVerstat(nil, m.Get(sip.HdrFrom), r.Verstat)
 		}
 	})
+}
+
+// Calls waiting for certificates are bounded: beyond MaxWaiting, a call
+// with an uncached x5u does not wait at all.
+func TestVerifyMaxWaiting(t *testing.T) {
+	l := newLab(t)
+	slow := newCertServer(t, l.pki.ChainPEM())
+	block := make(chan struct{})
+	slow.block = block
+	defer close(block)
+	v, err := NewVerifier(VerifierConfig{Roots: l.pki.Roots(), Certs: l.cache, Now: l.clk.Now, Budget: 2 * time.Second, MaxWaiting: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan time.Duration, 6)
+	for i := 0; i < 6; i++ {
+		id := l.identity(t, l.pki.LeafKey, slow.URL+"/"+strconv.Itoa(i), l.claims())
+		go func() {
+			start := time.Now()
+			r := v.VerifyMsg(invite(t, id))
+			if r.Code != 436 {
+				t.Errorf("slow x5u: %+v", r)
+			}
+			done <- time.Since(start)
+		}()
+	}
+	fast := 0
+	for i := 0; i < 6; i++ {
+		if d := <-done; d < time.Second {
+			fast++
+		}
+	}
+	if fast < 4 {
+		t.Fatalf("%d of 6 calls returned at once, want at least 4 (MaxWaiting 2)", fast)
+	}
 }
