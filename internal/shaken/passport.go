@@ -575,7 +575,7 @@ func ParseIdentity(v []byte) (Identity, error) {
 	rest := v[end:]
 	for len(rest) > 0 {
 		// rest starts with ';'
-		rest = bytes.TrimLeft(rest[1:], " \t")
+		rest = bytes.TrimLeft(rest[1:], lws)
 		eq := -1
 		i := 0
 		for ; i < len(rest) && rest[i] != ';' && rest[i] != '='; i++ {
@@ -585,7 +585,7 @@ func ParseIdentity(v []byte) (Identity, error) {
 		if i < len(rest) && rest[i] == '=' {
 			eq = i
 			j := eq + 1
-			for j < len(rest) && (rest[j] == ' ' || rest[j] == '\t') {
+			for j < len(rest) && isLWS(rest[j]) {
 				j++
 			}
 			k, err := paramValueEnd(rest, j)
@@ -595,7 +595,7 @@ func ParseIdentity(v []byte) (Identity, error) {
 			val = bytes.TrimSpace(rest[j:k])
 			i = k
 			for i < len(rest) && rest[i] != ';' {
-				if rest[i] != ' ' && rest[i] != '\t' {
+				if !isLWS(rest[i]) {
 					return Identity{}, fmt.Errorf("%w: junk after parameter %q", ErrMalformed, name)
 				}
 				i++
@@ -648,13 +648,19 @@ func paramValueEnd(b []byte, j int) (int, error) {
 	}
 	k := j
 	for k < len(b) && b[k] != ';' {
-		if b[k] < 0x20 || b[k] == 0x7f {
+		if (b[k] < 0x20 && !isLWS(b[k])) || b[k] == 0x7f {
 			return 0, fmt.Errorf("%w: control byte in a parameter", ErrMalformed)
 		}
 		k++
 	}
 	return k, nil
 }
+
+// lws is linear white space: a folded header value (RFC 3261 7.3.1) keeps
+// its CRLF and the white space after it.
+const lws = " \t\r\n"
+
+func isLWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func unquote(v []byte) []byte {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {

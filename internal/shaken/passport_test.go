@@ -212,6 +212,8 @@ func TestParseIdentity(t *testing.T) {
 		{tok + ";info=<https://c/a.pem>;alg=ES256;ppt=\"shaken\"", "https://c/a.pem", "ES256", "shaken", false},
 		{tok + " ; INFO = <https://c/a;b.pem> ; Alg=ES256 ; PPT = shaken ", "https://c/a;b.pem", "ES256", "shaken", false},
 		{tok + ";info=https://c/a.pem;ppt=div;x=1;flag", "https://c/a.pem", "", "div", false},
+		{tok + ";\r\n info=<https://c/a.pem>;alg=\r\n\tES256 ;\r\n ppt=shaken\r\n ", "https://c/a.pem", "ES256", "shaken", false}, // folded
+		{tok + ";info=<https://c/\r\n a.pem>", "", "", "", true},
 		{tok, "", "", "", false},
 		{tok + ";info=<https://c/a.pem", "", "", "", true},
 		{tok + ";ppt=\"shaken", "", "", "", true},
