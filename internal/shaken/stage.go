@@ -218,7 +218,11 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 		}
 		s.publish(req, r.Reason, r.Code, detail)
 		if p.cfg.Verify == config.ShakenReject {
-			v := chain.ReplyWith(r.Code, verdictReasons[r.Reason])
+			reason, ok := verdictReasons[r.Reason]
+			if !ok {
+				reason = "shaken_failed"
+			}
+			v := chain.ReplyWith(r.Code, reason)
 			v.Warning = reasonPhrase(r.Code)
 			return v
 		}
