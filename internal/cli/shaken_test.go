@@ -2,12 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runShaken(args ...string) (int, string, string) {
@@ -171,5 +174,44 @@ func TestShakenTestPKIRevoked(t *testing.T) {
 	}
 	if code, out, _ := runShaken("verify", "--identity", id, "--trust", root, "--cert", filepath.Join(dir, "revoked.pem"), "--relaxed", "--crl", "off"); code != 0 {
 		t.Fatalf("revoked certificate, crl off: %d %s", code, out)
+	}
+}
+
+// What `sipwarden shaken sign` prints is accepted by `secsipidx -check` with
+// the chain verified against the lab root, and what `secsipidx -sign-full`
+// prints passes `sipwarden shaken verify`. Skipped locally without the tool;
+// in CI (CI=true) .ci/run installs the Debian package secsipidx.
+func TestShakenCLIInteropSecsipidx(t *testing.T) {
+	bin, err := exec.LookPath("secsipidx")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("secsipidx is not installed: .ci/run must install the Debian package secsipidx")
+		}
+		t.Skip("secsipidx is not installed (apt-get install secsipidx)")
+	}
+	dir := t.TempDir()
+	if code, _, errs := runShaken("testpki", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	key, chain, root := filepath.Join(dir, "sp.key"), filepath.Join(dir, "sp.pem"), filepath.Join(dir, "root.pem")
+	code, out, errs := runShaken("sign", "--key", key, "--x5u", "https://cert.example.org/sp.pem", "--orig", "+15551230001", "--dest", "+15559870002", "--attest", "A")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := exec.CommandContext(ctx, bin, "-check", "-identity", strings.TrimSpace(out), "-fpubkey", chain,
+		"-cert-verify", "5", "-ca-file", root, "-expire", "60").CombinedOutput()
+	if err != nil {
+		t.Fatalf("secsipidx -check of sipwarden shaken sign: %v\n%s", err, res)
+	}
+	res, err = exec.CommandContext(ctx, bin, "-sign-full", "-k", key, "-x5u", "https://cert.example.org/sp.pem",
+		"-o", "15551230001", "-d", "15559870002", "-a", "B", "-orig-id", "123e4567-e89b-12d3-a456-426655440000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("secsipidx -sign-full: %v\n%s", err, res)
+	}
+	if code, out, _ := runShaken("verify", "--identity", strings.TrimSpace(string(res)), "--trust", root, "--cert", chain,
+		"--orig", "15551230001", "--dest", "15559870002"); code != 0 || !strings.Contains(out, "verstat=TN-Validation-Passed") || !strings.Contains(out, "attest=B") {
+		t.Fatalf("sipwarden shaken verify of secsipidx -sign-full: %d %s", code, out)
 	}
 }
