@@ -38,9 +38,20 @@
 //     (OID 1.3.6.1.5.5.7.1.26, module with EXPLICIT tags; a SHAKEN
 //     certificate carries exactly one Service Provider Code), chains to the
 //     STI-CA trust anchors, the x5u rules.
+//   - RFC 5280 section 5 and ATIS-1000080: certificate revocation lists
+//     at the signing certificate's distribution point (CRLSoft, CRLHard).
+//   - RFC 9111 and RFC 5861: the freshness of cached certificates
+//     (Cache-Control, Expires, Age, stale-while-revalidate).
 //   - ATIS-1000074: the verification steps and the verstat values
 //     TN-Validation-Passed, TN-Validation-Failed and No-TN-Validation
 //     (3GPP TS 24.229 section 7.2A.20) put on P-Asserted-Identity or From.
+//
+// # The stage
+//
+// Stage (stage.go) is the chain stage "shaken": it signs initial INVITEs
+// from trunks configured with a signer and verifies those from trunks
+// configured to verify, asking the proxy for its header edits. README.md
+// describes its configuration, verdicts, metrics and events.
 //
 // # Libraries
 //
