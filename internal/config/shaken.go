@@ -24,6 +24,10 @@ type Shaken struct {
 	// CountryCode ("1") is put before numbers written without a country
 	// code (no '+' or "00"), when signing and when matching orig and dest.
 	CountryCode string
+	// ReasonHeader is the protocol of the Reason header added to calls whose
+	// verification failed and that pass (verify: mark): "SIP" (RFC 3326,
+	// default) or "STIR" (RFC 9410).
+	ReasonHeader string
 	// CRL is the revocation check: off, soft (default: checked when the CRL
 	// can be had) or hard (a certificate whose CRL cannot be had fails).
 	CRL string
@@ -79,6 +83,7 @@ type rawShaken struct {
 	RelaxX5U     bool              `yaml:"relax_x5u_for_tests"`
 	CRL          string            `yaml:"crl"`
 	CountryCode  string            `yaml:"country_code"`
+	ReasonHeader string            `yaml:"reason_header"`
 	Cache        rawShakenCache    `yaml:"cache"`
 	Signers      []rawShakenSigner `yaml:"signers"`
 	Trunks       []rawShakenTrunk  `yaml:"trunks"`
@@ -111,7 +116,7 @@ type rawShakenTrunk struct {
 
 func init() {
 	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "shaken")
-	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "country_code", "cache", "signers", "trunks"}
+	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "country_code", "reason_header", "cache", "signers", "trunks"}
 	knownKeys["rawShakenCache"] = []string{"default_ttl", "min_ttl", "max_ttl", "stale_while_revalidate", "negative_ttl", "max_entries", "max_fetches", "max_response_size"}
 	knownKeys["rawShakenSigner"] = []string{"name", "key", "x5u"}
 	knownKeys["rawShakenTrunk"] = []string{"trunk", "sign", "gateway", "dest_from_ruri", "verify"}
@@ -129,6 +134,7 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 		RelaxX5U:     r.RelaxX5U,
 		CRL:          r.CRL,
 		CountryCode:  strings.TrimPrefix(r.CountryCode, "+"),
+		ReasonHeader: strings.ToUpper(r.ReasonHeader),
 		Cache: ShakenCache{
 			DefaultTTL:           v.duration(at("cache", "default_ttl"), r.Cache.DefaultTTL, 24*time.Hour),
 			MinTTL:               v.duration(at("cache", "min_ttl"), r.Cache.MinTTL, time.Minute),
@@ -142,6 +148,13 @@ func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 	}
 	if cc := s.CountryCode; cc != "" && (len(cc) > 3 || strings.Trim(cc, "0123456789") != "" || cc[0] == '0') {
 		v.fail(at("country_code"), "must be 1 to 3 digits (an E.164 country code such as 1 or 44), got %q", r.CountryCode)
+	}
+	switch s.ReasonHeader {
+	case "":
+		s.ReasonHeader = "SIP"
+	case "SIP", "STIR":
+	default:
+		v.fail(at("reason_header"), "must be sip (RFC 3326) or stir (RFC 9410), got %q", r.ReasonHeader)
 	}
 	switch s.CRL {
 	case "":

@@ -25,6 +25,9 @@ func TestShakenGood(t *testing.T) {
 		s.Cache.MaxResponseSize != 32<<10 || s.Cache.StaleWhileRevalidate != time.Hour {
 		t.Errorf("cache %+v", s.Cache)
 	}
+	if s.ReasonHeader != "STIR" {
+		t.Errorf("reason_header %q", s.ReasonHeader)
+	}
 	if s.CountryCode != "1" {
 		t.Errorf("country_code %q", s.CountryCode)
 	}

@@ -27,6 +27,8 @@ type Stage struct {
 	enabled  bool
 	// countryCode is put before numbers written without one.
 	countryCode string
+	// reasonProto is the protocol of the Reason header of marked failures: SIP or STIR.
+	reasonProto string
 }
 
 type trunkPolicy struct {
@@ -42,7 +44,10 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 	if st == nil {
 		st = &State{}
 	}
-	s := &Stage{trunks: map[*config.Trunk]*trunkPolicy{}, bus: bus, met: st.Metrics, enabled: sh.Enabled(), countryCode: sh.CountryCode}
+	s := &Stage{trunks: map[*config.Trunk]*trunkPolicy{}, bus: bus, met: st.Metrics, enabled: sh.Enabled(), countryCode: sh.CountryCode, reasonProto: sh.ReasonHeader}
+	if s.reasonProto == "" {
+		s.reasonProto = "SIP"
+	}
 	if !s.enabled {
 		return s, nil
 	}
@@ -226,9 +231,11 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 			v.Warning = reasonPhrase(r.Code)
 			return v
 		}
-		// passed on, with the verdict and why (RFC 8224 section 6.2.2, Reason header of RFC 3326)
+		// passed on, with the verdict and why: a Reason header (RFC 3326, or
+		// the STIR protocol of RFC 9410 section 3)
 		var b []byte
-		b = append(b, "SIP ;cause="...)
+		b = append(b, s.reasonProto...)
+		b = append(b, " ;cause="...)
 		b = strconv.AppendInt(b, int64(r.Code), 10)
 		b = append(b, ` ;text="`...)
 		b = append(b, reasonPhrase(r.Code)...)

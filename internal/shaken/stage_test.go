@@ -207,6 +207,13 @@ func TestStageVerify(t *testing.T) {
 		string(fwd.Get(sip.HdrReason)) != `SIP ;cause=403 ;text="Stale Date"` {
 		t.Fatalf("mark: %+v\n%s", v, fwd.Bytes())
 	}
+	// RFC 9410 form
+	l.stage.reasonProto = "STIR"
+	_, fwd = l.run(t, "carrier", invite(t, stale))
+	if string(fwd.Get(sip.HdrReason)) != `STIR ;cause=403 ;text="Stale Date"` {
+		t.Fatalf("RFC 9410 Reason:\n%s", fwd.Bytes())
+	}
+	l.stage.reasonProto = "SIP"
 	// reject: the RFC 8224 code, a stable reason, and an event
 	v, _ = l.run(t, "strict", invite(t, stale))
 	if v.Action != chain.Reply || v.Code != 403 || v.Reason != "shaken_stale_date" || v.Warning != "Stale Date" {
