@@ -281,7 +281,10 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	s.st.Guard.Success(&s.bf, src, trunk, acct.Username)
 	s.st.presence.mark(src, trunk, now, s.remember)
 	req.Account = acct.Username
-	req.CredentialsHeader = at + 1
+	// Credentials for our own realm end here (RFC 3261 section 22.3 leaves
+	// others for the next hop): the protected side never sees a digest
+	// response it could replay.
+	req.DeleteHeader(at)
 	s.count(ta, "success")
 	s.publish(req, events.AuthSuccess, "success", 0, accountDetail(acct))
 	return chain.Next()

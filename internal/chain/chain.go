@@ -174,12 +174,6 @@ type Request struct {
 	// Account is set by the auth stage: the digest account that
 	// authenticated the request (a configured username, never message bytes).
 	Account string
-	// CredentialsHeader is set by the auth stage: 1 + the index in Msg of
-	// the header field holding the credentials it verified (0: none). The
-	// proxy removes that field before forwarding: credentials for our own
-	// realm end here (RFC 3261 section 22.3 leaves others for the next hop),
-	// so the protected side never sees a digest response it could replay.
-	CredentialsHeader int
 
 	// Set by the route stage.
 	// DestTrunk is the trunk a call from an upstream is going to (nil for calls to an upstream).
@@ -192,6 +186,7 @@ type Request struct {
 
 	holds  [MaxHolds]Releaser
 	nholds int
+	edits  headerEdits // edits.go
 }
 
 // Reset clears the request for reuse.

@@ -25,9 +25,13 @@ package chain
 //     they are answered.
 //   - registrar: answers the authenticated REGISTERs of digest trunks that
 //     have one (bindings, 423); needs the account that auth established.
+//   - shaken: signs calls from trunks whose numbers we vouch for and verifies
+//     calls from carrier trunks (STIR/SHAKEN); needs the trunk from acl, and
+//     runs after limits so that no signature or certificate fetch is spent on
+//     a call the limits refuse.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
-// Stages of later capabilities slot in between (fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "route"}
+// Stages of later capabilities slot in between (fraud and media before route).
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "shaken", "route"}

@@ -23,6 +23,7 @@ Commands:
   ban           add, remove or list bans
   passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
+  shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -50,6 +51,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return PasswdCommand(rest, os.Stdin, stdout, stderr)
 	case "firewall":
 		return FirewallCommand(rest, stdout, stderr)
+	case "shaken":
+		return ShakenCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

@@ -20,6 +20,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/route"
 	"github.com/sipwarden/sipwarden/internal/sanity"
 	"github.com/sipwarden/sipwarden/internal/scanner"
+	"github.com/sipwarden/sipwarden/internal/shaken"
 )
 
 // deps are what lives for the whole process and every chain shares: the
@@ -40,6 +41,7 @@ type deps struct {
 	// bindings and their metrics, created by the first buildRuntime
 	registrar    *registrar.Registrar
 	registrarMet *registrar.Metrics
+	shaken       *shaken.State
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -54,6 +56,7 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		scanner: scanner.NewMetrics(reg),
 		limits:  limits.NewRegistry(reg),
 		route:   route.NewMetrics(reg),
+		shaken:  shaken.NewState(reg),
 	}
 }
 
@@ -95,6 +98,10 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("limits: %w", err)
 	}
+	shakenStage, err := shaken.NewStage(cfg, &cfg.Shaken, d.shaken, d.bus)
+	if err != nil {
+		return nil, fmt.Errorf("shaken: %w", err)
+	}
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
 	if err != nil {
 		return nil, fmt.Errorf("route: %w", err)
@@ -124,6 +131,9 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 			}
 			return route.Location{URI: bs[0].Contact, Transport: bs[0].Transport, Addr: bs[0].Source}, true
 		})
+	}
+	if cfg.Shaken.Enabled() {
+		stages = append(stages, shakenStage)
 	}
 	stages = append(stages, routeStage)
 	if d.bans != nil {
@@ -160,6 +170,7 @@ var stageSummaries = map[string]string{
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
 	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
+	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",

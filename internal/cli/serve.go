@@ -344,6 +344,9 @@ func (s *server) closeAll() {
 	if s.proxy != nil {
 		s.proxy.Close()
 	}
+	if s.deps != nil {
+		s.deps.shaken.Close() // certificate fetches in progress
+	}
 	if s.cdrs != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := s.cdrs.Close(ctx); err != nil {

@@ -233,6 +233,7 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Bans.Feeds {
 		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
 	}
+	c.Shaken.resolvePaths(dir)
 }
 
 // CheckFiles verifies that the files the configuration names can be read.

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Shaken configures STIR/SHAKEN signing and verification (shaken.go).
+	Shaken Shaken
 	// Auth configures digest authentication and brute-force detection (auth.go).
 	Auth Auth
 	// Firewall configures the kernel firewall integration.

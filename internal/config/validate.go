@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Shaken         rawShaken     `yaml:"shaken"`
 	Auth           rawAuth       `yaml:"auth"`
 	Firewall       rawFirewall   `yaml:"firewall"`
 }
@@ -679,6 +680,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		}
 		c.Trunks = append(c.Trunks, tr)
 	}
+	c.Shaken = v.shaken(&raw.Shaken, c)
 	return c
 }
 

@@ -52,6 +52,8 @@ const (
 	// over by another source address.
 	RegistrationNewSource
 	BindingReplaced
+	// Shaken: a STIR/SHAKEN verification failed, or a call could not be signed.
+	Shaken
 )
 
 var kindNames = [...]string{
@@ -74,6 +76,7 @@ var kindNames = [...]string{
 	AccountLocked:         "account_locked",
 	RegistrationNewSource: "registration_new_source",
 	BindingReplaced:       "binding_replaced",
+	Shaken:                "shaken",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -15,11 +15,8 @@ import (
 // initial requests (two entries when the call changes listener), Max-Forwards
 // decremented. The result is in w.out.
 // retarget carries what the chain decided to change in an initial request
-// beyond the routing headers.
+// beyond the routing headers and the stages' header edits (edits.go).
 type retarget struct {
-	// credentials is 1 + the index of a header field to leave out (the
-	// credentials the auth stage verified); 0: none.
-	credentials int
 	// ruri replaces the Request-URI when not empty (a registered contact).
 	ruri string
 }
@@ -28,9 +25,6 @@ func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Lis
 	ed := &w.ed
 	ed.Reset(m)
 	arena := w.tmp[:0]
-	if rt.credentials > 0 {
-		ed.DeleteHeader(rt.credentials - 1)
-	}
 	if rt.ruri != "" {
 		ed.SetRequestURI([]byte(rt.ruri))
 	}

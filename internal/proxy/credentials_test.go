@@ -8,15 +8,18 @@ import (
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
-// consumeStage plays the auth stage: it marks the first Proxy-Authorization
-// field as the credentials it verified.
+// consumeStage plays the auth stage: it asks for the first
+// Proxy-Authorization field (the credentials it verified) to be removed, and
+// adds a header, as the shaken stage does, so that indexes would shift if the
+// proxy applied the two kinds of change apart.
 type consumeStage struct{}
 
 func (consumeStage) Name() string { return "auth" }
 func (consumeStage) Handle(req *chain.Request) chain.Verdict {
 	if i := req.Msg.Find(sip.HdrProxyAuthorization, 0); i >= 0 {
 		req.Account = "alice"
-		req.CredentialsHeader = i + 1
+		req.DeleteHeader(i)
+		req.AddHeader("Identity", []byte("x.y.z;info=<https://cert.example/x.pem>"))
 	}
 	return chain.Next()
 }
@@ -34,6 +37,9 @@ func TestOwnCredentialsAreNotForwarded(t *testing.T) {
 	var m sip.Msg
 	if err := m.Parse(rec.last); err != nil || m.Method() != sip.INVITE {
 		t.Fatalf("forwarded: %v\n%s", err, rec.last)
+	}
+	if m.Get(sip.HdrIdentity) == nil {
+		t.Fatalf("the added header is missing:\n%s", rec.last)
 	}
 	if n := m.Count(sip.HdrProxyAuthorization); n != 1 || !strings.Contains(string(m.Get(sip.HdrProxyAuthorization)), `realm="carrier.example"`) {
 		t.Fatalf("forwarded INVITE carries %d Proxy-Authorization fields, want only the carrier's:\n%s", n, rec.last)

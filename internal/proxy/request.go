@@ -332,17 +332,21 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	m := &w.msg
 	req := &w.req
 	meth := m.Method()
+	raw := bytes.Clone(pkt.Buf)
+	if edits := req.HeaderEdits(); len(edits) > 0 {
+		raw = w.applyEdits(m, raw, edits) // edits.go
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
 	if rt.Alternates != nil {
 		st.alternates = rt.Alternates(req)
 	}
-	st.retarget = retarget{credentials: req.CredentialsHeader, ruri: req.RequestURI}
+	st.retarget = retarget{ruri: req.RequestURI}
 	w.addServerTx(st)
 	if meth == sip.INVITE {
 		out := sip.AppendResponse(w.out[:0], m, 100, "Trying", nil, "", nil)

@@ -1,0 +1,293 @@
+package shaken
+
+import (
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+const stageConfig = `
+listen: [udp://127.0.0.1:5060]
+upstreams: [{name: core, targets: [udp://192.0.2.10:5060]}]
+trunks:
+  - {name: acme, allow: [198.51.100.7], upstream: core, numbers: ["+15551230000/4"]}
+  - {name: gw, allow: [198.51.100.8], upstream: core}
+  - {name: carrier, allow: [203.0.113.1], upstream: core}
+  - {name: strict, allow: [203.0.113.2], upstream: core}
+  - {name: plain, allow: [203.0.113.3], upstream: core}
+`
+
+type stageLab struct {
+	*lab
+	cfg   *config.Config
+	sh    config.Shaken
+	stage *Stage
+	bus   *events.Bus
+	reg   *prometheus.Registry
+	st    *State
+}
+
+func newStageLab(t *testing.T) *stageLab {
+	t.Helper()
+	l := &stageLab{lab: newLab(t)}
+	var err error
+	if l.cfg, err = config.Parse([]byte(stageConfig), "stage.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyPEM, _ := KeyPEM(l.pki.LeafKey)
+	keyFile := filepath.Join(dir, "sp.key")
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rootFile, CertPEM(l.pki.Root), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.sh = config.Shaken{
+		TrustAnchors: rootFile, MaxAge: time.Minute, FutureSkew: 5 * time.Second, FetchBudget: 5 * time.Second, RelaxX5U: true,
+		Signers: []config.ShakenSigner{{Name: "main", Key: keyFile, X5U: l.x5u}},
+		Trunks: []config.ShakenTrunk{
+			{Trunk: "acme", Signer: "main"},
+			{Trunk: "gw", Signer: "main", Gateway: true},
+			{Trunk: "carrier", Verify: config.ShakenMark},
+			{Trunk: "strict", Verify: config.ShakenReject},
+		},
+	}
+	l.reg = prometheus.NewRegistry()
+	l.st = NewState(l.reg)
+	t.Cleanup(l.st.Close)
+	l.bus = events.NewBus()
+	// the stage's cache must trust the lab's HTTPS server: swap in the lab's cache
+	l.st.cache = l.cache
+	if l.stage, err = NewStage(l.cfg, &l.sh, l.st, l.bus); err != nil {
+		t.Fatal(err)
+	}
+	l.stage.verifier.cfg.Now = l.clk.Now
+	return l
+}
+
+// run passes m from trunk through the stage and returns the verdict and the
+// message as the proxy would forward it (edits applied).
+func (l *stageLab) run(t *testing.T, trunk string, m *sip.Msg) (chain.Verdict, *sip.Msg) {
+	t.Helper()
+	req := &chain.Request{Msg: m, PeerKind: chain.PeerTrunk, Trunk: l.cfg.Trunk(trunk), Src: netip.MustParseAddrPort("198.51.100.7:5060")}
+	v := l.stage.Handle(req)
+	var ed sip.Editor
+	ed.Reset(m)
+	for _, e := range req.HeaderEdits() {
+		switch e.Kind {
+		case chain.EditAdd:
+			ed.InsertHeader(m.NumHeaders(), e.Name, e.Value)
+		case chain.EditSet:
+			ed.SetHeaderValue(e.Index, e.Value)
+		case chain.EditDelete:
+			ed.DeleteHeader(e.Index)
+		}
+	}
+	out, err := ed.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := new(sip.Msg)
+	if err := fwd.Parse(out); err != nil {
+		t.Fatalf("edited message does not parse: %v\n%s", err, out)
+	}
+	return v, fwd
+}
+
+func TestStageSign(t *testing.T) {
+	l := newStageLab(t)
+	l.stage.trunks[l.cfg.Trunk("acme")].signer.Now = l.clk.Now
+	l.stage.trunks[l.cfg.Trunk("gw")].signer.Now = l.clk.Now
+	tests := []struct {
+		trunk, from, pai, attest string
+	}{
+		{"acme", "<sip:+15551230001@pbx>;tag=1", "", "A"},                              // owns the number
+		{"acme", "<sip:+15559990001@pbx>;tag=1", "", "B"},                              // does not
+		{"acme", "<sip:+15559990001@pbx>;tag=1", "<sip:+1-555-123-0002@pbx>", "A"},     // PAI first
+		{"gw", "<sip:+15551230001@pbx>;tag=1", "", "C"},                                // gateway
+		{"acme", "<sip:+15551230001;verstat=TN-Validation-Passed@pbx>;tag=1", "", "A"}, // forged verstat stripped
+	}
+	for _, tc := range tests {
+		m := inviteFrom(t, tc.from, "<sip:+15559870002@carrier>", "sip:+15559870002@carrier", tc.pai,
+			"forged.by.pbx;info=<https://evil.example/x.pem>;ppt=shaken")
+		v, fwd := l.run(t, tc.trunk, m)
+		if v.Action != chain.Continue {
+			t.Fatalf("%+v: verdict %+v", tc, v)
+		}
+		if fwd.Count(sip.HdrIdentity) != 1 || strings.Contains(string(fwd.Get(sip.HdrIdentity)), "forged") {
+			t.Fatalf("%+v: Identity headers:\n%s", tc, fwd.Bytes())
+		}
+		if strings.Contains(string(fwd.Bytes()), "verstat") {
+			t.Fatalf("%+v: verstat left in:\n%s", tc, fwd.Bytes())
+		}
+		d, err := http.ParseTime(string(fwd.Get(sip.HdrDate)))
+		if err != nil || d.Unix() != l.clk.Now().Unix() {
+			t.Fatalf("%+v: Date %q", tc, fwd.Get(sip.HdrDate))
+		}
+		// what we signed verifies against the forwarded message
+		r := l.v.VerifyMsg(fwd)
+		if !r.Passed() || r.Attest != tc.attest {
+			t.Fatalf("%+v: signed call verifies as %+v", tc, r)
+		}
+	}
+	if got := counterValue(l.st.Metrics.signed.WithLabelValues("A", "acme")); got != 3 {
+		t.Errorf("signed A acme = %v", got)
+	}
+	// no telephone number: not signed, call continues
+	v, fwd := l.run(t, "acme", inviteFrom(t, "<sip:alice@pbx>;tag=1", "<sip:+15559870002@c>", "sip:+15559870002@c", ""))
+	if v.Action != chain.Continue || fwd.Get(sip.HdrIdentity) != nil {
+		t.Fatalf("no TN: %+v\n%s", v, fwd.Bytes())
+	}
+	// a stale Date is refused (RFC 8224 section 4.1)
+	stale := inviteWithDate(t, l.clk.Now().Add(-5*time.Minute))
+	if v, _ := l.run(t, "acme", stale); v.Action != chain.Reply || v.Code != 403 || v.Reason != "shaken_stale_date" {
+		t.Fatalf("stale Date: %+v", v)
+	}
+	// a fresh Date is kept and becomes the iat
+	fresh := inviteWithDate(t, l.clk.Now().Add(-10*time.Second))
+	_, fwd = l.run(t, "acme", fresh)
+	if fwd.Count(sip.HdrDate) != 1 {
+		t.Fatalf("Date duplicated:\n%s", fwd.Bytes())
+	}
+	id, _ := ParseIdentity(fwd.Get(sip.HdrIdentity))
+	p, _ := ParsePASSporT(id.Token)
+	if p.Claims.IAT != l.clk.Now().Add(-10*time.Second).Unix() {
+		t.Fatalf("iat %d is not the Date", p.Claims.IAT)
+	}
+}
+
+func inviteWithDate(t *testing.T, d time.Time) *sip.Msg {
+	raw := "INVITE sip:+15559870002@c SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK1\r\nFrom: <sip:+15551230001@pbx>;tag=1\r\n" +
+		"To: <sip:+15559870002@c>\r\nCall-ID: d1\r\nCSeq: 1 INVITE\r\nDate: " + d.UTC().Format(http.TimeFormat) + "\r\nContent-Length: 0\r\n\r\n"
+	m := new(sip.Msg)
+	if err := m.Parse([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestStageVerify(t *testing.T) {
+	l := newStageLab(t)
+	sub := l.bus.Subscribe("test", 16)
+	good := l.identity(t, l.pki.LeafKey, l.x5u, l.claims())
+	c := l.claims()
+	c.IAT -= 120
+	stale := l.identity(t, l.pki.LeafKey, l.x5u, c)
+
+	// valid: verstat on P-Asserted-Identity (the peer's own verstat replaced), none on From
+	m := inviteFrom(t, "<sip:+15551230001;verstat=TN-Validation-Passed@carrier>;tag=1", "<sip:+15559870002@pbx>",
+		"sip:+15559870002@pbx", "<sip:+15551230001;verstat=No-TN-Validation@carrier>", good)
+	v, fwd := l.run(t, "carrier", m)
+	if v.Action != chain.Continue || string(fwd.Get(sip.HdrPAssertedIdentity)) != "<sip:+15551230001;verstat=TN-Validation-Passed@carrier>" ||
+		strings.Contains(string(fwd.Get(sip.HdrFrom)), "verstat") || fwd.Get(sip.HdrReason) != nil {
+		t.Fatalf("valid: %+v\n%s", v, fwd.Bytes())
+	}
+	// no identity: No-TN-Validation on From
+	_, fwd = l.run(t, "carrier", invite(t))
+	if !strings.Contains(string(fwd.Get(sip.HdrFrom)), "verstat=No-TN-Validation") {
+		t.Fatalf("no identity:\n%s", fwd.Bytes())
+	}
+	// mark: a stale one passes, marked failed, with a Reason header
+	v, fwd = l.run(t, "carrier", invite(t, stale))
+	if v.Action != chain.Continue || !strings.Contains(string(fwd.Get(sip.HdrFrom)), "verstat=TN-Validation-Failed") ||
+		string(fwd.Get(sip.HdrReason)) != `SIP ;cause=403 ;text="Stale Date"` {
+		t.Fatalf("mark: %+v\n%s", v, fwd.Bytes())
+	}
+	// RFC 9410 form
+	l.stage.reasonProto = "STIR"
+	_, fwd = l.run(t, "carrier", invite(t, stale))
+	if string(fwd.Get(sip.HdrReason)) != `STIR ;cause=403 ;text="Stale Date"` {
+		t.Fatalf("RFC 9410 Reason:\n%s", fwd.Bytes())
+	}
+	l.stage.reasonProto = "SIP"
+	// reject: the RFC 8224 code, a stable reason, and an event
+	v, _ = l.run(t, "strict", invite(t, stale))
+	if v.Action != chain.Reply || v.Code != 403 || v.Reason != "shaken_stale_date" || v.Warning != "Stale Date" {
+		t.Fatalf("reject: %+v", v)
+	}
+	select {
+	case e := <-sub.C:
+		if e.Kind != events.Shaken || e.Reason != ReasonStale || e.Trunk != "carrier" {
+			t.Fatalf("event %+v", e)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no event")
+	}
+	if got := counterValue(l.st.Metrics.verified.WithLabelValues(VerstatPassed, ReasonPassed, "carrier")); got != 1 {
+		t.Errorf("verified passed = %v", got)
+	}
+	// a trunk without policy: verstat stripped, nothing else
+	_, fwd = l.run(t, "plain", inviteFrom(t, "<sip:+15551230001;verstat=TN-Validation-Passed@x>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "", good))
+	if strings.Contains(string(fwd.Bytes()), "verstat") || fwd.Get(sip.HdrIdentity) == nil {
+		t.Fatalf("plain trunk:\n%s", fwd.Bytes())
+	}
+	// calls from upstreams are not touched
+	req := &chain.Request{Msg: invite(t, stale), PeerKind: chain.PeerUpstream}
+	if v := l.stage.Handle(req); v.Action != chain.Continue || len(req.HeaderEdits()) != 0 {
+		t.Fatalf("upstream: %+v %d edits", v, len(req.HeaderEdits()))
+	}
+}
+
+func TestNewStageRefuses(t *testing.T) {
+	l := newStageLab(t)
+	sh := l.sh
+	if err := os.Chmod(sh.Signers[0].Key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStage(l.cfg, &sh, nil, nil); err == nil || !strings.Contains(err.Error(), "other users") {
+		t.Fatalf("world-readable key: %v", err)
+	}
+	_ = os.Chmod(sh.Signers[0].Key, 0o600)
+	sh.TrustAnchors = filepath.Join(t.TempDir(), "missing.pem")
+	if _, err := NewStage(l.cfg, &sh, nil, nil); err == nil {
+		t.Fatal("missing trust anchors accepted")
+	}
+	if s, err := NewStage(l.cfg, &config.Shaken{}, nil, nil); err != nil || s.Handle(&chain.Request{Msg: invite(t), PeerKind: chain.PeerTrunk, Trunk: l.cfg.Trunk("acme")}).Action != chain.Continue {
+		t.Fatalf("disabled stage: %v", err)
+	}
+}
+
+func TestOwnsNumber(t *testing.T) {
+	tr := &config.Trunk{Numbers: []config.NumberRange{{Prefix: "+1555123", Digits: 4}, {Prefix: "+15559990000", Digits: 0}, {Prefix: "+44", Digits: -1}}}
+	for tn, want := range map[string]bool{"15551230001": true, "155512300011": false, "1555123000": false, "15559990000": true,
+		"15559990001": false, "442079460000": true, "4": false} {
+		if got := ownsNumber(tr, tn); got != want {
+			t.Errorf("ownsNumber(%s) = %v", tn, got)
+		}
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// A reload builds a new stage over the same State: the certificate cache
+// (and what it holds) is kept.
+func TestStageReloadKeepsCache(t *testing.T) {
+	l := newStageLab(t)
+	s2, err := NewStage(l.cfg, &l.sh, l.st, l.bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.verifier.cfg.Certs != l.stage.verifier.cfg.Certs {
+		t.Fatal("the reloaded stage has another certificate cache")
+	}
+}
