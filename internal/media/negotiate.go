@@ -23,6 +23,8 @@ type side struct {
 	// decrypt), send is ours (we encrypt, it decrypts).
 	secure     bool
 	recv, send Crypto
+	// inactive: the peer's a=inactive (no media either way, RFC 3264 section 5.1).
+	inactive bool
 }
 
 // remote returns the peer's RTP and RTCP addresses; ok is false while unknown or on hold.
@@ -303,6 +305,7 @@ func readSide(sd *sdp.SessionDescription, md *sdp.MediaDescription, s *side) err
 		return fmt.Errorf("%w: m=%s port %d", ErrBadSDP, md.MediaName.Media, port)
 	}
 	s.addr, s.port, s.rtcpPort = addr, port, rtcpPort(md, port)
+	_, s.inactive = md.Attribute("inactive")
 	s.proto = append(s.proto[:0:0], md.MediaName.Protos...)
 	return nil
 }
