@@ -63,8 +63,8 @@ type Relay struct {
 	sessions map[string]*session
 	closed   bool
 
-	stop    chan struct{}
-	reaper  sync.WaitGroup
+	stop   chan struct{}
+	reaper sync.WaitGroup
 }
 
 // session is the relay's state for one call.

@@ -251,11 +251,11 @@ func TestRelayBridging(t *testing.T) {
 	required, _ := TrunkPolicy("required", "relay", false, LegA)
 	toTrunk, _ := TrunkPolicy("bridge", "relay", false, LegB)
 	tests := []struct {
-		name          string
-		pol           Policy
+		name           string
+		pol            Policy
 		aProto, bProto string
-		aSuite        Suite
-		wantA, wantB  string
+		aSuite         Suite
+		wantA, wantB   string
 	}{
 		{"SRTP trunk to plain PBX (AES_CM_80)", bridge, "RTP/SAVP", "RTP/AVP", AES_CM_128_HMAC_SHA1_80, "srtp:AES_CM_128_HMAC_SHA1_80", "rtp"},
 		{"SRTP trunk to plain PBX (AES_CM_32)", bridge, "RTP/SAVP", "RTP/AVP", AES_CM_128_HMAC_SHA1_32, "srtp:AES_CM_128_HMAC_SHA1_32", "rtp"},
