@@ -16,10 +16,13 @@ package chain
 //   - scanner: drops (and bans) requests with the signature of a scanner or
 //     attack tool; needs the parsed headers that sanity vouched for.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
+//   - media:  refuses (488) offers from trunks whose policy requires SRTP when a
+//     stream lacks acceptable crypto; after limits so that refused calls were
+//     counted, before route so that nothing is routed that would be refused.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
 // Stages of later capabilities slot in between (auth and registrar before
 // limits; fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "route"}
+var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "media", "route"}

@@ -165,3 +165,9 @@ func (v *validator) trunkMedia(base []any, raw rawTrunkMedia, m Media) TrunkMedi
 	}
 	return t
 }
+
+func init() {
+	for k, v := range mediaKnownKeys {
+		knownKeys[k] = v
+	}
+}

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Media configures the media relay (media.go).
+	Media Media
 }
 
 // Flood configures the flood stage: request budgets per source address (and,
@@ -216,6 +218,8 @@ type Trunk struct {
 	// Flood is this trunk's flood profile (the default trunk profile with
 	// this trunk's overrides applied).
 	Flood FloodProfile
+	// Media is the trunk's media policy (media.go).
+	Media TrunkMedia
 }
 
 // Values of Trunk.Auth.

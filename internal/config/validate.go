@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Media          rawMedia      `yaml:"media"`
 }
 
 type rawFlood struct {
@@ -139,6 +140,7 @@ type rawTrunk struct {
 	Limits   rawTrunkLimits  `yaml:"limits"`
 	TLS      rawTrunkTLS     `yaml:"tls"`
 	Flood    rawFloodProfile `yaml:"flood"`
+	Media    rawTrunkMedia   `yaml:"media"`
 }
 
 type rawTrunkLimits struct {
@@ -153,7 +155,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "media"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
 	"rawScanner":      {"enabled", "signatures", "ban_after"},
 	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
@@ -167,7 +169,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -600,6 +602,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		up.Allow = addPrefixes(append(base, "allow"), u.Allow, "upstreams["+strconv.Itoa(i)+"] ("+u.Name+")")
 		c.Upstreams = append(c.Upstreams, up)
 	}
+	c.Media = v.media(raw.Media)
 	numbers := map[string]string{}
 	for i, t := range raw.Trunks {
 		base := p("trunks", i)
@@ -638,6 +641,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
+		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
 		}

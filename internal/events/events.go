@@ -40,6 +40,8 @@ const (
 	Scanner
 	// Flood: a peer's source exceeded a flood budget.
 	Flood
+	// MediaRefused: an offer refused by a trunk's media policy (488).
+	MediaRefused
 )
 
 var kindNames = [...]string{
@@ -55,6 +57,7 @@ var kindNames = [...]string{
 	Unban:          "unban",
 	Scanner:        "scanner",
 	Flood:          "flood",
+	MediaRefused:   "media_refused",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).
