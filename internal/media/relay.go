@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -53,11 +54,12 @@ const (
 // Relay anchors the media of calls. It is safe for concurrent use; all
 // methods take the call's SIP Call-ID as its key.
 type Relay struct {
-	cfg    Config
-	ports  *Ports
-	met    *metrics
-	params relayParams
-	log    *slog.Logger
+	cfg     Config
+	ports   *Ports
+	pollers []*poller
+	met     *metrics
+	params  relayParams
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -146,6 +148,10 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.MaxPacketRate > 0 {
 		r.params.rateGap = int64(time.Second) / int64(cfg.MaxPacketRate)
 		r.params.rateBurst = int64(time.Second) / 4 // a quarter second of packets at once
+	}
+	r.pollers, err = newPollers(runtime.GOMAXPROCS(0), &r.params, cfg.PortMin, cfg.PortMax-cfg.PortMin+2)
+	if err != nil {
+		return nil, err
 	}
 	r.reaper.Add(1)
 	go r.reap()
@@ -284,6 +290,7 @@ func (r *Relay) Shutdown() {
 	for _, s := range all {
 		r.closeSession(s)
 	}
+	stopPollers(r.pollers)
 }
 
 func (r *Relay) session(callID string, pol Policy) (s *session, created bool, err error) {
@@ -332,8 +339,16 @@ func (r *Relay) offer(s *session, from Leg, body []byte) (out []byte, err error)
 		return marshal(sd)
 	}
 	// A new offer replaces one still pending (an INVITE retried after a
-	// 401/407, or glare): the streams it opened go.
-	r.release(s, s.neg.abandon())
+	// 401/407, or glare): the streams it opened go, and their ports are
+	// back in the range before new ones are taken.
+	var wg sync.WaitGroup
+	for _, p := range s.neg.abandon() {
+		if st := s.streams[p[LegA]]; st != nil {
+			wg.Add(1)
+			r.closeStream(s, st, wg.Done)
+		}
+	}
+	wg.Wait()
 	s.fresh = s.fresh[:0]
 	alloc := func(int) ([2]int, error) { return r.openStream(s) }
 	if err := s.neg.offer(from, sd, alloc); err != nil {
@@ -370,7 +385,12 @@ func (r *Relay) openStream(s *session) ([2]int, error) {
 		}
 		r.met.ports.Add(2)
 		r.met.streams.Inc()
-		st.start(&r.params, &s.readers)
+		s.readers.Add(1)
+		w := r.pollers[(pa/2)%len(r.pollers)]
+		if err := w.add(st); err != nil {
+			w.remove(st, r.freeStream(s, st))
+			return [2]int{}, fmt.Errorf("media relay: %w", err)
+		}
 		s.streams[pa] = st
 		s.fresh = append(s.fresh, st)
 		return st.ports, nil
@@ -378,16 +398,34 @@ func (r *Relay) openStream(s *session) ([2]int, error) {
 	return [2]int{}, fmt.Errorf("%w: bind: %v", ErrNoPorts, lastErr)
 }
 
-func (r *Relay) closeStream(s *session, st *relayStream) {
+// closeStream hands the stream to its poller to close; then (optional) runs.
+func (r *Relay) closeStream(s *session, st *relayStream, then ...func()) {
 	if s.streams[st.ports[LegA]] != st {
+		for _, f := range then {
+			f()
+		}
 		return
 	}
 	delete(s.streams, st.ports[LegA])
-	st.close()
-	r.ports.Put(st.ports[LegA])
-	r.ports.Put(st.ports[LegB])
-	r.met.ports.Sub(2)
-	r.met.streams.Dec()
+	free := r.freeStream(s, st)
+	st.poller.remove(st, func() {
+		free()
+		for _, f := range then {
+			f()
+		}
+	})
+}
+
+// freeStream returns what runs once a stream's sockets are closed: its
+// ports go back to the range and the session stops waiting for it.
+func (r *Relay) freeStream(s *session, st *relayStream) func() {
+	return func() {
+		r.ports.Put(st.ports[LegA])
+		r.ports.Put(st.ports[LegB])
+		r.met.ports.Sub(2)
+		r.met.streams.Dec()
+		s.readers.Done()
+	}
 }
 
 func (r *Relay) release(s *session, released [][2]int) {

@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The relay starts a reader goroutine per socket and a reaper: goleak checks
-// that Close and Shutdown end every one of them.
+// The relay starts pollers (a goroutine each; one per socket off Linux) and
+// a reaper: goleak checks that Shutdown ends every one of them.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var testPortBase atomic.Int32

@@ -2,11 +2,8 @@ package media
 
 import (
 	"errors"
-	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -22,7 +19,7 @@ const srtpOverhead = 32
 
 // fwdConfig says how packets arriving on one socket are handled. It is
 // replaced as a whole (atomically) when the call is renegotiated; the SRTP
-// contexts in it are used only by the socket's reader goroutine, and are
+// contexts in it are used only by the socket's reader (its poller), and are
 // carried over to the new config when the keys did not change, so that
 // replay windows and rollover counters survive a re-INVITE.
 type fwdConfig struct {
@@ -40,7 +37,8 @@ type fwdConfig struct {
 
 // socket is one of the relay's UDP sockets: the RTP or RTCP port facing one leg.
 type socket struct {
-	conn   *net.UDPConn
+	sock   udpSock
+	port   int
 	kind   kind
 	leg    Leg
 	callID string
@@ -55,7 +53,7 @@ type socket struct {
 	// lastSeen is the time of the last packet forwarded (Unix nanoseconds).
 	lastSeen atomic.Int64
 
-	// State of the reader goroutine only.
+	// State of the reader only (one poller owns all four sockets of a stream).
 	rateTAT   int64 // rate cap: theoretical arrival time (GCRA)
 	seq       seqState
 	hdr       rtp.Header
@@ -67,8 +65,21 @@ type socket struct {
 
 // relayStream is one relayed m-line: an RTP/RTCP port pair facing each leg.
 type relayStream struct {
-	ports [2]int
-	socks [2][nKinds]*socket // [leg][kind]
+	ports  [2]int
+	socks  [2][nKinds]*socket // [leg][kind]
+	poller *poller
+	wait   func() // where readers are goroutines: waits for them
+}
+
+// all calls f for each of the stream's four sockets.
+func (st *relayStream) all(f func(*socket)) {
+	for leg := range st.socks {
+		for _, s := range st.socks[leg] {
+			if s != nil {
+				f(s)
+			}
+		}
+	}
 }
 
 // relayParams are the relay-wide settings a reader needs.
@@ -85,12 +96,13 @@ func openStream(addr netip.Addr, callID string, pa, pb int) (*relayStream, error
 	st := &relayStream{ports: [2]int{pa, pb}}
 	for leg, p := range st.ports {
 		for k := kind(0); k < nKinds; k++ {
-			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(p+int(k)))))
+			port := p + int(k)
+			u, err := openUDP(netip.AddrPortFrom(addr, uint16(port)))
 			if err != nil {
-				st.close()
+				st.all(func(s *socket) { s.sock.close() })
 				return nil, err
 			}
-			st.socks[leg][k] = &socket{conn: c, kind: k, leg: Leg(leg), callID: callID}
+			st.socks[leg][k] = &socket{sock: u, port: port, kind: k, leg: Leg(leg), callID: callID}
 		}
 	}
 	for k := kind(0); k < nKinds; k++ {
@@ -100,73 +112,24 @@ func openStream(addr netip.Addr, callID string, pa, pb int) (*relayStream, error
 	return st, nil
 }
 
-// start runs one reader per socket; wg tracks them.
-func (st *relayStream) start(p *relayParams, wg *sync.WaitGroup) {
-	for leg := range st.socks {
-		for _, s := range st.socks[leg] {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.run(p)
-			}()
-		}
-	}
-}
-
-// close closes the sockets; their readers return.
-func (st *relayStream) close() {
-	for leg := range st.socks {
-		for _, s := range st.socks[leg] {
-			if s != nil {
-				_ = s.conn.Close()
-			}
-		}
-	}
-}
-
 // lastSeen returns the time of the last packet forwarded in either direction.
 func (st *relayStream) lastSeen() int64 {
 	var t int64
-	for leg := range st.socks {
-		for _, s := range st.socks[leg] {
-			t = max(t, s.lastSeen.Load())
-		}
-	}
+	st.all(func(s *socket) { t = max(t, s.lastSeen.Load()) })
 	return t
 }
 
 // forwarded is the result of a packet that was relayed.
 const forwarded dropReason = 255
 
-// run reads packets until the socket is closed. Its buffers are allocated
-// once per socket: forwarding allocates nothing per packet.
-//
-// Reads are one datagram per system call. A G.711 stream brings 50 packets
-// a second to a socket, so a batched read (recvmmsg through
-// golang.org/x/net/ipv4.PacketConn.ReadBatch) would almost always return one
-// packet and only add its bookkeeping; batching pays where many packets
-// queue on one socket, which per-stream ports never do.
-func (s *socket) run(p *relayParams) {
-	in := make([]byte, maxPacket)
-	mid := make([]byte, maxPacket+srtpOverhead)
-	out := make([]byte, maxPacket+srtpOverhead)
-	defer s.flush(p.met)
-	errs := 0
-	for {
-		n, src, err := s.conn.ReadFromUDPAddrPort(in)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errs++; errs > 100 {
-				time.Sleep(10 * time.Millisecond) // never spin on a persistent error
-			}
-			continue
-		}
-		errs = 0
-		now := time.Now().UnixNano()
-		s.count(p.met, s.handle(p, in[:n], mid, out, netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), now))
-	}
+// buffers are a reader's packet buffers, allocated once per reader: the
+// relay allocates nothing per packet.
+type buffers struct {
+	in, mid, out []byte
+}
+
+func newBuffers() *buffers {
+	return &buffers{in: make([]byte, maxPacket), mid: make([]byte, maxPacket+srtpOverhead), out: make([]byte, maxPacket+srtpOverhead)}
 }
 
 // handle checks, translates and forwards one packet.
@@ -247,7 +210,7 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	if d := s.out.latched.Load(); d != nil {
 		dst = *d
 	}
-	if _, err := s.out.conn.WriteToUDPAddrPort(pkt, dst); err != nil {
+	if err := s.out.sock.sendTo(pkt, dst); err != nil {
 		return dropWrite
 	}
 	s.lastSeen.Store(now)
