@@ -42,7 +42,7 @@ func (f *fakePorts) alloc(int) ([2]int, error) {
 	return p, nil
 }
 
-func mustParse(t *testing.T, b []byte) *sdp.SessionDescription {
+func mustParse(t testing.TB, b []byte) *sdp.SessionDescription {
 	t.Helper()
 	sd, err := parseSDP(b)
 	if err != nil {

@@ -24,7 +24,7 @@ var testPortBase atomic.Int32
 
 func init() { testPortBase.Store(31000) }
 
-func newTestRelay(t *testing.T, cfg Config) *Relay {
+func newTestRelay(t testing.TB, cfg Config) *Relay {
 	t.Helper()
 	if cfg.PortMin == 0 {
 		base := int(testPortBase.Add(200))
@@ -48,7 +48,7 @@ func newTestRelay(t *testing.T, cfg Config) *Relay {
 
 // peer is a test endpoint: an RTP and an RTCP socket on loopback.
 type peer struct {
-	t         *testing.T
+	t         testing.TB
 	rtp, rtcp *net.UDPConn
 	// relay addresses this peer sends to (from the SDP it received).
 	relayRTP, relayRTCP netip.AddrPort
@@ -61,7 +61,7 @@ type peer struct {
 	secureOffers bool
 }
 
-func newPeer(t *testing.T, ip string) *peer {
+func newPeer(t testing.TB, ip string) *peer {
 	t.Helper()
 	p := &peer{t: t, ssrc: 0x1234}
 	var err error
@@ -206,7 +206,7 @@ func (p *peer) recvRTCP(wait time.Duration) ([]byte, bool) {
 }
 
 // call sets up a call from a to b through r.
-func call(t *testing.T, r *Relay, id string, pol Policy, a, b *peer, aProto string, aKey *Crypto, bProto string) {
+func call(t testing.TB, r *Relay, id string, pol Policy, a, b *peer, aProto string, aKey *Crypto, bProto string) {
 	t.Helper()
 	toB, err := r.Offer(id, LegA, a.sdp(aProto, aKey), pol)
 	if err != nil {
@@ -220,7 +220,7 @@ func call(t *testing.T, r *Relay, id string, pol Policy, a, b *peer, aProto stri
 	a.learn(toA)
 }
 
-func testKey(t *testing.T, s Suite) *Crypto {
+func testKey(t testing.TB, s Suite) *Crypto {
 	k, err := newKey(s)
 	if err != nil {
 		t.Fatal(err)
