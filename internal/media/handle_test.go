@@ -73,4 +73,3 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
-
