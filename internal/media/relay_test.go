@@ -562,3 +562,46 @@ func TestSeqState(t *testing.T) {
 		}
 	}
 }
+
+// A re-INVITE that re-keys one leg switches that leg's decryption at the
+// answer, keeps the other leg's keys (and its SRTP state), and the old key
+// stops working.
+func TestRelayRekeyOnReinvite(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	pol, _ := TrunkPolicy("required", "relay", false, LegA)
+	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
+	call(t, r, "rk", pol, a, b, "RTP/SAVP", testKey(t, AES_CM_128_HMAC_SHA1_80), "RTP/SAVP")
+	a.sendRTP([]byte("old key"))
+	expectPayload(t, b, []byte("old key"))
+	b.sendRTP([]byte("to a"))
+	expectPayload(t, a, []byte("to a"))
+	oldEnc := a.enc
+
+	// a re-offers with a new key.
+	toB, err := r.Update("rk", LegA, a.sdp("RTP/SAVP", testKey(t, AES_CM_128_HMAC_SHA1_80)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bDec := b.dec
+	b.learn(toB) // b keeps its own key; the relay's key for b must be unchanged
+	b.dec = bDec
+	toA, err := r.Answer("rk", LegB, b.answerSDP("RTP/SAVP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aDec := a.dec
+	a.learn(toA)
+	a.dec = aDec // the relay keeps its key towards a: a's old decryption context still works
+	a.sendRTP([]byte("new key"))
+	expectPayload(t, b, []byte("new key"))
+	b.sendRTP([]byte("still to a"))
+	expectPayload(t, a, []byte("still to a"))
+	// The old key is refused now.
+	a.enc = oldEnc
+	a.sendRTP([]byte("old key again"))
+	expectNothing(t, b)
+	r.Close("rk")
+	if got := testutil.ToFloat64(r.met.dropped[kindRTP][dropAuth]); got != 1 {
+		t.Errorf("dropped auth = %v, want 1", got)
+	}
+}
