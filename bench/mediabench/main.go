@@ -68,6 +68,7 @@ func main() {
 	suite := flag.String("suite", "AES_CM_128_HMAC_SHA1_80", "SRTP suite of the SRTP leg")
 	ports := flag.String("ports", "40000-44999", "relay port range")
 	senders := flag.Int("senders", 4, "sender goroutines")
+	direct := flag.Bool("direct", false, "baseline: send from A straight to B, bypassing the relay (plain RTP), to measure the load generator's own latency")
 	flag.Parse()
 	lo, hi, err := parseRange(*ports)
 	if err != nil {
@@ -97,7 +98,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "-n %d needs %d ports; the range has %d\n", *n, 4*(*n), hi-lo+1)
 		os.Exit(2)
 	}
-	if err := run(*n, *dur, s, *ports, *senders); err != nil {
+	if err := run(*n, *dur, s, *ports, *senders, *direct); err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
 		os.Exit(1)
 	}
@@ -211,7 +212,7 @@ type stream struct {
 	lat      []int32 // microseconds, receiver-owned
 }
 
-func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int) error {
+func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int, direct bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -246,6 +247,10 @@ func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int) e
 		streams[i] = st
 		defer st.a.Close()
 		defer st.b.Close()
+		if direct {
+			st.relayA = netip.MustParseAddrPort(st.b.LocalAddr().String())
+			st.dec = nil
+		}
 	}
 
 	start := time.Now()
@@ -307,7 +312,11 @@ func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int) e
 	fwd := after.Forwarded - before.Forwarded
 	self := float64((selfAfter.Utime.Nano()+selfAfter.Stime.Nano())-(selfBefore.Utime.Nano()+selfBefore.Stime.Nano())) / 1e9
 	s := sent.Load()
-	fmt.Printf("streams %d, suite %s, plain RTP -> SRTP, %.1f s\n", n, suite, elapsed.Seconds())
+	if direct {
+		fmt.Printf("BASELINE without the relay: streams %d, plain RTP from A straight to B, %.1f s\n", n, elapsed.Seconds())
+	} else {
+		fmt.Printf("streams %d, suite %s, plain RTP -> SRTP, %.1f s\n", n, suite, elapsed.Seconds())
+	}
 	fmt.Printf("packets sent %d, received %d, loss %.3f %%, undecryptable %d\n", s, recv, 100*float64(s-min(s, recv))/float64(max(s, 1)), bad)
 	// The relay flushes its counters every 64 packets per socket: the
 	// receivers' count is the exact one.
@@ -443,7 +452,10 @@ func (st *stream) receive(start time.Time) {
 		if err != nil {
 			return
 		}
-		p, err := st.dec.DecryptRTP(plain, buf[:n], &hdr)
+		p := buf[:n]
+		if st.dec != nil {
+			p, err = st.dec.DecryptRTP(plain, buf[:n], &hdr)
+		}
 		if err != nil || len(p) < 12+8 {
 			st.badAuth.Add(1)
 			continue
