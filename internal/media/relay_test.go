@@ -605,3 +605,38 @@ func TestRelayRekeyOnReinvite(t *testing.T) {
 		t.Errorf("dropped auth = %v, want 1", got)
 	}
 }
+
+// The relay works over IPv6 (raw sockaddr handling of the Linux pollers).
+func TestRelayIPv6(t *testing.T) {
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	r := newTestRelay(t, Config{Addr: netip.MustParseAddr("::1")})
+	a, b := newPeer(t, "[::1]"), newPeer(t, "[::1]")
+	pol, _ := TrunkPolicy("bridge", "relay", false, LegA)
+	toB, err := r.Offer("v6", LegA, a.sdp6("RTP/SAVP", testKey(t, AEAD_AES_128_GCM)), pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(toB, []byte("c=IN IP6 ::1")) {
+		t.Errorf("offer to B:\n%s", toB)
+	}
+	b.learn(toB)
+	toA, err := r.Answer("v6", LegB, b.sdp6("RTP/AVP", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.learn(toA)
+	a.sendRTP([]byte("over v6"))
+	expectPayload(t, b, []byte("over v6"))
+	b.sendRTP([]byte("back over v6"))
+	expectPayload(t, a, []byte("back over v6"))
+}
+
+// sdp6 is sdp with an IPv6 connection address.
+func (p *peer) sdp6(proto string, key *Crypto) []byte {
+	b := p.sdp(proto, key)
+	return bytes.ReplaceAll(b, []byte("IN IP4 127.0.0.1"), []byte("IN IP6 ::1"))
+}
