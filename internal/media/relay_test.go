@@ -640,3 +640,37 @@ func (p *peer) sdp6(proto string, key *Crypto) []byte {
 	b := p.sdp(proto, key)
 	return bytes.ReplaceAll(b, []byte("IN IP4 127.0.0.1"), []byte("IN IP6 ::1"))
 }
+
+// An offerless INVITE: the offer comes from the callee (in the 200) and the
+// answer from the caller (in the ACK). Here the caller is an SRTP trunk
+// (bridge) and the callee a plain PBX.
+func TestRelayOfferFromCallee(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	pol, _ := TrunkPolicy("bridge", "relay", false, LegA)
+	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
+	toA, err := r.Offer("ol", LegB, b.sdp("RTP/AVP", nil), pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(toA, []byte("RTP/SAVP")) || !bytes.Contains(toA, []byte("a=crypto:")) {
+		t.Fatalf("offer to the SRTP trunk:\n%s", toA)
+	}
+	a.learn(toA)
+	// An answer without crypto from the trunk is refused.
+	if _, err := r.Answer("ol", LegA, a.sdp("RTP/AVP", nil)); err == nil {
+		t.Fatal("plain answer accepted from a trunk that requires SRTP")
+	}
+	toB, err := r.Answer("ol", LegA, a.answerSDP("RTP/SAVP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.learn(toB)
+	a.sendRTP([]byte("from trunk"))
+	expectPayload(t, b, []byte("from trunk"))
+	b.sendRTP([]byte("from pbx"))
+	expectPayload(t, a, []byte("from pbx"))
+	sec := r.Close("ol")
+	if sec[LegA].String() != "srtp:AES_CM_128_HMAC_SHA1_80" || sec[LegB].String() != "rtp" {
+		t.Errorf("security %s / %s", sec[LegA], sec[LegB])
+	}
+}
