@@ -68,6 +68,8 @@ func main() {
 	suite := flag.String("suite", "AES_CM_128_HMAC_SHA1_80", "SRTP suite of the SRTP leg")
 	ports := flag.String("ports", "40000-44999", "relay port range")
 	senders := flag.Int("senders", 4, "sender goroutines")
+	ng := flag.String("rtpengine", "", "drive rtpengine at this ng address (host:port) instead of sipwarden's relay, for a side-by-side run")
+	ngPid := flag.String("rtpengine-pidfile", "/tmp/rtpengine.pid", "rtpengine's pidfile (its CPU is read from /proc)")
 	direct := flag.Bool("direct", false, "baseline: send from A straight to B, bypassing the relay (plain RTP), to measure the load generator's own latency")
 	flag.Parse()
 	lo, hi, err := parseRange(*ports)
@@ -98,7 +100,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "-n %d needs %d ports; the range has %d\n", *n, 4*(*n), hi-lo+1)
 		os.Exit(2)
 	}
-	if err := run(*n, *dur, s, *ports, *senders, *direct); err != nil {
+	var be backend
+	if *ng != "" {
+		nb, err := newNGBackend(*ng, *ngPid)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		be = nb
+	}
+	if err := run(*n, *dur, s, *ports, *senders, *direct, be); err != nil {
 		fmt.Fprintln(os.Stderr, "mediabench:", err)
 		os.Exit(1)
 	}
@@ -186,6 +197,12 @@ type child struct {
 
 func (c *child) do(req request) (response, error) {
 	var resp response
+	if req.Op == "quit" {
+		b, _ := json.Marshal(req)
+		_, _ = c.in.Write(append(b, '\n'))
+		_ = c.in.Close()
+		return resp, c.cmd.Wait()
+	}
 	b, _ := json.Marshal(req)
 	if _, err := c.in.Write(append(b, '\n')); err != nil {
 		return resp, err
@@ -212,31 +229,47 @@ type stream struct {
 	lat      []int32 // microseconds, receiver-owned
 }
 
-func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int, direct bool) error {
+// backend is the relay under test: sipwarden's in a child process, or rtpengine.
+type backend interface {
+	do(request) (response, error)
+}
+
+func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int, direct bool, be backend) error {
+	if be == nil {
+		c, err := startChild(ports)
+		if err != nil {
+			return err
+		}
+		be = c
+	}
+	defer func() { _, _ = be.do(request{Op: "quit"}) }()
+	return measure(be, n, dur, suite, nsend, direct)
+}
+
+func startChild(ports string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(exe, "-serve", "-ports", ports)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	c := &child{cmd: cmd, in: stdin, out: bufio.NewScanner(stdout)}
 	c.out.Buffer(make([]byte, 64<<10), 64<<10)
-	defer func() {
-		_, _ = c.do(request{Op: "quit"})
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	}()
+	return c, nil
+}
+
+func measure(c backend, n int, dur time.Duration, suite media.Suite, nsend int, direct bool) error {
 
 	streams := make([]*stream, n)
 	for i := range streams {
@@ -328,7 +361,7 @@ func run(n int, dur time.Duration, suite media.Suite, ports string, nsend int, d
 }
 
 // setup creates one call: offer from the plain leg A, answer from the SRTP leg B.
-func setup(c *child, i int, suite media.Suite) (*stream, error) {
+func setup(c backend, i int, suite media.Suite) (*stream, error) {
 	st := &stream{}
 	var err error
 	lo := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0"))
