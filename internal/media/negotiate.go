@@ -56,6 +56,10 @@ type negotiation struct {
 	pending     []stream
 	pendingFrom Leg
 	hasPending  bool
+	// answered is the last offer as it was before its answer, so that a
+	// repeated answer (the 200 after a 183 with SDP, another fork's answer)
+	// can be applied again; nil once a new offer starts.
+	answered []stream
 }
 
 // portAlloc gives stream i its local ports for both legs.
@@ -404,6 +408,7 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 	}
 	n.rewriteSession(sd)
 	n.pending, n.pendingFrom, n.hasPending = pending, from, true
+	n.answered = nil
 	return nil
 }
 
@@ -412,9 +417,14 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 // offerer. It returns the committed streams that lost their ports.
 func (n *negotiation) answer(from Leg, sd *sdp.SessionDescription) (released [][2]int, err error) {
 	to := from.other()
+	if !n.hasPending && n.answered != nil && n.pendingFrom == to {
+		// A repeated answer to the offer already answered.
+		n.pending, n.hasPending = append([]stream(nil), n.answered...), true
+	}
 	if !n.hasPending || n.pendingFrom != to {
 		return nil, ErrNoOffer
 	}
+	snapshot := append([]stream(nil), n.pending...)
 	pending := n.pending
 	if len(sd.MediaDescriptions) != len(pending) {
 		return nil, fmt.Errorf("%w: answer has %d m-lines, the offer %d (RFC 3264 section 6)", ErrBadSDP, len(sd.MediaDescriptions), len(pending))
@@ -467,8 +477,11 @@ func (n *negotiation) answer(from Leg, sd *sdp.SessionDescription) (released [][
 			released = append(released, pending[i].ports)
 			pending[i].ports = [2]int{}
 			pending[i].sides = [2]side{}
+			// Its ports are gone: a repeated answer cannot revive it.
+			snapshot[i].rejected, snapshot[i].ports = true, [2]int{}
 		}
 	}
+	n.answered = snapshot
 	// Streams of the old state beyond the new one cannot exist (offer checks
 	// the count), so the commit is a replacement.
 	n.streams, n.pending, n.hasPending = pending, nil, false

@@ -674,3 +674,37 @@ func TestRelayOfferFromCallee(t *testing.T) {
 		t.Errorf("security %s / %s", sec[LegA], sec[LegB])
 	}
 }
+
+// The 200 after a 183 with SDP repeats the answer; another fork's answer
+// moves leg B's destination.
+func TestRelayRepeatedAnswer(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	pol, _ := TrunkPolicy("required", "relay", false, LegA)
+	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
+	call(t, r, "ra", pol, a, b, "RTP/SAVP", testKey(t, AES_CM_128_HMAC_SHA1_80), "RTP/SAVP")
+	a.sendRTP([]byte("early"))
+	expectPayload(t, b, []byte("early"))
+	// The 200 repeats the 183's SDP.
+	again, err := r.Answer("ra", LegB, b.answerSDP("RTP/SAVP"))
+	if err != nil {
+		t.Fatalf("repeated answer: %v", err)
+	}
+	if !bytes.Contains(again, []byte("m=audio "+strconv.Itoa(int(a.relayRTP.Port())))) {
+		t.Errorf("repeated answer moved leg A's port:\n%s", again)
+	}
+	a.sendRTP([]byte("answered"))
+	expectPayload(t, b, []byte("answered"))
+	// Another fork answers from elsewhere (with the same key tag).
+	c := newPeer(t, "127.0.0.1")
+	c.key, c.enc, c.encC, c.dec, c.decC = b.key, b.enc, b.encC, b.dec, b.decC
+	if _, err := r.Answer("ra", LegB, c.answerSDP("RTP/SAVP")); err != nil {
+		t.Fatal(err)
+	}
+	c.relayRTP = b.relayRTP
+	a.sendRTP([]byte("to the fork"))
+	expectPayload(t, c, []byte("to the fork"))
+	// An answer from the offerer's side is still refused.
+	if _, err := r.Answer("ra", LegA, a.sdp("RTP/SAVP", nil)); err == nil {
+		t.Error("answer from the offerer accepted")
+	}
+}
