@@ -82,7 +82,7 @@ func NewStage(cfg *config.Config, bus *events.Bus, met *StageMetrics) (*Stage, e
 	s := &Stage{bus: bus, met: met, policies: map[*config.Trunk]Policy{}}
 	for i := range cfg.Trunks {
 		t := &cfg.Trunks[i]
-		pol, err := TrunkPolicy(t.Media.SRTP, t.Media.Mode, t.Media.ICE == config.ICEKeep, LegA)
+		pol, err := PolicyFor(t, LegA)
 		if err != nil {
 			return nil, errors.Join(errors.New("trunk "+t.Name), err)
 		}
@@ -136,4 +136,17 @@ func isSDP(ct []byte) bool {
 		ct = ct[:i]
 	}
 	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/sdp"))
+}
+
+// RelayConfig maps the media section of the configuration to a relay's
+// Config (OnTimeout, Logger and Registerer are the caller's to set).
+func RelayConfig(m config.Media) Config {
+	return Config{Addr: m.Addr, Advertise: m.Advertise, PortMin: m.PortMin, PortMax: m.PortMax,
+		Timeout: m.Timeout, MaxPacketRate: m.MaxPacketRate}
+}
+
+// PolicyFor returns the media policy of a call from (trunkLeg LegA) or to
+// (LegB) trunk t.
+func PolicyFor(t *config.Trunk, trunkLeg Leg) (Policy, error) {
+	return TrunkPolicy(t.Media.SRTP, t.Media.Mode, t.Media.ICE == config.ICEKeep, trunkLeg)
 }

@@ -95,3 +95,24 @@ func BenchmarkStageSRTPOffer(b *testing.B) {
 		}
 	}
 }
+
+func TestRelayConfigFromFile(t *testing.T) {
+	cfg, err := config.Parse([]byte("listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targets: [udp://127.0.0.1:5080]}]\n"+
+		"media: {enabled: true, ports: 36000-36099, timeout: 5s}\ntrunks: [{name: s, allow: [127.0.0.2], upstream: pbx, media: {srtp: bridge}}]\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := RelayConfig(cfg.Media)
+	r, err := New(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	if r.ports.Cap() != 50 || r.cfg.Timeout.String() != "5s" || r.cfg.MaxPacketRate != 400 {
+		t.Errorf("relay config %+v", r.cfg)
+	}
+	pol, err := PolicyFor(&cfg.Trunks[0], LegB)
+	if err != nil || pol.Legs[LegB].SRTP != SRTPRequired || pol.Legs[LegA].SRTP != SRTPPlain {
+		t.Errorf("policy %+v %v", pol, err)
+	}
+}
