@@ -508,6 +508,10 @@ func (r *Relay) apply(s *session) {
 				if old != nil && old.expect != c.expect {
 					sock.latched.Store(nil) // the peer moved: learn its source again
 				}
+				if (in.secure && c.dec == nil) || (out.secure && c.enc == nil) {
+					// Never fall back to clear RTP on an SRTP leg: drop everything.
+					c = nil
+				}
 				sock.cfg.Store(c)
 			}
 		}
