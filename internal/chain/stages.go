@@ -29,9 +29,12 @@ package chain
 //     calls from carrier trunks (STIR/SHAKEN); needs the trunk from acl, and
 //     runs after limits so that no signature or certificate fetch is spent on
 //     a call the limits refuse.
+//   - media:  refuses (488) offers from trunks whose policy requires SRTP when a
+//     stream lacks acceptable crypto; after limits so that refused calls were
+//     counted, before route so that nothing is routed that would be refused.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
-// Stages of later capabilities slot in between (fraud and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "shaken", "route"}
+// The fraud stage will slot in before shaken (the identity and the destination risk first).
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "shaken", "media", "route"}

@@ -15,6 +15,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/flood"
 	"github.com/sipwarden/sipwarden/internal/limits"
+	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/registrar"
 	"github.com/sipwarden/sipwarden/internal/route"
@@ -42,6 +43,7 @@ type deps struct {
 	registrar    *registrar.Registrar
 	registrarMet *registrar.Metrics
 	shaken       *shaken.State
+	media        *media.StageMetrics
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -57,6 +59,7 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		limits:  limits.NewRegistry(reg),
 		route:   route.NewMetrics(reg),
 		shaken:  shaken.NewState(reg),
+		media:   media.NewStageMetrics(reg),
 	}
 }
 
@@ -135,6 +138,13 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Shaken.Enabled() {
 		stages = append(stages, shakenStage)
 	}
+	if cfg.Media.Enabled {
+		mediaStage, err := media.NewStage(cfg, d.bus, d.media)
+		if err != nil {
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		stages = append(stages, mediaStage)
+	}
 	stages = append(stages, routeStage)
 	if d.bans != nil {
 		// reputation feeds never block a configured peer of this configuration
@@ -167,10 +177,12 @@ func checkOrder(stages []chain.Stage) error {
 // stageSummaries explain each stage in one line for `sipwarden chain`.
 var stageSummaries = map[string]string{
 	"acl":     "identify the trunk or upstream by source address; unknown sources: %s",
+	"flood":   "request budgets per source address and /24 or /64, by method class and peer profile; over budget: ban",
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
 	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
 	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
+	"media":   "refuse offers without SRTP from trunks whose media policy requires it (488 + Warning)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Media configures the media relay (media.go).
+	Media Media
 	// Shaken configures STIR/SHAKEN signing and verification (shaken.go).
 	Shaken Shaken
 	// Auth configures digest authentication and brute-force detection (auth.go).
@@ -240,6 +242,8 @@ type Trunk struct {
 	Flood FloodProfile
 	// Digest holds the realm and accounts of a trunk with Auth AuthDigest.
 	Digest TrunkDigest
+	// Media is the trunk's media policy (media.go).
+	Media TrunkMedia
 }
 
 // Values of Trunk.Auth.

@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Media          rawMedia      `yaml:"media"`
 	Shaken         rawShaken     `yaml:"shaken"`
 	Auth           rawAuth       `yaml:"auth"`
 	Firewall       rawFirewall   `yaml:"firewall"`
@@ -148,6 +149,7 @@ type rawTrunk struct {
 	Limits   rawTrunkLimits  `yaml:"limits"`
 	TLS      rawTrunkTLS     `yaml:"tls"`
 	Flood    rawFloodProfile `yaml:"flood"`
+	Media    rawTrunkMedia   `yaml:"media"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -165,7 +167,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media"},
 	"rawFirewall":     {"nftables", "table"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
 	"rawFeed":         {"name", "url", "file", "format", "refresh"},
@@ -181,7 +183,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -631,6 +633,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		up.Allow = addPrefixes(append(base, "allow"), u.Allow, "upstreams["+strconv.Itoa(i)+"] ("+u.Name+")")
 		c.Upstreams = append(c.Upstreams, up)
 	}
+	c.Media = v.media(raw.Media)
 	c.Auth = v.auth(raw.Auth)
 	digestDomains := map[string]string{}
 	numbers := map[string]string{}
@@ -675,6 +678,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
+		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
 		}

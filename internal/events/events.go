@@ -54,6 +54,8 @@ const (
 	BindingReplaced
 	// Shaken: a STIR/SHAKEN verification failed, or a call could not be signed.
 	Shaken
+	// MediaRefused: an offer refused by a trunk's media policy (488).
+	MediaRefused
 )
 
 var kindNames = [...]string{
@@ -77,6 +79,7 @@ var kindNames = [...]string{
 	RegistrationNewSource: "registration_new_source",
 	BindingReplaced:       "binding_replaced",
 	Shaken:                "shaken",
+	MediaRefused:          "media_refused",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -1,0 +1,331 @@
+package media
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// maxPacket is the largest datagram the relay reads; longer ones are
+// truncated by the kernel and then fail to parse or to authenticate.
+const maxPacket = 1500
+
+// srtpOverhead is room for the SRTP/SRTCP trailer (auth tag, SRTCP index).
+const srtpOverhead = 32
+
+// fwdConfig says how packets arriving on one socket are handled. It is
+// replaced as a whole (atomically) when the call is renegotiated; the SRTP
+// contexts in it are used only by the socket's reader (its poller), and are
+// carried over to the new config when the keys did not change, so that
+// replay windows and rollover counters survive a re-INVITE.
+type fwdConfig struct {
+	// dec decrypts what the leg's peer sends (nil: plain RTP).
+	dec    *srtp.Context
+	decKey Crypto
+	// enc encrypts what goes out to the other leg (nil: plain RTP).
+	enc    *srtp.Context
+	encKey Crypto
+	// expect is the source the leg's SDP announced (invalid: unknown or on hold).
+	expect netip.AddrPort
+	// dst is where the other leg's SDP says to send (invalid: nowhere, on hold).
+	dst netip.AddrPort
+}
+
+// socket is one of the relay's UDP sockets: the RTP or RTCP port facing one leg.
+type socket struct {
+	sock   udpSock
+	port   int
+	kind   kind
+	leg    Leg
+	callID string
+	// out is the socket of the same kind facing the other leg: packets read
+	// here leave through it, so each peer receives from the port it sends to
+	// (symmetric RTP, RFC 4961).
+	out *socket
+	cfg atomic.Pointer[fwdConfig]
+	// latched is the source this socket has latched to; the other leg's
+	// reader sends there once it is set.
+	latched atomic.Pointer[netip.AddrPort]
+	// lastSeen is the time of the last packet forwarded (Unix nanoseconds).
+	lastSeen atomic.Int64
+
+	// State of the reader only (one poller owns all four sockets of a stream).
+	rateTAT   int64 // rate cap: theoretical arrival time (GCRA)
+	seq       seqState
+	hdr       rtp.Header
+	rtcpHdr   rtcp.Header
+	fwd       uint64
+	drops     [nDropReasons]uint64
+	unflushed int
+}
+
+// relayStream is one relayed m-line: an RTP/RTCP port pair facing each leg.
+type relayStream struct {
+	ports  [2]int
+	socks  [2][nKinds]*socket // [leg][kind]
+	poller *poller
+	wait   func() // where readers are goroutines: waits for them
+}
+
+// all calls f for each of the stream's four sockets.
+func (st *relayStream) all(f func(*socket)) {
+	for leg := range st.socks {
+		for _, s := range st.socks[leg] {
+			if s != nil {
+				f(s)
+			}
+		}
+	}
+}
+
+// relayParams are the relay-wide settings a reader needs.
+type relayParams struct {
+	met       *metrics
+	rateGap   int64 // nanoseconds between packets at the cap; 0: no cap
+	rateBurst int64 // nanoseconds of credit a burst may use
+	onLatch   func(s *socket, src netip.AddrPort)
+}
+
+// openStream binds the four sockets of a stream on addr: RTP and RTCP on
+// pa, pa+1 facing leg A and on pb, pb+1 facing leg B.
+func openStream(addr netip.Addr, callID string, pa, pb int) (*relayStream, error) {
+	st := &relayStream{ports: [2]int{pa, pb}}
+	for leg, p := range st.ports {
+		for k := kind(0); k < nKinds; k++ {
+			port := p + int(k)
+			u, err := openUDP(netip.AddrPortFrom(addr, uint16(port)))
+			if err != nil {
+				st.all(func(s *socket) { s.sock.close() })
+				return nil, err
+			}
+			st.socks[leg][k] = &socket{sock: u, port: port, kind: k, leg: Leg(leg), callID: callID}
+		}
+	}
+	for k := kind(0); k < nKinds; k++ {
+		st.socks[LegA][k].out = st.socks[LegB][k]
+		st.socks[LegB][k].out = st.socks[LegA][k]
+	}
+	return st, nil
+}
+
+// lastSeen returns the time of the last packet forwarded in either direction.
+func (st *relayStream) lastSeen() int64 {
+	var t int64
+	st.all(func(s *socket) { t = max(t, s.lastSeen.Load()) })
+	return t
+}
+
+// forwarded is the result of a packet that was relayed.
+const forwarded dropReason = 255
+
+// buffers are a reader's packet buffers, allocated once per reader: the
+// relay allocates nothing per packet.
+type buffers struct {
+	in, mid, out []byte
+}
+
+func newBuffers() *buffers {
+	return &buffers{in: make([]byte, maxPacket), mid: make([]byte, maxPacket+srtpOverhead), out: make([]byte, maxPacket+srtpOverhead)}
+}
+
+// handle checks, translates and forwards one packet.
+func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort, now int64) dropReason {
+	cfg := s.cfg.Load()
+	if cfg == nil {
+		return dropNotReady
+	}
+	latched := s.latched.Load()
+	if latched != nil {
+		if *latched != src {
+			return dropSource
+		}
+	} else if !acceptSource(src, cfg.expect, cfg.dec != nil) {
+		return dropSource
+	}
+	if p.rateGap > 0 {
+		tat := max(s.rateTAT, now)
+		if tat-now > p.rateBurst {
+			return dropRate
+		}
+		s.rateTAT = tat + p.rateGap
+	}
+	if len(pkt) < 8 || pkt[0]>>6 != 2 {
+		return dropMalformed
+	}
+	var err error
+	plain := pkt
+	if s.kind == kindRTP {
+		// RTCP packet types 200-204 would show as payload types 72-76 (RFC 5761 section 4).
+		if pt := pkt[1] & 0x7f; len(pkt) < 12 || (pt >= 72 && pt <= 76) {
+			return dropMalformed
+		}
+		if cfg.dec != nil {
+			if plain, err = cfg.dec.DecryptRTP(mid, pkt, &s.hdr); err != nil {
+				return srtpDrop(err)
+			}
+		} else if _, err = s.hdr.Unmarshal(pkt); err != nil {
+			return dropMalformed
+		}
+		if !s.seq.accept(s.hdr.SSRC, s.hdr.SequenceNumber) {
+			return dropSequence
+		}
+		if cfg.enc != nil {
+			if pkt, err = cfg.enc.EncryptRTP(out, plain, &s.hdr); err != nil {
+				return dropCrypto
+			}
+		} else {
+			pkt = plain
+		}
+	} else {
+		if pt := pkt[1]; pt < 192 || pt > 223 {
+			return dropMalformed
+		}
+		if cfg.dec != nil {
+			if plain, err = cfg.dec.DecryptRTCP(mid, pkt, &s.rtcpHdr); err != nil {
+				return srtpDrop(err)
+			}
+		}
+		if cfg.enc != nil {
+			if pkt, err = cfg.enc.EncryptRTCP(out, plain, &s.rtcpHdr); err != nil {
+				return dropCrypto
+			}
+		} else {
+			pkt = plain
+		}
+	}
+	if latched == nil {
+		a := src
+		if s.latched.CompareAndSwap(nil, &a) && p.onLatch != nil {
+			p.onLatch(s, src)
+		}
+	}
+	if !cfg.dst.IsValid() {
+		return dropNoDest
+	}
+	dst := cfg.dst
+	if d := s.out.latched.Load(); d != nil {
+		dst = *d
+	}
+	if err := s.out.sock.sendTo(pkt, dst); err != nil {
+		return dropWrite
+	}
+	s.lastSeen.Store(now)
+	return forwarded
+}
+
+// errDuplicated is pion/srtp's (unexported) replay error, found by unwrapping.
+func srtpDrop(err error) dropReason {
+	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
+		return dropAuth
+	}
+	if u := errors.Unwrap(err); u != nil && u.Error() == "duplicated packet" {
+		return dropReplay
+	}
+	return dropMalformed
+}
+
+// acceptSource decides whether a socket that has not latched yet may take
+// a packet from src (RTP bleed defence). With SRTP, any source may: only a
+// packet that authenticates latches. With plain RTP, the source must be the
+// address the leg's SDP announced, or its IP with another port (a NAT that
+// remaps ports), or anything when that address is private (a peer behind
+// NAT announcing its inside address); an unknown address accepts anything.
+func acceptSource(src, expect netip.AddrPort, secure bool) bool {
+	if secure || !expect.IsValid() || src == expect {
+		return true
+	}
+	ea := expect.Addr()
+	return src.Addr() == ea || ea.IsPrivate() || ea.IsLinkLocalUnicast() || cgnat.Contains(ea)
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// count adds the result of one packet to the socket's counters, flushed to
+// Prometheus every 64 packets and when the reader ends.
+func (s *socket) count(m *metrics, r dropReason) {
+	if r == forwarded {
+		s.fwd++
+	} else {
+		s.drops[r]++
+	}
+	if s.unflushed++; s.unflushed >= 64 {
+		s.flush(m)
+	}
+}
+
+func (s *socket) flush(m *metrics) {
+	if s.fwd > 0 {
+		m.forwarded[s.kind].Add(float64(s.fwd))
+		s.fwd = 0
+	}
+	for r, n := range s.drops {
+		if n > 0 {
+			m.dropped[s.kind][r].Add(float64(n))
+			s.drops[r] = 0
+		}
+	}
+	s.unflushed = 0
+}
+
+// seqState is the SSRC and sequence check of RFC 3550 appendix A.1, adapted:
+// a new SSRC or a large sequence jump is taken only once the next packet
+// confirms it, so stray or injected packets cannot move the stream.
+type seqState struct {
+	init     bool
+	ssrc     uint32
+	maxSeq   uint16
+	badSeq   uint32 // seq+1 of an unconfirmed jump, or noBadSeq
+	candSSRC uint32
+	candSeq  uint16
+	candN    int
+}
+
+const (
+	maxDropout    = 3000
+	maxMisorder   = 100
+	minSequential = 2
+	noBadSeq      = 1 << 16
+)
+
+func (q *seqState) accept(ssrc uint32, seq uint16) bool {
+	if !q.init {
+		*q = seqState{init: true, ssrc: ssrc, maxSeq: seq, badSeq: noBadSeq}
+		return true
+	}
+	if ssrc != q.ssrc {
+		if q.candN > 0 && ssrc == q.candSSRC && seq == q.candSeq+1 {
+			q.candN++
+		} else {
+			q.candSSRC, q.candN = ssrc, 1
+		}
+		q.candSeq = seq
+		if q.candN >= minSequential {
+			*q = seqState{init: true, ssrc: ssrc, maxSeq: seq, badSeq: noBadSeq}
+			return true
+		}
+		return false
+	}
+	q.candN = 0
+	switch delta := seq - q.maxSeq; {
+	case delta < maxDropout:
+		q.maxSeq = seq
+		q.badSeq = noBadSeq
+		return true
+	case delta > 1<<16-1-maxMisorder:
+		return true // late or duplicate (SRTP replay protection catches duplicates)
+	default:
+		if uint32(seq) == q.badSeq {
+			q.maxSeq, q.badSeq = seq, noBadSeq
+			return true
+		}
+		q.badSeq = uint32(seq) + 1
+		if q.badSeq == noBadSeq {
+			q.badSeq = 0
+		}
+		return false
+	}
+}
