@@ -62,6 +62,10 @@ type Record struct {
 	Disposition Disposition
 	Stage       string // for Blocked: the stage
 	Reason      string // for Blocked: why; else an extra note ("shutdown", "dialog_timeout")
+	// CallerMedia and CalleeMedia are the media security of each leg when
+	// the media relay anchored the call: "srtp:AES_CM_128_HMAC_SHA1_80",
+	// "rtp" (plain), or "" (not anchored, or no media).
+	CallerMedia, CalleeMedia string
 }
 
 // Filter selects records. Zero values do not restrict.

@@ -44,6 +44,9 @@ type deps struct {
 	registrarMet *registrar.Metrics
 	shaken       *shaken.State
 	media        *media.StageMetrics
+	// relay is the process-wide media relay, started with a configuration
+	// that enables media (nil: media passes untouched).
+	relay *media.Relay
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -153,11 +156,19 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if err := checkOrder(stages); err != nil {
 		return nil, err
 	}
-	return &proxy.Runtime{
+	rt := &proxy.Runtime{
 		Config:     cfg,
 		Chain:      chain.New(d.chain, stages...),
 		Alternates: routeStage.Alternates,
-	}, nil
+	}
+	if cfg.Media.Enabled && d.relay != nil {
+		anchor, err := media.NewAnchor(d.relay, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		rt.Media = anchor
+	}
+	return rt, nil
 }
 
 // checkOrder verifies that stages follow chain.Order (stages may be left out).

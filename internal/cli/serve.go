@@ -24,6 +24,7 @@ import (
 	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/transport"
 )
@@ -149,8 +150,21 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 
+	if cfg.Media.Enabled {
+		rc := media.RelayConfig(cfg.Media)
+		rc.Logger, rc.Registerer = log, reg
+		if s.deps.relay, err = media.New(rc); err != nil {
+			return nil, fmt.Errorf("media relay: %w", err)
+		}
+		log.Info("media relay started", "addr", rc.Addr.String(), "advertise", rc.Advertise.String(),
+			"ports", fmt.Sprintf("%d-%d", rc.PortMin, rc.PortMax))
+	}
+
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
+		if s.deps.relay != nil {
+			s.deps.relay.Shutdown()
+		}
 		return nil, err
 	}
 	defer func() {
@@ -266,7 +280,11 @@ func (s *server) reload() error {
 	cfg, err := config.Load(s.file)
 	if err == nil {
 		var rt *proxy.Runtime
-		rt, err = buildRuntime(cfg, s.deps)
+		if cfg.Media != s.cfg.Media {
+			err = errors.New("the media section (relay address, ports, enabled) changes only at a restart: restore it, or restart")
+		} else {
+			rt, err = buildRuntime(cfg, s.deps)
+		}
 		if err == nil {
 			if !sameListeners(s.cfg, cfg) {
 				s.log.Warn("listen addresses changed: they take effect at the next restart")
@@ -359,6 +377,9 @@ func (s *server) closeAll() {
 	}
 	if s.firewall != nil {
 		s.firewall()
+	}
+	if s.deps != nil && s.deps.relay != nil {
+		s.deps.relay.Shutdown() // after the proxy: its dialogs closed their sessions
 	}
 	if s.banStore != nil {
 		_ = s.banStore.Close()

@@ -19,6 +19,8 @@ import (
 type retarget struct {
 	// ruri replaces the Request-URI when not empty (a registered contact).
 	ruri string
+	// body replaces the body when not nil (an SDP rewritten by the media relay).
+	body []byte
 }
 
 func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, rt retarget) ([]byte, bool) {
@@ -27,6 +29,9 @@ func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Lis
 	arena := w.tmp[:0]
 	if rt.ruri != "" {
 		ed.SetRequestURI([]byte(rt.ruri))
+	}
+	if rt.body != nil {
+		ed.SetBody(rt.body)
 	}
 
 	w.popOwnRoutes(m)

@@ -30,6 +30,11 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 	w.p.met.activeCalls.Dec()
 	w.p.met.dialogs.Dec()
 	d.release()
+	var callerMedia, calleeMedia string
+	if d.media != nil {
+		callerMedia, calleeMedia = d.media.Close()
+		d.media = nil
+	}
 	if d.confirmed && disp == "" {
 		disp = dispAnswered
 	}
@@ -43,6 +48,7 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 		return
 	}
 	rec := d.record(w.now, code, disp, stage, reason)
+	rec.CallerMedia, rec.CalleeMedia = callerMedia, calleeMedia
 	if d.confirmed {
 		end := w.now
 		if reason == "dialog_timeout" {

@@ -41,6 +41,8 @@ type Runtime struct {
 	// Alternates returns the failover targets after the first for a routed
 	// request (may be nil).
 	Alternates func(req *chain.Request) []config.Target
+	// Media anchors the media of calls (nil: SDP passes untouched; media.go).
+	Media chain.MediaAnchor
 }
 
 // Options configure a Proxy. Sender and Runtime are required.

@@ -336,6 +336,24 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	if edits := req.HeaderEdits(); len(edits) > 0 {
 		raw = w.applyEdits(m, raw, edits) // edits.go
 	}
+	// The call's media session, and its offer (media.go).
+	var sess chain.MediaSession
+	var offer []byte
+	if meth == sip.INVITE && rt.Media != nil {
+		if sess = rt.Media.Open(req); sess != nil {
+			if b := sdpBody(m); b != nil {
+				var err error
+				if offer, err = sess.Offer(true, b); err != nil {
+					sess.Close()
+					v := mediaVerdict(err)
+					req.ReleaseHolds()
+					w.replyVerdict(pkt, true, via, v)
+					w.blockedCDR(pkt, req, "media", v.Reason, int(v.Code))
+					return
+				}
+			}
+		}
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
@@ -346,7 +364,7 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	if rt.Alternates != nil {
 		st.alternates = rt.Alternates(req)
 	}
-	st.retarget = retarget{ruri: req.RequestURI}
+	st.retarget = retarget{ruri: req.RequestURI, body: offer}
 	w.addServerTx(st)
 	if meth == sip.INVITE {
 		out := sip.AppendResponse(w.out[:0], m, 100, "Trying", nil, "", nil)
@@ -356,6 +374,10 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 
 		d := w.newDialog(pkt, req, st)
 		st.dialog = d
+		if sess != nil {
+			d.media = sess
+			st.mediaDlg, st.fromCaller, st.offered = d, true, offer != nil
+		}
 	}
 	// Only an INVITE dialog keeps what stages held for the request; anything
 	// held for another request is given back now.
@@ -527,11 +549,38 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		if target.listener == nil {
 			target.listener = l
 		}
-		out, ok := w.buildForward(m, pkt.Src, l, w.nextBranch(), false, pkt.Listener, retarget{})
+		var rt retarget
+		if d.media != nil && d.ackAnswer && d.ackFromCaller == fromCaller {
+			if b := sdpBody(m); b != nil {
+				d.ackAnswer = false
+				body, err := d.media.Answer(fromCaller, b)
+				if err != nil {
+					w.p.met.dropped("media_answer_refused")
+					w.p.log.Warn("media: answer in ACK refused; ACK relayed without it", "call_id", d.callID, "err", err)
+					body = []byte{}
+				}
+				rt.body = body
+			}
+		}
+		out, ok := w.buildForward(m, pkt.Src, l, w.nextBranch(), false, pkt.Listener, rt)
 		if ok {
 			w.send(target, out, "request")
 		}
 		return
+	}
+	// A re-INVITE or UPDATE of an anchored call: its offer goes through the
+	// session; a refused offer is answered here and goes no further.
+	var rt retarget
+	anchored := d.media != nil && (meth == sip.INVITE || meth == sip.UPDATE)
+	if anchored {
+		if b := sdpBody(m); b != nil {
+			body, err := d.media.Offer(fromCaller, b)
+			if err != nil {
+				w.replyVerdict(pkt, true, via, mediaVerdict(err))
+				return
+			}
+			rt.body = body
+		}
 	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
@@ -539,6 +588,10 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		req:     bytes.Clone(pkt.Buf),
 		from:    flowFrom(pkt, via),
 		created: w.now,
+	}
+	if anchored {
+		st.retarget = rt
+		st.mediaDlg, st.fromCaller, st.offered = d, fromCaller, rt.body != nil
 	}
 	w.addServerTx(st)
 	if meth == sip.BYE {

@@ -148,7 +148,17 @@ func (w *worker) sendAck(ct *clientTx) {
 // our value) and sends the response to the server transaction's sender.
 func (w *worker) relayResponse(st *serverTx, code int, vi int, rest []byte) {
 	m := &w.msg
+	body, strip := w.mediaResponse(st, code) // media.go: before the editor is reset
 	w.ed.Reset(m)
+	switch {
+	case strip:
+		w.ed.SetBody([]byte{})
+		if i := m.Find(sip.HdrContentType, 0); i >= 0 {
+			w.ed.DeleteHeader(i)
+		}
+	case body != nil:
+		w.ed.SetBody(body)
+	}
 	if len(rest) == 0 {
 		w.ed.DeleteHeader(vi)
 	} else {

@@ -49,6 +49,12 @@ type serverTx struct {
 	created    time.Time
 	// retarget is applied to every forwarded copy (failover included).
 	retarget retarget
+	// mediaDlg is the anchored dialog whose session descriptions this
+	// transaction carries (media.go); fromCaller says who sent the request,
+	// offered whether it carried an offer.
+	mediaDlg   *dialog
+	fromCaller bool
+	offered    bool
 }
 
 // clientTx is a request we sent (RFC 3261 17.1).
@@ -91,6 +97,12 @@ type dialog struct {
 	from, to                   string
 	start, answer              time.Time
 	cancelled                  bool
+
+	// media is the call's media session (nil: not anchored). ackAnswer is
+	// set when a 2xx carried an offer (offerless INVITE): the ACK from the
+	// INVITE's sender (ackFromCaller) carries the answer.
+	media                    chain.MediaSession
+	ackAnswer, ackFromCaller bool
 }
 
 // answered tells the call's holds that implement chain.Answerer.

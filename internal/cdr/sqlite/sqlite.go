@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS cdr (
 	final_code  INTEGER NOT NULL,
 	disposition TEXT NOT NULL,
 	stage       TEXT NOT NULL,
-	reason      TEXT NOT NULL
+	reason      TEXT NOT NULL,
+	caller_media TEXT NOT NULL DEFAULT '',
+	callee_media TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cdr_start ON cdr (start_ns);
 CREATE INDEX IF NOT EXISTS cdr_trunk_start ON cdr (trunk, start_ns);
@@ -67,7 +69,29 @@ func Open(path string) (*Store, error) {
 	if err := db.QueryRow(`SELECT count(*) FROM schema_version`).Scan(&n); err == nil && n == 0 {
 		_, _ = db.Exec(`INSERT INTO schema_version (version) VALUES (1)`)
 	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("upgrade CDR schema in %s: %w", path, err)
+	}
 	return &Store{db: db}, nil
+}
+
+// migrate adds the columns later versions introduced to a file an earlier
+// version created (version 2: the media security of both legs).
+func migrate(db *sql.DB) error {
+	for _, col := range []string{"caller_media", "callee_media"} {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('cdr') WHERE name = ?`, col).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := db.Exec(`ALTER TABLE cdr ADD COLUMN ` + col + ` TEXT NOT NULL DEFAULT ''`); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := db.Exec(`UPDATE schema_version SET version = 2 WHERE version < 2`)
+	return err
 }
 
 func ns(t time.Time) int64 {
@@ -92,8 +116,9 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO cdr (call_id, trunk, upstream, direction, src_addr, transport,
-		from_num, to_num, start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		from_num, to_num, start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason,
+		caller_media, callee_media)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -101,7 +126,7 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	for _, r := range recs {
 		if _, err := stmt.ExecContext(ctx, r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport,
 			r.From, r.To, ns(r.Start), ns(r.Answer), ns(r.End), r.Duration.Milliseconds(), r.FinalCode,
-			string(r.Disposition), r.Stage, r.Reason); err != nil {
+			string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia); err != nil {
 			return err
 		}
 	}
@@ -125,7 +150,7 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		args = append(args, f.Trunk)
 	}
 	q := `SELECT id, call_id, trunk, upstream, direction, src_addr, transport, from_num, to_num,
-		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason FROM cdr`
+		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason, caller_media, callee_media FROM cdr`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -144,7 +169,8 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		var start, answer, end, durMS int64
 		var disp string
 		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport,
-			&r.From, &r.To, &start, &answer, &end, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason); err != nil {
+			&r.From, &r.To, &start, &answer, &end, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason,
+			&r.CallerMedia, &r.CalleeMedia); err != nil {
 			return nil, err
 		}
 		r.Start, r.Answer, r.End = fromNS(start), fromNS(answer), fromNS(end)

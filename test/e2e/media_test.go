@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mediaConfig: the trunk acme (127.0.0.2) must use SRTP; sipwarden's relay
+// bridges it to plain RTP towards the PBX (srtp: bridge).
+const mediaConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+media: {enabled: true, address: 127.0.0.1, ports: "{{index .Extra "ports"}}"}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: acme
+    auth: ip
+    allow: [127.0.0.2/32]
+    upstream: pbx
+    numbers: ["+15551230000/4"]
+    targets: ["udp://127.0.0.2:5070"]
+    media: {srtp: bridge}
+`
+
+// TestSRTPBridgeBaresipToSipp: a softphone (baresip, SDES SRTP mandatory)
+// calls through sipwarden to a PBX that only speaks plain RTP (SIPp echoing
+// the audio back). The relay decrypts the phone's SRTP towards the PBX and
+// encrypts the echo back, both ways; an offer without SRTP is refused with
+// 488; the CDR records the media security of both legs.
+func TestSRTPBridgeBaresipToSipp(t *testing.T) {
+	baresip := requireTool(t, "baresip", "baresip-core")
+	sipp := requireTool(t, "sipp", "sip-tester")
+	base := 40000 + os.Getpid()%200*100
+	pbxPort := freePort(t)
+	e := startEdge(t, mediaConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+99)})
+
+	// An offer with plain RTP from the trunk: 488 and a Warning.
+	plain := newRawUA(t, "udp", "127.0.0.2")
+	if m := plain.invite(e.sipAddr(), "plain-rtp"); m.code != 488 || !strings.Contains(m.get("Warning"), "SRTP required") {
+		t.Fatalf("plain RTP offer from an SRTP trunk: %d %q, want 488 with a Warning", m.code, m.get("Warning"))
+	}
+
+	// The PBX: SIPp's built-in UAS, echoing RTP.
+	pbx := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-rtp_echo", "-nostdin", "-m", "1")
+	pbx.Dir = t.TempDir()
+	var pbxOut syncBuffer
+	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
+	if err := pbx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pbx.Process.Kill(); _ = pbx.Wait() })
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config"), fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.2:%d
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module srtp.so
+module menu.so
+module_app account.so
+audio_player ausine,nil
+audio_source ausine,440
+audio_alert ausine,nil
+ausrc_srate 48000
+auplay_srate 48000
+ausrc_channels 2
+auplay_channels 2
+rtp_ports %d-%d
+`, freePort(t), base+200, base+299))
+	writeFile(t, filepath.Join(dir, "accounts"),
+		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=srtp-mand;outbound=\"sip:%s\"\n", e.sipAddr()))
+	phone := exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "20")
+	var out syncBuffer
+	phone.Stdout, phone.Stderr = &out, &out
+	if err := phone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = phone.Process.Kill()
+		_ = phone.Wait()
+		if t.Failed() {
+			t.Logf("baresip output:\n%s\nSIPp output:\n%s", out.String(), pbxOut.String())
+		}
+	})
+
+	// Media flows both ways through the relay: the phone's SRTP decrypted
+	// towards the PBX, the PBX's echo encrypted towards the phone, whose
+	// libsrtp accepts it.
+	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for e.metric(forwarded) < 200 || !strings.Contains(out.String(), "incoming rtp for 'audio' established") {
+		if time.Now().After(deadline) {
+			t.Fatalf("media through the relay: %v RTP packets forwarded", e.metric(forwarded))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)") {
+		t.Errorf("baresip did not use SRTP")
+	}
+	for _, reason := range []string{"auth", "replay", "crypto_error"} {
+		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v != 0 {
+			t.Errorf("%v RTP packets dropped for %s", v, reason)
+		}
+	}
+
+	// A graceful stop ends the call; its CDR says how each leg was protected.
+	e.stop()
+	var found bool
+	for _, r := range e.cdrs() {
+		if r.Trunk == "acme" && !r.Answer.IsZero() {
+			found = true
+			if r.CallerMedia != "srtp:AES_CM_128_HMAC_SHA1_80" || r.CalleeMedia != "rtp" {
+				t.Errorf("CDR media: caller %q callee %q, want srtp:AES_CM_128_HMAC_SHA1_80 and rtp", r.CallerMedia, r.CalleeMedia)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
+	}
+}
