@@ -7,6 +7,7 @@ import (
 	"net"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,25 +116,38 @@ Content-Length: 0
 var challengeRe = regexp.MustCompile(`realm="([^"]+)".*nonce="([^"]+)"`)
 
 // registerDigest registers ua as user with a contact of its own address,
-// answering the MD5 challenge (qop=auth) by hand.
+// answering the MD5 challenge (qop=auth) by hand; it fails the test unless
+// the registration succeeds.
 func registerDigest(t *testing.T, ua *rawUA, target, user, realm string) {
+	t.Helper()
+	if ok := digestRegister(t, ua, target, user, realm, e2ePass); ok == nil || ok.code != 200 {
+		t.Fatalf("%s: authenticated REGISTER: %+v", user, ok)
+	}
+}
+
+var regSeq atomic.Int32
+
+// digestRegister sends a REGISTER, answers its challenge with pass and
+// returns the response to the authenticated REGISTER (nil: none).
+func digestRegister(t *testing.T, ua *rawUA, target, user, realm, pass string) *rawMsg {
 	t.Helper()
 	ua.dial(target) // a stream UA's contact names its connection's own address
 	contact := fmt.Sprintf("<sip:%s@%s;transport=%s>", user, ua.localAddr(), ua.network)
+	callID := fmt.Sprintf("reg-%s-%d", user, regSeq.Add(1))
 	reg := func(cseq int, authz string) *rawMsg {
 		ua.send(target, fmt.Sprintf(`REGISTER sip:%[1]s SIP/2.0
 Via: %[2]s
 From: <sip:%[3]s@%[1]s>;tag=r-%[3]s
 To: <sip:%[3]s@%[1]s>
-Call-ID: reg-%[3]s
+Call-ID: %[7]s
 CSeq: %[4]d REGISTER
 Contact: %[5]s
 Expires: 600
 Max-Forwards: 70
 %[6]sContent-Length: 0
 
-`, realm, ua.via(fmt.Sprintf("z9hG4bK-reg-%s-%d", user, cseq)), user, cseq, contact, authz))
-		return waitCode(ua, "reg-"+user, 0)
+`, realm, ua.via(fmt.Sprintf("z9hG4bK-%s-%d", callID, cseq)), user, cseq, contact, authz, callID))
+		return waitCode(ua, callID, 0)
 	}
 	ch := reg(1, "")
 	if ch == nil || ch.code != 401 {
@@ -145,13 +159,11 @@ Max-Forwards: 70
 	}
 	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
 	uri := "sip:" + realm
-	ha1 := auth.HA1(auth.MD5, user, realm, e2ePass)
+	ha1 := h(user + ":" + realm + ":" + pass)
 	resp := h(ha1 + ":" + m[2] + ":00000001:c0ffee:auth:" + h("REGISTER:"+uri))
 	authz := fmt.Sprintf("Authorization: Digest username=%q, realm=%q, nonce=%q, uri=%q, response=%q, algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\n",
 		user, realm, m[2], uri, resp)
-	if ok := reg(2, authz); ok == nil || ok.code != 200 {
-		t.Fatalf("%s: authenticated REGISTER: %+v", user, ok)
-	}
+	return reg(2, authz)
 }
 
 // waitCode waits for a response with Call-ID callID and code (0: any final
@@ -181,4 +193,66 @@ func responseTo(m *rawMsg, code int, reason string) string {
 	fmt.Fprintf(&b, "From: %s\nTo: %s;tag=callee\nCall-ID: %s\nCSeq: %s\nContent-Length: 0\n\n",
 		m.get("From"), m.get("To"), m.get("Call-ID"), m.get("CSeq"))
 	return b.String()
+}
+
+// lockoutConfig: account 1002 may register only from 127.0.0.60; four
+// failures of one account from anywhere lock it for 3 s (lockout_mode lock).
+const lockoutConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+auth:
+  bruteforce: {source_account_failures: 3, account_failures: 4, lockout: 3s, lockout_mode: lock}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: phones
+    auth: digest
+    realm: phones.example.test
+    algorithms: [MD5]
+    upstream: pbx
+    registrar: {enabled: true}
+    accounts:
+{{index .Extra "accounts"}}`
+
+// TestRegisterFromAndAccountLockout: the right password from outside an
+// account's register_from is refused exactly like a wrong one; guessing one
+// account's password from many addresses (each under the per-address ban)
+// locks the account for the configured time, then it works again.
+func TestRegisterFromAndAccountLockout(t *testing.T) {
+	const realm = "phones.example.test"
+	accounts := fmt.Sprintf("      - {username: \"1001\", ha1: {md5: %s}}\n      - {username: \"1002\", ha1: {md5: %s}, register_from: [127.0.0.60/32]}\n",
+		auth.HA1(auth.MD5, "1001", realm, e2ePass), auth.HA1(auth.MD5, "1002", realm, e2ePass))
+	e := startEdge(t, lockoutConfig, freePort(t), map[string]any{"accounts": accounts})
+
+	// register_from
+	outside := digestRegister(t, newRawUA(t, "udp", "127.0.0.61"), e.sipAddr(), "1002", realm, e2ePass)
+	wrong := digestRegister(t, newRawUA(t, "udp", "127.0.0.62"), e.sipAddr(), "1001", realm, "Not-the-password-1")
+	if outside == nil || wrong == nil || outside.code != 401 || wrong.code != 401 {
+		t.Fatalf("right password from outside register_from: %+v; wrong password: %+v; want 401 for both", outside, wrong)
+	}
+	if m := digestRegister(t, newRawUA(t, "udp", "127.0.0.60"), e.sipAddr(), "1002", realm, e2ePass); m == nil || m.code != 200 {
+		t.Fatalf("right password from inside register_from: %+v", m)
+	}
+
+	// Distributed guessing of 1001: three more addresses, one guess each
+	// (127.0.0.62 already failed once): the fourth failure locks the account.
+	for i := range 3 {
+		if m := digestRegister(t, newRawUA(t, "udp", fmt.Sprintf("127.0.0.%d", 63+i)), e.sipAddr(), "1001", realm, fmt.Sprintf("Guess-%d-password", i)); m == nil || m.code != 401 {
+			t.Fatalf("guess %d: %+v", i, m)
+		}
+	}
+	if v := e.metric(`sipwarden_bruteforce_lockouts_total`); v != 1 {
+		t.Fatalf("lockouts: %v, want 1", v)
+	}
+	owner := newRawUA(t, "udp", "127.0.0.70")
+	if m := digestRegister(t, owner, e.sipAddr(), "1001", realm, e2ePass); m == nil || m.code != 401 {
+		t.Fatalf("the right password during the lockout: %+v, want 401", m)
+	}
+	time.Sleep(3200 * time.Millisecond)
+	if m := digestRegister(t, owner, e.sipAddr(), "1001", realm, e2ePass); m == nil || m.code != 200 {
+		t.Fatalf("the right password after the lockout: %+v, want 200", m)
+	}
 }
