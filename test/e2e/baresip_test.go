@@ -41,9 +41,10 @@ trunks:
 `
 
 // TestBaresipRegistersOverTLSAndAnswers: a real softphone (baresip)
-// registers with digest over TLS; the same REGISTER over UDP is refused; the
-// PBX calls the phone, which answers through the TLS connection it
-// registered on; the call is hung up and recorded.
+// registers with digest over TLS (the same REGISTER over UDP is refused) and
+// places a call through the 407 challenge that the PBX answers and ends;
+// then the PBX calls the phone, which answers through the TLS connection it
+// registered on; that call is hung up and recorded.
 func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 	baresip := requireTool(t, "baresip", "baresip-core")
 	const realm = "phones.example.test"
@@ -77,6 +78,7 @@ sip_cafile %s
 module_path /usr/lib/baresip/modules
 module g711.so
 module ausine.so
+module menu.so
 module_app account.so
 audio_player ausine,nil
 audio_source ausine,440
@@ -89,7 +91,8 @@ auplay_channels 2
 	writeFile(t, filepath.Join(cfgDir, "accounts"), fmt.Sprintf(
 		"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600;answermode=auto\n",
 		realm, e2ePass, e.tlsPort))
-	cmd := exec.Command(baresip, "-f", cfgDir, "-t", "30")
+	// baresip places a call at once (through a 407 challenge), then waits.
+	cmd := exec.Command(baresip, "-f", cfgDir, "-e", "/dial sip:+15559990000@"+realm, "-t", "30")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -108,6 +111,35 @@ auplay_channels 2
 			t.Fatal("baresip did not register within 10 s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The phone's own call reaches the PBX, authenticated and without
+	// credentials; the PBX answers, then hangs up.
+	var out1 *rawMsg
+	deadline = time.Now().Add(10 * time.Second)
+	for out1 == nil && time.Now().Before(deadline) {
+		if m := pbx.recv(time.Until(deadline)); m != nil && m.method == "INVITE" {
+			out1 = m
+		}
+	}
+	if out1 == nil {
+		t.Fatal("the phone's call did not reach the PBX")
+	}
+	if out1.get("Proxy-Authorization") != "" || !strings.Contains(out1.raw, "+15559990000") {
+		t.Fatalf("the phone's INVITE at the PBX:\n%s", out1.raw)
+	}
+	pbx.send(e.sipAddr(), strings.Replace(responseTo(out1, 200, "OK"), "Content-Length: 0\n\n",
+		fmt.Sprintf("Contact: <sip:pbx@127.0.0.3:%d>\nContent-Type: application/sdp\nContent-Length: %d\n\n", pbxPort, len(sdpPBXAnswer))+
+			strings.ReplaceAll(sdpPBXAnswer, "\r\n", "\n"), 1))
+	if ack := waitMethod(pbx, out1.get("Call-ID"), "ACK"); ack == nil {
+		t.Fatal("the phone did not ACK the PBX's 200")
+	}
+	bye := fmt.Sprintf("BYE %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%d;branch=z9hG4bK-pbxbye\nRoute: %s\nFrom: %s;tag=callee\nTo: %s\nCall-ID: %s\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		strings.Trim(strings.SplitN(out1.get("Contact"), ">", 2)[0], "<"), pbxPort, strings.Join(out1.headers["record-route"], ", "),
+		out1.get("To"), out1.get("From"), out1.get("Call-ID"))
+	pbx.send(e.sipAddr(), bye)
+	if m := waitCode(pbx, out1.get("Call-ID"), 200); m == nil {
+		t.Fatal("the phone did not answer the PBX's BYE")
 	}
 
 	// The PBX calls the phone; baresip answers on its own.
@@ -151,6 +183,23 @@ auplay_channels 2
 	if call == nil || call.Disposition != cdr.Answered || call.Trunk != "phones" || call.Direction != "terminating" {
 		t.Fatalf("CDR of the call: %+v", call)
 	}
+}
+
+const sdpPBXAnswer = "v=0\r\no=pbx 2 2 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+
+// waitMethod waits for a request with Call-ID callID and method.
+func waitMethod(ua *rawUA, callID, method string) *rawMsg {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		m := ua.recv(time.Until(deadline))
+		if m == nil {
+			return nil
+		}
+		if m.method == method && m.get("Call-ID") == callID {
+			return m
+		}
+	}
+	return nil
 }
 
 func writeFile(t *testing.T, path, content string) {
