@@ -194,6 +194,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
+		RootCAFile:        cfg.TLS.UpstreamCA,
 		Gate:              bans,
 		Bus:               bus,
 		Registerer:        reg,

@@ -148,6 +148,10 @@ type TLS struct {
 	// ClientCA, when set, is a PEM bundle used to verify client certificates
 	// of trunks whose tls.require_client_cert is true.
 	ClientCA string
+	// UpstreamCA, when set, is a PEM bundle that verifies the certificates
+	// of the peers sipwarden connects to over TLS (tls:// targets of
+	// upstreams and trunks), instead of the system roots.
+	UpstreamCA string
 	// HandshakeTimeout bounds a TLS handshake (default 5s).
 	HandshakeTimeout time.Duration
 }

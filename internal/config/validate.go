@@ -99,6 +99,7 @@ type rawTLS struct {
 	Cert             string `yaml:"cert"`
 	Key              string `yaml:"key"`
 	ClientCA         string `yaml:"client_ca"`
+	UpstreamCA       string `yaml:"upstream_ca"`
 	HandshakeTimeout string `yaml:"handshake_timeout"`
 }
 
@@ -176,7 +177,7 @@ var knownKeys = map[string][]string{
 	"rawFloodProfile": {"invite", "register", "options", "other", "malformed"},
 	"rawListen":       {"url", "advertise"},
 	"plain":           {"url", "advertise"},
-	"rawTLS":          {"cert", "key", "client_ca", "handshake_timeout"},
+	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
 	"rawAdmin":        {"listen"},
 	"rawStorage":      {"path"},
 	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
@@ -393,7 +394,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Listen = append(c.Listen, Listen{Raw: l.URL, Transport: t, Addr: ap, Advertise: l.Advertise})
 	}
 
-	c.TLS = TLS{Cert: raw.TLS.Cert, Key: raw.TLS.Key, ClientCA: raw.TLS.ClientCA,
+	c.TLS = TLS{Cert: raw.TLS.Cert, Key: raw.TLS.Key, ClientCA: raw.TLS.ClientCA, UpstreamCA: raw.TLS.UpstreamCA,
 		HandshakeTimeout: v.duration(p("tls", "handshake_timeout"), raw.TLS.HandshakeTimeout, 5*time.Second)}
 	if hasTLS && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		v.fail(p("tls"), "a tls:// listener needs tls.cert and tls.key")
