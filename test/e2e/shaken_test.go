@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,93 @@ func mustStatic(t *testing.T, pki *shaken.TestPKI) shaken.StaticCerts {
 		t.Fatal(err)
 	}
 	return shaken.StaticCerts{Entry: &shaken.CertEntry{Certs: certs}}
+}
+
+// TestShakenSipp: the same through SIPp on both sides. Ten calls from a
+// trunk that owns the calling number leave with a full-form SHAKEN Identity
+// (SIPp's PBX refuses a call without one) attested A; ten calls from a
+// carrier with a valid Identity reach SIPp's PBX with
+// verstat=TN-Validation-Passed (it refuses a call without it).
+func TestShakenSipp(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := shaken.NewTestPKI(shaken.TestPKIOptions{SPC: "709J"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(pki.ChainPEM()) }))
+	defer srv.Close()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyPEM, _ := shaken.KeyPEM(pki.LeafKey)
+	x5u := srv.URL + "/sp.pem"
+	t.Setenv("SSL_CERT_FILE", write("https.pem", shaken.CertPEM(srv.Certificate())))
+	pbxPort := freePort(t)
+	e := startEdge(t, shakenConfig, pbxPort, map[string]any{
+		"root": write("root.pem", shaken.CertPEM(pki.Root)), "key": write("sp.key", keyPEM), "x5u": x5u})
+	const calls = 10
+
+	// pbxResult waits for SIPp's PBX to end and reads its final screen: its
+	// scenario fails a call whose INVITE lacks what it checks.
+	pbxResult := func(u *uas, screen string) sippResult {
+		t.Helper()
+		select {
+		case <-u.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the PBX did not end after its calls")
+		}
+		b, _ := os.ReadFile(screen)
+		var r sippResult
+		r.Screen = string(b)
+		if m := screenRe["ok"].FindStringSubmatch(r.Screen); m != nil {
+			r.Successful, _ = strconv.Atoi(m[1])
+		}
+		if m := screenRe["fail"].FindStringSubmatch(r.Screen); m != nil {
+			r.Failed, _ = strconv.Atoi(m[1])
+		}
+		return r
+	}
+
+	// Outbound: acme owns +15551230001.
+	screen := filepath.Join(dir, "pbx1.txt")
+	u := startUAS(t, "uas_identity.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
+	res := runSipp(t, 60*time.Second, uacArgs("uac_caller.xml", e.sipAddr(), calls, 5, "-key", "caller", "+15551230001")...)
+	if res.Successful != calls {
+		t.Fatalf("signed calls through SIPp: %s\n%s\nPBX:\n%s", fmtCalls(res), res.Screen, u.out.String())
+	}
+	if v := e.metric(`sipwarden_shaken_signed_total{attest="A",trunk="acme"}`); v != calls {
+		t.Errorf("calls signed with attestation A: %v, want %d", v, calls)
+	}
+	if r := pbxResult(u, screen); r.Successful != calls || r.Failed != 0 {
+		t.Fatalf("the PBX's checks of the Identity header: %s\n%s", fmtCalls(r), r.Screen)
+	}
+
+	// Inbound: the carrier's calls carry a valid Identity (iat is fresh for 60 s).
+	s, err := shaken.NewSigner(pki.LeafKey, x5u, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := s.SignCall("15559990001", []string{"15551230001"}, "A", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	screen = filepath.Join(dir, "pbx2.txt")
+	u = startUAS(t, "uas_verstat.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
+	args := uacArgs("uac_identity.xml", e.sipAddr(), calls, 5, "-key", "caller", "+15559990001", "-key", "identity", sg.Identity)
+	for i := range args {
+		if args[i] == "127.0.0.2" { // the carrier's address instead of acme's
+			args[i] = "127.0.0.4"
+		}
+	}
+	res = runSipp(t, 60*time.Second, args...)
+	if res.Successful != calls {
+		t.Fatalf("verified calls through SIPp: %s\n%s\nPBX:\n%s", fmtCalls(res), res.Screen, u.out.String())
+	}
+	if r := pbxResult(u, screen); r.Successful != calls || r.Failed != 0 {
+		t.Fatalf("the PBX's checks of verstat: %s\n%s", fmtCalls(r), r.Screen)
+	}
 }
