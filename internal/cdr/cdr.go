@@ -66,6 +66,10 @@ type Record struct {
 	// the media relay anchored the call: "srtp:AES_CM_128_HMAC_SHA1_80",
 	// "rtp" (plain), or "" (not anchored, or no media).
 	CallerMedia, CalleeMedia string
+	// Identity is the STIR/SHAKEN outcome: "signed:A|B|C" for a call
+	// sipwarden signed, the verstat of a call it verified (with the failure
+	// code and reason: "TN-Validation-Failed:438:bad_signature"), or "".
+	Identity string
 }
 
 // Filter selects records. Zero values do not restrict.

@@ -180,6 +180,10 @@ type Request struct {
 	DestTrunk *config.Trunk
 	// Target is where the request goes next.
 	Target Target
+	// Identity is set by the shaken stage for the CDR: "signed:A" (the
+	// attestation of a call it signed) or the verification result of a call
+	// it verified ("TN-Validation-Passed", "TN-Validation-Failed:438:bad_signature").
+	Identity string
 	// RequestURI, when set, replaces the Request-URI of the forwarded
 	// request (a call to a registered account goes to its contact).
 	RequestURI string

@@ -120,7 +120,7 @@ func openCDRForReading(file, db string) (cdr.Store, error) {
 }
 
 var cdrColumns = []string{"start", "call_id", "trunk", "upstream", "direction", "from", "to", "src", "transport",
-	"answer", "end", "duration_s", "code", "disposition", "stage", "reason", "caller_media", "callee_media"}
+	"answer", "end", "duration_s", "code", "disposition", "stage", "reason", "caller_media", "callee_media", "identity"}
 
 func cdrFields(r cdr.Record) []string {
 	ts := func(t time.Time) string {
@@ -131,7 +131,7 @@ func cdrFields(r cdr.Record) []string {
 	}
 	return []string{ts(r.Start), r.CallID, r.Trunk, r.Upstream, r.Direction, r.From, r.To, r.SrcAddr, r.Transport,
 		ts(r.Answer), ts(r.End), strconv.FormatFloat(r.Duration.Seconds(), 'f', 3, 64), strconv.Itoa(r.FinalCode),
-		string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia}
+		string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia, r.Identity}
 }
 
 type cdrJSON struct {
@@ -154,13 +154,14 @@ type cdrJSON struct {
 	Reason      string     `json:"reason,omitempty"`
 	CallerMedia string     `json:"caller_media,omitempty"`
 	CalleeMedia string     `json:"callee_media,omitempty"`
+	Identity    string     `json:"identity,omitempty"`
 }
 
 func toJSON(r cdr.Record) cdrJSON {
 	j := cdrJSON{ID: r.ID, CallID: r.CallID, Trunk: r.Trunk, Upstream: r.Upstream, Direction: r.Direction, Src: r.SrcAddr,
 		Transport: r.Transport, From: r.From, To: r.To, Start: r.Start.UTC(), End: r.End.UTC(), DurationS: r.Duration.Seconds(),
 		Code: r.FinalCode, Disposition: string(r.Disposition), Stage: r.Stage, Reason: r.Reason,
-		CallerMedia: r.CallerMedia, CalleeMedia: r.CalleeMedia}
+		CallerMedia: r.CallerMedia, CalleeMedia: r.CalleeMedia, Identity: r.Identity}
 	if !r.Answer.IsZero() {
 		a := r.Answer.UTC()
 		j.Answer = &a

@@ -49,6 +49,7 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 	}
 	rec := d.record(w.now, code, disp, stage, reason)
 	rec.CallerMedia, rec.CalleeMedia = callerMedia, calleeMedia
+	rec.Identity = d.identity
 	if d.confirmed {
 		end := w.now
 		if reason == "dialog_timeout" {
@@ -94,7 +95,9 @@ func (w *worker) blockedCDR(pkt *transport.Packet, req *chain.Request, stage, re
 	}
 	d.callID = string(req.Msg.CallID())
 	w.fillCallParties(&d, req)
-	w.p.opt.CDR.Write(d.record(w.now, code, dispBlocked, stage, reason))
+	rec := d.record(w.now, code, dispBlocked, stage, reason)
+	rec.Identity = req.Identity
+	w.p.opt.CDR.Write(rec)
 }
 
 // partyNumber turns a URI user part into the number a CDR shows: E.164 when

@@ -619,6 +619,7 @@ func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *server
 	d.key = d.callID + "\x00" + d.callerTag
 	d.nholds = req.TakeHolds(&d.holds)
 	w.fillCallParties(d, req)
+	d.identity = req.Identity
 	if old := w.dialogs[d.key]; old != nil {
 		// A new INVITE reusing a live dialog's Call-ID and tag: end the old one.
 		w.endDialog(old, 0, dispFailed, "proxy", "replaced")

@@ -102,6 +102,7 @@ type dialog struct {
 	// set when a 2xx carried an offer (offerless INVITE): the ACK from the
 	// INVITE's sender (ackFromCaller) carries the answer.
 	media                    chain.MediaSession
+	identity                 string // the STIR/SHAKEN outcome, for the CDR
 	ackAnswer, ackFromCaller bool
 }
 

@@ -207,6 +207,7 @@ func (s *Stage) sign(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	if s.met != nil {
 		s.met.signed.WithLabelValues(attest, trunk).Inc()
 	}
+	req.Identity = "signed:" + attest
 	return chain.Next()
 }
 
@@ -216,7 +217,9 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	if s.met != nil {
 		s.met.verified.WithLabelValues(r.Verstat, r.Reason, trunk).Inc()
 	}
+	req.Identity = r.Verstat
 	if r.Verstat == VerstatFailed {
+		req.Identity = r.Verstat + ":" + strconv.Itoa(r.Code) + ":" + r.Reason
 		detail := r.Reason
 		if r.Err != nil {
 			detail = r.Err.Error()

@@ -207,13 +207,22 @@ Max-Forwards: 70
 	}
 	e.stop()
 	found := false
+	identity := map[string]string{}
 	for _, r := range e.cdrs() {
+		identity[r.CallID] = r.Identity
 		if r.CallID == "refused" && r.Disposition == cdr.Blocked && r.Stage == "shaken" && r.Reason == "shaken_bad_signature" && r.FinalCode == 438 {
 			found = true
 		}
 	}
 	if !found {
 		t.Fatalf("no CDR for the refused call: %+v", e.cdrs())
+	}
+	// every CDR says what STIR/SHAKEN made of the call
+	for callID, want := range map[string]string{"own": "signed:A", "other": "signed:B", "valid": "TN-Validation-Passed",
+		"tampered": "TN-Validation-Failed:438:bad_signature", "refused": "TN-Validation-Failed:438:bad_signature"} {
+		if identity[callID] != want {
+			t.Errorf("CDR of %s: identity %q, want %q", callID, identity[callID], want)
+		}
 	}
 }
 

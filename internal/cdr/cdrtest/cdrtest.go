@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cdr.Store) {
 		a.Start = a.Start.Add(123456 * time.Nanosecond)
 		a.From = `"Zoë" 'quoted' ü`
 		a.CallerMedia, a.CalleeMedia = "srtp:AES_CM_128_HMAC_SHA1_80", "rtp"
+		a.Identity = "TN-Validation-Failed:438:bad_signature"
 		b := cdr.Record{CallID: "blocked-1", Trunk: "acme", Direction: "originating", SrcAddr: "[2001:db8::1]:5060",
 			Transport: "TLS", Start: base, End: base.Add(time.Millisecond), FinalCode: 503,
 			Disposition: cdr.Blocked, Stage: "limits", Reason: "cps_limit"}

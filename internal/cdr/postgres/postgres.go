@@ -58,10 +58,12 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 		stage       TEXT NOT NULL,
 		reason      TEXT NOT NULL,
 		caller_media TEXT NOT NULL DEFAULT '',
-		callee_media TEXT NOT NULL DEFAULT ''
+		callee_media TEXT NOT NULL DEFAULT '',
+		identity    TEXT NOT NULL DEFAULT ''
 	);
 	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS caller_media TEXT NOT NULL DEFAULT '';
 	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS callee_media TEXT NOT NULL DEFAULT '';
+	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS identity TEXT NOT NULL DEFAULT '';
 	CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (start_at);
 	CREATE INDEX IF NOT EXISTS %[3]s ON %[1]s (trunk, start_at);`,
 		s.table, pgx.Identifier{table + "_start"}.Sanitize(), pgx.Identifier{table + "_trunk_start"}.Sanitize())
@@ -74,7 +76,7 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 
 var columns = []string{"call_id", "trunk", "upstream", "direction", "src_addr", "transport", "from_num", "to_num",
 	"start_at", "answer_at", "end_at", "duration_ms", "final_code", "disposition", "stage", "reason",
-	"caller_media", "callee_media"}
+	"caller_media", "callee_media", "identity"}
 
 func nullTime(t time.Time) any {
 	if t.IsZero() {
@@ -89,7 +91,7 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	for i, r := range recs {
 		rows[i] = []any{r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport, r.From, r.To,
 			r.Start, nullTime(r.Answer), r.End, r.Duration.Milliseconds(), r.FinalCode, string(r.Disposition), r.Stage, r.Reason,
-			r.CallerMedia, r.CalleeMedia}
+			r.CallerMedia, r.CalleeMedia, r.Identity}
 	}
 	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{strings.Trim(s.table, `"`)}, columns, pgx.CopyFromRows(rows))
 	return err
@@ -131,7 +133,7 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		var durMS int64
 		var disp string
 		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport, &r.From, &r.To,
-			&r.Start, &answer, &r.End, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason, &r.CallerMedia, &r.CalleeMedia); err != nil {
+			&r.Start, &answer, &r.End, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason, &r.CallerMedia, &r.CalleeMedia, &r.Identity); err != nil {
 			return nil, err
 		}
 		r.Start, r.End = r.Start.UTC(), r.End.UTC()

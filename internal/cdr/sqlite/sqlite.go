@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS cdr (
 	stage       TEXT NOT NULL,
 	reason      TEXT NOT NULL,
 	caller_media TEXT NOT NULL DEFAULT '',
-	callee_media TEXT NOT NULL DEFAULT ''
+	callee_media TEXT NOT NULL DEFAULT '',
+	identity    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS cdr_start ON cdr (start_ns);
 CREATE INDEX IF NOT EXISTS cdr_trunk_start ON cdr (trunk, start_ns);
@@ -77,9 +78,10 @@ func Open(path string) (*Store, error) {
 }
 
 // migrate adds the columns later versions introduced to a file an earlier
-// version created (version 2: the media security of both legs).
+// version created (version 2: the media security of both legs and the
+// STIR/SHAKEN outcome).
 func migrate(db *sql.DB) error {
-	for _, col := range []string{"caller_media", "callee_media"} {
+	for _, col := range []string{"caller_media", "callee_media", "identity"} {
 		var n int
 		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('cdr') WHERE name = ?`, col).Scan(&n); err != nil {
 			return err
@@ -117,8 +119,8 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO cdr (call_id, trunk, upstream, direction, src_addr, transport,
 		from_num, to_num, start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason,
-		caller_media, callee_media)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		caller_media, callee_media, identity)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -126,7 +128,7 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	for _, r := range recs {
 		if _, err := stmt.ExecContext(ctx, r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport,
 			r.From, r.To, ns(r.Start), ns(r.Answer), ns(r.End), r.Duration.Milliseconds(), r.FinalCode,
-			string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia); err != nil {
+			string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia, r.Identity); err != nil {
 			return err
 		}
 	}
@@ -150,7 +152,7 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		args = append(args, f.Trunk)
 	}
 	q := `SELECT id, call_id, trunk, upstream, direction, src_addr, transport, from_num, to_num,
-		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason, caller_media, callee_media FROM cdr`
+		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason, caller_media, callee_media, identity FROM cdr`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -170,7 +172,7 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		var disp string
 		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport,
 			&r.From, &r.To, &start, &answer, &end, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason,
-			&r.CallerMedia, &r.CalleeMedia); err != nil {
+			&r.CallerMedia, &r.CalleeMedia, &r.Identity); err != nil {
 			return nil, err
 		}
 		r.Start, r.Answer, r.End = fromNS(start), fromNS(answer), fromNS(end)
