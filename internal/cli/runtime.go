@@ -14,6 +14,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/flood"
+	"github.com/sipwarden/sipwarden/internal/geoip"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
@@ -47,6 +48,8 @@ type deps struct {
 	// relay is the process-wide media relay, started with a configuration
 	// that enables media (nil: media passes untouched).
 	relay *media.Relay
+	// geo is the country database, opened at start (nil: none).
+	geo *geoip.DB
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -127,6 +130,9 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
+	}
+	if registrarStage.Enabled() && d.geo != nil {
+		registrarStage.SetCountry(d.geo.Country)
 	}
 	if registrarStage.Enabled() {
 		reg := d.registrar

@@ -24,6 +24,7 @@ import (
 	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
+	"github.com/sipwarden/sipwarden/internal/geoip"
 	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/transport"
@@ -150,6 +151,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 
+	if cfg.GeoIP.CountryDB != "" {
+		if s.deps.geo, err = geoip.Open(cfg.GeoIP.CountryDB); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Media.Enabled {
 		rc := media.RelayConfig(cfg.Media)
 		rc.Logger, rc.Registerer = log, reg
@@ -281,7 +287,9 @@ func (s *server) reload() error {
 	cfg, err := config.Load(s.file)
 	if err == nil {
 		var rt *proxy.Runtime
-		if cfg.Media != s.cfg.Media {
+		if cfg.GeoIP != s.cfg.GeoIP {
+			err = errors.New("geoip.country_db changes only at a restart: restore it, or restart")
+		} else if cfg.Media != s.cfg.Media {
 			err = errors.New("the media section (relay address, ports, enabled) changes only at a restart: restore it, or restart")
 		} else {
 			rt, err = buildRuntime(cfg, s.deps)
@@ -381,6 +389,9 @@ func (s *server) closeAll() {
 	}
 	if s.deps != nil && s.deps.relay != nil {
 		s.deps.relay.Shutdown() // after the proxy: its dialogs closed their sessions
+	}
+	if s.deps != nil && s.deps.geo != nil {
+		_ = s.deps.geo.Close()
 	}
 	if s.banStore != nil {
 		_ = s.banStore.Close()

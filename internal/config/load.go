@@ -229,6 +229,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.TLS.Key = abs(c.TLS.Key)
 	c.TLS.ClientCA = abs(c.TLS.ClientCA)
 	c.TLS.UpstreamCA = abs(c.TLS.UpstreamCA)
+	c.GeoIP.CountryDB = abs(c.GeoIP.CountryDB)
 	c.Storage.Path = abs(c.Storage.Path)
 	c.Auth.Policy.ExtraFile = abs(c.Auth.Policy.ExtraFile)
 	for i := range c.Bans.Feeds {
@@ -252,6 +253,7 @@ func (c *Config) CheckFiles() error {
 	check("tls.key", c.TLS.Key)
 	check("tls.client_ca", c.TLS.ClientCA)
 	check("tls.upstream_ca", c.TLS.UpstreamCA)
+	check("geoip.country_db", c.GeoIP.CountryDB)
 	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
 	if len(es) > 0 {
 		return es

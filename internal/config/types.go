@@ -48,6 +48,15 @@ type Config struct {
 	Auth Auth
 	// Firewall configures the kernel firewall integration.
 	Firewall Firewall
+	// GeoIP locates addresses (optional).
+	GeoIP GeoIP
+}
+
+// GeoIP is the optional country database (MaxMind format).
+type GeoIP struct {
+	// CountryDB is a GeoLite2-Country or GeoIP2-Country .mmdb file; with it
+	// the registrar reports accounts registering from a new country.
+	CountryDB string
 }
 
 // Firewall configures the mirror of the ban list into the kernel.

@@ -33,6 +33,11 @@ type rawConfig struct {
 	Shaken         rawShaken     `yaml:"shaken"`
 	Auth           rawAuth       `yaml:"auth"`
 	Firewall       rawFirewall   `yaml:"firewall"`
+	GeoIP          rawGeoIP      `yaml:"geoip"`
+}
+
+type rawGeoIP struct {
+	CountryDB string `yaml:"country_db"`
 }
 
 type rawFirewall struct {
@@ -168,7 +173,8 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media", "geoip"},
+	"rawGeoIP":        {"country_db"},
 	"rawFirewall":     {"nftables", "table"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
 	"rawFeed":         {"name", "url", "file", "format", "refresh"},
@@ -557,6 +563,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Scanner.Signatures = append(c.Scanner.Signatures, sig)
 	}
 
+	c.GeoIP = GeoIP{CountryDB: raw.GeoIP.CountryDB}
 	c.Firewall = Firewall{Nftables: raw.Firewall.Nftables, Table: raw.Firewall.Table}
 	if c.Firewall.Table == "" {
 		c.Firewall.Table = "sipwarden_bans"

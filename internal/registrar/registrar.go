@@ -21,6 +21,7 @@ package registrar
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ type Options struct {
 	MaxExpires     time.Duration // longer ones are shortened to it (default 1h)
 	DefaultExpires time.Duration // when neither the contact nor the request says (default 1h)
 	MaxContacts    int           // bindings per account (default 5)
+	// Country, when set, names the country of an address (ISO 3166-1
+	// alpha-2, "" when unknown: a GeoIP database); an account registering
+	// from a country it never registered from is reported (NewCountry).
+	Country func(netip.Addr) string
 }
 
 func (o *Options) fill() {
@@ -107,6 +112,8 @@ const (
 	NewPrefix
 	// Replaced: a binding (same contact or instance) now belongs to another source address.
 	Replaced
+	// NewCountry: the account registered from a country it never registered from (GeoIP).
+	NewCountry
 )
 
 // String names the kind (event reason).
@@ -118,6 +125,8 @@ func (k ChangeKind) String() string {
 		return "new_prefix"
 	case Replaced:
 		return "binding_replaced"
+	case NewCountry:
+		return "new_country"
 	}
 	return "unknown"
 }
@@ -128,6 +137,9 @@ type Change struct {
 	Kind     ChangeKind
 	Contact  string
 	Previous netip.AddrPort
+	// Country is the new country for NewCountry; Countries those known before.
+	Country   string
+	Countries []string
 }
 
 // Result is the outcome of Apply: the code to answer and the bindings in force.
@@ -145,6 +157,9 @@ const knownSources = 16
 type aor struct {
 	bindings []Binding
 	known    []netip.Addr // sources it registered from, most recent last
+	// countries it registered from (GeoIP; at most knownSources), rebuilt
+	// from known when empty (after a restart).
+	countries []string
 }
 
 // Registrar is the set of bindings. It is safe for concurrent use and lives
@@ -184,7 +199,7 @@ func (r *Registrar) Apply(key string, o Options, req *Request, now time.Time) Re
 		}
 		a.bindings = a.bindings[:0]
 		r.markDirty(key)
-		return Result{Code: 200, Changes: a.noteSource(req.Source.Addr())}
+		return Result{Code: 200, Changes: a.noteSource(req.Source.Addr(), o.Country)}
 	}
 	// Check the whole request before changing anything (10.3 step 6 and 7).
 	type op struct {
@@ -227,7 +242,7 @@ func (r *Registrar) Apply(key string, o Options, req *Request, now time.Time) Re
 	}
 	var res Result
 	if len(req.Contacts) > 0 {
-		res.Changes = a.noteSource(req.Source.Addr())
+		res.Changes = a.noteSource(req.Source.Addr(), o.Country)
 	}
 	for _, op := range ops {
 		if op.exp == 0 {
@@ -256,9 +271,47 @@ func (r *Registrar) Apply(key string, o Options, req *Request, now time.Time) Re
 	return res
 }
 
-// noteSource remembers src and reports whether it is new to the account.
-func (a *aor) noteSource(src netip.Addr) []Change {
+// noteSource remembers src (and its country) and reports what is new to the account.
+func (a *aor) noteSource(src netip.Addr, country func(netip.Addr) string) []Change {
 	src = src.Unmap()
+	changes := a.noteCountry(src, country)
+	return append(a.noteAddress(src), changes...)
+}
+
+// noteCountry remembers the country of src; a country the account never
+// registered from (with some country known already) is a NewCountry.
+func (a *aor) noteCountry(src netip.Addr, country func(netip.Addr) string) []Change {
+	if country == nil {
+		return nil
+	}
+	if len(a.countries) == 0 {
+		for _, k := range a.known {
+			if c := country(k); c != "" && !slices.Contains(a.countries, c) {
+				a.countries = append(a.countries, c)
+			}
+		}
+	}
+	c := country(src)
+	if c == "" || slices.Contains(a.countries, c) {
+		return nil
+	}
+	before := slices.Clone(a.countries)
+	if len(a.countries) == knownSources {
+		a.countries = a.countries[1:]
+	}
+	a.countries = append(a.countries, c)
+	if len(before) == 0 {
+		return nil // a first registration has nothing to compare with
+	}
+	var last netip.AddrPort
+	if len(a.known) > 0 {
+		last = netip.AddrPortFrom(a.known[len(a.known)-1], 0)
+	}
+	return []Change{{Kind: NewCountry, Country: c, Countries: before, Previous: last}}
+}
+
+// noteAddress remembers src and reports whether it is new to the account.
+func (a *aor) noteAddress(src netip.Addr) []Change {
 	if len(a.known) == 0 {
 		a.known = append(a.known, src)
 		return nil // a first registration has nothing to compare with

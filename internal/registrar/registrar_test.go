@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +226,44 @@ func FuzzParseRegister(f *testing.F) {
 			New().Apply("k", Options{}, &r, time.Now())
 		}
 	})
+}
+
+// With a GeoIP lookup, an account registering from a country it never
+// registered from is reported once; known countries are rebuilt from the
+// remembered sources (after a restart the country list is empty).
+func TestNewCountry(t *testing.T) {
+	country := func(a netip.Addr) string {
+		switch {
+		case netip.MustParsePrefix("192.0.2.0/24").Contains(a):
+			return "US"
+		case netip.MustParsePrefix("198.51.100.0/24").Contains(a):
+			return "FR"
+		case netip.MustParsePrefix("203.0.113.0/24").Contains(a):
+			return "US"
+		}
+		return ""
+	}
+	r := New()
+	o := Options{Country: country}
+	c := Contact{URI: "sip:1001@10.0.0.5", Expires: -1}
+	var got []string
+	for i, src := range []string{"192.0.2.1:5060", "203.0.113.5:5060", "198.51.100.9:5060", "198.51.100.10:5060", "10.1.1.1:5060"} {
+		res := r.Apply("k", o, reqFrom(src, uint32(i+1), -1, c), t0)
+		for _, ch := range res.Changes {
+			if ch.Kind == NewCountry {
+				got = append(got, fmt.Sprintf("%s from %s after %v", ch.Country, src, ch.Countries))
+			}
+		}
+	}
+	if want := []string{"FR from 198.51.100.9:5060 after [US]"}; !slices.Equal(got, want) {
+		t.Fatalf("new countries: %q, want %q", got, want)
+	}
+	// the country list is rebuilt from the known sources when empty
+	r.aors["k"].countries = nil
+	res := r.Apply("k", o, reqFrom("198.51.100.11:5060", 9, -1, c), t0)
+	for _, ch := range res.Changes {
+		if ch.Kind == NewCountry {
+			t.Fatalf("a country known from the remembered sources was reported again: %+v", ch)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,15 @@ func NewStage(cfg *config.Config, reg *Registrar, met *Metrics, bus *events.Bus)
 	return s, nil
 }
 
+// SetCountry makes the stage report registrations from a country an account
+// never registered from (country: a GeoIP lookup, ISO 3166-1 alpha-2).
+func (s *Stage) SetCountry(country func(netip.Addr) string) {
+	for t, o := range s.trunks {
+		o.Country = country
+		s.trunks[t] = o
+	}
+}
+
 // Enabled reports whether a trunk of the configuration has a registrar.
 func (s *Stage) Enabled() bool { return len(s.trunks) > 0 }
 
@@ -94,9 +104,12 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	for _, c := range res.Changes {
 		kind := events.RegistrationNewSource
 		detail := "account " + req.Account + ", before from " + c.Previous.Addr().String()
-		if c.Kind == Replaced {
+		switch c.Kind {
+		case Replaced:
 			kind = events.BindingReplaced
 			detail = "account " + req.Account + ", binding taken over from " + c.Previous.String()
+		case NewCountry:
+			detail = "account " + req.Account + ", country " + c.Country + ", before from " + strings.Join(c.Countries, " ")
 		}
 		s.bus.Publish(events.Event{Kind: kind, Stage: "registrar", Reason: c.Kind.String(), Src: req.Src,
 			Transport: req.Transport.String(), Trunk: trunk, Method: "REGISTER", Detail: detail})

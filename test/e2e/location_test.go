@@ -4,7 +4,11 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -254,5 +258,48 @@ func TestRegisterFromAndAccountLockout(t *testing.T) {
 	time.Sleep(3200 * time.Millisecond)
 	if m := digestRegister(t, owner, e.sipAddr(), "1001", realm, e2ePass); m == nil || m.code != 200 {
 		t.Fatalf("the right password after the lockout: %+v, want 200", m)
+	}
+}
+
+// TestNewCountryAlert: with a country database, a phone that registers from
+// another country than before raises a new_country event.
+func TestNewCountryAlert(t *testing.T) {
+	const realm = "phones.example.test"
+	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, iso := range map[string]string{"127.0.0.0/24": "US", "127.0.1.0/24": "FR"} {
+		_, n, _ := net.ParseCIDR(cidr)
+		if err := w.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(iso)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := filepath.Join(t.TempDir(), "country.mmdb")
+	f, err := os.Create(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	accounts := fmt.Sprintf("      - {username: \"1001\", ha1: {md5: %s}}\n", auth.HA1(auth.MD5, "1001", realm, e2ePass))
+	e := startEdge(t, hostedConfig+"geoip: {country_db: \""+db+"\"}\n", freePort(t), map[string]any{"accounts": accounts})
+	registerDigest(t, newRawUA(t, "udp", "127.0.0.41"), e.sipAddr(), "1001", realm)
+	registerDigest(t, newRawUA(t, "udp", "127.0.0.42"), e.sipAddr(), "1001", realm)
+	if strings.Contains(e.logs.String(), "new_country") {
+		t.Fatalf("a new country reported within the same country:\n%s", e.logs.String())
+	}
+	registerDigest(t, newRawUA(t, "udp", "127.0.1.41"), e.sipAddr(), "1001", realm)
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(e.logs.String(), `"reason":"new_country"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new_country event:\n%s", e.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(e.logs.String(), "country FR, before from US") {
+		t.Errorf("the event does not say which countries:\n%s", e.logs.String())
 	}
 }
