@@ -40,6 +40,17 @@ const (
 	Scanner
 	// Flood: a peer's source exceeded a flood budget.
 	Flood
+	// FraudIncident: a toll-fraud rule tripped for a trunk (Reason: the rule;
+	// Detail: action, scope, value and limit); one event per incident, not per call.
+	FraudIncident
+	// FraudRelease: a fraud incident ended (its window expired or an operator released it).
+	FraudRelease
+	// FraudBlocked: a call refused by the fraud stage (destination policy or an incident's action).
+	FraudBlocked
+	// FraudHangup: a call in progress that the fraud engine asked to end (a per-call cost cap).
+	FraudHangup
+	// FraudError: the fraud engine could not keep its state (saving baselines failed).
+	FraudError
 )
 
 var kindNames = [...]string{
@@ -55,6 +66,11 @@ var kindNames = [...]string{
 	Unban:          "unban",
 	Scanner:        "scanner",
 	Flood:          "flood",
+	FraudIncident:  "fraud_incident",
+	FraudRelease:   "fraud_release",
+	FraudBlocked:   "fraud_blocked",
+	FraudHangup:    "fraud_hangup",
+	FraudError:     "fraud_error",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).
