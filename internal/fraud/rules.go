@@ -1,0 +1,214 @@
+package fraud
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Action is what a rule does when it trips.
+type Action uint8
+
+// Actions, in increasing severity.
+const (
+	// ActionNone: no action (a zero Decision).
+	ActionNone Action = iota
+	// ActionAlert publishes an incident and lets calls through.
+	ActionAlert
+	// ActionThrottle lets through a few calls per minute of the rule's scope
+	// (503 with Retry-After for the others) while its window lasts.
+	ActionThrottle
+	// ActionBlock refuses every call of the rule's scope (403) while its window lasts.
+	ActionBlock
+)
+
+var actionNames = [...]string{"none", "alert", "throttle", "block"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return "unknown"
+}
+
+// ParseAction returns the action named s (alert, throttle, block).
+func ParseAction(s string) (Action, error) {
+	for i, n := range actionNames[1:] {
+		if n == s {
+			return Action(i + 1), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown action %q (valid: alert, throttle, block)", s)
+}
+
+// Scope is the traffic an action applies to.
+type Scope uint8
+
+// Scopes.
+const (
+	// ScopeRisky: every call that is not domestic (international, premium,
+	// satellite, NANP-foreign): domestic calls keep flowing.
+	ScopeRisky Scope = iota
+	// ScopeAll: every call of the trunk.
+	ScopeAll
+)
+
+func (s Scope) String() string {
+	if s == ScopeAll {
+		return "all"
+	}
+	return "risky"
+}
+
+// Metric is what a rule measures.
+type Metric uint8
+
+// Metrics. Windowed metrics (calls, intl_calls, score, spend) are sums over
+// the rule's Window (1 to 60 minutes, by the minute).
+const (
+	// MetricCalls: call attempts in the window.
+	MetricCalls Metric = iota
+	// MetricIntlCalls: attempts to numbers that are not domestic.
+	MetricIntlCalls
+	// MetricScore: the sum of the $/min rates of the ranges dialled in the
+	// window (the ClearIP fraud score): it grows with calls and with their price,
+	// before any of them is answered.
+	MetricScore
+	// MetricSpend: money spent in the window by calls that ended, plus what
+	// the calls in progress have accrued (the live exposure).
+	MetricSpend
+	// MetricBurn: the $/min burning now: the sum of the rates of answered calls in progress.
+	MetricBurn
+	// MetricConcurrent and MetricConcurrentIntl: calls in progress.
+	MetricConcurrent
+	MetricConcurrentIntl
+	// MetricCallsSpike and MetricIntlSpike: attempts in the last 60 minutes
+	// above max(Floor, Limit × the hour-of-week baseline). Before the
+	// baseline has MinSamples weeks of history, the threshold is Floor.
+	MetricCallsSpike
+	MetricIntlSpike
+	// MetricUnusualHour trips on a non-domestic attempt in an hour of the
+	// week whose learned rate of such calls is below Limit per hour (once
+	// learned: at least MinSamples weeks).
+	MetricUnusualHour
+	// MetricCallCost ends a call in progress whose accrued cost reaches
+	// Limit (a hard cap per call, checked on every tick): the engine asks
+	// for a BYE through its Hangup callback.
+	MetricCallCost
+	numMetrics
+)
+
+var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost"}
+
+func (m Metric) String() string {
+	if m < numMetrics {
+		return metricNames[m]
+	}
+	return "unknown"
+}
+
+// ParseMetric returns the metric named s.
+func ParseMetric(s string) (Metric, error) {
+	for i, n := range metricNames {
+		if n == s {
+			return Metric(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown metric %q (valid: %s)", s, strings.Join(metricNames[:], ", "))
+}
+
+// money reports whether the metric's Limit is an amount (in currency units).
+func (m Metric) money() bool {
+	return m == MetricScore || m == MetricSpend || m == MetricBurn || m == MetricCallCost
+}
+
+// Rule is one threshold on one metric of a trunk, with what to do when it trips.
+type Rule struct {
+	// Name identifies the rule in events, metrics and CDRs ("intl_score_5m").
+	Name   string
+	Metric Metric
+	// Window is the span of windowed metrics (1m to 60m, whole minutes).
+	Window time.Duration
+	// Limit trips the rule when the metric exceeds it (reaches it for
+	// call_cost). Amounts are in currency units; spikes take a multiplier.
+	Limit float64
+	// Floor is the static threshold of spike rules (and their cold start).
+	Floor float64
+	// MinSamples is how many weeks of an hour-of-week slot a baseline needs (default 3).
+	MinSamples int
+	Action     Action
+	Scope      Scope
+	// For is how long the action lasts after the last breach (default 15m).
+	For time.Duration
+	// ThrottlePerMinute is how many calls of the scope a throttle lets
+	// through per minute (default 2).
+	ThrottlePerMinute float64
+	// ReportOnly publishes incidents without refusing any call.
+	ReportOnly bool
+}
+
+// Validate checks a rule and fills its defaults.
+func (r *Rule) Validate() error {
+	if r.Name == "" {
+		return fmt.Errorf("rule without a name")
+	}
+	if r.Metric >= numMetrics {
+		return fmt.Errorf("rule %s: unknown metric", r.Name)
+	}
+	switch r.Metric {
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend:
+		if r.Window == 0 {
+			r.Window = 5 * time.Minute
+		}
+		if r.Window < time.Minute || r.Window > time.Hour || r.Window%time.Minute != 0 {
+			return fmt.Errorf("rule %s: window %v: whole minutes from 1m to 60m", r.Name, r.Window)
+		}
+	}
+	if r.Limit <= 0 && r.Metric != MetricCallsSpike && r.Metric != MetricIntlSpike {
+		return fmt.Errorf("rule %s: limit must be above 0", r.Name)
+	}
+	if (r.Metric == MetricCallsSpike || r.Metric == MetricIntlSpike) && r.Limit <= 0 && r.Floor <= 0 {
+		return fmt.Errorf("rule %s: a spike rule needs a limit (multiplier of the baseline) or a floor", r.Name)
+	}
+	if r.MinSamples == 0 {
+		r.MinSamples = 3
+	}
+	if r.Action == ActionNone {
+		r.Action = ActionAlert
+	}
+	if r.Action > ActionBlock {
+		return fmt.Errorf("rule %s: unknown action", r.Name)
+	}
+	if r.For == 0 {
+		r.For = 15 * time.Minute
+	}
+	if r.For < 0 {
+		return fmt.Errorf("rule %s: negative duration", r.Name)
+	}
+	if r.ThrottlePerMinute == 0 {
+		r.ThrottlePerMinute = 2
+	}
+	return nil
+}
+
+// DefaultRules are the rules of a trunk that configures none: ClearIP-like
+// score windows and live spend, loud enough for an IRSF burst and quiet for
+// an office. Amounts are in the deck's currency.
+func DefaultRules() []Rule {
+	rs := []Rule{
+		{Name: "score_5m", Metric: MetricScore, Window: 5 * time.Minute, Limit: 20, Action: ActionBlock},
+		{Name: "score_15m", Metric: MetricScore, Window: 15 * time.Minute, Limit: 40, Action: ActionThrottle},
+		{Name: "score_60m", Metric: MetricScore, Window: 60 * time.Minute, Limit: 100, Action: ActionAlert},
+		{Name: "spend_60m", Metric: MetricSpend, Window: 60 * time.Minute, Limit: 50, Action: ActionBlock},
+		{Name: "burn", Metric: MetricBurn, Limit: 10, Action: ActionBlock},
+		{Name: "intl_calls_5m", Metric: MetricIntlCalls, Window: 5 * time.Minute, Limit: 30, Action: ActionThrottle},
+		{Name: "intl_spike", Metric: MetricIntlSpike, Limit: 5, Floor: 60, Action: ActionAlert},
+		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Action: ActionAlert},
+		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
+	}
+	for i := range rs {
+		_ = rs[i].Validate()
+	}
+	return rs
+}
