@@ -33,6 +33,7 @@ type Engine struct {
 	now func() time.Time
 
 	reportOnly atomic.Bool
+	hangup     atomic.Pointer[func(callID, account, rule string)]
 
 	mu    sync.RWMutex
 	accts map[string]*account
@@ -172,10 +173,23 @@ func NewEngine(o Options) *Engine {
 	}
 	e := &Engine{opt: o, now: o.Now, accts: map[string]*account{}, seed: maphash.MakeSeed()}
 	e.reportOnly.Store(o.ReportOnly)
+	if o.Hangup != nil {
+		e.SetHangup(o.Hangup)
+	}
 	for i := range e.calls {
 		e.calls[i].calls = map[string]*Call{}
 	}
 	return e
+}
+
+// SetHangup sets the function that ends calls over a per-call cap (the
+// proxy's, once it exists). nil: calls are reported, not ended.
+func (e *Engine) SetHangup(f func(callID, account, rule string)) {
+	if f == nil {
+		e.hangup.Store(nil)
+		return
+	}
+	e.hangup.Store(&f)
 }
 
 // SetReportOnly switches the engine-wide report-only mode (a reload).
@@ -452,8 +466,8 @@ func (e *Engine) Tick() {
 		if m := e.opt.Metrics; m != nil {
 			m.hangups.WithLabelValues(h.account, h.rule).Inc()
 		}
-		if e.opt.Hangup != nil {
-			e.opt.Hangup(h.id, h.account, h.rule)
+		if f := e.hangup.Load(); f != nil {
+			(*f)(h.id, h.account, h.rule)
 		}
 	}
 }
@@ -725,3 +739,6 @@ func (a *account) event(kind events.Kind, in *incident, now time.Time, why, call
 	}
 	return events.Event{Time: now, Kind: kind, Stage: "fraud", Reason: r.Name, Trunk: a.name, CallID: callID, Detail: detail}
 }
+
+// Now is the engine's clock.
+func (e *Engine) Now() time.Time { return e.now() }
