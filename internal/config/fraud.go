@@ -19,10 +19,6 @@ type Fraud struct {
 	// ReportOnly publishes incidents without refusing calls (engine-wide;
 	// destination policy still applies).
 	ReportOnly bool
-	// Tick is how often live exposure is recomputed (default 5s).
-	Tick time.Duration
-	// ClassifierCache is how many numbers the classification cache holds (default 65536).
-	ClassifierCache int
 	// Default is the policy of trunks without a fraud section, and the base
 	// that a trunk's fraud section overrides key by key.
 	Default TrunkFraud
@@ -97,13 +93,11 @@ var (
 )
 
 type rawFraud struct {
-	Enabled         *bool          `yaml:"enabled"`
-	RateDeck        string         `yaml:"rate_deck"`
-	ReportOnly      bool           `yaml:"report_only"`
-	Tick            string         `yaml:"tick"`
-	ClassifierCache int            `yaml:"classifier_cache"`
-	Default         rawTrunkFraud  `yaml:"default"`
-	Rules           []rawFraudRule `yaml:"rules"`
+	Enabled    *bool          `yaml:"enabled"`
+	RateDeck   string         `yaml:"rate_deck"`
+	ReportOnly bool           `yaml:"report_only"`
+	Default    rawTrunkFraud  `yaml:"default"`
+	Rules      []rawFraudRule `yaml:"rules"`
 }
 
 type rawTrunkFraud struct {
@@ -143,7 +137,7 @@ type rawFraudRule struct {
 }
 
 func init() {
-	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "tick", "classifier_cache", "default", "rules"}
+	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules"}
 	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "international",
 		"allow_countries", "allow_classes", "allow_invalid", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
@@ -154,13 +148,9 @@ func init() {
 // fraud builds Config.Fraud from the fraud section and the trunks' fraud
 // sections (trunks[i] is the section of the trunk named names[i]).
 func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) Fraud {
-	f := Fraud{RateDeck: raw.RateDeck, ReportOnly: raw.ReportOnly, ClassifierCache: raw.ClassifierCache,
-		Tick: v.duration(p("fraud", "tick"), raw.Tick, 5*time.Second), Trunks: map[string]*TrunkFraud{}}
+	f := Fraud{RateDeck: raw.RateDeck, ReportOnly: raw.ReportOnly, Trunks: map[string]*TrunkFraud{}}
 	if raw.Enabled != nil {
 		f.Enabled = *raw.Enabled
-	}
-	if f.ClassifierCache < 0 {
-		v.fail(p("fraud", "classifier_cache"), "must be >= 0 (0: 65536), got %d", f.ClassifierCache)
 	}
 	def := TrunkFraud{Unrated: FraudAllow, Location: time.UTC}
 	f.Default = v.trunkFraud(p("fraud", "default"), raw.Default, def)
