@@ -100,7 +100,7 @@ func TestStagePolicy(t *testing.T) {
 		{"intl", "sip:011447011234567@x", 403, ReasonPriceCap}, // 0.45/min
 		{"intl", "sip:01134912345678@x", 403, ReasonCountry},
 		{"intl", "sip:01149301234567@x", 403, ReasonUnrated}, // DE allowed, but the deck has no +49
-		{"intl", "sip:12684601234@x", 403, ReasonCountry},   // NANP foreign: international
+		{"intl", "sip:12684601234@x", 403, ReasonCountry},    // NANP foreign: international
 		{"intl", "sip:19002345678@x", 403, ReasonPremium},
 		{"carrier", "sip:12684601234@x", 0, ""},
 		{"carrier", "sip:011881612345678@x", 0, ""},
