@@ -81,6 +81,8 @@ type FraudRule struct {
 	For               time.Duration
 	ThrottlePerMinute float64
 	ReportOnly        bool
+	// EndCalls: a block also ends the calls in progress of its scope.
+	EndCalls bool
 }
 
 // The names internal/fraud accepts (a test there keeps them in step).
@@ -134,6 +136,7 @@ type rawFraudRule struct {
 	For               string  `yaml:"for"`
 	ThrottlePerMinute float64 `yaml:"throttle_per_minute"`
 	ReportOnly        bool    `yaml:"report_only"`
+	EndCalls          bool    `yaml:"end_calls"`
 }
 
 func init() {
@@ -142,7 +145,7 @@ func init() {
 		"allow_countries", "allow_classes", "allow_invalid", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
 	knownKeys["rawFraudRule"] = []string{"name", "metric", "window", "limit", "floor", "min_samples", "action", "scope", "for",
-		"throttle_per_minute", "report_only"}
+		"throttle_per_minute", "report_only", "end_calls"}
 }
 
 // fraud builds Config.Fraud from the fraud section and the trunks' fraud
@@ -283,7 +286,7 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 	for i, r := range raw {
 		at := func(k string) []any { return append(append([]any{}, base...), i, k) }
 		fr := FraudRule{Name: r.Name, Metric: r.Metric, Limit: r.Limit, Floor: r.Floor, MinSamples: r.MinSamples,
-			Action: r.Action, Scope: r.Scope, ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly}
+			Action: r.Action, Scope: r.Scope, ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly, EndCalls: r.EndCalls}
 		if !nameRe.MatchString(r.Name) {
 			v.fail(at("name"), "must be letters, digits, '_', '.' or '-', got %q", r.Name)
 		}
@@ -318,6 +321,9 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 			v.fail(at("scope"), "must be risky (every call that is not domestic) or all, got %q", r.Scope)
 		}
 		fr.For = v.duration(at("for"), r.For, 15*time.Minute)
+		if r.EndCalls && fr.Action != "block" {
+			v.fail(at("end_calls"), "only a block rule can end calls in progress")
+		}
 		out = append(out, fr)
 	}
 	return out

@@ -449,6 +449,15 @@ func (e *Engine) Tick() {
 			if !now.Before(in.until) {
 				delete(a.incidents, name)
 				evs = append(evs, a.event(events.FraudRelease, in, now, "expired", ""))
+				continue
+			}
+			if in.rule.EndCalls && in.rule.Action == ActionBlock && !in.report {
+				for c := range a.live {
+					if !c.hungUp && (in.rule.Scope == ScopeAll || c.risky) {
+						c.hungUp = true
+						hangups = append(hangups, hangup{c.id, a.name, in.rule.Name})
+					}
+				}
 			}
 		}
 		if m := e.opt.Metrics; m != nil {
@@ -462,7 +471,7 @@ func (e *Engine) Tick() {
 	}
 	for _, h := range hangups {
 		e.opt.Bus.Publish(events.Event{Time: now, Kind: events.FraudHangup, Stage: "fraud", Reason: h.rule,
-			Trunk: h.account, CallID: h.id, Detail: "per-call cost cap reached"})
+			Trunk: h.account, CallID: h.id, Detail: "call ended by rule " + h.rule})
 		if m := e.opt.Metrics; m != nil {
 			m.hangups.WithLabelValues(h.account, h.rule).Inc()
 		}

@@ -3,6 +3,7 @@ package fraud
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -476,5 +477,31 @@ func BenchmarkCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Check("acme", intlDest, 10_000)
+	}
+}
+
+func TestBlockEndsCallsInProgress(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	var hung []string
+	e := NewEngine(Options{Now: clk.Now, Hangup: func(id, _, _ string) { hung = append(hung, id) }})
+	if err := e.SetRules("acme", []Rule{{Name: "burn", Metric: MetricBurn, Limit: 1.5, Action: ActionBlock, EndCalls: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rate := Rate{PerMinute: MoneyUnit, Initial: 1, Subsequent: 1}
+	e.CallStarted("home", "acme", homeDest, Rate{PerMinute: 10_000})
+	e.CallAnswered("home")
+	e.CallStarted("a", "acme", intlDest, rate)
+	e.CallStarted("b", "acme", intlDest, rate)
+	e.CallAnswered("a")
+	e.Tick()
+	if len(hung) != 0 {
+		t.Fatalf("hung up under the limit: %v", hung)
+	}
+	e.CallAnswered("b") // 2.01/min burning
+	e.Tick()
+	e.Tick()
+	slices.Sort(hung)
+	if strings.Join(hung, ",") != "a,b" {
+		t.Fatalf("hangups %v (the domestic call stays: risky scope)", hung)
 	}
 }

@@ -146,6 +146,10 @@ type Rule struct {
 	ThrottlePerMinute float64
 	// ReportOnly publishes incidents without refusing any call.
 	ReportOnly bool
+	// EndCalls, for a block, also ends the trunk's calls in progress of the
+	// scope (at the next tick): in an IRSF attack the calls already up are
+	// where the money goes.
+	EndCalls bool
 }
 
 // Validate checks a rule and fills its defaults.

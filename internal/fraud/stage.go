@@ -206,7 +206,7 @@ func convertRules(in []config.FraudRule) ([]Rule, error) {
 	out := make([]Rule, 0, len(in))
 	for _, c := range in {
 		r := Rule{Name: c.Name, Window: c.Window, Limit: c.Limit, Floor: c.Floor, MinSamples: c.MinSamples,
-			For: c.For, ThrottlePerMinute: c.ThrottlePerMinute, ReportOnly: c.ReportOnly}
+			For: c.For, ThrottlePerMinute: c.ThrottlePerMinute, ReportOnly: c.ReportOnly, EndCalls: c.EndCalls}
 		var err error
 		if r.Metric, err = ParseMetric(c.Metric); err != nil {
 			return nil, err
