@@ -149,12 +149,32 @@ type account struct {
 	baseline            [168]slot
 
 	incidents map[string]*incident
+	// repeats remembers, per rule, how many incidents followed each other
+	// (each within escalationMemory of the previous one's end).
+	repeats map[string]repeat
 }
 
+type repeat struct {
+	n      int
+	closed time.Time
+}
+
+const (
+	// escalationMemory: an incident that opens within this time of the end
+	// of the previous one of the same rule lasts twice as long.
+	escalationMemory = 24 * time.Hour
+	// maxActionSpan caps an escalated action window.
+	maxActionSpan = 24 * time.Hour
+)
+
 type incident struct {
-	rule     Rule
-	opened   time.Time
-	until    time.Time
+	rule   Rule
+	opened time.Time
+	until  time.Time
+	// span is how long the action lasts after a breach: the rule's For,
+	// doubled for each repeat.
+	span     time.Duration
+	repeat   int
 	breaches int
 	peak     float64
 	report   bool
@@ -214,6 +234,7 @@ func (e *Engine) SetRules(account string, rules []Rule, loc *time.Location) erro
 	for name := range a.incidents {
 		if !slices.ContainsFunc(rs, func(r Rule) bool { return r.Name == name }) {
 			delete(a.incidents, name)
+			delete(a.repeats, name)
 		}
 	}
 	a.mu.Unlock()
@@ -231,7 +252,7 @@ func (e *Engine) account(name string) *account {
 	defer e.mu.Unlock()
 	if a = e.accts[name]; a == nil {
 		a = &account{name: name, rules: DefaultRules(), loc: time.UTC,
-			live: map[*Call]struct{}{}, incidents: map[string]*incident{}}
+			live: map[*Call]struct{}{}, incidents: map[string]*incident{}, repeats: map[string]repeat{}}
 		e.accts[name] = a
 	}
 	return a
@@ -445,10 +466,9 @@ func (e *Engine) Tick() {
 			}
 		}
 		evs = a.evaluate(e, now, nil, evs)
-		for name, in := range a.incidents {
+		for _, in := range a.incidents {
 			if !now.Before(in.until) {
-				delete(a.incidents, name)
-				evs = append(evs, a.event(events.FraudRelease, in, now, "expired", ""))
+				evs = a.expire(in, now, evs)
 				continue
 			}
 			if in.rule.EndCalls && in.rule.Action == ActionBlock && !in.report {
@@ -494,6 +514,7 @@ func (e *Engine) Release(account, rule string) bool {
 	a.mu.Lock()
 	in := a.incidents[rule]
 	delete(a.incidents, rule)
+	delete(a.repeats, rule) // the operator vouched for the trunk: no escalation
 	a.mu.Unlock()
 	if in == nil {
 		return false
@@ -714,16 +735,37 @@ func (a *account) trip(e *Engine, now time.Time, r *Rule, value float64, callID 
 	if in != nil && now.Before(in.until) {
 		in.breaches++
 		in.peak = math.Max(in.peak, value)
-		in.until = now.Add(r.For)
+		in.until = now.Add(in.span)
 		return evs
 	}
-	in = &incident{rule: *r, opened: now, until: now.Add(r.For), breaches: 1, peak: value,
+	if in != nil { // expired, not yet collected by a tick
+		evs = a.expire(in, now, evs)
+	}
+	in = &incident{rule: *r, opened: now, breaches: 1, peak: value, span: r.For,
 		report: r.ReportOnly || e.reportOnly.Load(), tokAt: now}
+	if rp, ok := a.repeats[r.Name]; ok && now.Sub(rp.closed) < escalationMemory {
+		in.repeat = rp.n
+		for range rp.n {
+			if in.span >= maxActionSpan/2 {
+				in.span = maxActionSpan
+				break
+			}
+			in.span *= 2
+		}
+	}
+	in.until = now.Add(in.span)
 	a.incidents[r.Name] = in
 	if m := e.opt.Metrics; m != nil {
 		m.incidents.WithLabelValues(a.name, r.Name, r.Action.String()).Inc()
 	}
 	return append(evs, a.event(events.FraudIncident, in, now, "", callID))
+}
+
+// expire closes an incident whose window has passed and remembers it for escalation.
+func (a *account) expire(in *incident, now time.Time, evs []events.Event) []events.Event {
+	delete(a.incidents, in.rule.Name)
+	a.repeats[in.rule.Name] = repeat{n: in.repeat + 1, closed: now}
+	return append(evs, a.event(events.FraudRelease, in, now, "expired", ""))
 }
 
 func (a *account) event(kind events.Kind, in *incident, now time.Time, why, callID string) events.Event {
@@ -741,6 +783,9 @@ func (a *account) event(kind events.Kind, in *incident, now time.Time, why, call
 	if in.report {
 		detail += " report_only=true"
 	}
+	if in.repeat > 0 {
+		detail += " repeat=" + strconv.Itoa(in.repeat) + " for=" + in.span.String()
+	}
 	if kind == events.FraudRelease {
 		detail = fmt.Sprintf("rule=%s %s after %s, %d breaches", r.Name, why, now.Sub(in.opened).Round(time.Second), in.breaches)
 	} else {
@@ -751,3 +796,7 @@ func (a *account) event(kind events.Kind, in *incident, now time.Time, why, call
 
 // Now is the engine's clock.
 func (e *Engine) Now() time.Time { return e.now() }
+
+// SetClock replaces the engine's clock (the simulator's virtual time). It
+// must be called before the engine is used.
+func (e *Engine) SetClock(now func() time.Time) { e.now = now }

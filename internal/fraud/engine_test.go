@@ -505,3 +505,46 @@ func TestBlockEndsCallsInProgress(t *testing.T) {
 		t.Fatalf("hangups %v (the domestic call stays: risky scope)", hung)
 	}
 }
+
+func TestRepeatIncidentsEscalate(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "calls", Metric: MetricCalls, Window: time.Minute, Limit: 1,
+		Action: ActionBlock, Scope: ScopeAll, For: 10 * time.Minute})
+	trip := func() {
+		t.Helper()
+		e.Check("acme", homeDest, 0)
+		if d := e.Check("acme", homeDest, 0); d.Action != ActionBlock {
+			t.Fatalf("not blocked: %+v", d)
+		}
+	}
+	// Each incident that follows the previous one within 24 h lasts twice as long: 10, 20, 40 min.
+	for i, span := range []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute} {
+		clk.Add(time.Minute)
+		trip()
+		clk.Add(span - time.Second)
+		if d := e.Check("acme", homeDest, 0); d.Action != ActionBlock {
+			t.Fatalf("incident %d released before %v: %+v", i, span, d)
+		}
+		clk.Add(span) // the check above was no breach: the window ends span after the breach
+		e.Tick()
+		if d := e.Check("acme", homeDest, 0); !d.Allowed() {
+			t.Fatalf("incident %d not released after %v: %+v", i, span, d)
+		}
+	}
+	evs := drain(sub)
+	if !strings.Contains(evs[len(evs)-2].Detail, "repeat=2 for=40m0s") {
+		t.Fatalf("events %+v", evs)
+	}
+	// A day later the memory is gone; an operator's release also resets it.
+	clk.Add(25 * time.Hour)
+	trip()
+	inc := e.Incidents()
+	if len(inc) != 1 || inc[0].Until.Sub(clk.Now()) != 10*time.Minute {
+		t.Fatalf("after a day: %+v", inc)
+	}
+	e.Release("acme", "calls")
+	clk.Add(time.Minute)
+	trip()
+	if inc := e.Incidents(); inc[0].Until.Sub(clk.Now()) != 10*time.Minute {
+		t.Fatalf("after a release: %+v", inc)
+	}
+}

@@ -1,0 +1,84 @@
+package fraudsim
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/fraud"
+)
+
+// builtinRules returns the built-in rules as configuration, with end_calls as given on the block rules.
+func builtinRules(endCalls bool) []config.FraudRule {
+	var out []config.FraudRule
+	for _, r := range fraud.DefaultRules() {
+		out = append(out, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window, Limit: r.Limit,
+			Floor: r.Floor, MinSamples: r.MinSamples, Action: r.Action.String(), Scope: r.Scope.String(), For: r.For,
+			ThrottlePerMinute: r.ThrottlePerMinute, EndCalls: endCalls && r.Action == fraud.ActionBlock})
+	}
+	return out
+}
+
+// TestLoudIRSF: two days of benign traffic and a 30-channel IRSF burst at
+// night; with the built-in rules it is detected within 2 minutes, costs
+// under 25 USD, and no benign call is refused.
+func TestLoudIRSF(t *testing.T) {
+	burst := DefaultAttacks()[0]
+	burst.Start, burst.Length, burst.RetryDelay = 24*time.Hour+2*time.Hour, 2*time.Hour, 10*time.Second
+	rep, err := Run(Config{Seed: 7, Days: 2, Tenants: 2, Attacks: []Attack{burst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", rep)
+	a := rep.Attacks[0]
+	if !a.Detected || !a.Blocked || a.TimeToDetect > 2*time.Minute || a.LostTotal >= 25*fraud.MoneyUnit {
+		t.Errorf("burst: %+v", a)
+	}
+	if n := sum(rep.BenignRefused); n != 0 || rep.FalseIncidents["block"] != 0 || rep.FalseIncidents["throttle"] != 0 {
+		t.Errorf("benign refused %v, false incidents %v", rep.BenignRefused, rep.FalseIncidents)
+	}
+	if rep.BenignCalls < 1000 {
+		t.Errorf("only %d benign calls", rep.BenignCalls)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	cfg := Config{Seed: 3, Days: 1, Tenants: 1, Attacks: []Attack{{Name: "x", Tenant: "hotel-1", Start: 2 * time.Hour,
+		Length: time.Hour, Channels: 5, RetryDelay: 10 * time.Second, Regions: []string{"CU"}, MinDuration: time.Minute, MaxDuration: 10 * time.Minute}}}
+	r1, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := Run(cfg)
+	r1.Elapsed, r2.Elapsed = 0, 0
+	if r1.String() != r2.String() {
+		t.Fatalf("two runs of one seed differ:\n%s\n%s", r1, r2)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := Run(Config{Days: 1, Attacks: []Attack{{Name: "x", Tenant: "nobody"}}}); err == nil {
+		t.Error("unknown tenant accepted")
+	}
+}
+
+// TestStandardWeek runs the standard week with the default attacks, with
+// and without end_calls on the block rules, and prints the reports (the
+// figures in FRAUD.md). It runs when FRAUDSIM_DAYS is set:
+//
+//	FRAUDSIM_DAYS=7 go test -run TestStandardWeek -v ./internal/fraud/fraudsim/
+func TestStandardWeek(t *testing.T) {
+	days, _ := strconv.Atoi(os.Getenv("FRAUDSIM_DAYS"))
+	if days <= 0 {
+		t.Skip("set FRAUDSIM_DAYS (7 for the standard week)")
+	}
+	for _, end := range []bool{true, false} {
+		rep, err := Run(Config{Seed: 1, Days: days, Attacks: DefaultAttacks(), Rules: builtinRules(end)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("built-in rules, end_calls=%v:\n%s", end, rep)
+	}
+}
