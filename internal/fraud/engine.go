@@ -327,15 +327,17 @@ func (a *account) decide(now time.Time, isRisky bool) Decision {
 }
 
 // CallStarted registers a call in progress (the INVITE was forwarded). A
-// second call with the same callID is ignored (the first is returned).
+// call still registered under the same callID is ended first: an INVITE
+// re-sent after a 401/407 challenge keeps its Call-ID, and the release of
+// the first attempt may come after the second starts (the late release
+// then finds the call already ended).
 func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate) *Call {
+	if old := e.lookup(callID); old != nil {
+		e.endCall(old)
+	}
 	now := e.now()
 	sh := e.shard(callID)
 	sh.mu.Lock()
-	if c := sh.calls[callID]; c != nil {
-		sh.mu.Unlock()
-		return c
-	}
 	a := e.account(account)
 	c := &Call{id: callID, e: e, acct: a, risky: risky(dest), rate: rate, started: now}
 	sh.calls[callID] = c

@@ -548,3 +548,24 @@ func TestRepeatIncidentsEscalate(t *testing.T) {
 		t.Fatalf("after a release: %+v", inc)
 	}
 }
+
+func TestCallIDReused(t *testing.T) {
+	e, _, _ := newTestEngine(t)
+	first := e.CallStarted("same", "acme", intlDest, Rate{})
+	second := e.CallStarted("same", "acme", intlDest, Rate{}) // the INVITE re-sent after a 407
+	if first == second || e.Stats("acme").Live != 1 {
+		t.Fatalf("live %d", e.Stats("acme").Live)
+	}
+	first.Release() // late release of the first attempt
+	if e.Stats("acme").Live != 1 {
+		t.Fatal("the late release ended the second call")
+	}
+	e.CallAnswered("same")
+	if second.answered.IsZero() || !first.answered.IsZero() {
+		t.Fatal("the answer did not go to the second call")
+	}
+	second.Release()
+	if e.Stats("acme").Live != 0 {
+		t.Fatal("not ended")
+	}
+}
