@@ -88,7 +88,7 @@ type FraudRule struct {
 // The names internal/fraud accepts (a test there keeps them in step).
 var (
 	FraudMetrics = []string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost"}
+		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike"}
 	FraudActions      = []string{"alert", "throttle", "block"}
 	FraudScopes       = []string{"risky", "all"}
 	FraudRiskyClasses = []string{"premium", "satellite", "nanp_foreign"}
@@ -303,7 +303,7 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 				v.fail(at("window"), "must be whole minutes from 1m to 60m, got %q", r.Window)
 			}
 		}
-		spike := r.Metric == "calls_spike" || r.Metric == "intl_spike"
+		spike := r.Metric == "calls_spike" || r.Metric == "intl_spike" || r.Metric == "spend_spike"
 		if r.Limit < 0 || math.IsNaN(r.Limit) || (!spike && r.Limit == 0) || (spike && r.Limit == 0 && r.Floor <= 0) {
 			v.fail(at("limit"), "must be above 0 (a spike rule needs a limit or a floor), got %v", r.Limit)
 		}

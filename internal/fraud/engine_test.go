@@ -295,8 +295,18 @@ func feedWeeks(e *Engine, clk *fakeClock, weeks, calls int, dest Destination) {
 
 func TestBaselineSpike(t *testing.T) {
 	rule := Rule{Name: "spike", Metric: MetricCallsSpike, Limit: 3, Floor: 20, MinSamples: 3, Action: ActionAlert, For: time.Minute}
-	// Cold start: the floor.
+	// Cold start: nothing (the static rules protect a new trunk).
 	e, _, sub := newTestEngine(t, rule)
+	for range 100 {
+		e.Check("acme", homeDest, 0)
+	}
+	if len(drain(sub)) != 0 {
+		t.Fatal("tripped before the baseline was learned")
+	}
+	// Learned, but small: the floor.
+	e, clk, sub := newTestEngine(t, rule)
+	feedWeeks(e, clk, 3, 2, homeDest)
+	drain(sub)
 	for range 20 {
 		e.Check("acme", homeDest, 0)
 	}
@@ -305,10 +315,10 @@ func TestBaselineSpike(t *testing.T) {
 	}
 	e.Check("acme", homeDest, 0)
 	if kinds(drain(sub)) != "fraud_incident:spike" {
-		t.Fatal("did not trip over the floor on a cold start")
+		t.Fatal("did not trip over the floor")
 	}
 	// Learned: 15 calls in this hour of the week for 3 weeks: threshold max(20, 3×15) = 45.
-	e, clk, sub := newTestEngine(t, rule)
+	e, clk, sub = newTestEngine(t, rule)
 	feedWeeks(e, clk, 3, 15, homeDest)
 	drain(sub)
 	for range 45 {
@@ -567,5 +577,66 @@ func TestCallIDReused(t *testing.T) {
 	second.Release()
 	if e.Stats("acme").Live != 0 {
 		t.Fatal("not ended")
+	}
+}
+
+func TestUnusualHourFloorAndNeighbours(t *testing.T) {
+	rule := Rule{Name: "odd", Metric: MetricUnusualHour, Limit: 0.5, Floor: 2, MinSamples: 3, Action: ActionAlert}
+	e, clk, sub := newTestEngine(t, rule)
+	feedWeeks(e, clk, 3, 4, intlDest) // Monday 10:00 has international calls
+	// Monday 11:00 is quiet itself, but its neighbour 10:00 is not.
+	clk.Add(time.Hour)
+	for range 4 {
+		e.Check("acme", intlDest, 0)
+	}
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped next to a busy hour: %s", kinds(evs))
+	}
+	// Tuesday 03:00: quiet on all sides; the floor tolerates two calls.
+	clk.Add(16 * time.Hour)
+	e.Check("acme", intlDest, 0)
+	e.Check("acme", intlDest, 0)
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped at the floor: %s", kinds(evs))
+	}
+	e.Check("acme", intlDest, 0)
+	if kinds(drain(sub)) != "fraud_incident:odd" {
+		t.Fatal("third call in a quiet hour not reported")
+	}
+}
+
+func TestSpendSpike(t *testing.T) {
+	rule := Rule{Name: "spend_spike", Metric: MetricSpendSpike, Limit: 4, Floor: 5, MinSamples: 3, Action: ActionBlock, For: time.Minute}
+	e, clk, sub := newTestEngine(t, rule)
+	rate := Rate{PerMinute: MoneyUnit / 10, Initial: 1, Subsequent: 1} // 0.10/min
+	// Three weeks: in this hour of the week the trunk spends 2.00 (two 10-minute calls).
+	for w := range 3 {
+		for i := range 2 {
+			id := fmt.Sprint("w", w, "-", i)
+			e.CallStarted(id, "acme", intlDest, rate)
+			e.CallAnswered(id)
+			clk.Add(10 * time.Minute)
+			e.CallEnded(id)
+		}
+		clk.Add(7*24*time.Hour - 20*time.Minute)
+		e.Tick()
+	}
+	drain(sub)
+	// Learned: threshold max(5, 4 × 2.00) = 8.00. Two hours' worth of calls: 7.80, then 8.10.
+	long := Rate{PerMinute: 3 * MoneyUnit / 10, Initial: 1, Subsequent: 1} // 0.30/min
+	e.CallStarted("big", "acme", intlDest, long)
+	e.CallAnswered("big")
+	clk.Add(26 * time.Minute) // 7.80
+	e.Tick()
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped under 4× the baseline: %s", kinds(evs))
+	}
+	clk.Add(time.Minute) // 8.10
+	e.Tick()
+	if kinds(drain(sub)) != "fraud_incident:spend_spike" {
+		t.Fatal("no spend spike")
+	}
+	if d := e.Check("acme", intlDest, 0); d.Action != ActionBlock {
+		t.Fatalf("%+v", d)
 	}
 }

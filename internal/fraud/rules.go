@@ -83,23 +83,29 @@ const (
 	MetricConcurrent
 	MetricConcurrentIntl
 	// MetricCallsSpike and MetricIntlSpike: attempts in the last 60 minutes
-	// above max(Floor, Limit × the hour-of-week baseline). Before the
-	// baseline has MinSamples weeks of history, the threshold is Floor.
+	// above max(Floor, Limit × the hour-of-week baseline), once the
+	// baseline has MinSamples weeks of history (before that the static
+	// rules are the protection).
 	MetricCallsSpike
 	MetricIntlSpike
 	// MetricUnusualHour trips on a non-domestic attempt in an hour of the
-	// week whose learned rate of such calls is below Limit per hour (once
-	// learned: at least MinSamples weeks).
+	// week that is quiet — it and the hours either side have a learned rate
+	// of such calls below Limit per hour, each over at least MinSamples
+	// weeks — once the last 60 minutes hold more than Floor such attempts.
 	MetricUnusualHour
 	// MetricCallCost ends a call in progress whose accrued cost reaches
 	// Limit (a hard cap per call, checked on every tick): the engine asks
 	// for a BYE through its Hangup callback.
 	MetricCallCost
+	// MetricSpendSpike: the spend of the last 60 minutes (with what calls in
+	// progress have accrued) above max(Floor, Limit × the hour-of-week
+	// baseline of money spent per hour), once learned (as the other spikes).
+	MetricSpendSpike
 	numMetrics
 )
 
 var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost"}
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike"}
 
 func (m Metric) String() string {
 	if m < numMetrics {
@@ -120,7 +126,12 @@ func ParseMetric(s string) (Metric, error) {
 
 // money reports whether the metric's Limit is an amount (in currency units).
 func (m Metric) money() bool {
-	return m == MetricScore || m == MetricSpend || m == MetricBurn || m == MetricCallCost
+	return m == MetricScore || m == MetricSpend || m == MetricBurn || m == MetricCallCost || m == MetricSpendSpike
+}
+
+// spike reports whether the metric compares with a baseline (Limit is a multiplier, Floor a minimum).
+func (m Metric) spike() bool {
+	return m == MetricCallsSpike || m == MetricIntlSpike || m == MetricSpendSpike
 }
 
 // Rule is one threshold on one metric of a trunk, with what to do when it trips.
@@ -133,7 +144,8 @@ type Rule struct {
 	// Limit trips the rule when the metric exceeds it (reaches it for
 	// call_cost). Amounts are in currency units; spikes take a multiplier.
 	Limit float64
-	// Floor is the static threshold of spike rules (and their cold start).
+	// Floor is the minimum threshold of spike rules, and the non-domestic
+	// attempts in an hour that unusual_hour tolerates.
 	Floor float64
 	// MinSamples is how many weeks of an hour-of-week slot a baseline needs (default 3).
 	MinSamples int
@@ -169,10 +181,10 @@ func (r *Rule) Validate() error {
 			return fmt.Errorf("rule %s: window %v: whole minutes from 1m to 60m", r.Name, r.Window)
 		}
 	}
-	if r.Limit <= 0 && r.Metric != MetricCallsSpike && r.Metric != MetricIntlSpike {
+	if r.Limit <= 0 && !r.Metric.spike() {
 		return fmt.Errorf("rule %s: limit must be above 0", r.Name)
 	}
-	if (r.Metric == MetricCallsSpike || r.Metric == MetricIntlSpike) && r.Limit <= 0 && r.Floor <= 0 {
+	if r.Metric.spike() && r.Limit <= 0 && r.Floor <= 0 {
 		return fmt.Errorf("rule %s: a spike rule needs a limit (multiplier of the baseline) or a floor", r.Name)
 	}
 	if r.MinSamples == 0 {
@@ -209,8 +221,9 @@ func DefaultRules() []Rule {
 		{Name: "spend_60m", Metric: MetricSpend, Window: 60 * time.Minute, Limit: 50, Action: ActionBlock, EndCalls: true},
 		{Name: "burn", Metric: MetricBurn, Limit: 10, Action: ActionBlock, EndCalls: true},
 		{Name: "intl_calls_5m", Metric: MetricIntlCalls, Window: 5 * time.Minute, Limit: 30, Action: ActionThrottle},
-		{Name: "intl_spike", Metric: MetricIntlSpike, Limit: 5, Floor: 150, Action: ActionAlert},
-		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Action: ActionAlert},
+		{Name: "intl_spike", Metric: MetricIntlSpike, Limit: 5, Floor: 30, Action: ActionAlert},
+		{Name: "spend_spike", Metric: MetricSpendSpike, Limit: 4, Floor: 20, Action: ActionBlock},
+		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Floor: 2, Action: ActionAlert},
 		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
 	}
 	for i := range rs {

@@ -66,7 +66,8 @@ func TestConfigErrors(t *testing.T) {
 
 // TestStandardWeek runs the standard week with the default attacks, with
 // and without end_calls on the block rules, and prints the reports (the
-// figures in FRAUD.md). It runs when FRAUDSIM_DAYS is set:
+// figures in FRAUD.md). With 28 days or more the attacks come in the fourth
+// week, after the baselines have learned. It runs when FRAUDSIM_DAYS is set:
 //
 //	FRAUDSIM_DAYS=7 go test -run TestStandardWeek -v ./internal/fraud/fraudsim/
 func TestStandardWeek(t *testing.T) {
@@ -74,8 +75,14 @@ func TestStandardWeek(t *testing.T) {
 	if days <= 0 {
 		t.Skip("set FRAUDSIM_DAYS (7 for the standard week)")
 	}
+	attacks := DefaultAttacks()
+	if days >= 28 { // attack in the fourth week, when the baselines have learned three
+		for i := range attacks {
+			attacks[i].Start += 21 * 24 * time.Hour
+		}
+	}
 	for _, end := range []bool{true, false} {
-		rep, err := Run(Config{Seed: 1, Days: days, Attacks: DefaultAttacks(), Rules: builtinRules(end)})
+		rep, err := Run(Config{Seed: 1, Days: days, Attacks: attacks, Rules: builtinRules(end)})
 		if err != nil {
 			t.Fatal(err)
 		}
