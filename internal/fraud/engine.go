@@ -656,21 +656,21 @@ func hourOfWeek(t time.Time, loc *time.Location) int {
 
 // evaluate checks every rule of a; dest is the attempt being checked (nil on a tick).
 func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, evs []events.Event) []events.Event {
-	var cache [61]struct {
-		done          bool
-		calls, riskyN int
-		score, spent  Money
-	}
-	win := func(w int) *struct {
-		done          bool
-		calls, riskyN int
-		score, spent  Money
-	} {
-		c := &cache[w]
-		if !c.done {
-			c.calls, c.riskyN, c.score, c.spent = a.window(now, w)
-			c.done = true
+	// The few distinct windows of the rules, each summed once.
+	var cache [6]winSum
+	n := 0
+	win := func(w int) *winSum {
+		for i := range n {
+			if cache[i].w == w {
+				return &cache[i]
+			}
 		}
+		c := &cache[n%len(cache)]
+		if n < len(cache) {
+			n++
+		}
+		c.w = w
+		c.calls, c.riskyN, c.score, c.spent = a.window(now, w)
 		return c
 	}
 	for i := range a.rules {
@@ -746,6 +746,12 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, evs []ev
 		}
 	}
 	return evs
+}
+
+type winSum struct {
+	w             int
+	calls, riskyN int
+	score, spent  Money
 }
 
 // trip records a breach of r: it opens an incident (one event) or extends
