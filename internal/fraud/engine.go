@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,12 +292,17 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 	return d
 }
 
-// decide returns the action of the most severe incident that covers the call.
+// decide returns the action of the most severe incident that covers the
+// call (the first in the order of the rules among equals).
 func (a *account) decide(now time.Time, isRisky bool) Decision {
 	var d Decision
+	if len(a.incidents) == 0 {
+		return d
+	}
 	var throttle *incident
-	for _, in := range a.incidents {
-		if !now.Before(in.until) || in.rule.Action < ActionThrottle || (in.rule.Scope == ScopeRisky && !isRisky) {
+	for i := range a.rules {
+		in := a.incidents[a.rules[i].Name]
+		if in == nil || !now.Before(in.until) || in.rule.Action < ActionThrottle || (in.rule.Scope == ScopeRisky && !isRisky) {
 			continue
 		}
 		if in.report {
@@ -471,7 +477,11 @@ func (e *Engine) Tick() {
 			}
 		}
 		evs = a.evaluate(e, now, nil, evs)
-		for _, in := range a.incidents {
+		for i := range a.rules { // in the order of the rules: deterministic events
+			in := a.incidents[a.rules[i].Name]
+			if in == nil {
+				continue
+			}
 			if !now.Before(in.until) {
 				evs = a.expire(in, now, evs)
 				continue
@@ -494,6 +504,8 @@ func (e *Engine) Tick() {
 	for _, ev := range evs {
 		e.opt.Bus.Publish(ev)
 	}
+	// Calls in progress are a set: order the hangups so that runs repeat.
+	slices.SortFunc(hangups, func(x, y hangup) int { return strings.Compare(x.id, y.id) })
 	for _, h := range hangups {
 		e.opt.Bus.Publish(events.Event{Time: now, Kind: events.FraudHangup, Stage: "fraud", Reason: h.rule,
 			Trunk: h.account, CallID: h.id, Detail: "call ended by rule " + h.rule})

@@ -46,7 +46,7 @@ func TestLoudIRSF(t *testing.T) {
 
 func TestDeterministic(t *testing.T) {
 	cfg := Config{Seed: 3, Days: 1, Tenants: 1, Attacks: []Attack{{Name: "x", Tenant: "hotel-1", Start: 2 * time.Hour,
-		Length: time.Hour, Channels: 5, RetryDelay: 10 * time.Second, Regions: []string{"CU"}, MinDuration: time.Minute, MaxDuration: 10 * time.Minute}}}
+		Length: time.Hour, Channels: 12, RetryDelay: 10 * time.Second, Regions: []string{"CU", "SO", "GN"}, MinDuration: time.Minute, MaxDuration: 10 * time.Minute}}}
 	r1, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
