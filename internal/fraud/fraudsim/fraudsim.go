@@ -15,6 +15,7 @@ package fraudsim
 
 import (
 	"container/heap"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -120,6 +121,18 @@ type Config struct {
 	Attacks []Attack
 	// Rules replace the built-in rules when not nil.
 	Rules []config.FraudRule
+}
+
+// BuiltinRules returns fraud.DefaultRules as configuration, with end_calls
+// set on the block rules as endCalls says (to measure what it is worth).
+func BuiltinRules(endCalls bool) []config.FraudRule {
+	var out []config.FraudRule
+	for _, r := range fraud.DefaultRules() {
+		out = append(out, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window, Limit: r.Limit,
+			Floor: r.Floor, MinSamples: r.MinSamples, Action: r.Action.String(), Scope: r.Scope.String(), For: r.For,
+			ThrottlePerMinute: r.ThrottlePerMinute, EndCalls: endCalls && r.Action == fraud.ActionBlock})
+	}
+	return out
 }
 
 // DefaultAttacks are the labelled attacks of the standard run.
@@ -702,4 +715,49 @@ func sum(m map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// MarshalJSON writes the report for machines: durations in seconds, money in currency units.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type attack struct {
+		Name            string  `json:"name"`
+		Tenant          string  `json:"tenant"`
+		Channels        int     `json:"channels"`
+		StartSeconds    float64 `json:"start_s"`
+		Detected        bool    `json:"detected"`
+		FirstRule       string  `json:"first_rule,omitempty"`
+		DetectSeconds   float64 `json:"time_to_detect_s"`
+		Blocked         bool    `json:"blocked"`
+		BlockSeconds    float64 `json:"time_to_block_s"`
+		LostBeforeBlock float64 `json:"lost_before_block"`
+		LostTotal       float64 `json:"lost_total"`
+		Attempts        int     `json:"attempts"`
+		Refused         int     `json:"refused"`
+		Answered        int     `json:"answered"`
+		Collateral      int     `json:"collateral"`
+	}
+	out := struct {
+		Seed           uint64         `json:"seed"`
+		Start          time.Time      `json:"start"`
+		Days           int            `json:"days"`
+		TenantDays     float64        `json:"tenant_days"`
+		Currency       string         `json:"currency"`
+		BenignCalls    int            `json:"benign_calls"`
+		BenignCost     float64        `json:"benign_cost"`
+		BenignRefused  map[string]int `json:"benign_refused"`
+		FalseIncidents map[string]int `json:"false_incidents"`
+		FalseByRule    map[string]int `json:"false_incidents_by_rule"`
+		Attacks        []attack       `json:"attacks"`
+		ElapsedSeconds float64        `json:"cpu_s"`
+	}{Seed: r.Config.Seed, Start: r.Config.Start, Days: r.Config.Days, TenantDays: r.TenantDays, Currency: r.Currency,
+		BenignCalls: r.BenignCalls, BenignCost: r.BenignCost.Float(), BenignRefused: r.BenignRefused,
+		FalseIncidents: r.FalseIncidents, FalseByRule: r.FalseByRule, ElapsedSeconds: r.Elapsed.Seconds()}
+	for _, a := range r.Attacks {
+		out.Attacks = append(out.Attacks, attack{Name: a.Name, Tenant: a.Tenant, Channels: a.Channels,
+			StartSeconds: a.Start.Seconds(), Detected: a.Detected, FirstRule: a.FirstRule,
+			DetectSeconds: a.TimeToDetect.Seconds(), Blocked: a.Blocked, BlockSeconds: a.TimeToBlock.Seconds(),
+			LostBeforeBlock: a.LostBeforeBlock.Float(), LostTotal: a.LostTotal.Float(), Attempts: a.Attempts,
+			Refused: a.Refused, Answered: a.Answered, Collateral: a.Collateral})
+	}
+	return json.Marshal(out)
 }

@@ -1,25 +1,14 @@
 package fraudsim
 
 import (
+	"encoding/json"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/fraud"
 )
-
-// builtinRules returns the built-in rules as configuration, with end_calls as given on the block rules.
-func builtinRules(endCalls bool) []config.FraudRule {
-	var out []config.FraudRule
-	for _, r := range fraud.DefaultRules() {
-		out = append(out, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window, Limit: r.Limit,
-			Floor: r.Floor, MinSamples: r.MinSamples, Action: r.Action.String(), Scope: r.Scope.String(), For: r.For,
-			ThrottlePerMinute: r.ThrottlePerMinute, EndCalls: endCalls && r.Action == fraud.ActionBlock})
-	}
-	return out
-}
 
 // TestLoudIRSF: two days of benign traffic and a 30-channel IRSF burst at
 // night; with the built-in rules it is detected within 2 minutes, costs
@@ -82,10 +71,34 @@ func TestStandardWeek(t *testing.T) {
 		}
 	}
 	for _, end := range []bool{true, false} {
-		rep, err := Run(Config{Seed: 1, Days: days, Attacks: attacks, Rules: builtinRules(end)})
+		rep, err := Run(Config{Seed: 1, Days: days, Attacks: attacks, Rules: BuiltinRules(end)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("built-in rules, end_calls=%v:\n%s", end, rep)
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	rep, err := Run(Config{Seed: 3, Days: 1, Tenants: 1, Attacks: []Attack{{Name: "x", Tenant: "hotel-1", Start: time.Hour,
+		Length: time.Hour, Channels: 10, RetryDelay: 10 * time.Second, Regions: []string{"CU"}, MinDuration: 10 * time.Minute, MaxDuration: 20 * time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Attacks []struct {
+			Name      string  `json:"name"`
+			Detected  bool    `json:"detected"`
+			LostTotal float64 `json:"lost_total"`
+		} `json:"attacks"`
+		TenantDays float64 `json:"tenant_days"`
+	}
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Attacks) != 1 || back.Attacks[0].Name != "x" ||
+		!back.Attacks[0].Detected || back.TenantDays != 4 || back.Attacks[0].LostTotal != rep.Attacks[0].LostTotal.Float() {
+		t.Fatalf("%v %s", err, b)
 	}
 }
