@@ -212,7 +212,7 @@ func (r *Rule) Validate() error {
 // score windows and live spend, loud enough for an IRSF burst and quiet for
 // an office. Amounts are in the deck's currency. The block rules end the
 // risky calls in progress too (fraudsim: the loss of a 30-channel IRSF burst
-// falls from 464 to 0 USD with it).
+// falls from 497 to 0 USD with it).
 func DefaultRules() []Rule {
 	rs := []Rule{
 		{Name: "score_5m", Metric: MetricScore, Window: 5 * time.Minute, Limit: 20, Action: ActionBlock, EndCalls: true},

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -394,34 +395,51 @@ func (s *sim) setup() error {
 	return nil
 }
 
-// pool makes 40 valid numbers of region by varying the last digits of its example numbers.
+// pool returns 40 valid numbers of region, made by varying the last digits
+// of libphonenumber's example numbers. Pools depend on the region only (not
+// on the seed) and are made once per process: libphonenumber's validation is
+// the slow part of a short run.
 func (s *sim) pool(region string) error {
+	if p, ok := poolCache.Load(region); ok {
+		s.pools[region] = p.([]string)
+		return nil
+	}
 	d, err := fraud.NewDialling("US", "", "")
 	if err != nil {
 		return err
 	}
+	var seed uint64
+	for _, c := range region {
+		seed = seed*31 + uint64(c)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x9001))
 	cl := fraud.NewClassifier(256)
+	var pool []string
 	for _, typ := range []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE} {
 		ex := phonenumbers.GetExampleNumberForType(region, typ)
 		if ex == nil {
 			continue
 		}
 		base := phonenumbers.Format(ex, phonenumbers.E164)
-		for tries := 0; tries < 200 && len(s.pools[region]) < 40; tries++ {
+		for tries := 0; tries < 200 && len(pool) < 40; tries++ {
 			n := []byte(base)
 			for k := len(n) - 3; k < len(n); k++ {
-				n[k] = '0' + byte(s.rng.IntN(10))
+				n[k] = '0' + byte(rng.IntN(10))
 			}
 			if dest := cl.ClassifyE164(&d, n); dest.Class != fraud.ClassInvalid && dest.Region == region {
-				s.pools[region] = append(s.pools[region], string(n))
+				pool = append(pool, string(n))
 			}
 		}
 	}
-	if len(s.pools[region]) == 0 {
+	if len(pool) == 0 {
 		return fmt.Errorf("no valid numbers for %s", region)
 	}
+	poolCache.Store(region, pool)
+	s.pools[region] = pool
 	return nil
 }
+
+var poolCache sync.Map // region -> []string
 
 func (s *sim) push(e *event) {
 	s.seq++
