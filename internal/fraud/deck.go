@@ -162,8 +162,11 @@ func LoadDeck(r io.Reader, name string) (*Deck, error) {
 	d := &Deck{Name: name}
 	line := 0
 	var errs DeckErrors
+	// fail records a problem (at most maxDeckErrors) and reports whether to stop.
 	fail := func(line int, col, format string, args ...any) bool {
-		errs = append(errs, &DeckError{Line: line, Column: col, Msg: fmt.Sprintf(format, args...)})
+		if len(errs) < maxDeckErrors {
+			errs = append(errs, &DeckError{Line: line, Column: col, Msg: fmt.Sprintf(format, args...)})
+		}
 		return len(errs) >= maxDeckErrors
 	}
 	// Header comments, up to the column row.

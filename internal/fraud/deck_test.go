@@ -332,3 +332,12 @@ func FuzzLoadDeck(f *testing.F) {
 		}
 	})
 }
+
+// TestDeckErrorsCappedInHeader: a column row of empty names found by the fuzzer gave 21 errors.
+func TestDeckErrorsCappedInHeader(t *testing.T) {
+	_, err := LoadDeck(strings.NewReader(",,,,,,,,,,,,,,,,,"), "x")
+	var es DeckErrors
+	if !errors.As(err, &es) || len(es) != maxDeckErrors {
+		t.Fatalf("got %d errors: %v", len(es), err)
+	}
+}
