@@ -44,6 +44,9 @@ type TrunkFraud struct {
 	AllowClasses []string
 	// AllowInvalid lets invalid or unallocated numbers through (default false).
 	AllowInvalid bool
+	// AllowDivertedInternational lets forwarded calls (Diversion, or a
+	// retargeted History-Info entry) go abroad (default false: call-forward abuse).
+	AllowDivertedInternational bool
 	// MaxRate refuses ranges dearer than this per minute (0: no cap).
 	MaxRate float64
 	// MaxCallCost ends a call in progress once it has cost this much (0: no cap).
@@ -111,6 +114,7 @@ type rawTrunkFraud struct {
 	AllowCountries      []string       `yaml:"allow_countries"`
 	AllowClasses        []string       `yaml:"allow_classes"`
 	AllowInvalid        *bool          `yaml:"allow_invalid"`
+	AllowDiverted       *bool          `yaml:"allow_diverted_international"`
 	MaxRate             *float64       `yaml:"max_rate"`
 	MaxCallCost         *float64       `yaml:"max_call_cost"`
 	Unrated             string         `yaml:"unrated"`
@@ -142,7 +146,7 @@ type rawFraudRule struct {
 func init() {
 	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules"}
 	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "international",
-		"allow_countries", "allow_classes", "allow_invalid", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
+		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
 	knownKeys["rawFraudRule"] = []string{"name", "metric", "window", "limit", "floor", "min_samples", "action", "scope", "for",
 		"throttle_per_minute", "report_only", "end_calls"}
@@ -231,6 +235,9 @@ func (v *validator) trunkFraud(base []any, r rawTrunkFraud, def TrunkFraud) Trun
 	}
 	if r.AllowInvalid != nil {
 		t.AllowInvalid = *r.AllowInvalid
+	}
+	if r.AllowDiverted != nil {
+		t.AllowDivertedInternational = *r.AllowDiverted
 	}
 	for _, m := range []struct {
 		key string

@@ -26,6 +26,7 @@ const (
 	ReasonNANPForeign   = "nanp_foreign_blocked"
 	ReasonPriceCap      = "price_cap"
 	ReasonUnrated       = "unrated"
+	ReasonDiverted      = "diverted_international"
 	// ReasonBlock and ReasonThrottle are followed by ":" and the rule's name
 	// ("fraud_block:score_5m"), so that the CDR of a refused call names the rule.
 	ReasonBlock    = "fraud_block"
@@ -43,6 +44,7 @@ var warnings = map[string]string{
 	ReasonNANPForeign:   "NANP numbers outside the US and Canada are not enabled for this trunk",
 	ReasonPriceCap:      "destination costs more per minute than this trunk's price cap",
 	ReasonUnrated:       "destination has no rate",
+	ReasonDiverted:      "forwarded calls to other countries are not enabled for this trunk",
 }
 
 // State is the fraud state that lives for the process: the engine (windows,
@@ -110,6 +112,7 @@ type policy struct {
 	name          string
 	dial          Dialling
 	international bool
+	diverted      bool            // forwarded calls may go abroad
 	countries     map[string]bool // nil: every country
 	allowClass    [numClasses]bool
 	maxRate       Money // 0: none
@@ -179,8 +182,9 @@ func newPolicy(name string, tf *config.TrunkFraud) (*policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fraud: %w", err)
 	}
-	p := &policy{name: name, dial: d, international: tf.International, unratedBlock: tf.Unrated == config.FraudBlock,
-		hot: newHotList(tf.HotList)}
+	p := &policy{name: name, dial: d, international: tf.International, diverted: tf.AllowDivertedInternational,
+		unratedBlock: tf.Unrated == config.FraudBlock,
+		hot:          newHotList(tf.HotList)}
 	if len(tf.AllowCountries) > 0 {
 		p.countries = map[string]bool{}
 		for _, c := range tf.AllowCountries {
@@ -260,6 +264,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		if reason := p.check(dest, rate, rated, s.deck != nil); reason != "" {
 			return s.refuse(req, dest, reason)
 		}
+		if dest.International && !p.diverted && diverted(req.Msg) {
+			return s.refuse(req, dest, ReasonDiverted)
+		}
 	}
 	d := s.st.Engine.Check(p.name, dest, rate.PerMinute)
 	switch d.Action {
@@ -313,6 +320,63 @@ func (p *policy) check(dest Destination, rate Rate, rated, haveDeck bool) string
 		return ReasonUnrated
 	}
 	return ""
+}
+
+// diverted reports whether the INVITE was forwarded: a Diversion header
+// (RFC 5806) or a History-Info entry whose index has a '.' (RFC 7044
+// section 10.3: a retargeted request).
+func diverted(m *sip.Msg) bool {
+	if m.Get(sip.HdrDiversion) != nil {
+		return true
+	}
+	for i := 0; i < m.NumHeaders(); i++ {
+		h := m.Header(i)
+		if h.ID != sip.HdrOther || !equalFold(h.Name, "History-Info") {
+			continue
+		}
+		v := h.Value
+		for {
+			j := indexFold(v, "index=")
+			if j < 0 {
+				break
+			}
+			v = v[j+len("index="):]
+			for k := 0; k < len(v) && (v[k] == '.' || v[k] >= '0' && v[k] <= '9'); k++ {
+				if v[k] == '.' {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func indexFold(b []byte, s string) int {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if equalFold(b[i:i+len(s)], s) {
+			return i
+		}
+	}
+	return -1
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func (s *Stage) refuse(req *chain.Request, dest Destination, reason string) chain.Verdict {

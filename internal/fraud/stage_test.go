@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,6 +285,48 @@ func BenchmarkStageHandle(b *testing.B) {
 		}
 		if req.TakeHolds(&holds) == 1 {
 			holds[0].Release()
+		}
+	}
+}
+
+func inviteWith(t testing.TB, ruri, callID, extra string) *sip.Msg {
+	t.Helper()
+	var m sip.Msg
+	raw := "INVITE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 1 INVITE\r\n" + extra + "Content-Length: 0\r\n\r\n"
+	if err := m.Parse([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
+func TestStageDiverted(t *testing.T) {
+	f := newStageFixture(t, map[string]*config.TrunkFraud{
+		"pbx":     {Country: "US", International: true, Unrated: config.FraudAllow},
+		"forward": {Country: "US", International: true, AllowDivertedInternational: true, Unrated: config.FraudAllow},
+	}, nil)
+	const (
+		diversion = "Diversion: <sip:+12015550123@pbx>;reason=unconditional\r\n"
+		hiRetgt   = "History-Info: <sip:+12015550123@pbx>;index=1, <sip:011441212345678@pbx?Reason=SIP%3Bcause%3D302>;index=1.1\r\n"
+		hiPlain   = "history-info: <sip:+12015550123@pbx>;INDEX=1\r\n"
+	)
+	tests := []struct {
+		trunk, ruri, extra string
+		refused            bool
+	}{
+		{"pbx", "sip:011441212345678@x", "", false},
+		{"pbx", "sip:011441212345678@x", diversion, true},
+		{"pbx", "sip:011441212345678@x", hiRetgt, true},
+		{"pbx", "sip:011441212345678@x", hiPlain, false}, // one entry: not retargeted
+		{"pbx", "sip:12015550199@x", diversion, false},   // forwarded at home
+		{"forward", "sip:011441212345678@x", diversion, false},
+	}
+	for i, tc := range tests {
+		req := &chain.Request{Msg: inviteWith(t, tc.ruri, fmt.Sprint("d", i), tc.extra), PeerKind: chain.PeerTrunk, Trunk: f.trunk(tc.trunk)}
+		v := f.s.Handle(req)
+		req.ReleaseHolds()
+		if refused := v.Action != chain.Continue; refused != tc.refused || (refused && (v.Code != 403 || v.Reason != ReasonDiverted)) {
+			t.Errorf("%d %s %q: %+v", i, tc.trunk, tc.extra, v)
 		}
 	}
 }
