@@ -330,3 +330,23 @@ func TestStageDiverted(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStageRefuse: a policy refusal (international off), with its event and metric.
+func BenchmarkStageRefuse(b *testing.B) {
+	cfg := &config.Config{Trunks: []config.Trunk{{Name: "acme"}}}
+	fc := &config.Fraud{Default: config.TrunkFraud{Country: "US"}}
+	bus := events.NewBus()
+	sub := bus.Subscribe("b", 16) // a full queue: events are counted as lost, never block
+	_ = sub
+	s, err := NewStage(cfg, fc, NewState(nil, bus, 0, 0), bus)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &chain.Request{Msg: invite(b, "sip:011441212345678@x", "bench"), PeerKind: chain.PeerTrunk, Trunk: &cfg.Trunks[0]}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := s.Handle(req); v.Reason != ReasonInternational {
+			b.Fatal(v)
+		}
+	}
+}
