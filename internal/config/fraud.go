@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -33,9 +34,13 @@ type TrunkFraud struct {
 	// Dialling context: ISO 3166 country, national and international prefixes
 	// ("" : the country's own).
 	Country, NationalPrefix, InternationalPrefix string
-	// Timezone of the trunk's hour-of-week baseline (default UTC).
+	// Timezone of the trunk's hour-of-week baseline and business hours (default UTC).
 	Timezone string
 	Location *time.Location
+	// BusinessHours, when set, are the trunk's working hours by weekday
+	// (Sunday = 0) as [from, to) minutes of the day; off_hours rules watch
+	// the rest of the week.
+	BusinessHours *[7][][2]int
 	// International allows calls outside the trunk's country (default false).
 	International bool
 	// AllowCountries, when not empty, limits international calls to these regions.
@@ -91,7 +96,7 @@ type FraudRule struct {
 // The names internal/fraud accepts (a test there keeps them in step).
 var (
 	FraudMetrics = []string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike"}
+		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours"}
 	FraudActions      = []string{"alert", "throttle", "block"}
 	FraudScopes       = []string{"risky", "all"}
 	FraudRiskyClasses = []string{"premium", "satellite", "nanp_foreign"}
@@ -110,6 +115,7 @@ type rawTrunkFraud struct {
 	NationalPrefix      *string        `yaml:"national_prefix"`
 	InternationalPrefix *string        `yaml:"international_prefix"`
 	Timezone            string         `yaml:"timezone"`
+	BusinessHours       []string       `yaml:"business_hours"`
 	International       *bool          `yaml:"international"`
 	AllowCountries      []string       `yaml:"allow_countries"`
 	AllowClasses        []string       `yaml:"allow_classes"`
@@ -145,7 +151,7 @@ type rawFraudRule struct {
 
 func init() {
 	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules"}
-	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "international",
+	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "business_hours", "international",
 		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
 	knownKeys["rawFraudRule"] = []string{"name", "metric", "window", "limit", "floor", "min_samples", "action", "scope", "for",
@@ -210,6 +216,15 @@ func (v *validator) trunkFraud(base []any, r rawTrunkFraud, def TrunkFraud) Trun
 		} else {
 			t.Timezone, t.Location = r.Timezone, loc
 		}
+	}
+	if r.BusinessHours != nil {
+		var week [7][][2]int
+		for j, s := range r.BusinessHours {
+			if err := parseBusinessHours(s, &week); err != nil {
+				v.fail(at("business_hours", j), "%v", err)
+			}
+		}
+		t.BusinessHours = &week
 	}
 	if r.International != nil {
 		t.International = *r.International
@@ -287,6 +302,46 @@ func (v *validator) trunkFraud(base []any, r rawTrunkFraud, def TrunkFraud) Trun
 	return t
 }
 
+var weekdays = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// parseBusinessHours adds "mon-fri 08:00-18:00" (or "sat 09:00-13:00") to week.
+func parseBusinessHours(s string, week *[7][][2]int) error {
+	bad := fmt.Errorf("must be days and hours such as \"mon-fri 08:00-18:00\" or \"sat 09:00-13:00\", got %q", s)
+	days, hours, ok := strings.Cut(strings.ToLower(strings.TrimSpace(s)), " ")
+	if !ok {
+		return bad
+	}
+	d1, d2, isRange := strings.Cut(days, "-")
+	if !isRange {
+		d2 = d1
+	}
+	from, to := slices.Index(weekdays, d1), slices.Index(weekdays, d2)
+	h1, h2, ok := strings.Cut(strings.TrimSpace(hours), "-")
+	m1, err1 := minuteOfDay(h1)
+	m2, err2 := minuteOfDay(h2)
+	if from < 0 || to < 0 || !ok || err1 != nil || err2 != nil || m2 <= m1 {
+		return bad
+	}
+	for d := from; ; d = (d + 1) % 7 {
+		week[d] = append(week[d], [2]int{m1, m2})
+		if d == to {
+			break
+		}
+	}
+	return nil
+}
+
+func minuteOfDay(s string) (int, error) {
+	t, err := time.Parse("15:04", strings.TrimSpace(s))
+	if s == "24:00" {
+		return 24 * 60, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
 func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 	out := []FraudRule{}
 	names := map[string]int{}
@@ -311,7 +366,8 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 			}
 		}
 		spike := r.Metric == "calls_spike" || r.Metric == "intl_spike" || r.Metric == "spend_spike"
-		if r.Limit < 0 || math.IsNaN(r.Limit) || (!spike && r.Limit == 0) || (spike && r.Limit == 0 && r.Floor <= 0) {
+		noLimit := r.Metric == "off_hours"
+		if r.Limit < 0 || math.IsNaN(r.Limit) || (!spike && !noLimit && r.Limit == 0) || (spike && r.Limit == 0 && r.Floor <= 0) {
 			v.fail(at("limit"), "must be above 0 (a spike rule needs a limit or a floor), got %v", r.Limit)
 		}
 		if r.Floor < 0 || r.MinSamples < 0 || r.ThrottlePerMinute < 0 {

@@ -138,6 +138,7 @@ type account struct {
 
 	rules []Rule
 	loc   *time.Location
+	hours *[7][][2]int // business hours, minutes of the day by weekday; nil: none
 
 	buckets [60]bucket
 
@@ -242,6 +243,16 @@ func (e *Engine) SetRules(account string, rules []Rule, loc *time.Location) erro
 	}
 	a.mu.Unlock()
 	return nil
+}
+
+// SetBusinessHours gives account its business hours in the time zone of
+// SetRules: [from, to) minutes of the day for each weekday (Sunday = 0);
+// nil removes them. off_hours rules watch the rest of the week.
+func (e *Engine) SetBusinessHours(account string, hours *[7][][2]int) {
+	a := e.account(account)
+	a.mu.Lock()
+	a.hours = hours
+	a.mu.Unlock()
 }
 
 func (e *Engine) account(name string) *account {
@@ -661,6 +672,18 @@ func (a *account) advance(now time.Time) {
 	a.hour = h
 }
 
+// inHours reports whether now falls in the account's business hours.
+func (a *account) inHours(now time.Time) bool {
+	t := now.In(a.loc)
+	m := t.Hour()*60 + t.Minute()
+	for _, span := range a.hours[t.Weekday()] {
+		if m >= span[0] && m < span[1] {
+			return true
+		}
+	}
+	return false
+}
+
 func hourOfWeek(t time.Time, loc *time.Location) int {
 	t = t.In(loc)
 	return int(t.Weekday())*24 + t.Hour()
@@ -731,6 +754,15 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, evs []ev
 			if limit = math.Max(r.Floor, r.Limit*float64(base)); limit <= 0 {
 				continue
 			}
+		case MetricOffHours:
+			if dest == nil || !risky(*dest) || a.hours == nil || a.inHours(now) {
+				continue
+			}
+			if value = float64(win(60).riskyN); value <= r.Floor {
+				continue
+			}
+			evs = a.trip(e, now, r, value, "", evs)
+			continue
 		case MetricUnusualHour:
 			if dest == nil || !risky(*dest) {
 				continue

@@ -640,3 +640,45 @@ func TestSpendSpike(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 }
+
+func TestOffHours(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "off", Metric: MetricOffHours, Floor: 1, Action: ActionAlert})
+	ny, _ := time.LoadLocation("America/New_York")
+	if err := e.SetRules("acme", []Rule{{Name: "off", Metric: MetricOffHours, Floor: 1, Action: ActionAlert}}, ny); err != nil {
+		t.Fatal(err)
+	}
+	var week [7][][2]int
+	for d := time.Monday; d <= time.Friday; d++ {
+		week[d] = [][2]int{{8 * 60, 18 * 60}}
+	}
+	e.SetBusinessHours("acme", &week)
+	// t0 is Monday 10:00 UTC = 05:00 in New York: off hours. Domestic calls and the first international one pass.
+	e.Check("acme", homeDest, 0)
+	e.Check("acme", intlDest, 0)
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped at the floor: %s", kinds(evs))
+	}
+	e.Check("acme", intlDest, 0)
+	if kinds(drain(sub)) != "fraud_incident:off" {
+		t.Fatal("second international call off hours not reported")
+	}
+	// 13:00 UTC = 08:00 in New York: business hours.
+	clk.Add(3 * time.Hour)
+	e.Release("acme", "off")
+	drain(sub)
+	for range 5 {
+		e.Check("acme", intlDest, 0)
+	}
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped in business hours: %s", kinds(evs))
+	}
+	// No hours configured: the rule does nothing.
+	e.SetBusinessHours("acme", nil)
+	clk.Add(12 * time.Hour)
+	for range 5 {
+		e.Check("acme", intlDest, 0)
+	}
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped without business hours: %s", kinds(evs))
+	}
+}

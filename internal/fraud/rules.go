@@ -101,11 +101,16 @@ const (
 	// progress have accrued) above max(Floor, Limit × the hour-of-week
 	// baseline of money spent per hour), once learned (as the other spikes).
 	MetricSpendSpike
+	// MetricOffHours trips on a non-domestic attempt outside the trunk's
+	// configured business hours, once the last 60 minutes hold more than
+	// Floor such attempts (nothing when the trunk has no business hours).
+	// Unlike unusual_hour it needs no history: it covers a new trunk.
+	MetricOffHours
 	numMetrics
 )
 
 var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike"}
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours"}
 
 func (m Metric) String() string {
 	if m < numMetrics {
@@ -181,7 +186,7 @@ func (r *Rule) Validate() error {
 			return fmt.Errorf("rule %s: window %v: whole minutes from 1m to 60m", r.Name, r.Window)
 		}
 	}
-	if r.Limit <= 0 && !r.Metric.spike() {
+	if r.Limit <= 0 && !r.Metric.spike() && r.Metric != MetricOffHours {
 		return fmt.Errorf("rule %s: limit must be above 0", r.Name)
 	}
 	if r.Metric.spike() && r.Limit <= 0 && r.Floor <= 0 {
@@ -224,6 +229,7 @@ func DefaultRules() []Rule {
 		{Name: "intl_spike", Metric: MetricIntlSpike, Limit: 5, Floor: 30, Action: ActionAlert},
 		{Name: "spend_spike", Metric: MetricSpendSpike, Limit: 4, Floor: 20, Action: ActionBlock},
 		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Floor: 2, Action: ActionAlert},
+		{Name: "off_hours", Metric: MetricOffHours, Floor: 1, Action: ActionAlert},
 		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
 	}
 	for i := range rs {

@@ -168,6 +168,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 		if err := st.Engine.SetRules(t.Name, rules, tf.Location); err != nil {
 			return nil, fmt.Errorf("trunk %s: %w", t.Name, err)
 		}
+		st.Engine.SetBusinessHours(t.Name, tf.BusinessHours)
 		for _, r := range rules {
 			s.rules[r.Name] = ruleText{block: ReasonBlock + ":" + r.Name, throttle: ReasonThrottle + ":" + r.Name,
 				warning: "fraud rule " + r.Name + " tripped for this trunk"}

@@ -51,6 +51,16 @@ type Archetype struct {
 	MeanDuration time.Duration
 	// Classes are the high-risk classes the tenant's policy allows.
 	Classes []string
+	// BusinessHours, when set, are configured on the tenant's trunk ("mon-fri 07:00-19:00").
+	BusinessHours *[7][][2]int
+}
+
+func weekdaysHours(from, to int) *[7][][2]int {
+	var w [7][][2]int
+	for d := time.Monday; d <= time.Friday; d++ {
+		w[d] = [][2]int{{from * 60, to * 60}}
+	}
+	return &w
 }
 
 func weekdayBusiness(wd time.Weekday, h int, from, to int, weekend float64) float64 {
@@ -69,7 +79,7 @@ func weekdayBusiness(wd time.Weekday, h int, from, to int, weekend float64) floa
 // Archetypes are the built-in tenant kinds.
 var Archetypes = []Archetype{
 	{Name: "office", PeakPerHour: 30, IntlShare: 0.05, Countries: []string{"GB", "DE", "FR", "MX"}, Answer: 0.7,
-		MeanDuration: 4 * time.Minute, Intensity: func(wd time.Weekday, h int) float64 { return weekdayBusiness(wd, h, 8, 18, 0.02) }},
+		MeanDuration: 4 * time.Minute, BusinessHours: weekdaysHours(7, 19), Intensity: func(wd time.Weekday, h int) float64 { return weekdayBusiness(wd, h, 8, 18, 0.02) }},
 	{Name: "contact_centre", PeakPerHour: 400, IntlShare: 0.02, Countries: []string{"GB", "CA", "MX", "IN", "PH"}, Answer: 0.45,
 		MeanDuration: 3 * time.Minute, Intensity: func(wd time.Weekday, h int) float64 {
 			if wd == time.Sunday {
@@ -337,7 +347,7 @@ func (s *sim) setup() error {
 			cfg.Trunks = append(cfg.Trunks, config.Trunk{Name: name})
 			// The policy is open (every country): the engine alone must catch the attacks.
 			fc.Trunks[name] = &config.TrunkFraud{Country: "US", International: true, AllowClasses: a.Classes,
-				Unrated: config.FraudAllow, Location: time.UTC}
+				Unrated: config.FraudAllow, Location: time.UTC, BusinessHours: a.BusinessHours}
 		}
 	}
 	bus := events.NewBus()
