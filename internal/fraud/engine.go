@@ -35,6 +35,8 @@ type Engine struct {
 
 	reportOnly atomic.Bool
 	hangup     atomic.Pointer[func(callID, account, rule string)]
+	// baselinePath is where Run saves the baselines (nil: nowhere).
+	baselinePath atomic.Pointer[string]
 
 	mu    sync.RWMutex
 	accts map[string]*account
@@ -436,17 +438,30 @@ func (e *Engine) lookup(id string) *Call {
 	return c
 }
 
-// Run calls Tick every Options.Tick until ctx is done.
+// Run calls Tick every Options.Tick until ctx is done. With a baseline
+// file (SetBaselineFile) it saves the baselines every hour and when it stops;
+// a failed save is published as an event.
 func (e *Engine) Run(ctx context.Context) {
 	t := time.NewTicker(e.opt.Tick)
 	defer t.Stop()
+	save := time.NewTicker(time.Hour)
+	defer save.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			e.saveOrReport()
 			return
 		case <-t.C:
 			e.Tick()
+		case <-save.C:
+			e.saveOrReport()
 		}
+	}
+}
+
+func (e *Engine) saveOrReport() {
+	if err := e.saveBaselines(); err != nil {
+		e.opt.Bus.Publish(events.Event{Kind: events.FraudError, Stage: "fraud", Reason: "baseline_save_failed", Detail: err.Error()})
 	}
 }
 
