@@ -96,7 +96,7 @@ type FraudRule struct {
 // The names internal/fraud accepts (a test there keeps them in step).
 var (
 	FraudMetrics = []string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours"}
+		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number"}
 	FraudActions      = []string{"alert", "throttle", "block"}
 	FraudScopes       = []string{"risky", "all"}
 	FraudRiskyClasses = []string{"premium", "satellite", "nanp_foreign"}
@@ -369,6 +369,9 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 		noLimit := r.Metric == "off_hours"
 		if r.Limit < 0 || math.IsNaN(r.Limit) || (!spike && !noLimit && r.Limit == 0) || (spike && r.Limit == 0 && r.Floor <= 0) {
 			v.fail(at("limit"), "must be above 0 (a spike rule needs a limit or a floor), got %v", r.Limit)
+		}
+		if r.Metric == "same_number" && r.Limit >= 30 {
+			v.fail(at("limit"), "a same_number limit must be below 30 (attempts to one number in the window), got %v", r.Limit)
 		}
 		if r.Floor < 0 || r.MinSamples < 0 || r.ThrottlePerMinute < 0 {
 			v.fail(at("name"), "floor, min_samples and throttle_per_minute must be >= 0")

@@ -77,6 +77,9 @@ type Destination struct {
 	Region string
 	// Type is the number type from libphonenumber ("fixed_line", "mobile", "premium_rate"...).
 	Type string
+	// Number identifies the E.164 number (a hash, 0 when there is none):
+	// the engine counts attempts per number with it without keeping numbers.
+	Number uint64
 }
 
 var typeNames = [...]string{
@@ -211,7 +214,19 @@ func (c *Classifier) Classify(d *Dialling, user, dst []byte) ([]byte, Destinatio
 	if !ok {
 		return num[:0], Destination{Class: ClassInvalid}
 	}
-	return num, c.ClassifyE164(d, num)
+	dest := c.ClassifyE164(d, num)
+	dest.Number = numberHash(num)
+	return num, dest
+}
+
+// numberSeed is fixed for the process so that a number hashes the same in every stage build.
+var numberSeed = maphash.MakeSeed()
+
+func numberHash(num []byte) uint64 {
+	if len(num) == 0 {
+		return 0
+	}
+	return maphash.Bytes(numberSeed, num) | 1
 }
 
 // ClassifyE164 classifies num ("+" and digits) for a trunk in context d.

@@ -172,3 +172,15 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+func TestClassifyNumberHash(t *testing.T) {
+	c := NewClassifier(0)
+	gb := mustDialling(t, "GB", "", "")
+	_, a := c.Classify(gb, []byte("0033123456789"), nil)
+	_, b := c.Classify(gb, []byte("+33 1 23 45 67 89"), nil)
+	_, o := c.Classify(gb, []byte("0033123456788"), nil)
+	_, bad := c.Classify(gb, []byte("alice"), nil)
+	if a.Number == 0 || a.Number != b.Number || a.Number == o.Number || bad.Number != 0 {
+		t.Fatalf("hashes %x %x %x %x", a.Number, b.Number, o.Number, bad.Number)
+	}
+}

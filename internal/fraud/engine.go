@@ -140,7 +140,9 @@ type account struct {
 
 	rules []Rule
 	loc   *time.Location
-	hours *[7][][2]int // business hours, minutes of the day by weekday; nil: none
+	// trackNumbers: a same_number rule needs attempts per number.
+	trackNumbers bool
+	hours        *[7][][2]int // business hours, minutes of the day by weekday; nil: none
 
 	buckets [60]bucket
 
@@ -154,10 +156,61 @@ type account struct {
 	hourSpend           Money
 	baseline            [168]slot
 
+	// numbers holds recent attempt times per dialled number (same_number
+	// rules), at most maxTrackedNumbers; entries idle for an hour are dropped on ticks.
+	numbers map[uint64]*numberHits
+	swept   time.Time // last sweep of idle numbers
+
 	incidents map[string]*incident
 	// repeats remembers, per rule, how many incidents followed each other
 	// (each within escalationMemory of the previous one's end).
 	repeats map[string]repeat
+}
+
+// numberHits are the times (Unix seconds) of the last attempts to one number, a ring.
+type numberHits struct {
+	at   [maxSameNumber]int64
+	next int
+}
+
+// maxTrackedNumbers bounds the numbers tracked per trunk (attempts to more
+// distinct numbers in an hour are for the calls and score rules).
+const maxTrackedNumbers = 8192
+
+// record adds an attempt at ts (Unix seconds).
+func (h *numberHits) record(ts int64) {
+	h.at[h.next] = ts
+	h.next = (h.next + 1) % len(h.at)
+}
+
+// since counts the attempts after from.
+func (h *numberHits) since(from int64) int {
+	n := 0
+	for _, t := range h.at {
+		if t > from {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *numberHits) last() int64 { return h.at[(h.next+len(h.at)-1)%len(h.at)] }
+
+// hitsOf records an attempt to number and returns its ring (nil when not tracked).
+func (a *account) hitsOf(number uint64, ts int64) *numberHits {
+	if !a.trackNumbers || number == 0 {
+		return nil
+	}
+	h := a.numbers[number]
+	if h == nil {
+		if len(a.numbers) >= maxTrackedNumbers {
+			return nil
+		}
+		h = &numberHits{}
+		a.numbers[number] = h
+	}
+	h.record(ts)
+	return h
 }
 
 type repeat struct {
@@ -237,6 +290,10 @@ func (e *Engine) SetRules(account string, rules []Rule, loc *time.Location) erro
 	a := e.account(account)
 	a.mu.Lock()
 	a.rules, a.loc = rs, loc
+	a.trackNumbers = slices.ContainsFunc(rs, func(r Rule) bool { return r.Metric == MetricSameNumber })
+	if !a.trackNumbers {
+		clear(a.numbers)
+	}
 	for name := range a.incidents {
 		if !slices.ContainsFunc(rs, func(r Rule) bool { return r.Name == name }) {
 			delete(a.incidents, name)
@@ -268,7 +325,9 @@ func (e *Engine) account(name string) *account {
 	defer e.mu.Unlock()
 	if a = e.accts[name]; a == nil {
 		a = &account{name: name, rules: DefaultRules(), loc: time.UTC,
-			live: map[*Call]struct{}{}, incidents: map[string]*incident{}, repeats: map[string]repeat{}}
+			live: map[*Call]struct{}{}, incidents: map[string]*incident{}, repeats: map[string]repeat{},
+			numbers: map[uint64]*numberHits{}}
+		a.trackNumbers = slices.ContainsFunc(a.rules, func(r Rule) bool { return r.Metric == MetricSameNumber })
 		e.accts[name] = a
 	}
 	return a
@@ -296,7 +355,7 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 		a.hourRisk++
 	}
 	b.score += ratePerMin
-	evs = a.evaluate(e, now, &dest, evs)
+	evs = a.evaluate(e, now, &dest, a.hitsOf(dest.Number, now.Unix()), evs)
 	d := a.decide(now, isRisky)
 	a.mu.Unlock()
 	for _, ev := range evs {
@@ -502,7 +561,15 @@ func (e *Engine) Tick() {
 				}
 			}
 		}
-		evs = a.evaluate(e, now, nil, evs)
+		evs = a.evaluate(e, now, nil, nil, evs)
+		if now.Sub(a.swept) >= 5*time.Minute { // thousands of numbers: not on every tick
+			a.swept = now
+			for n, h := range a.numbers {
+				if h.last() <= now.Unix()-3600 {
+					delete(a.numbers, n)
+				}
+			}
+		}
 		for i := range a.rules { // in the order of the rules: deterministic events
 			in := a.incidents[a.rules[i].Name]
 			if in == nil {
@@ -704,8 +771,9 @@ func hourOfWeek(t time.Time, loc *time.Location) int {
 	return int(t.Weekday())*24 + t.Hour()
 }
 
-// evaluate checks every rule of a; dest is the attempt being checked (nil on a tick).
-func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, evs []events.Event) []events.Event {
+// evaluate checks every rule of a; dest is the attempt being checked and
+// hits its number's recent attempts (nil on a tick).
+func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *numberHits, evs []events.Event) []events.Event {
 	// The few distinct windows of the rules, each summed once.
 	var cache [6]winSum
 	n := 0
@@ -769,6 +837,12 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, evs []ev
 			if limit = math.Max(r.Floor, r.Limit*float64(base)); limit <= 0 {
 				continue
 			}
+		case MetricSameNumber:
+			h := hits
+			if dest == nil || h == nil {
+				continue
+			}
+			value = float64(h.since(now.Unix() - int64(w)*60))
 		case MetricOffHours:
 			if dest == nil || !risky(*dest) || a.hours == nil || a.inHours(now) {
 				continue

@@ -682,3 +682,47 @@ func TestOffHours(t *testing.T) {
 		t.Fatalf("tripped without business hours: %s", kinds(evs))
 	}
 }
+
+func TestSameNumber(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "same", Metric: MetricSameNumber, Window: 15 * time.Minute, Limit: 3,
+		Action: ActionBlock, For: time.Minute})
+	pumped, other := intlDest, intlDest
+	pumped.Number, other.Number = 0xabc1, 0xdef1
+	for range 3 {
+		if d := e.Check("acme", pumped, 0); !d.Allowed() {
+			t.Fatalf("%+v", d)
+		}
+		clk.Add(4 * time.Minute)
+	}
+	for range 10 { // other numbers are not counted with it
+		e.Check("acme", other, 0)
+		other.Number += 2
+	}
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped at the limit: %s", kinds(evs))
+	}
+	// The first attempt is now 12 min old: a fourth within 15 min trips.
+	if d := e.Check("acme", pumped, 0); d.Action != ActionBlock || d.Rule != "same" {
+		t.Fatalf("%+v", d)
+	}
+	// 16 minutes later the window holds only that last attempt.
+	clk.Add(16 * time.Minute)
+	e.Tick()
+	if d := e.Check("acme", pumped, 0); !d.Allowed() {
+		t.Fatalf("window did not slide: %+v", d)
+	}
+	// Numbers idle for an hour are forgotten on a tick (a sweep every 5 minutes).
+	clk.Add(61 * time.Minute)
+	e.Tick()
+	if n := len(e.account("acme").numbers); n != 0 {
+		t.Fatalf("%d numbers still tracked", n)
+	}
+	// Without a same_number rule nothing is tracked.
+	if err := e.SetRules("acme", []Rule{{Name: "b", Metric: MetricBurn, Limit: 1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Check("acme", pumped, 0)
+	if n := len(e.account("acme").numbers); n != 0 {
+		t.Fatalf("%d numbers tracked without a rule", n)
+	}
+}

@@ -106,11 +106,18 @@ const (
 	// Floor such attempts (nothing when the trunk has no business hours).
 	// Unlike unusual_hour it needs no history: it covers a new trunk.
 	MetricOffHours
+	// MetricSameNumber: attempts to one number within the rule's Window
+	// (targeted pumping: the fraudster's revenue-share numbers dialled again
+	// and again). Limit is below maxSameNumber.
+	MetricSameNumber
 	numMetrics
 )
 
+// maxSameNumber bounds the Limit of same_number rules (the attempts kept per number).
+const maxSameNumber = 30
+
 var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours"}
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number"}
 
 func (m Metric) String() string {
 	if m < numMetrics {
@@ -178,7 +185,7 @@ func (r *Rule) Validate() error {
 		return fmt.Errorf("rule %s: unknown metric", r.Name)
 	}
 	switch r.Metric {
-	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend:
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber:
 		if r.Window == 0 {
 			r.Window = 5 * time.Minute
 		}
@@ -191,6 +198,9 @@ func (r *Rule) Validate() error {
 	}
 	if r.Metric.spike() && r.Limit <= 0 && r.Floor <= 0 {
 		return fmt.Errorf("rule %s: a spike rule needs a limit (multiplier of the baseline) or a floor", r.Name)
+	}
+	if r.Metric == MetricSameNumber && r.Limit >= maxSameNumber {
+		return fmt.Errorf("rule %s: a same_number limit is below %d", r.Name, maxSameNumber)
 	}
 	if r.MinSamples == 0 {
 		r.MinSamples = 3
@@ -230,6 +240,7 @@ func DefaultRules() []Rule {
 		{Name: "spend_spike", Metric: MetricSpendSpike, Limit: 4, Floor: 20, Action: ActionBlock},
 		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Floor: 2, Action: ActionAlert},
 		{Name: "off_hours", Metric: MetricOffHours, Floor: 1, Action: ActionAlert},
+		{Name: "same_number_15m", Metric: MetricSameNumber, Window: 15 * time.Minute, Limit: 10, Action: ActionThrottle, ThrottlePerMinute: 2},
 		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
 	}
 	for i := range rs {

@@ -266,10 +266,17 @@ func BenchmarkStageHandle(b *testing.B) {
 	cfg := &config.Config{Trunks: []config.Trunk{{Name: "acme"}}}
 	fc := &config.Fraud{RateDeck: writeDeck(b), Default: config.TrunkFraud{Country: "US", International: true}}
 	for _, r := range DefaultRules() { // every default rule is evaluated, none trips
+		limit := 1e12
+		if r.Metric == MetricSameNumber {
+			limit = maxSameNumber - 1
+		}
 		fc.Rules = append(fc.Rules, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window,
-			Limit: 1e12, Floor: 1e12, Action: r.Action.String()})
+			Limit: limit, Floor: 1e12, Action: r.Action.String()})
 	}
 	st := NewState(nil, nil, 0, 0)
+	// Virtual time, a minute per reading: one number is not redialled 30 times in 15 minutes.
+	vt := t0
+	st.Engine.SetClock(func() time.Time { vt = vt.Add(time.Minute); return vt })
 	s, err := NewStage(cfg, fc, st, nil)
 	if err != nil {
 		b.Fatal(err)
