@@ -14,8 +14,8 @@ import (
 )
 
 // Baselines take weeks to learn, so they are kept across restarts in a small
-// JSON file (about 6 KB per trunk): saved every hour by Run and when it
-// stops, loaded when the file is set.
+// JSON file (about 6 KB per trunk): loaded when the file is set, saved every
+// hour by Run and by SaveBaselineFile when the server stops.
 
 const baselineVersion = 1
 
@@ -108,6 +108,11 @@ func (e *Engine) LoadBaselines(r io.Reader) error {
 	}
 	return nil
 }
+
+// SaveBaselineFile writes the baselines to the file of SetBaselineFile
+// (nothing when none is set). A server calls it when it stops (Run does not:
+// a save racing the end of the process would leave a partial temporary file).
+func (e *Engine) SaveBaselineFile() error { return e.saveBaselines() }
 
 // saveBaselines writes the baseline file atomically (a temporary file renamed over it).
 func (e *Engine) saveBaselines() error {

@@ -498,8 +498,9 @@ func (e *Engine) lookup(id string) *Call {
 }
 
 // Run calls Tick every Options.Tick until ctx is done. With a baseline
-// file (SetBaselineFile) it saves the baselines every hour and when it stops;
-// a failed save is published as an event.
+// file (SetBaselineFile) it saves the baselines every hour (a failed save is
+// published as an event); the owner calls SaveBaselineFile when it stops,
+// after Run has returned or while nothing waits for it.
 func (e *Engine) Run(ctx context.Context) {
 	t := time.NewTicker(e.opt.Tick)
 	defer t.Stop()
@@ -508,7 +509,6 @@ func (e *Engine) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			e.saveOrReport()
 			return
 		case <-t.C:
 			e.Tick()
