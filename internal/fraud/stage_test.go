@@ -274,19 +274,25 @@ func BenchmarkStageHandle(b *testing.B) {
 			Limit: limit, Floor: 1e12, Action: r.Action.String()})
 	}
 	st := NewState(nil, nil, 0, 0)
-	// Virtual time, a minute per reading: one number is not redialled 30 times in 15 minutes.
+	// Virtual time, a second per reading, and 64 destinations in turn: no
+	// number is redialled 30 times in 15 minutes.
 	vt := t0
-	st.Engine.SetClock(func() time.Time { vt = vt.Add(time.Minute); return vt })
+	st.Engine.SetClock(func() time.Time { vt = vt.Add(time.Second); return vt })
 	s, err := NewStage(cfg, fc, st, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := invite(b, "sip:011441212345678@x", "bench")
-	req := &chain.Request{Msg: m, PeerKind: chain.PeerTrunk, Trunk: &cfg.Trunks[0]}
+	msgs := make([]*sip.Msg, 64)
+	for i := range msgs {
+		msgs[i] = invite(b, fmt.Sprintf("sip:0114412123456%02d@x", i), "bench")
+	}
+	req := &chain.Request{PeerKind: chain.PeerTrunk, Trunk: &cfg.Trunks[0]}
 	var holds [chain.MaxHolds]chain.Releaser
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		req.Trunk = &cfg.Trunks[0]
+		req.Msg = msgs[i&63]
+		i++
 		if v := s.Handle(req); v.Action != chain.Continue {
 			b.Fatal(v)
 		}
