@@ -16,7 +16,7 @@ import (
 func TestLoudIRSF(t *testing.T) {
 	burst := DefaultAttacks()[0]
 	burst.Start, burst.Length, burst.RetryDelay = 24*time.Hour+2*time.Hour, 2*time.Hour, 10*time.Second
-	rep, err := Run(Config{Seed: 7, Days: 2, Tenants: 2, Attacks: []Attack{burst}})
+	rep, err := Run(Config{Seed: 7, Days: 2, Tenants: 1, Attacks: []Attack{burst}})
 	if err != nil {
 		t.Fatal(err)
 	}
