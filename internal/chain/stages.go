@@ -16,10 +16,12 @@ package chain
 //   - scanner: drops (and bans) requests with the signature of a scanner or
 //     attack tool; needs the parsed headers that sanity vouched for.
 //   - limits: per-trunk calls per second and concurrent calls; needs the trunk from acl.
+//   - fraud:  destination policy and spend/velocity rules for calls from trunks;
+//     after limits, so that calls refused for capacity do not count as attempts.
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
 //
 // Stages of later capabilities slot in between (auth and registrar before
-// limits; fraud, shaken and media before route).
-var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "route"}
+// limits; shaken and media before route).
+var Order = []string{"acl", "flood", "sanity", "scanner", "limits", "fraud", "route"}

@@ -20,6 +20,7 @@ Commands:
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
   ban           add, remove or list bans
+  fraudsim      replay synthetic traffic and attacks through the toll-fraud engine
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -43,6 +44,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return CDRCommand(rest, stdout, stderr)
 	case "ban":
 		return BanCommand(rest, stdout, stderr)
+	case "fraudsim":
+		return FraudsimCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

@@ -12,6 +12,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/flood"
+	"github.com/sipwarden/sipwarden/internal/fraud"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/proxy"
 	"github.com/sipwarden/sipwarden/internal/route"
@@ -33,6 +34,7 @@ type deps struct {
 	flood   *flood.State
 	limits  *limits.Registry
 	route   *route.Metrics
+	fraud   *fraud.State
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -47,6 +49,7 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		scanner: scanner.NewMetrics(reg),
 		limits:  limits.NewRegistry(reg),
 		route:   route.NewMetrics(reg),
+		fraud:   fraud.NewState(reg, bus, 0, 0),
 	}
 }
 
@@ -84,7 +87,15 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if !cfg.Scanner.Disabled {
 		stages = append(stages, scannerStage)
 	}
-	stages = append(stages, limitsStage, routeStage)
+	stages = append(stages, limitsStage)
+	if cfg.Fraud.Enabled {
+		fraudStage, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
+		if err != nil {
+			return nil, fmt.Errorf("fraud: %w", err)
+		}
+		stages = append(stages, fraudStage)
+	}
+	stages = append(stages, routeStage)
 	if d.bans != nil {
 		// reputation feeds never block a configured peer of this configuration
 		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
@@ -119,6 +130,7 @@ var stageSummaries = map[string]string{
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
 	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
 	"limits":  "per-trunk calls per second and concurrent calls (503 + Retry-After)",
+	"fraud":   "destination policy per trunk (403) and spend/velocity rules (403 block, 503 throttle)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 }
 

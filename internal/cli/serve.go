@@ -142,6 +142,10 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	watchBans(logCtx, bans, bus, reg, log)
 	startFeeds(logCtx, cfg, bans, log)
 	s.deps = newDeps(reg, bus, bans, cfg.Flood.TableSize)
+	if err := s.deps.fraud.Engine.SetBaselineFile(filepath.Join(cfg.Storage.Path, "fraud-baselines.json")); err != nil {
+		log.Warn("fraud baselines not restored: they learn again", "err", err)
+	}
+	go s.deps.fraud.Engine.Run(logCtx) // live exposure, incident expiry, hourly baseline saves; the proxy wires answers and hangups
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
@@ -347,6 +351,11 @@ func (s *server) closeAll() {
 	}
 	if s.banStore != nil {
 		_ = s.banStore.Close()
+	}
+	if s.deps != nil {
+		if err := s.deps.fraud.Engine.SaveBaselineFile(); err != nil {
+			s.log.Warn("fraud baselines not saved", "err", err)
+		}
 	}
 	s.cancelLog()
 	<-s.logDone

@@ -229,6 +229,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.TLS.Key = abs(c.TLS.Key)
 	c.TLS.ClientCA = abs(c.TLS.ClientCA)
 	c.Storage.Path = abs(c.Storage.Path)
+	c.Fraud.RateDeck = abs(c.Fraud.RateDeck)
 	for i := range c.Bans.Feeds {
 		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
 	}
@@ -248,6 +249,7 @@ func (c *Config) CheckFiles() error {
 	check("tls.cert", c.TLS.Cert)
 	check("tls.key", c.TLS.Key)
 	check("tls.client_ca", c.TLS.ClientCA)
+	check("fraud.rate_deck", c.Fraud.RateDeck)
 	if len(es) > 0 {
 		return es
 	}

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Fraud configures the toll-fraud stage (fraud.go).
+	Fraud Fraud
 }
 
 // Flood configures the flood stage: request budgets per source address (and,

@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Fraud          rawFraud      `yaml:"fraud"`
 }
 
 type rawFlood struct {
@@ -139,6 +140,7 @@ type rawTrunk struct {
 	Limits   rawTrunkLimits  `yaml:"limits"`
 	TLS      rawTrunkTLS     `yaml:"tls"`
 	Flood    rawFloodProfile `yaml:"flood"`
+	Fraud    rawTrunkFraud   `yaml:"fraud"`
 }
 
 type rawTrunkLimits struct {
@@ -153,7 +155,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "fraud"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst"},
 	"rawScanner":      {"enabled", "signatures", "ban_after"},
 	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
@@ -167,7 +169,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "fraud"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -643,6 +645,11 @@ func (v *validator) build(raw *rawConfig) *Config {
 		}
 		c.Trunks = append(c.Trunks, tr)
 	}
+	trunkNames, trunkFraud := make([]string, len(raw.Trunks)), make([]rawTrunkFraud, len(raw.Trunks))
+	for i, t := range raw.Trunks {
+		trunkNames[i], trunkFraud[i] = t.Name, t.Fraud
+	}
+	c.Fraud = v.fraud(raw.Fraud, trunkNames, trunkFraud)
 	return c
 }
 
