@@ -78,7 +78,7 @@ func TestHolds(t *testing.T) {
 }
 
 func TestOrderNamesStages(t *testing.T) {
-	want := []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "shaken", "media", "route"}
+	want := []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "fraud", "shaken", "media", "route"}
 	if len(Order) != len(want) {
 		t.Fatalf("Order %v", Order)
 	}

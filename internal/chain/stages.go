@@ -25,6 +25,10 @@ package chain
 //     they are answered.
 //   - registrar: answers the authenticated REGISTERs of digest trunks that
 //     have one (bindings, 423); needs the account that auth established.
+//   - fraud:  destination policy and spend/velocity rules for calls from trunks;
+//     after limits, so that calls refused for capacity do not count as
+//     attempts, and before shaken, so that no signature is spent on a call it
+//     refuses.
 //   - shaken: signs calls from trunks whose numbers we vouch for and verifies
 //     calls from carrier trunks (STIR/SHAKEN); needs the trunk from acl, and
 //     runs after limits so that no signature or certificate fetch is spent on
@@ -35,6 +39,4 @@ package chain
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
-//
-// The fraud stage will slot in before shaken (the identity and the destination risk first).
-var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "shaken", "media", "route"}
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "fraud", "shaken", "media", "route"}

@@ -24,6 +24,7 @@ Commands:
   passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
+  fraudsim      replay synthetic traffic and attacks through the toll-fraud engine
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -53,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return FirewallCommand(rest, stdout, stderr)
 	case "shaken":
 		return ShakenCommand(rest, stdout, stderr)
+	case "fraudsim":
+		return FraudsimCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

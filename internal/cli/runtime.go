@@ -14,6 +14,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/flood"
+	"github.com/sipwarden/sipwarden/internal/fraud"
 	"github.com/sipwarden/sipwarden/internal/geoip"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/media"
@@ -49,7 +50,8 @@ type deps struct {
 	// that enables media (nil: media passes untouched).
 	relay *media.Relay
 	// geo is the country database, opened at start (nil: none).
-	geo *geoip.DB
+	geo   *geoip.DB
+	fraud *fraud.State
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -66,6 +68,7 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		route:   route.NewMetrics(reg),
 		shaken:  shaken.NewState(reg),
 		media:   media.NewStageMetrics(reg),
+		fraud:   fraud.NewState(reg, bus, 0, 0),
 	}
 }
 
@@ -144,6 +147,13 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 			return route.Location{URI: bs[0].Contact, Transport: bs[0].Transport, Addr: bs[0].Source}, true
 		})
 	}
+	if cfg.Fraud.Enabled {
+		fraudStage, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
+		if err != nil {
+			return nil, fmt.Errorf("fraud: %w", err)
+		}
+		stages = append(stages, fraudStage)
+	}
 	if cfg.Shaken.Enabled() {
 		stages = append(stages, shakenStage)
 	}
@@ -200,6 +210,7 @@ var stageSummaries = map[string]string{
 	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
 	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"media":   "refuse offers without SRTP from trunks whose media policy requires it (488 + Warning)",
+	"fraud":   "destination policy per trunk (403) and spend/velocity rules (403 block, 503 throttle)",
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",

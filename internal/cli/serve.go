@@ -165,6 +165,10 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		log.Info("media relay started", "addr", rc.Addr.String(), "advertise", rc.Advertise.String(),
 			"ports", fmt.Sprintf("%d-%d", rc.PortMin, rc.PortMax))
 	}
+	if err := s.deps.fraud.Engine.SetBaselineFile(filepath.Join(cfg.Storage.Path, "fraud-baselines.json")); err != nil {
+		log.Warn("fraud baselines not restored: they learn again", "err", err)
+	}
+	go s.deps.fraud.Engine.Run(logCtx) // live exposure, incident expiry, hourly baseline saves; the proxy wires answers and hangups
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
@@ -397,6 +401,11 @@ func (s *server) closeAll() {
 		_ = s.banStore.Close()
 	}
 	s.closeRegistrar()
+	if s.deps != nil {
+		if err := s.deps.fraud.Engine.SaveBaselineFile(); err != nil {
+			s.log.Warn("fraud baselines not saved", "err", err)
+		}
+	}
 	s.cancelLog()
 	<-s.logDone
 }

@@ -232,6 +232,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.GeoIP.CountryDB = abs(c.GeoIP.CountryDB)
 	c.Storage.Path = abs(c.Storage.Path)
 	c.Auth.Policy.ExtraFile = abs(c.Auth.Policy.ExtraFile)
+	c.Fraud.RateDeck = abs(c.Fraud.RateDeck)
 	for i := range c.Bans.Feeds {
 		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
 	}
@@ -255,6 +256,7 @@ func (c *Config) CheckFiles() error {
 	check("tls.upstream_ca", c.TLS.UpstreamCA)
 	check("geoip.country_db", c.GeoIP.CountryDB)
 	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
+	check("fraud.rate_deck", c.Fraud.RateDeck)
 	if len(es) > 0 {
 		return es
 	}

@@ -40,6 +40,8 @@ type Config struct {
 	Scanner Scanner
 	// Flood configures flood detection for peers.
 	Flood Flood
+	// Fraud configures the toll-fraud stage (fraud.go).
+	Fraud Fraud
 	// Media configures the media relay (media.go).
 	Media Media
 	// Shaken configures STIR/SHAKEN signing and verification (shaken.go).

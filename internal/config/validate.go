@@ -29,6 +29,7 @@ type rawConfig struct {
 	Bans           rawBans       `yaml:"bans"`
 	Scanner        rawScanner    `yaml:"scanner"`
 	Flood          rawFlood      `yaml:"flood"`
+	Fraud          rawFraud      `yaml:"fraud"`
 	Media          rawMedia      `yaml:"media"`
 	Shaken         rawShaken     `yaml:"shaken"`
 	Auth           rawAuth       `yaml:"auth"`
@@ -155,6 +156,7 @@ type rawTrunk struct {
 	Limits   rawTrunkLimits  `yaml:"limits"`
 	TLS      rawTrunkTLS     `yaml:"tls"`
 	Flood    rawFloodProfile `yaml:"flood"`
+	Fraud    rawTrunkFraud   `yaml:"fraud"`
 	Media    rawTrunkMedia   `yaml:"media"`
 
 	rawTrunkDigest `yaml:",inline"`
@@ -173,7 +175,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media", "geoip"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media", "geoip", "fraud"},
 	"rawGeoIP":        {"country_db"},
 	"rawFirewall":     {"nftables", "table"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
@@ -190,7 +192,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -693,6 +695,11 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Trunks = append(c.Trunks, tr)
 	}
 	c.Shaken = v.shaken(&raw.Shaken, c)
+	trunkNames, trunkFraud := make([]string, len(raw.Trunks)), make([]rawTrunkFraud, len(raw.Trunks))
+	for i, t := range raw.Trunks {
+		trunkNames[i], trunkFraud[i] = t.Name, t.Fraud
+	}
+	c.Fraud = v.fraud(raw.Fraud, trunkNames, trunkFraud)
 	return c
 }
 

@@ -1,7 +1,7 @@
 // Package e164 turns the user part of a SIP or TEL URI into an E.164 number
 // (ITU-T E.164, RFC 3966 visual separators) where that can be done without a
 // dialling context. Per-trunk dialling contexts (national and international
-// prefixes, a default country) come with the toll-fraud engine.
+// prefixes, a default country) are described by a Context (context.go).
 package e164
 
 // Normalize writes the E.164 form of user ("+" and 1 to 15 digits) into dst

@@ -56,6 +56,17 @@ const (
 	Shaken
 	// MediaRefused: an offer refused by a trunk's media policy (488).
 	MediaRefused
+	// FraudIncident: a toll-fraud rule tripped for a trunk (Reason: the rule;
+	// Detail: action, scope, value and limit); one event per incident, not per call.
+	FraudIncident
+	// FraudRelease: a fraud incident ended (its window expired or an operator released it).
+	FraudRelease
+	// FraudBlocked: a call refused by the fraud stage (destination policy or an incident's action).
+	FraudBlocked
+	// FraudHangup: a call in progress that the fraud engine asked to end (a per-call cost cap).
+	FraudHangup
+	// FraudError: the fraud engine could not keep its state (saving baselines failed).
+	FraudError
 )
 
 var kindNames = [...]string{
@@ -80,6 +91,11 @@ var kindNames = [...]string{
 	BindingReplaced:       "binding_replaced",
 	Shaken:                "shaken",
 	MediaRefused:          "media_refused",
+	FraudIncident:         "fraud_incident",
+	FraudRelease:          "fraud_release",
+	FraudBlocked:          "fraud_blocked",
+	FraudHangup:           "fraud_hangup",
+	FraudError:            "fraud_error",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

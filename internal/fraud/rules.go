@@ -1,0 +1,250 @@
+package fraud
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Action is what a rule does when it trips.
+type Action uint8
+
+// Actions, in increasing severity.
+const (
+	// ActionNone: no action (a zero Decision).
+	ActionNone Action = iota
+	// ActionAlert publishes an incident and lets calls through.
+	ActionAlert
+	// ActionThrottle lets through a few calls per minute of the rule's scope
+	// (503 with Retry-After for the others) while its window lasts.
+	ActionThrottle
+	// ActionBlock refuses every call of the rule's scope (403) while its window lasts.
+	ActionBlock
+)
+
+var actionNames = [...]string{"none", "alert", "throttle", "block"}
+
+func (a Action) String() string {
+	if int(a) < len(actionNames) {
+		return actionNames[a]
+	}
+	return "unknown"
+}
+
+// ParseAction returns the action named s (alert, throttle, block).
+func ParseAction(s string) (Action, error) {
+	for i, n := range actionNames[1:] {
+		if n == s {
+			return Action(i + 1), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown action %q (valid: alert, throttle, block)", s)
+}
+
+// Scope is the traffic an action applies to.
+type Scope uint8
+
+// Scopes.
+const (
+	// ScopeRisky: every call that is not domestic (international, premium,
+	// satellite, NANP-foreign): domestic calls keep flowing.
+	ScopeRisky Scope = iota
+	// ScopeAll: every call of the trunk.
+	ScopeAll
+)
+
+func (s Scope) String() string {
+	if s == ScopeAll {
+		return "all"
+	}
+	return "risky"
+}
+
+// Metric is what a rule measures.
+type Metric uint8
+
+// Metrics. Windowed metrics (calls, intl_calls, score, spend) are sums over
+// the rule's Window (1 to 60 minutes, by the minute).
+const (
+	// MetricCalls: call attempts in the window.
+	MetricCalls Metric = iota
+	// MetricIntlCalls: attempts to numbers that are not domestic.
+	MetricIntlCalls
+	// MetricScore: the sum of the $/min rates of the ranges dialled in the
+	// window (the ClearIP fraud score): it grows with calls and with their price,
+	// before any of them is answered.
+	MetricScore
+	// MetricSpend: money spent in the window by calls that ended, plus what
+	// the calls in progress have accrued (the live exposure).
+	MetricSpend
+	// MetricBurn: the $/min burning now: the sum of the rates of answered calls in progress.
+	MetricBurn
+	// MetricConcurrent and MetricConcurrentIntl: calls in progress.
+	MetricConcurrent
+	MetricConcurrentIntl
+	// MetricCallsSpike and MetricIntlSpike: attempts in the last 60 minutes
+	// above max(Floor, Limit × the hour-of-week baseline), once the
+	// baseline has MinSamples weeks of history (before that the static
+	// rules are the protection).
+	MetricCallsSpike
+	MetricIntlSpike
+	// MetricUnusualHour trips on a non-domestic attempt in an hour of the
+	// week that is quiet — it and the hours either side have a learned rate
+	// of such calls below Limit per hour, each over at least MinSamples
+	// weeks — once the last 60 minutes hold more than Floor such attempts.
+	MetricUnusualHour
+	// MetricCallCost ends a call in progress whose accrued cost reaches
+	// Limit (a hard cap per call, checked on every tick): the engine asks
+	// for a BYE through its Hangup callback.
+	MetricCallCost
+	// MetricSpendSpike: the spend of the last 60 minutes (with what calls in
+	// progress have accrued) above max(Floor, Limit × the hour-of-week
+	// baseline of money spent per hour), once learned (as the other spikes).
+	MetricSpendSpike
+	// MetricOffHours trips on a non-domestic attempt outside the trunk's
+	// configured business hours, once the last 60 minutes hold more than
+	// Floor such attempts (nothing when the trunk has no business hours).
+	// Unlike unusual_hour it needs no history: it covers a new trunk.
+	MetricOffHours
+	// MetricSameNumber: attempts to one number within the rule's Window
+	// (targeted pumping: the fraudster's revenue-share numbers dialled again
+	// and again). Limit is below maxSameNumber.
+	MetricSameNumber
+	numMetrics
+)
+
+// maxSameNumber bounds the Limit of same_number rules (the attempts kept per number).
+const maxSameNumber = 30
+
+var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number"}
+
+func (m Metric) String() string {
+	if m < numMetrics {
+		return metricNames[m]
+	}
+	return "unknown"
+}
+
+// ParseMetric returns the metric named s.
+func ParseMetric(s string) (Metric, error) {
+	for i, n := range metricNames {
+		if n == s {
+			return Metric(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown metric %q (valid: %s)", s, strings.Join(metricNames[:], ", "))
+}
+
+// money reports whether the metric's Limit is an amount (in currency units).
+func (m Metric) money() bool {
+	return m == MetricScore || m == MetricSpend || m == MetricBurn || m == MetricCallCost || m == MetricSpendSpike
+}
+
+// spike reports whether the metric compares with a baseline (Limit is a multiplier, Floor a minimum).
+func (m Metric) spike() bool {
+	return m == MetricCallsSpike || m == MetricIntlSpike || m == MetricSpendSpike
+}
+
+// Rule is one threshold on one metric of a trunk, with what to do when it trips.
+type Rule struct {
+	// Name identifies the rule in events, metrics and CDRs ("intl_score_5m").
+	Name   string
+	Metric Metric
+	// Window is the span of windowed metrics (1m to 60m, whole minutes).
+	Window time.Duration
+	// Limit trips the rule when the metric exceeds it (reaches it for
+	// call_cost). Amounts are in currency units; spikes take a multiplier.
+	Limit float64
+	// Floor is the minimum threshold of spike rules, and the non-domestic
+	// attempts in an hour that unusual_hour tolerates.
+	Floor float64
+	// MinSamples is how many weeks of an hour-of-week slot a baseline needs (default 3).
+	MinSamples int
+	Action     Action
+	Scope      Scope
+	// For is how long the action lasts after the last breach (default 15m).
+	For time.Duration
+	// ThrottlePerMinute is how many calls of the scope a throttle lets
+	// through per minute (default 2).
+	ThrottlePerMinute float64
+	// ReportOnly publishes incidents without refusing any call.
+	ReportOnly bool
+	// EndCalls, for a block, also ends the trunk's calls in progress of the
+	// scope (at the next tick): in an IRSF attack the calls already up are
+	// where the money goes.
+	EndCalls bool
+}
+
+// Validate checks a rule and fills its defaults.
+func (r *Rule) Validate() error {
+	if r.Name == "" {
+		return fmt.Errorf("rule without a name")
+	}
+	if r.Metric >= numMetrics {
+		return fmt.Errorf("rule %s: unknown metric", r.Name)
+	}
+	switch r.Metric {
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber:
+		if r.Window == 0 {
+			r.Window = 5 * time.Minute
+		}
+		if r.Window < time.Minute || r.Window > time.Hour || r.Window%time.Minute != 0 {
+			return fmt.Errorf("rule %s: window %v: whole minutes from 1m to 60m", r.Name, r.Window)
+		}
+	}
+	if r.Limit <= 0 && !r.Metric.spike() && r.Metric != MetricOffHours {
+		return fmt.Errorf("rule %s: limit must be above 0", r.Name)
+	}
+	if r.Metric.spike() && r.Limit <= 0 && r.Floor <= 0 {
+		return fmt.Errorf("rule %s: a spike rule needs a limit (multiplier of the baseline) or a floor", r.Name)
+	}
+	if r.Metric == MetricSameNumber && r.Limit >= maxSameNumber {
+		return fmt.Errorf("rule %s: a same_number limit is below %d", r.Name, maxSameNumber)
+	}
+	if r.MinSamples == 0 {
+		r.MinSamples = 3
+	}
+	if r.Action == ActionNone {
+		r.Action = ActionAlert
+	}
+	if r.Action > ActionBlock {
+		return fmt.Errorf("rule %s: unknown action", r.Name)
+	}
+	if r.For == 0 {
+		r.For = 15 * time.Minute
+	}
+	if r.For < 0 {
+		return fmt.Errorf("rule %s: negative duration", r.Name)
+	}
+	if r.ThrottlePerMinute == 0 {
+		r.ThrottlePerMinute = 2
+	}
+	return nil
+}
+
+// DefaultRules are the rules of a trunk that configures none: ClearIP-like
+// score windows and live spend, loud enough for an IRSF burst and quiet for
+// an office. Amounts are in the deck's currency. The block rules end the
+// risky calls in progress too (fraudsim: the loss of a 30-channel IRSF burst
+// falls from 497 to 0 USD with it).
+func DefaultRules() []Rule {
+	rs := []Rule{
+		{Name: "score_5m", Metric: MetricScore, Window: 5 * time.Minute, Limit: 20, Action: ActionBlock, EndCalls: true},
+		{Name: "score_15m", Metric: MetricScore, Window: 15 * time.Minute, Limit: 40, Action: ActionThrottle},
+		{Name: "score_60m", Metric: MetricScore, Window: 60 * time.Minute, Limit: 100, Action: ActionAlert},
+		{Name: "spend_60m", Metric: MetricSpend, Window: 60 * time.Minute, Limit: 50, Action: ActionBlock, EndCalls: true},
+		{Name: "burn", Metric: MetricBurn, Limit: 10, Action: ActionBlock, EndCalls: true},
+		{Name: "intl_calls_5m", Metric: MetricIntlCalls, Window: 5 * time.Minute, Limit: 30, Action: ActionThrottle},
+		{Name: "intl_spike", Metric: MetricIntlSpike, Limit: 5, Floor: 30, Action: ActionAlert},
+		{Name: "spend_spike", Metric: MetricSpendSpike, Limit: 4, Floor: 20, Action: ActionBlock},
+		{Name: "unusual_hour", Metric: MetricUnusualHour, Limit: 0.1, Floor: 2, Action: ActionAlert},
+		{Name: "off_hours", Metric: MetricOffHours, Floor: 1, Action: ActionAlert},
+		{Name: "same_number_15m", Metric: MetricSameNumber, Window: 15 * time.Minute, Limit: 10, Action: ActionThrottle, ThrottlePerMinute: 2},
+		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
+	}
+	for i := range rs {
+		_ = rs[i].Validate()
+	}
+	return rs
+}
