@@ -168,7 +168,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err := s.deps.fraud.Engine.SetBaselineFile(filepath.Join(cfg.Storage.Path, "fraud-baselines.json")); err != nil {
 		log.Warn("fraud baselines not restored: they learn again", "err", err)
 	}
-	go s.deps.fraud.Engine.Run(logCtx) // live exposure, incident expiry, hourly baseline saves; the proxy wires answers and hangups
+	go s.deps.fraud.Engine.Run(logCtx) // live exposure, incident expiry, hourly baseline saves
 
 	rt, err := buildRuntime(cfg, s.deps)
 	if err != nil {
@@ -232,6 +232,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	h.p = s.proxy
+	// A fraud rule with end_calls ends the risky calls already up: BYE both
+	// ways (answered calls are known to the engine through chain.Answerer).
+	s.deps.fraud.Engine.SetHangup(func(callID, _, rule string) {
+		s.proxy.Hangup(callID, "fraud", "fraud_hangup:"+rule)
+	})
 	for _, l := range cfg.Listen {
 		ln, err := s.transport.Listen(l.Transport, l.Addr, l.Advertise)
 		if err != nil {

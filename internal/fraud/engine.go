@@ -122,6 +122,10 @@ type Call struct {
 // Release ends the call (chain.Releaser): the same as CallEnded.
 func (c *Call) Release() { c.e.endCall(c) }
 
+// Answered marks the call answered (chain.Answerer: the proxy calls it on the
+// first 2xx): the same as CallAnswered.
+func (c *Call) Answered(time.Time) { c.e.CallAnswered(c.id) }
+
 type bucket struct {
 	min          int64 // Unix minute; a stale bucket is reset on write
 	calls, risky int32

@@ -35,6 +35,9 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 		callerMedia, calleeMedia = d.media.Close()
 		d.media = nil
 	}
+	if stage == "" && reason == "" && d.endReason != "" {
+		stage, reason = d.endStage, d.endReason // a hangup of a ringing call
+	}
 	if d.confirmed && disp == "" {
 		disp = dispAnswered
 	}

@@ -29,6 +29,7 @@ type metrics struct {
 	retrans      prometheus.Counter
 	timeouts     prometheus.Counter
 	failovers    prometheus.Counter
+	hangups      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,6 +78,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sipwarden_proxy_failovers_total",
 			Help: "Requests retried on the next target of their route after a timeout or 503.",
 		}),
+		hangups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sipwarden_proxy_hangups_total",
+			Help: "Calls sipwarden ended itself on a security decision (a toll-fraud rule): BYE both ways, or CANCEL while ringing.",
+		}),
 	}
 	for i := range m.requests {
 		m.requests[i] = reqVec.WithLabelValues(sip.Method(i).String())
@@ -87,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(reqVec, respVec, m.dropVec, m.activeCalls, m.transactions, m.dialogs,
-			m.forwarded, m.replies, m.retrans, m.timeouts, m.failovers)
+			m.forwarded, m.replies, m.retrans, m.timeouts, m.failovers, m.hangups)
 	}
 	return m
 }

@@ -540,6 +540,11 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	}
 	d.lastSeen = w.now
 	meth := m.Method()
+	if n, _ := m.CSeq(); fromCaller && n > d.callerCSeq {
+		d.callerCSeq = n
+	} else if !fromCaller && n > d.calleeCSeq && meth != sip.ACK {
+		d.calleeCSeq = n
+	}
 	if meth == sip.ACK {
 		// ACK for a 2xx: end to end, no transaction (RFC 3261 16.7 step 10).
 		l := w.p.opt.Sender.ListenerFor(target.transport, target.addr.Addr())
@@ -618,6 +623,8 @@ func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *server
 	}
 	d.key = d.callID + "\x00" + d.callerTag
 	d.nholds = req.TakeHolds(&d.holds)
+	d.invite, d.inviteTx = st.req, st
+	d.callerCSeq, _ = m.CSeq()
 	w.fillCallParties(d, req)
 	d.identity = req.Identity
 	if old := w.dialogs[d.key]; old != nil {

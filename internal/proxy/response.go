@@ -84,6 +84,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					d.calleeTag = string(m.ToTag())
 					d.answer = w.now
 					d.answered(w.now)
+					d.answerMsg = bytes.Clone(m.Bytes())
 					w.schedule(w.p.opt.DialogTimeout, timerEntry{kind: timerDialog, dlg: d})
 				}
 				d.lastSeen = w.now

@@ -21,6 +21,8 @@ type worker struct {
 	p  *Proxy
 	id int
 	in chan *transport.Packet
+	// ctl runs work other goroutines hand to the worker (Hangup).
+	ctl chan func()
 
 	msg   sip.Msg // the message being handled
 	aux   sip.Msg // a stored message re-parsed (failover, CANCEL, timeouts)
@@ -51,6 +53,7 @@ func newWorker(p *Proxy, id int) *worker {
 		p:       p,
 		id:      id,
 		in:      make(chan *transport.Packet, p.opt.QueueLen),
+		ctl:     make(chan func(), 256),
 		out:     make([]byte, 0, 8192),
 		key:     make([]byte, 0, 256),
 		stx:     make(map[string]*serverTx),
@@ -71,6 +74,9 @@ func (w *worker) run() {
 			w.now = time.Now()
 			w.handle(pkt)
 			pkt.Release()
+		case f := <-w.ctl:
+			w.now = time.Now()
+			f()
 		case <-w.timer.C:
 			w.armed = -1
 			w.now = time.Now()
