@@ -109,6 +109,7 @@ type server struct {
 	regStore  interface{ Close() error } // registrar.go
 	regStop   func() error
 	firewall  func() // stops the nftables mirror
+	webhooks  sync.WaitGroup
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
 
@@ -139,6 +140,10 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		defer close(s.logDone)
 		events.LogSink(logCtx, log, sub)
 	}()
+	if err := s.startWebhooks(logCtx, cfg, bus, reg, log); err != nil {
+		s.cancelLog()
+		return nil, err
+	}
 	var bans *banlist.List
 	bans, s.banStore, err = openBans(cfg, time.Now)
 	if err != nil {
@@ -413,4 +418,5 @@ func (s *server) closeAll() {
 	}
 	s.cancelLog()
 	<-s.logDone
+	s.webhooks.Wait() // each posts what it gathered, once, bounded by its timeout
 }

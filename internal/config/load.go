@@ -230,6 +230,9 @@ func (c *Config) resolvePaths(dir string) {
 	c.TLS.ClientCA = abs(c.TLS.ClientCA)
 	c.TLS.UpstreamCA = abs(c.TLS.UpstreamCA)
 	c.GeoIP.CountryDB = abs(c.GeoIP.CountryDB)
+	for i := range c.Notify.Webhooks {
+		c.Notify.Webhooks[i].SecretFile = abs(c.Notify.Webhooks[i].SecretFile)
+	}
 	c.Storage.Path = abs(c.Storage.Path)
 	c.Auth.Policy.ExtraFile = abs(c.Auth.Policy.ExtraFile)
 	c.Fraud.RateDeck = abs(c.Fraud.RateDeck)
@@ -255,6 +258,9 @@ func (c *Config) CheckFiles() error {
 	check("tls.client_ca", c.TLS.ClientCA)
 	check("tls.upstream_ca", c.TLS.UpstreamCA)
 	check("geoip.country_db", c.GeoIP.CountryDB)
+	for i, w := range c.Notify.Webhooks {
+		check(fmt.Sprintf("notify.webhooks[%d].secret_file", i), w.SecretFile)
+	}
 	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
 	check("fraud.rate_deck", c.Fraud.RateDeck)
 	if len(es) > 0 {

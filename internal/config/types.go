@@ -52,6 +52,8 @@ type Config struct {
 	Firewall Firewall
 	// GeoIP locates addresses (optional).
 	GeoIP GeoIP
+	// Notify sends security events to webhooks (notify.go).
+	Notify Notify
 }
 
 // GeoIP is the optional country database (MaxMind format).

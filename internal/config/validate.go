@@ -35,6 +35,7 @@ type rawConfig struct {
 	Auth           rawAuth       `yaml:"auth"`
 	Firewall       rawFirewall   `yaml:"firewall"`
 	GeoIP          rawGeoIP      `yaml:"geoip"`
+	Notify         rawNotify     `yaml:"notify"`
 }
 
 type rawGeoIP struct {
@@ -175,7 +176,7 @@ type rawTrunkTLS struct {
 
 // knownKeys lists the valid keys of each raw type, for "did you mean".
 var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "auth", "media", "geoip", "fraud"},
+	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "media", "geoip", "fraud"},
 	"rawGeoIP":        {"country_db"},
 	"rawFirewall":     {"nftables", "table"},
 	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
@@ -566,6 +567,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 	}
 
 	c.GeoIP = GeoIP{CountryDB: raw.GeoIP.CountryDB}
+	c.Notify = v.notify(raw.Notify)
 	c.Firewall = Firewall{Nftables: raw.Firewall.Nftables, Table: raw.Firewall.Table}
 	if c.Firewall.Table == "" {
 		c.Firewall.Table = "sipwarden_bans"

@@ -1,0 +1,135 @@
+package events
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+type hook struct {
+	mu      sync.Mutex
+	bodies  [][]byte
+	sigs    []string
+	failing int // answer 500 to this many requests first
+}
+
+func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing > 0 {
+		h.failing--
+		http.Error(w, "busy", http.StatusInternalServerError)
+		return
+	}
+	h.bodies = append(h.bodies, b)
+	h.sigs = append(h.sigs, r.Header.Get("X-Sipwarden-Signature"))
+}
+
+func (h *hook) events(t *testing.T) []webhookEvent {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var all []webhookEvent
+	for _, b := range h.bodies {
+		var p struct{ Events []webhookEvent }
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatalf("body %s: %v", b, err)
+		}
+		all = append(all, p.Events...)
+	}
+	return all
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Only the chosen kinds are posted, gathered into one signed batch; a
+// failing endpoint is retried.
+func TestWebhookSink(t *testing.T) {
+	h := &hook{failing: 1}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bus := NewBus()
+	sub := bus.Subscribe("webhook", 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WebhookSink(ctx, Webhook{URL: srv.URL, Secret: []byte("s3cret"), Flush: 50 * time.Millisecond}, sub, nil, nil)
+	}()
+	src := netip.MustParseAddrPort("192.0.2.7:5060")
+	bus.Publish(Event{Kind: UnknownSource, Src: src})                                          // not a default kind
+	bus.Publish(Event{Kind: FraudIncident, Stage: "fraud", Reason: "score_5m", Trunk: "acme"}) // sent
+	bus.Publish(Event{Kind: Ban, Stage: "banlist", Reason: "flood_invite", Src: src})          // sent
+	waitFor(t, "a delivered batch", func() bool { return len(h.events(t)) == 2 })
+	got := h.events(t)
+	if got[0].Kind != "fraud_incident" || got[0].Reason != "score_5m" || got[0].Trunk != "acme" ||
+		got[1].Kind != "ban" || got[1].Src != "192.0.2.7:5060" {
+		t.Fatalf("events: %+v", got)
+	}
+	mac := hmac.New(sha256.New, []byte("s3cret"))
+	h.mu.Lock()
+	mac.Write(h.bodies[0])
+	sig := h.sigs[0]
+	h.mu.Unlock()
+	if want := "sha256=" + hex.EncodeToString(mac.Sum(nil)); sig != want {
+		t.Errorf("signature %q, want %q", sig, want)
+	}
+	cancel()
+	<-done
+}
+
+// A dead endpoint costs a bounded number of tries, then the batch is dropped.
+func TestWebhookGivesUp(t *testing.T) {
+	h := &hook{failing: 100}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bus := NewBus()
+	sub := bus.Subscribe("webhook", 16)
+	met := NewWebhookMetrics(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go WebhookSink(ctx, Webhook{URL: srv.URL, MaxTries: 2, Flush: 10 * time.Millisecond}, sub, met, nil)
+	bus.Publish(Event{Kind: AccountLocked, Trunk: "phones"})
+	waitFor(t, "the batch dropped", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.failing == 98
+	})
+	time.Sleep(50 * time.Millisecond)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing != 98 || len(h.bodies) != 0 {
+		t.Fatalf("tries: %d, delivered %d; want 2 tries, none delivered", 100-h.failing, len(h.bodies))
+	}
+}
+
+func TestKindByName(t *testing.T) {
+	if k, ok := KindByName("fraud_incident"); !ok || k != FraudIncident {
+		t.Fatal("fraud_incident")
+	}
+	if _, ok := KindByName("unknown"); ok {
+		t.Fatal("unknown is no kind to ask for")
+	}
+	if _, ok := KindByName("nonsense"); ok {
+		t.Fatal("nonsense")
+	}
+}
