@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -123,5 +127,92 @@ Content-Length: 0
 	}
 	if got["costly"] != "fraud/fraud_hangup:max_call_cost" {
 		t.Errorf("CDR of the costly call: %q", got["costly"])
+	}
+}
+
+// irsfConfig: one rule, the ClearIP-style score (the $/min of the ranges
+// dialled) over 5 minutes, blocks the trunk above 20 and ends its calls.
+const irsfConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+fraud:
+  enabled: true
+  rate_deck: "{{index .Extra "deck"}}"
+  default: {country: US, international: false}
+notify:
+  webhooks: [{url: "{{index .Extra "hook"}}", kinds: [fraud_incident]}]
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: acme
+    allow: [127.0.0.2/32]
+    upstream: pbx
+    fraud:
+      international: true
+      rules: [{name: irsf, metric: score, window: 5m, limit: 20, action: block, end_calls: true}]
+`
+
+// TestIRSFBurstThroughSipp: SIPp places a burst of long international calls
+// to a costly range (5.00 a minute); the score rule blocks the trunk after a handful of
+// calls, the calls already up are ended, every later attempt is refused with
+// a CDR naming the rule, and the webhook hears of one incident, not of every call.
+func TestIRSFBurstThroughSipp(t *testing.T) {
+	dir := t.TempDir()
+	deck := filepath.Join(dir, "deck.csv")
+	if err := os.WriteFile(deck, []byte("# currency: USD\nprefix,description,rate\n4420794,London premium (fiction range),5.00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var incidents []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Events []struct{ Kind, Reason, Trunk string }
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		for _, e := range body.Events {
+			incidents = append(incidents, e.Kind+"/"+e.Reason+"/"+e.Trunk)
+		}
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	pbxPort := freePort(t)
+	e := startEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck, "hook": hook.URL})
+	startUAS(t, "uas.xml", pbxPort)
+	const calls = 20
+	args := uacArgs("uac.xml", e.sipAddr(), calls, 10, "-d", "30000")
+	for i := range args {
+		if args[i] == "+15551230001" { // the service: a number in the costly range
+			args[i] = "+442079460000"
+		}
+	}
+	runSipp(t, 90*time.Second, args...) // SIPp sees 403s and BYEs: its own counts say little here
+
+	e.stop()
+	var answered, hungUp, blocked int
+	for _, r := range e.cdrs() {
+		switch {
+		case r.Reason == "fraud_hangup:irsf":
+			hungUp++
+		case r.Stage == "fraud" && r.Reason == "fraud_block:irsf":
+			blocked++
+		}
+		if !r.Answer.IsZero() {
+			answered++
+		}
+	}
+	t.Logf("%d calls answered, %d ended by the rule, %d attempts refused", answered, hungUp, blocked)
+	if answered == 0 || answered > 6 || hungUp != answered || blocked < calls-6 {
+		t.Errorf("burst of %d: %d answered, %d ended by the rule, %d refused; want a handful answered and all of them ended, the rest refused",
+			calls, answered, hungUp, blocked)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(incidents) != 1 || incidents[0] != "fraud_incident/irsf/acme" {
+		t.Errorf("webhook events: %v, want one fraud_incident for irsf on acme", incidents)
 	}
 }
