@@ -101,17 +101,17 @@ type dialog struct {
 	// media is the call's media session (nil: not anchored). ackAnswer is
 	// set when a 2xx carried an offer (offerless INVITE): the ACK from the
 	// INVITE's sender (ackFromCaller) carries the answer.
-	media                    chain.MediaSession
-	identity                 string // the STIR/SHAKEN outcome, for the CDR
+	media    chain.MediaSession
+	identity string // the STIR/SHAKEN outcome, for the CDR
 
 	// For Hangup (hangup.go): the caller's INVITE as received, the callee's
 	// 2xx, the INVITE's server transaction while it lasts, the highest CSeq
 	// seen from each side, and the stage and reason a hangup of a ringing
 	// call leaves for the CDR.
-	invite, answerMsg      []byte
-	inviteTx               *serverTx
-	callerCSeq, calleeCSeq uint32
-	endStage, endReason    string
+	invite, answerMsg        []byte
+	inviteTx                 *serverTx
+	callerCSeq, calleeCSeq   uint32
+	endStage, endReason      string
 	ackAnswer, ackFromCaller bool
 }
 
