@@ -14,11 +14,11 @@ import (
 	"github.com/sipwarden/sipwarden/internal/cdr"
 )
 
-// baresipConfig: a hosted phone trunk that requires TLS, with sipwarden's
+// tlsPhonesConfig: a hosted phone trunk that requires TLS, with sipwarden's
 // registrar. Only MD5 is offered: Debian's baresip 1.0 (libre 1.x) answers
 // the first challenge only and gives up on a SHA-256 one (ENOSYS) instead of
 // taking the MD5 challenge that follows it.
-const baresipConfig = `
+const tlsPhonesConfig = `
 listen: [udp://127.0.0.1:{{.SIPPort}}, tls://127.0.0.1:{{.TLSPort}}]
 tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
 admin: {listen: "127.0.0.1:{{.AdminPort}}"}
@@ -57,7 +57,7 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 	}
 	t.Cleanup(func() { pbxConn.Close() })
 	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
-	e := startEdge(t, baresipConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
+	e := startEdge(t, tlsPhonesConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
 		"ha1": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
 
 	// Digest over UDP is refused on this trunk.
@@ -72,22 +72,8 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(cfgDir, "config"), fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.45:%d
-sip_cafile %s
-module_path /usr/lib/baresip/modules
-module g711.so
-module ausine.so
-module menu.so
-module_app account.so
-audio_player ausine,nil
-audio_source ausine,440
-audio_alert ausine,nil
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 2
-auplay_channels 2
-`, freePort(t), certFile))
+	writeFile(t, filepath.Join(cfgDir, "config"), phoneConfig(
+		fmt.Sprintf("sip_listen 127.0.0.45:%d", freePort(t)), "sip_cafile "+certFile))
 	writeFile(t, filepath.Join(cfgDir, "accounts"), fmt.Sprintf(
 		"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600;answermode=auto\n",
 		realm, e2ePass, e.tlsPort))
@@ -200,6 +186,25 @@ func waitMethod(ua *rawUA, callID, method string) *rawMsg {
 		}
 	}
 	return nil
+}
+
+// phoneConfig is the configuration of a headless baresip (Debian's
+// baresip 1.0): G.711 with a sine tone as audio source, commands (/dial),
+// accounts from the accounts file; extra lines add listeners, TLS and SRTP.
+func phoneConfig(extra ...string) string {
+	return strings.Join(append([]string{
+		"poll_method epoll",
+		"module_path /usr/lib/baresip/modules",
+		"module g711.so",
+		"module ausine.so",
+		"module menu.so",
+		"module_app account.so",
+		"audio_player ausine,nil",
+		"audio_source ausine,440",
+		"audio_alert ausine,nil",
+		// ausine only makes 48 kHz stereo
+		"ausrc_srate 48000", "auplay_srate 48000", "ausrc_channels 2", "auplay_channels 2",
+	}, extra...), "\n") + "\n"
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -201,25 +201,10 @@ func responseTo(m *rawMsg, code int, reason string) string {
 
 // lockoutConfig: account 1002 may register only from 127.0.0.60; four
 // failures of one account from anywhere lock it for 3 s (lockout_mode lock).
-const lockoutConfig = `
-listen: [udp://127.0.0.1:{{.SIPPort}}]
-admin: {listen: "127.0.0.1:{{.AdminPort}}"}
-storage: {path: "{{.Dir}}/data"}
-log: {level: info}
+const lockoutConfig = hostedConfig + `
 auth:
   bruteforce: {source_account_failures: 3, account_failures: 4, lockout: 3s, lockout_mode: lock}
-upstreams:
-  - name: pbx
-    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
-trunks:
-  - name: phones
-    auth: digest
-    realm: phones.example.test
-    algorithms: [MD5]
-    upstream: pbx
-    registrar: {enabled: true}
-    accounts:
-{{index .Extra "accounts"}}`
+`
 
 // TestRegisterFromAndAccountLockout: the right password from outside an
 // account's register_from is refused exactly like a wrong one; guessing one

@@ -62,23 +62,8 @@ func TestSRTPBridgeBaresipToSipp(t *testing.T) {
 	t.Cleanup(func() { _ = pbx.Process.Kill(); _ = pbx.Wait() })
 
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "config"), fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.2:%d
-module_path /usr/lib/baresip/modules
-module g711.so
-module ausine.so
-module srtp.so
-module menu.so
-module_app account.so
-audio_player ausine,nil
-audio_source ausine,440
-audio_alert ausine,nil
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 2
-auplay_channels 2
-rtp_ports %d-%d
-`, freePort(t), base+200, base+299))
+	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", freePort(t)),
+		"module srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
 	writeFile(t, filepath.Join(dir, "accounts"),
 		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=srtp-mand;outbound=\"sip:%s\"\n", e.sipAddr()))
 	phone := exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "20")

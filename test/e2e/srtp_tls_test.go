@@ -90,25 +90,8 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 		if name == "b" {
 			rtpBase += 100
 		}
-		writeFile(t, filepath.Join(d, "config"), fmt.Sprintf(`poll_method epoll
-sip_listen %s
-sip_certificate %s
-sip_cafile %s
-module_path /usr/lib/baresip/modules
-module g711.so
-module ausine.so
-module srtp.so
-module menu.so
-module_app account.so
-audio_player ausine,nil
-audio_source ausine,440
-audio_alert ausine,nil
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 2
-auplay_channels 2
-rtp_ports %d-%d
-`, listen, both, certFile, rtpBase, rtpBase+99))
+		writeFile(t, filepath.Join(d, "config"), phoneConfig("sip_listen "+listen, "sip_certificate "+both,
+			"sip_cafile "+certFile, "module srtp.so", fmt.Sprintf("rtp_ports %d-%d", rtpBase, rtpBase+99)))
 		writeFile(t, filepath.Join(d, "accounts"), account+"\n")
 		cmd := exec.Command(baresip, append([]string{"-f", d, "-t", "25"}, extra...)...)
 		out := &syncBuffer{}
