@@ -217,9 +217,8 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	if s.met != nil {
 		s.met.verified.WithLabelValues(r.Verstat, r.Reason, trunk).Inc()
 	}
-	req.Identity = r.Verstat
+	req.Identity = cdrIdentity(&r)
 	if r.Verstat == VerstatFailed {
-		req.Identity = r.Verstat + ":" + strconv.Itoa(r.Code) + ":" + r.Reason
 		detail := r.Reason
 		if r.Err != nil {
 			detail = r.Err.Error()
@@ -247,6 +246,25 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	}
 	stripVerstat(req, r.Verstat)
 	return chain.Next()
+}
+
+// cdrIdentity is the verification result as the CDR records it: the
+// verstat (with the failure code and reason), the attestation of a PASSporT
+// that verified (an unverified claim is not recorded), and the SPC of the
+// certificate it named: "TN-Validation-Passed;attest=A;spc=709J",
+// "TN-Validation-Failed:438:bad_signature;spc=709J".
+func cdrIdentity(r *Result) string {
+	id := r.Verstat
+	if r.Verstat == VerstatFailed {
+		id += ":" + strconv.Itoa(r.Code) + ":" + r.Reason
+	}
+	if r.Attest != "" && r.Passed() {
+		id += ";attest=" + r.Attest
+	}
+	if r.SPC != "" {
+		id += ";spc=" + r.SPC
+	}
+	return id
 }
 
 func (s *Stage) notSigned(reason, trunk string) {

@@ -218,8 +218,8 @@ Max-Forwards: 70
 		t.Fatalf("no CDR for the refused call: %+v", e.cdrs())
 	}
 	// every CDR says what STIR/SHAKEN made of the call
-	for callID, want := range map[string]string{"own": "signed:A", "other": "signed:B", "valid": "TN-Validation-Passed",
-		"tampered": "TN-Validation-Failed:438:bad_signature", "refused": "TN-Validation-Failed:438:bad_signature"} {
+	for callID, want := range map[string]string{"own": "signed:A", "other": "signed:B", "valid": "TN-Validation-Passed;attest=A;spc=709J",
+		"tampered": "TN-Validation-Failed:438:bad_signature;spc=709J", "refused": "TN-Validation-Failed:438:bad_signature;spc=709J"} {
 		if identity[callID] != want {
 			t.Errorf("CDR of %s: identity %q, want %q", callID, identity[callID], want)
 		}
