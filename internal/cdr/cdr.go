@@ -67,8 +67,10 @@ type Record struct {
 	// "rtp" (plain), or "" (not anchored, or no media).
 	CallerMedia, CalleeMedia string
 	// Identity is the STIR/SHAKEN outcome: "signed:A|B|C" for a call
-	// sipwarden signed, the verstat of a call it verified (with the failure
-	// code and reason: "TN-Validation-Failed:438:bad_signature"), or "".
+	// sipwarden signed; for a call it verified, the verstat (with the
+	// failure code and reason), the attestation that verified and the
+	// certificate's SPC ("TN-Validation-Passed;attest=A;spc=709J",
+	// "TN-Validation-Failed:438:bad_signature;spc=709J"); else "".
 	Identity string
 }
 
