@@ -61,21 +61,16 @@ func (w *worker) hangup(callID, stage, reason string) {
 // Contact as Request-URI. It runs as a client transaction of its own, so
 // it is retransmitted over UDP until answered.
 func (w *worker) sendBye(d *dialog, toCallee bool, reason string) {
-	var inv, ok sip.Msg
-	if inv.Parse(d.invite) != nil || ok.Parse(d.answerMsg) != nil {
-		return
-	}
-	target, contactOf := d.caller, &inv
-	from, to := ok.Get(sip.HdrTo), inv.Get(sip.HdrFrom)
+	target, uri := d.caller, d.callerContact
+	from, to := d.calleeTo, d.callerFrom
 	cseq := d.calleeCSeq + 1
 	if toCallee {
-		target, contactOf = d.callee, &ok
-		from, to = inv.Get(sip.HdrFrom), ok.Get(sip.HdrTo)
+		target, uri = d.callee, d.calleeContact
+		from, to = d.callerFrom, d.calleeTo
 		cseq = d.callerCSeq + 1
 	}
-	na, _, err := sip.ParseNameAddr(contactOf.Get(sip.HdrContact))
-	if err != nil || len(na.URI) == 0 {
-		w.p.log.Warn("hangup: no Contact to send a BYE to", "call_id", d.callID, "to_callee", toCallee)
+	if uri == "" || from == "" || to == "" {
+		w.p.log.Warn("hangup: the dialog lacks a Contact to send a BYE to", "call_id", d.callID, "to_callee", toCallee)
 		return
 	}
 	l := w.p.opt.Sender.ListenerFor(target.transport, target.addr.Addr())
@@ -86,7 +81,7 @@ func (w *worker) sendBye(d *dialog, toCallee bool, reason string) {
 	branch := w.nextBranch()
 	b := w.out[:0]
 	b = append(b, "BYE "...)
-	b = append(b, na.URI...)
+	b = append(b, uri...)
 	b = append(b, " SIP/2.0\r\nVia: SIP/2.0/"...)
 	b = append(b, l.Transport().String()...)
 	b = append(b, ' ')

@@ -236,6 +236,9 @@ func (w *worker) removeServerTx(st *serverTx) {
 		return
 	}
 	st.state = stateTerminated
+	if d := st.dialog; d != nil && d.inviteTx == st {
+		d.inviteTx = nil // a hangup no longer cancels; the transaction's memory goes
+	}
 	if w.stx[st.key] == st {
 		delete(w.stx, st.key)
 		w.p.met.transactions.Dec()
@@ -623,8 +626,12 @@ func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *server
 	}
 	d.key = d.callID + "\x00" + d.callerTag
 	d.nholds = req.TakeHolds(&d.holds)
-	d.invite, d.inviteTx = st.req, st
+	d.inviteTx = st
 	d.callerCSeq, _ = m.CSeq()
+	d.callerFrom = string(m.Get(sip.HdrFrom))
+	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
+		d.callerContact = string(na.URI)
+	}
 	w.fillCallParties(d, req)
 	d.identity = req.Identity
 	if old := w.dialogs[d.key]; old != nil {

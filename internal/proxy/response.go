@@ -84,7 +84,10 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					d.calleeTag = string(m.ToTag())
 					d.answer = w.now
 					d.answered(w.now)
-					d.answerMsg = bytes.Clone(m.Bytes())
+					d.calleeTo = string(m.Get(sip.HdrTo))
+					if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
+						d.calleeContact = string(na.URI)
+					}
 					w.schedule(w.p.opt.DialogTimeout, timerEntry{kind: timerDialog, dlg: d})
 				}
 				d.lastSeen = w.now

@@ -104,15 +104,17 @@ type dialog struct {
 	media    chain.MediaSession
 	identity string // the STIR/SHAKEN outcome, for the CDR
 
-	// For Hangup (hangup.go): the caller's INVITE as received, the callee's
-	// 2xx, the INVITE's server transaction while it lasts, the highest CSeq
-	// seen from each side, and the stage and reason a hangup of a ringing
-	// call leaves for the CDR.
-	invite, answerMsg        []byte
-	inviteTx                 *serverTx
-	callerCSeq, calleeCSeq   uint32
-	endStage, endReason      string
-	ackAnswer, ackFromCaller bool
+	// For Hangup (hangup.go): the caller's From and Contact (from the
+	// INVITE), the callee's To and Contact (from the 2xx), the INVITE's
+	// server transaction while it lasts, the highest CSeq seen from each
+	// side, and the stage and reason a hangup of a ringing call leaves for
+	// the CDR.
+	callerFrom, callerContact string
+	calleeTo, calleeContact   string
+	inviteTx                  *serverTx
+	callerCSeq, calleeCSeq    uint32
+	endStage, endReason       string
+	ackAnswer, ackFromCaller  bool
 }
 
 // answered tells the call's holds that implement chain.Answerer.
