@@ -151,7 +151,8 @@ client() {
 			{
 				echo SEQUENTIAL
 				for ((i = 0; i < ACCOUNTS; i++)); do
-					echo "$((FIRST + i));[authentication username=$((FIRST + i)) password=$PASSWORD];127.0.0.1"
+					# SIPp puts the remote address:port in the digest uri: the Request-URI must be it too
+					echo "$((FIRST + i));[authentication username=$((FIRST + i)) password=$PASSWORD];127.0.0.1:$PROXY_PORT"
 				done
 			} >"$inf"
 		fi
