@@ -5,7 +5,7 @@
 # registrar + usrloc in memory, bench/kamailio-register.cfg) in the same run,
 # for MD5 and SHA-256, at increasing rates.
 #
-#   bench/register.sh [--server sipwarden|kamailio|both] [--algorithms "MD5 SHA-256"]
+#   bench/register.sh [--server "sipwarden kamailio"|both|all] [--algorithms "MD5 SHA-256"]
 #                     [--rates "500 1000 2000 3000"] [--seconds 10] [--repeat 3]
 #                     [--accounts 10000] [--client regload|sipp] [--children 2] [--out FILE]
 #
@@ -17,6 +17,11 @@
 # rate and algorithm, both servers run one after the other (their order
 # alternating between repeats), each started afresh with no bindings. At the
 # end, the medians over the repeats and the ratio sipwarden ÷ Kamailio.
+#
+# Servers: sipwarden; kamailio (bindings in memory only, usrloc db_mode 0);
+# kamailio-sqlite (bindings written back to SQLite every second, db_mode 2,
+# as sipwarden does: needs the kamailio-sqlite-modules package and sqlite3).
+# both = sipwarden kamailio; all = the three.
 #
 # Client: bench/regload (default; MD5 and SHA-256) or SIPp 3.6 with
 # test/e2e/scenarios/register_digest.xml (MD5 only: SIPp computes no other).
@@ -43,7 +48,10 @@ while (($#)); do
 	esac
 	shift
 done
-case $SERVER in sipwarden | kamailio) servers=$SERVER ;; both) servers="sipwarden kamailio" ;; *) echo "--server: sipwarden, kamailio or both" >&2; exit 2 ;; esac
+case $SERVER in both) servers="sipwarden kamailio" ;; all) servers="sipwarden kamailio kamailio-sqlite" ;; *) servers=$SERVER ;; esac
+for s in $servers; do
+	case $s in sipwarden | kamailio | kamailio-sqlite) ;; *) echo "--server: sipwarden, kamailio, kamailio-sqlite, both or all" >&2; exit 2 ;; esac
+done
 case $CLIENT in
 regload) ;;
 sipp)
@@ -52,7 +60,13 @@ sipp)
 	;;
 *) echo "--client: regload or sipp" >&2; exit 2 ;;
 esac
-[[ " $servers " == *" kamailio "* ]] && { command -v kamailio >/dev/null || { echo "kamailio missing: apt-get install kamailio" >&2; exit 1; }; }
+if [[ " $servers " == *" kamailio"* ]]; then
+	command -v kamailio >/dev/null || { echo "kamailio missing: apt-get install kamailio" >&2; exit 1; }
+fi
+if [[ " $servers " == *" kamailio-sqlite "* ]]; then
+	command -v sqlite3 >/dev/null || { echo "sqlite3 missing: apt-get install sqlite3" >&2; exit 1; }
+	[ -f /usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so ] || { echo "db_sqlite missing: apt-get install kamailio-sqlite-modules" >&2; exit 1; }
+fi
 
 PROXY_PORT=15060 ADMIN_PORT=18080
 REALM=phones.example.test PASSWORD='Kq7!vzBench#Lm2xR9' FIRST=2000
@@ -68,6 +82,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 SIPWARDEN_BIN=${SIPWARDEN_BIN:-$WORK/sipwarden}
 [ -x "$SIPWARDEN_BIN" ] || go build -o "$SIPWARDEN_BIN" ./cmd/sipwarden
@@ -88,15 +103,21 @@ cpu_ticks() {
 	echo $total
 }
 
-start_server() { # $1 = kamailio|sipwarden, $2 = algorithm; sets SERVER_PID
+start_server() { # $1 = sipwarden|kamailio|kamailio-sqlite, $2 = algorithm; sets SERVER_PID
 	local hash=md5
 	[ "$2" = SHA-256 ] && hash=sha256
 	case $1 in
-	kamailio)
+	kamailio | kamailio-sqlite)
+		local db=$WORK/location.db define=()
+		rm -f "$db" "$db"-*
+		if [ "$1" = kamailio-sqlite ]; then
+			cat /usr/share/kamailio/db_sqlite/standard-create.sql /usr/share/kamailio/db_sqlite/usrloc-create.sql | sqlite3 "$db"
+			define=(-A WITH_SQLITE)
+		fi
 		sed -e "s/PROXY_PORT/$PROXY_PORT/" -e "s/CHILDREN/$CHILDREN/" -e "s/NACCOUNTS/$ACCOUNTS/" \
 			-e "s/PASSWORD/$PASSWORD/" -e "s/\"ALGO\"/\"$2\"/" -e "s/s\.HASH/s.$hash/" -e "s/REALM/$REALM/g" \
-			bench/kamailio-register.cfg >"$WORK/kamailio.cfg"
-		kamailio -f "$WORK/kamailio.cfg" -DD -E -m 512 -M 32 -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
+			-e "s#DBFILE#$db#g" bench/kamailio-register.cfg >"$WORK/kamailio.cfg"
+		kamailio -f "$WORK/kamailio.cfg" "${define[@]}" -DD -E -m 512 -M 32 -w "$WORK" >"$WORK/$1.log" 2>&1 &
 		SERVER_PID=$!
 		;;
 	sipwarden)
@@ -123,7 +144,7 @@ start_server() { # $1 = kamailio|sipwarden, $2 = algorithm; sets SERVER_PID
 		done
 	fi
 	sleep 1
-	kill -0 "$SERVER_PID" 2>/dev/null || { echo "$1 did not start:"; tail -20 "$WORK/$1.log"; exit 1; }
+	kill -0 "$SERVER_PID" 2>/dev/null || { echo "$1 did not start:" >&2; tail -20 "$WORK/$1.log" >&2; kill $$; exit 1; }
 }
 
 stop_server() {
@@ -216,7 +237,7 @@ done
 emit ""
 emit "Medians over $REPEAT repeats:"
 emit ""
-emit "| algorithm | REGISTERs/s asked | server | successful | failed | achieved/s | server CPU µs/registration | server CPU | CPU/registration sipwarden ÷ Kamailio |"
+emit "| algorithm | REGISTERs/s asked | server | successful | failed | achieved/s | server CPU µs/registration | server CPU | CPU/registration sipwarden ÷ this server |"
 emit "|---|---|---|---|---|---|---|---|---|"
 awk '
 function median(s,   a, n) { n = split(s, a, " "); asort(a); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
@@ -230,9 +251,9 @@ END {
 	# order: algorithm, rate, server as first seen
 	for (i = 1; i <= nk; i++) {
 		k = keys[i]; split(k, p, SUBSEP)
-		ratio = "";
-		if (p[3] == "sipwarden" && ((p[1] SUBSEP p[2] SUBSEP "kamailio") in mus) && mus[p[1] SUBSEP p[2] SUBSEP "kamailio"] > 0)
-			ratio = sprintf("%.2f×", mus[k] / mus[p[1] SUBSEP p[2] SUBSEP "kamailio"])
+		ratio = ""; sw = p[1] SUBSEP p[2] SUBSEP "sipwarden"
+		if (p[3] != "sipwarden" && (sw in mus) && mus[k] > 0)
+			ratio = sprintf("%.2f×", mus[sw] / mus[k])
 		printf "%s\t%08d\t%s\t| %s | %d | %s | %d | %d | %d | %.1f | %d %% | %s |\n", p[1], p[2], p[3], p[1], p[2], p[3], median(ok[k]), median(failed[k]), median(ach[k]), mus[k], median(pct[k]), ratio
 	}
 }' "$RAW" | sort -t $'\t' -k1,1 -k2,2 -k3,3r | cut -f4 | while IFS= read -r line; do emit "$line"; done
