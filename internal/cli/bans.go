@@ -35,8 +35,11 @@ func openBans(cfg *config.Config, now func() time.Time) (*banlist.List, *bansqli
 }
 
 // watchBans publishes ban changes as events and metrics, and keeps the list
-// in step with the store (bans added by `sipwarden ban`) until ctx ends.
-func watchBans(ctx context.Context, l *banlist.List, bus *events.Bus, reg prometheus.Registerer, log *slog.Logger) {
+// in step with the store (bans added by `sipwarden ban`) until ctx ends or
+// the returned stop is called (before the store closes).
+func watchBans(ctx context.Context, l *banlist.List, bus *events.Bus, reg prometheus.Registerer, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	added := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sipwarden_banlist_bans_total",
 		Help: "Bans added, by reason.",
@@ -59,6 +62,7 @@ func watchBans(ctx context.Context, l *banlist.List, bus *events.Bus, reg promet
 		bus.Publish(events.Event{Kind: kind, Stage: "banlist", Reason: b.Reason, Detail: detail})
 	})
 	go func() {
+		defer close(done)
 		sync := time.NewTicker(2 * time.Second)
 		sweep := time.NewTicker(30 * time.Second)
 		defer sync.Stop()
@@ -78,6 +82,10 @@ func watchBans(ctx context.Context, l *banlist.List, bus *events.Bus, reg promet
 			}
 		}
 	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 const banUsage = `Usage: sipwarden ban add|remove|list [flags] [ADDRESS|PREFIX]

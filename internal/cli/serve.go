@@ -110,6 +110,7 @@ type server struct {
 	regStop   func() error
 	firewall  func() // stops the nftables mirror
 	webhooks  sync.WaitGroup
+	stopBans  func()
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
 
@@ -149,7 +150,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	watchBans(logCtx, bans, bus, reg, log)
+	s.stopBans = watchBans(logCtx, bans, bus, reg, log)
 	startFeeds(logCtx, cfg, bans, log)
 	s.deps = newDeps(reg, bus, bans, cfg.Flood.TableSize)
 	if err := s.openRegistrar(cfg, reg); err != nil {
@@ -406,6 +407,9 @@ func (s *server) closeAll() {
 	}
 	if s.deps != nil && s.deps.geo != nil {
 		_ = s.deps.geo.Close()
+	}
+	if s.stopBans != nil {
+		s.stopBans() // before the store closes: no sync against a closed database
 	}
 	if s.banStore != nil {
 		_ = s.banStore.Close()

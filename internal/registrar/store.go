@@ -18,8 +18,10 @@ type AOR struct {
 type Store interface {
 	// LoadAORs returns every stored account (expired bindings included; the registrar drops them).
 	LoadAORs() (map[string]AOR, error)
-	// SaveAOR replaces what is stored for key (an empty AOR deletes it).
-	SaveAOR(key string, a AOR) error
+	// SaveAORs replaces what is stored for each key of aors (an empty AOR
+	// deletes it), all in one transaction: a flush is one write, however
+	// many accounts changed.
+	SaveAORs(aors map[string]AOR) error
 }
 
 // Load returns a registrar with the state of st, which it writes back to
@@ -74,18 +76,18 @@ func (r *Registrar) Flush() error {
 		}
 	}
 	r.mu.Unlock()
-	var first error
-	for k, a := range snap {
-		if err := r.store.SaveAOR(k, a); err != nil {
-			if first == nil {
-				first = fmt.Errorf("save registrar bindings: %w", err)
-			}
-			r.mu.Lock()
-			r.markDirty(k)
-			r.mu.Unlock()
-		}
+	if len(snap) == 0 {
+		return nil
 	}
-	return first
+	if err := r.store.SaveAORs(snap); err != nil {
+		r.mu.Lock()
+		for k := range snap {
+			r.markDirty(k) // retried at the next flush
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("save registrar bindings: %w", err)
+	}
+	return nil
 }
 
 // Persist flushes every interval until the returned stop is called; stop

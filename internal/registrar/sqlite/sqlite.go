@@ -109,8 +109,9 @@ func (s *Store) LoadAORs() (map[string]registrar.AOR, error) {
 	return out, srows.Err()
 }
 
-// SaveAOR replaces the bindings and known sources of key.
-func (s *Store) SaveAOR(key string, a registrar.AOR) (err error) {
+// SaveAORs replaces the bindings and known sources of every key of aors in
+// one transaction, with its statements prepared once.
+func (s *Store) SaveAORs(aors map[string]registrar.AOR) (err error) {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return err
@@ -120,22 +121,37 @@ func (s *Store) SaveAOR(key string, a registrar.AOR) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err = tx.Exec(`DELETE FROM bindings WHERE aor = ?`, key); err != nil {
-		return err
-	}
-	if _, err = tx.Exec(`DELETE FROM sources WHERE aor = ?`, key); err != nil {
-		return err
-	}
-	for _, b := range a.Bindings {
-		if _, err = tx.Exec(`INSERT OR REPLACE INTO bindings (aor, contact, instance, expires_ns, source, transport, local, user_agent, call_id, cseq, updated_ns)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, key, b.Contact, b.Instance, b.Expires.UnixNano(), b.Source.String(),
-			b.Transport.String(), b.Local.String(), b.UserAgent, b.CallID, b.CSeq, b.Updated.UnixNano()); err != nil {
+	var stmts [4]*sql.Stmt
+	for i, q := range []string{
+		`DELETE FROM bindings WHERE aor = ?`,
+		`DELETE FROM sources WHERE aor = ?`,
+		`INSERT OR REPLACE INTO bindings (aor, contact, instance, expires_ns, source, transport, local, user_agent, call_id, cseq, updated_ns)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT INTO sources (aor, seq, addr) VALUES (?, ?, ?)`,
+	} {
+		if stmts[i], err = tx.Prepare(q); err != nil {
 			return err
 		}
+		defer stmts[i].Close()
 	}
-	for i, k := range a.Known {
-		if _, err = tx.Exec(`INSERT INTO sources (aor, seq, addr) VALUES (?, ?, ?)`, key, i, k.String()); err != nil {
+	delBindings, delSources, insBinding, insSource := stmts[0], stmts[1], stmts[2], stmts[3]
+	for key, a := range aors {
+		if _, err = delBindings.Exec(key); err != nil {
 			return err
+		}
+		if _, err = delSources.Exec(key); err != nil {
+			return err
+		}
+		for _, b := range a.Bindings {
+			if _, err = insBinding.Exec(key, b.Contact, b.Instance, b.Expires.UnixNano(), b.Source.String(),
+				b.Transport.String(), b.Local.String(), b.UserAgent, b.CallID, b.CSeq, b.Updated.UnixNano()); err != nil {
+				return err
+			}
+		}
+		for i, k := range a.Known {
+			if _, err = insSource.Exec(key, i, k.String()); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit()
