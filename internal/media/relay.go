@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/sdp/v3"
@@ -57,9 +58,11 @@ type Relay struct {
 	cfg     Config
 	ports   *Ports
 	pollers []*poller
-	met     *metrics
-	params  relayParams
-	log     *slog.Logger
+	// nextPoller spreads new streams over the pollers in turn.
+	nextPoller atomic.Uint32
+	met        *metrics
+	params     relayParams
+	log        *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -386,7 +389,9 @@ func (r *Relay) openStream(s *session) ([2]int, error) {
 		r.met.ports.Add(2)
 		r.met.streams.Inc()
 		s.readers.Add(1)
-		w := r.pollers[(pa/2)%len(r.pollers)]
+		// In turn, not by port: ports are handed out in pairs of pairs, so
+		// a port-derived choice put every stream on the same poller.
+		w := r.pollers[r.nextPoller.Add(1)%uint32(len(r.pollers))]
 		if err := w.add(st); err != nil {
 			w.remove(st, r.freeStream(s, st))
 			return [2]int{}, fmt.Errorf("media relay: %w", err)
