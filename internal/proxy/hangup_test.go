@@ -114,3 +114,25 @@ func TestHangupRingingCall(t *testing.T) {
 		t.Fatalf("CDRs %+v", store.recs)
 	}
 }
+
+// A callee that answers after the hangup of its ringing call (the 200
+// crossed our CANCEL) gets the call ended at once: BYE both ways.
+func TestHangupRaceWithAnswer(t *testing.T) {
+	_, w, rec, store := newTestProxy(t)
+	rec.keep = true
+	var c callBufs
+	c.build(9)
+	w.feed(uac, c.invite)
+	respond(w, rec, &c, 180)
+	w.hangup("c9", "fraud", "fraud_block:premium")
+	waitSent(t, rec, "CANCEL ", 1)
+	var inv sip.Msg
+	_ = inv.Parse(rec.lastInvite())
+	w.feed(uas, sip.AppendResponse(nil, &inv, 200, "OK", []byte("t1"), "", []byte("Contact: <sip:pbx@127.0.0.3:5080>\r\n")))
+	waitSent(t, rec, "BYE ", 2)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.recs) != 1 || store.recs[0].Reason != "fraud_block:premium" {
+		t.Fatalf("CDRs %+v", store.recs)
+	}
+}

@@ -99,6 +99,11 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 		}
 		if st != nil {
 			w.relayResponse(st, code, vi, rest)
+			// A hangup came while the call rang and the callee answered
+			// before our CANCEL reached it: end the call now.
+			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" {
+				w.hangup(d.callID, d.endStage, d.endReason)
+			}
 		}
 	default:
 		if ct.state == stateCompleted || ct.state == stateAccepted {
