@@ -211,7 +211,7 @@ var stageSummaries = map[string]string{
 	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"media":   "refuse offers without SRTP from trunks whose media policy requires it (488 + Warning)",
 	"fraud":   "destination policy per trunk (403) and spend/velocity rules (403 block, 503 throttle)",
-	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number",
+	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number, or to a registered phone",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",
 	"registrar": "answer authenticated REGISTERs of digest trunks with a registrar (bindings, 423 Min-Expires, contact limits)",
