@@ -27,6 +27,22 @@ type Fraud struct {
 	Rules []FraudRule
 	// Trunks holds each trunk's effective policy, by trunk name.
 	Trunks map[string]*TrunkFraud
+	// Wangiri configures the one-ring call-back detection.
+	Wangiri Wangiri
+}
+
+// Wangiri: a number abroad that rings customers for less than Ring and
+// hangs up ShortRings times within Window is a call-back scam; calls from
+// trunks to it are refused. ShortRings 0 turns it off.
+type Wangiri struct {
+	ShortRings   int
+	Ring, Window time.Duration
+}
+
+type rawWangiri struct {
+	ShortRings *int   `yaml:"short_rings"`
+	Ring       string `yaml:"ring"`
+	Window     string `yaml:"window"`
 }
 
 // TrunkFraud is one trunk's destination policy and rules.
@@ -108,6 +124,7 @@ type rawFraud struct {
 	ReportOnly bool           `yaml:"report_only"`
 	Default    rawTrunkFraud  `yaml:"default"`
 	Rules      []rawFraudRule `yaml:"rules"`
+	Wangiri    rawWangiri     `yaml:"wangiri"`
 }
 
 type rawTrunkFraud struct {
@@ -150,7 +167,8 @@ type rawFraudRule struct {
 }
 
 func init() {
-	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules"}
+	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules", "wangiri"}
+	knownKeys["rawWangiri"] = []string{"short_rings", "ring", "window"}
 	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "business_hours", "international",
 		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
@@ -177,6 +195,15 @@ func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) 
 	}
 	if raw.Rules != nil {
 		f.Rules = v.fraudRules(p("fraud", "rules"), raw.Rules)
+	}
+	f.Wangiri = Wangiri{ShortRings: 3,
+		Ring:   v.duration(p("fraud", "wangiri", "ring"), raw.Wangiri.Ring, 10*time.Second),
+		Window: v.duration(p("fraud", "wangiri", "window"), raw.Wangiri.Window, 24*time.Hour)}
+	if n := raw.Wangiri.ShortRings; n != nil {
+		if *n < 0 {
+			v.fail(p("fraud", "wangiri", "short_rings"), "must be >= 0 (0: off), got %d", *n)
+		}
+		f.Wangiri.ShortRings = *n
 	}
 	for i, t := range trunks {
 		tf := v.trunkFraud(p("trunks", i, "fraud"), t, f.Default)

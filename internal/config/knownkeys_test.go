@@ -16,6 +16,7 @@ func TestKnownKeysMatchTheSchema(t *testing.T) {
 		"rawBruteForce":   rawBruteForce{},
 		"rawAccount":      rawAccount{},
 		"rawFraud":        rawFraud{},
+		"rawWangiri":      rawWangiri{},
 		"rawTrunkFraud":   rawTrunkFraud{},
 		"rawHotEntry":     rawHotEntry{},
 		"rawFraudRule":    rawFraudRule{},

@@ -27,6 +27,7 @@ const (
 	ReasonPriceCap      = "price_cap"
 	ReasonUnrated       = "unrated"
 	ReasonDiverted      = "diverted_international"
+	ReasonWangiri       = "wangiri_callback"
 	// ReasonBlock and ReasonThrottle are followed by ":" and the rule's name
 	// ("fraud_block:score_5m"), so that the CDR of a refused call names the rule.
 	ReasonBlock    = "fraud_block"
@@ -45,6 +46,7 @@ var warnings = map[string]string{
 	ReasonPriceCap:      "destination costs more per minute than this trunk's price cap",
 	ReasonUnrated:       "destination has no rate",
 	ReasonDiverted:      "forwarded calls to other countries are not enabled for this trunk",
+	ReasonWangiri:       "the number rang many lines once and hung up: a call-back scam (Wangiri)",
 }
 
 // State is the fraud state that lives for the process: the engine (windows,
@@ -54,6 +56,8 @@ var warnings = map[string]string{
 type State struct {
 	Engine     *Engine
 	Classifier *Classifier
+	// Wangiri watches one-ring calls from abroad (wangiri.go).
+	Wangiri *Wangiri
 	met        *Metrics
 
 	mu       sync.Mutex
@@ -71,6 +75,7 @@ func NewState(reg prometheus.Registerer, bus *events.Bus, tick time.Duration, cl
 	return &State{
 		Engine:     NewEngine(Options{Tick: tick, Bus: bus, Metrics: m}),
 		Classifier: NewClassifier(classifierCache),
+		Wangiri:    NewWangiri(0),
 		met:        m,
 	}
 }
@@ -104,6 +109,8 @@ type Stage struct {
 	policies map[*config.Trunk]*policy
 	// rules holds the verdict texts of each rule's refusals, built once so a refusal does not allocate.
 	rules map[string]ruleText
+	// inbound classifies the callers of calls from upstreams (the default dialling context).
+	inbound *policy
 }
 
 type ruleText struct{ block, throttle, warning string }
@@ -132,6 +139,12 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 		}
 		s.deck = d
 	}
+	inbound, err := newPolicy("", &fc.Default)
+	if err != nil {
+		return nil, fmt.Errorf("fraud.default: %w", err)
+	}
+	s.inbound = inbound
+	st.Wangiri.Configure(fc.Wangiri.ShortRings, fc.Wangiri.Ring, fc.Wangiri.Window)
 	defaults := DefaultRules()
 	if fc.Rules != nil {
 		var err error
@@ -238,7 +251,14 @@ func (s *Stage) Deck() *Deck { return s.deck }
 
 // Handle decides on initial INVITEs from trunks; everything else continues.
 func (s *Stage) Handle(req *chain.Request) chain.Verdict {
-	if req.PeerKind != chain.PeerTrunk || !req.Initial() || req.Msg.Method() != sip.INVITE {
+	if !req.Initial() || req.Msg.Method() != sip.INVITE {
+		return chain.Next()
+	}
+	if req.PeerKind == chain.PeerUpstream {
+		s.watchRing(req)
+		return chain.Next()
+	}
+	if req.PeerKind != chain.PeerTrunk {
 		return chain.Next()
 	}
 	p := s.policies[req.Trunk]
@@ -256,6 +276,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	rated := false
 	if len(num) > 0 {
 		rate, rated = s.deck.Lookup(num, now)
+	}
+	if s.st.Wangiri.Flagged(dest.Number, now) {
+		return s.refuse(req, dest, ReasonWangiri)
 	}
 	switch p.hot.match(num) {
 	case hotBlock:
@@ -282,6 +305,29 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	call := s.st.Engine.CallStarted(string(req.Msg.CallID()), p.name, dest, rate)
 	req.Hold(call)
 	return chain.Next()
+}
+
+// watchRing watches a call from an upstream to a customer whose caller is
+// abroad or high-risk, for one-ring (Wangiri) numbers.
+func (s *Stage) watchRing(req *chain.Request) {
+	if !s.st.Wangiri.Enabled() {
+		return
+	}
+	na, _, err := sip.ParseNameAddr(req.Msg.Get(sip.HdrFrom))
+	if err != nil {
+		return
+	}
+	u, err := sip.ParseURI(na.URI)
+	if err != nil || len(u.User) == 0 {
+		return
+	}
+	var buf [24]byte
+	_, dest := s.st.Classifier.Classify(&s.inbound.dial, u.User, buf[:0])
+	if dest.Number == 0 || !(dest.International || dest.Class == ClassPremium || dest.Class == ClassSatellite) {
+		return
+	}
+	now := s.st.Engine.now
+	req.Hold(&ring{w: s.st.Wangiri, num: dest.Number, start: now(), now: now})
 }
 
 func (s *Stage) rule(name string) ruleText {
