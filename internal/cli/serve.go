@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -110,6 +111,7 @@ type server struct {
 	regStop   func() error
 	firewall  func() // stops the nftables mirror
 	webhooks  sync.WaitGroup
+	hangupTo  atomic.Pointer[proxy.Proxy] // the proxy, once it exists (media timeouts end calls)
 	stopBans  func()
 	cancelLog context.CancelFunc
 	logDone   chan struct{}
@@ -165,6 +167,13 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if cfg.Media.Enabled {
 		rc := media.RelayConfig(cfg.Media)
 		rc.Logger, rc.Registerer = log, reg
+		// A call whose media stopped (a phone gone behind its NAT, a
+		// half-dead call still billing) is ended: BYE both ways.
+		rc.OnTimeout = func(callID string) {
+			if p := s.hangupTo.Load(); p != nil {
+				p.Hangup(callID, "media", "media_timeout")
+			}
+		}
 		if s.deps.relay, err = media.New(rc); err != nil {
 			return nil, fmt.Errorf("media relay: %w", err)
 		}
@@ -238,6 +247,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	h.p = s.proxy
+	s.hangupTo.Store(s.proxy)
 	// A fraud rule with end_calls ends the risky calls already up: BYE both
 	// ways (answered calls are known to the engine through chain.Answerer).
 	s.deps.fraud.Engine.SetHangup(func(callID, _, rule string) {

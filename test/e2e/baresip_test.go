@@ -173,9 +173,14 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 
 const sdpPBXAnswer = "v=0\r\no=pbx 2 2 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
-// waitMethod waits for a request with Call-ID callID and method.
+// waitMethod waits (3 s) for a request with Call-ID callID and method.
 func waitMethod(ua *rawUA, callID, method string) *rawMsg {
-	deadline := time.Now().Add(3 * time.Second)
+	return waitMethodFor(ua, callID, method, 3*time.Second)
+}
+
+// waitMethodFor waits up to d for a request with Call-ID callID and method.
+func waitMethodFor(ua *rawUA, callID, method string, d time.Duration) *rawMsg {
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		m := ua.recv(time.Until(deadline))
 		if m == nil {

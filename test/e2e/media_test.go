@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,5 +114,79 @@ func TestSRTPBridgeBaresipToSipp(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
+	}
+}
+
+// mediaTimeoutConfig: calls of acme are anchored (plain RTP), and a call
+// whose media stops for 2 s is ended.
+const mediaTimeoutConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+media: {enabled: true, address: 127.0.0.1, ports: "{{index .Extra "ports"}}", timeout: 2s}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - {name: acme, auth: ip, allow: [127.0.0.2/32], upstream: pbx, numbers: ["+15551230000/4"], targets: ["udp://127.0.0.2:5070"]}
+`
+
+// TestMediaTimeoutEndsTheCall: an answered call whose media never flows
+// (a phone gone behind its NAT) is ended by sipwarden once the relay's
+// inactivity timeout fires: BYE to both sides, and a CDR that says why.
+func TestMediaTimeoutEndsTheCall(t *testing.T) {
+	base := 46000 + os.Getpid()%100*40
+	pbxPort := freePort(t)
+	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pbxConn.Close() })
+	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
+	e := startEdge(t, mediaTimeoutConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+39)})
+	caller := newRawUA(t, "udp", "127.0.0.2")
+
+	caller.send(e.sipAddr(), caller.inviteText(e.sipAddr(), "silent", "z9hG4bK-silent", 1))
+	inv := waitMethod(pbx, "silent", "INVITE")
+	if inv == nil {
+		t.Fatal("the INVITE did not reach the PBX")
+	}
+	if !strings.Contains(inv.raw, "c=IN IP4 127.0.0.1") {
+		t.Fatalf("the offer was not anchored:\n%s", inv.raw)
+	}
+	pbx.send(e.sipAddr(), strings.Replace(responseTo(inv, 200, "OK"), "Content-Length: 0\n\n",
+		fmt.Sprintf("Contact: <sip:pbx@127.0.0.3:%d>\nContent-Type: application/sdp\nContent-Length: %d\n\n", pbxPort, len(sdpPBXAnswer))+
+			strings.ReplaceAll(sdpPBXAnswer, "\r\n", "\n"), 1))
+	ok := waitCode(caller, "silent", 200)
+	if ok == nil {
+		t.Fatal("the caller got no 200")
+	}
+	var routes []string
+	for _, rr := range ok.headers["record-route"] {
+		routes = append([]string{rr}, routes...)
+	}
+	caller.send(e.sipAddr(), fmt.Sprintf("ACK sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-silent\nTo: %s\nCall-ID: silent\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		pbxPort, caller.via("z9hG4bK-silent-ack"), strings.Join(routes, ", "), ok.get("To")))
+
+	for _, side := range []struct {
+		name string
+		ua   *rawUA
+	}{{"PBX", pbx}, {"caller", caller}} {
+		bye := waitMethodFor(side.ua, "silent", "BYE", 10*time.Second)
+		if bye == nil {
+			t.Fatalf("the %s got no BYE", side.name)
+		}
+		if !strings.Contains(bye.get("Reason"), "media_timeout") {
+			t.Errorf("BYE to the %s: Reason %q", side.name, bye.get("Reason"))
+		}
+		side.ua.send(e.sipAddr(), responseTo(bye, 200, "OK"))
+	}
+	e.stop()
+	for _, r := range e.cdrs() {
+		if r.CallID == "silent" && (r.Stage != "media" || r.Reason != "media_timeout") {
+			t.Errorf("CDR: %s/%s, want media/media_timeout", r.Stage, r.Reason)
+		}
 	}
 }
