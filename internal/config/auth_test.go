@@ -10,14 +10,7 @@ import (
 )
 
 func TestAuthGood(t *testing.T) {
-	b, err := os.ReadFile("testdata/auth.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse(b, "auth.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := parseTestdata(t, "auth.good.yaml")
 	a := c.Auth
 	if a.NonceLifetime != 2*time.Minute || a.NonceTableSize != 100000 || a.RememberSources != 2*time.Hour ||
 		a.Policy.MinLength != 20 || a.Policy.MinClasses != 3 || a.Policy.RejectCommon ||

@@ -189,3 +189,17 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// parseTestdata parses testdata/name, which must be valid.
+func parseTestdata(t *testing.T, name string) *Config {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(b, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

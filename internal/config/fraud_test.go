@@ -9,14 +9,7 @@ import (
 )
 
 func TestFraudValues(t *testing.T) {
-	b, err := os.ReadFile("testdata/fraud.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse(b, "fraud.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := parseTestdata(t, "fraud.good.yaml")
 	f := c.Fraud
 	if !f.Enabled || f.Default.Country != "US" || f.Default.Unrated != FraudBlock || len(f.Rules) != 3 {
 		t.Fatalf("fraud %+v", f)
@@ -49,7 +42,7 @@ func TestFraudValues(t *testing.T) {
 		t.Errorf("plain %+v", p)
 	}
 	// No fraud section: the stage is off and needs nothing.
-	c, err = Parse([]byte("listen: [udp://127.0.0.1:5060]\n"), "min")
+	c, err := Parse([]byte("listen: [udp://127.0.0.1:5060]\n"), "min")
 	if err != nil || c.Fraud.Enabled {
 		t.Fatalf("%v %+v", err, c.Fraud)
 	}

@@ -9,14 +9,7 @@ import (
 )
 
 func TestShakenGood(t *testing.T) {
-	b, err := os.ReadFile("testdata/shaken.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse(b, "shaken.good.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := parseTestdata(t, "shaken.good.yaml")
 	s := c.Shaken
 	if !s.Enabled() || s.MaxAge != time.Minute || s.FutureSkew != 5*time.Second || s.FetchBudget != 300*time.Millisecond {
 		t.Errorf("shaken %+v", s)
