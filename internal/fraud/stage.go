@@ -58,7 +58,7 @@ type State struct {
 	Classifier *Classifier
 	// Wangiri watches one-ring calls from abroad (wangiri.go).
 	Wangiri *Wangiri
-	met        *Metrics
+	met     *Metrics
 
 	mu       sync.Mutex
 	deckPath string
