@@ -5,7 +5,7 @@ FUZZTIME  ?= 30s
 BENCHOUT  ?= bench/latest.txt
 BENCHBASE ?= bench/base.txt
 
-.PHONY: help build test test-unit test-e2e vet fuzz bench benchcmp run clean
+.PHONY: help build test test-unit test-e2e vet fmtcheck fuzz bench benchcmp run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,10 @@ build: ## build bin/sipwarden
 vet: ## go vet every package
 	$(GO) vet $(PKGS)
 
-test: vet ## vet, then every test with the race detector (unit and end-to-end)
+fmtcheck: ## fail when a Go file is not gofmt-formatted
+	@out=$$(gofmt -l cmd internal test bench); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+test: fmtcheck vet ## gofmt check, vet, then every test with the race detector (unit and end-to-end)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 test-unit: ## unit tests only (no real peers)
