@@ -42,15 +42,7 @@ in_ns() { ip netns exec "$NS" "$@"; }
 go build -o "$WORK/sipwarden" ./cmd/sipwarden
 go build -o "$WORK/flood" ./bench/flood
 
-# cpu_ticks PID: user+system ticks of the process and its children
-cpu_ticks() {
-	local total=0 p
-	for p in $1 $(pgrep -P "$1" || true); do
-		[ -r /proc/$p/stat ] || continue
-		total=$((total + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
-	done
-	echo $total
-}
+. bench/lib.sh # cpu_ticks (the script runs from the repository root)
 # udp_counters: InDatagrams RcvbufErrors of the namespace
 udp_counters() { in_ns awk '/^Udp:/ && ++n == 2 {print $2, $6}' /proc/net/snmp; }
 # nft_dropped: packets counted by the mirror's drop rules (0 without the table)

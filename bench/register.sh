@@ -89,19 +89,7 @@ SIPWARDEN_BIN=${SIPWARDEN_BIN:-$WORK/sipwarden}
 REGLOAD_BIN=${REGLOAD_BIN:-$WORK/regload}
 [ -x "$REGLOAD_BIN" ] || go build -o "$REGLOAD_BIN" ./bench/regload
 
-# cpu_ticks PID...: user+system ticks of the processes and their children now alive
-cpu_ticks() {
-	local total=0 pid kids
-	for pid in "$@"; do
-		kids=$(pgrep -P "$pid" || true)
-		for p in $pid $kids; do
-			[ -r /proc/$p/stat ] || continue
-			# fields 14 and 15 after the command (which may contain spaces)
-			total=$((total + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
-		done
-	done
-	echo $total
-}
+. bench/lib.sh # cpu_ticks (the script runs from the repository root)
 
 start_server() { # $1 = sipwarden|kamailio|kamailio-sqlite, $2 = algorithm; sets SERVER_PID
 	local hash=md5

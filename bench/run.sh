@@ -49,19 +49,7 @@ if [ ! -x "$SIPWARDEN_BIN" ]; then
 	go build -o "$SIPWARDEN_BIN" ./cmd/sipwarden
 fi
 
-# cpu_ticks PID...: user+system ticks of the processes and their children now alive
-cpu_ticks() {
-	local total=0 pid kids
-	for pid in "$@"; do
-		kids=$(pgrep -P "$pid" || true)
-		for p in $pid $kids; do
-			[ -r /proc/$p/stat ] || continue
-			# fields 14 and 15 after the command (which may contain spaces)
-			total=$((total + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}')))
-		done
-	done
-	echo $total
-}
+. bench/lib.sh # cpu_ticks (the script runs from the repository root)
 
 start_proxy() { # $1 = kamailio|sipwarden; sets PROXY_PID
 	case $1 in
