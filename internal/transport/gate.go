@@ -12,6 +12,9 @@ const (
 	dropOverload  = "overload"
 )
 
+// dropReasons lists them all: their counters are created once (metrics.go).
+var dropReasons = [...]string{dropBlocked, dropOversize, dropKeepalive, dropGarbage, dropFraming, dropOverload}
+
 // classify decides, before any parsing, whether b may be a SIP message. It
 // returns "" for a candidate, or the drop reason.
 func classify(b []byte, max int) string {

@@ -16,8 +16,9 @@ type metrics struct {
 
 	// label children cached per transport, so the per-packet path does not allocate
 	rx, rxBytes, tx [4]prometheus.Counter
-	// blocked is the drop counter of banned sources: the path a flood takes.
-	blocked [4]prometheus.Counter
+	// drops holds the drop counter of each reason and transport, resolved
+	// once: a flood's packets are counted without a label lookup.
+	drops map[string]*[4]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,7 +52,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.rx[t] = m.received.WithLabelValues(t.String())
 		m.rxBytes[t] = m.receivedBytes.WithLabelValues(t.String())
 		m.tx[t] = m.sent.WithLabelValues(t.String())
-		m.blocked[t] = m.dropped.WithLabelValues(t.String(), dropBlocked)
+	}
+	m.drops = make(map[string]*[4]prometheus.Counter, len(dropReasons))
+	for _, r := range dropReasons {
+		var c [4]prometheus.Counter
+		for _, t := range []sip.Transport{sip.UDP, sip.TCP, sip.TLS} {
+			c[t] = m.dropped.WithLabelValues(t.String(), r)
+		}
+		m.drops[r] = &c
 	}
 	if reg != nil {
 		reg.MustRegister(m.received, m.receivedBytes, m.sent, m.dropped, m.conns, m.refused)
@@ -60,8 +68,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) drop(t sip.Transport, reason string) {
-	if reason == dropBlocked && int(t) < len(m.blocked) && m.blocked[t] != nil {
-		m.blocked[t].Inc()
+	if c := m.drops[reason]; c != nil && int(t) < len(c) && c[t] != nil {
+		c[t].Inc()
 		return
 	}
 	m.dropped.WithLabelValues(t.String(), reason).Inc()
