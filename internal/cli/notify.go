@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 
@@ -13,13 +12,6 @@ import (
 	"github.com/sipwarden/sipwarden/internal/config"
 	"github.com/sipwarden/sipwarden/internal/events"
 )
-
-func hostOf(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Host
-	}
-	return ""
-}
 
 // startWebhooks subscribes one sink per configured webhook (notify.webhooks);
 // they live until ctx ends. Webhooks change at a restart.
@@ -46,7 +38,7 @@ func (s *server) startWebhooks(ctx context.Context, cfg *config.Config, bus *eve
 			events.WebhookSink(ctx, hook, sub, met, log)
 		}()
 		// the host only: a webhook URL often carries a token in its path
-		log.Info("sending events to a webhook", "host", hostOf(w.URL), "kinds", len(w.Kinds))
+		log.Info("sending events to a webhook", "host", events.WebhookHost(w.URL), "kinds", len(w.Kinds))
 	}
 	return nil
 }

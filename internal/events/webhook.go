@@ -220,6 +220,10 @@ func post(ctx context.Context, w Webhook, body []byte, sig string) error {
 	return nil
 }
 
+// WebhookHost is the host of a webhook URL: all of it that may be logged (the
+// path and query often carry a token).
+func WebhookHost(raw string) string { return hostOf(raw) }
+
 func hostOf(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Host

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sipwarden/sipwarden/internal/cidr"
+
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
@@ -324,7 +326,7 @@ func (a *aor) noteAddress(src netip.Addr) []Change {
 		}
 	}
 	kind := NewPrefix
-	p := prefixOf(src)
+	p := cidr.BlockOf(src)
 	for _, k := range a.known {
 		if p.Contains(k) {
 			kind = NewAddress
@@ -336,15 +338,6 @@ func (a *aor) noteAddress(src netip.Addr) []Change {
 	}
 	a.known = append(a.known, src)
 	return []Change{{Kind: kind, Previous: netip.AddrPortFrom(last, 0)}}
-}
-
-func prefixOf(a netip.Addr) netip.Prefix {
-	bits := 24
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 // find returns the binding c refreshes: the same instance, else the same URI.

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"github.com/sipwarden/sipwarden/internal/banlist"
 	"math/big"
 	"net"
 	"net/netip"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/banlist"
 
 	"go.uber.org/goleak"
 
