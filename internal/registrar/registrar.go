@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/cidr"
-
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
