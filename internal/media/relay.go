@@ -209,20 +209,9 @@ func (r *Relay) Answer(callID string, from Leg, body []byte) ([]byte, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrNoSession
-	}
-	sd, err := parseSDP(body)
-	if err != nil {
-		return nil, err
-	}
-	if s.neg.pol.Direct {
-		secure, err := checkDirect(s.neg.pol, from, sd)
-		if err != nil {
-			return nil, err
-		}
-		s.security[from] = LegSecurity{SRTP: secure}
-		return marshal(sd)
+	sd, out, done, err := s.begin(from, body)
+	if done {
+		return out, err
 	}
 	released, err := s.neg.answer(from, sd)
 	if err != nil {
@@ -316,6 +305,29 @@ func (r *Relay) session(callID string, pol Policy) (s *session, created bool, er
 	return s, true, nil
 }
 
+// begin is the common start of an offer or answer from leg from (s.mu
+// held): it parses body, and with a direct policy it only checks it and
+// records the leg's security. done reports that the caller is finished
+// (direct media, or an error) and must return out, err.
+func (s *session) begin(from Leg, body []byte) (sd *sdp.SessionDescription, out []byte, done bool, err error) {
+	if s.closed {
+		return nil, nil, true, ErrNoSession
+	}
+	if sd, err = parseSDP(body); err != nil {
+		return nil, nil, true, err
+	}
+	if s.neg.pol.Direct {
+		secure, err := checkDirect(s.neg.pol, from, sd)
+		if err != nil {
+			return nil, nil, true, err
+		}
+		s.security[from] = LegSecurity{SRTP: secure}
+		out, err = marshal(sd)
+		return nil, out, true, err
+	}
+	return sd, nil, false, nil
+}
+
 func (r *Relay) offer(s *session, from Leg, body []byte) (out []byte, err error) {
 	defer func() {
 		res := "ok"
@@ -326,20 +338,9 @@ func (r *Relay) offer(s *session, from Leg, body []byte) (out []byte, err error)
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, ErrNoSession
-	}
-	sd, err := parseSDP(body)
-	if err != nil {
-		return nil, err
-	}
-	if s.neg.pol.Direct {
-		secure, err := checkDirect(s.neg.pol, from, sd)
-		if err != nil {
-			return nil, err
-		}
-		s.security[from] = LegSecurity{SRTP: secure}
-		return marshal(sd)
+	sd, out, done, err := s.begin(from, body)
+	if done {
+		return out, err
 	}
 	// A new offer replaces one still pending (an INVITE retried after a
 	// 401/407, or glare): the streams it opened go, and their ports are
