@@ -186,7 +186,7 @@ func deliver(ctx context.Context, w Webhook, batch []webhookEvent, met *WebhookM
 		if try >= w.MaxTries {
 			if log != nil {
 				// the host only: a webhook URL often carries a token in its path
-				log.Warn("webhook: events dropped after every try", "host", hostOf(w.URL), "events", len(batch), "err", redact(err, w.URL))
+				log.Warn("webhook: events dropped after every try", "host", WebhookHost(w.URL), "events", len(batch), "err", redact(err, w.URL))
 			}
 			return false
 		}
@@ -222,9 +222,7 @@ func post(ctx context.Context, w Webhook, body []byte, sig string) error {
 
 // WebhookHost is the host of a webhook URL: all of it that may be logged (the
 // path and query often carry a token).
-func WebhookHost(raw string) string { return hostOf(raw) }
-
-func hostOf(raw string) string {
+func WebhookHost(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Host
 	}
@@ -233,7 +231,7 @@ func hostOf(raw string) string {
 
 // redact removes the URL (and its token) from an error of the HTTP client.
 func redact(err error, raw string) string {
-	return strings.ReplaceAll(err.Error(), raw, hostOf(raw))
+	return strings.ReplaceAll(err.Error(), raw, WebhookHost(raw))
 }
 
 // KindByName returns the kind named s (as Kind.String writes it).
