@@ -32,8 +32,11 @@ type Config struct {
 	// 400: eight times an audio stream; video needs more). Negative: no cap.
 	MaxPacketRate int
 	// OnTimeout, when set, is called (from the relay's own goroutine) with
-	// the Call-ID of a session the inactivity timeout closed, so the proxy
-	// can end the call.
+	// the Call-ID of a session whose media stopped for Timeout, so the proxy
+	// can end the call; the call's end closes the session (Close), so its
+	// CDR records the legs' security. A session still open after another
+	// Timeout is closed by the relay. Without OnTimeout the relay closes it
+	// at once.
 	OnTimeout func(callID string)
 	// Logger receives session-level logs (never keys). Default: slog.Default().
 	Logger *slog.Logger
@@ -84,6 +87,9 @@ type session struct {
 	created  time.Time
 	security [2]LegSecurity
 	closed   bool
+	// timedOut is when the inactivity timeout asked the proxy to end the
+	// call (zero: not yet); the proxy's close records the legs' security.
+	timedOut time.Time
 	// readers are the session's socket readers.
 	readers sync.WaitGroup
 }
@@ -546,14 +552,39 @@ func (r *Relay) reap() {
 			return
 		case now := <-t.C:
 			for _, id := range r.idle(now) {
-				r.Close(id)
-				r.met.timeouts.Inc()
-				r.log.Info("media timeout", "call_id", id, "after", r.cfg.Timeout.String())
-				if r.cfg.OnTimeout != nil {
-					r.cfg.OnTimeout(id)
-				}
+				r.timeout(id, now)
 			}
 		}
+	}
+}
+
+// timeout ends the session of callID, idle at now. With OnTimeout the proxy
+// is asked to end the call, and the call's end closes the session, so that
+// the CDR records the security of both legs; a session the proxy has not
+// closed after the timeout again (no dialog there) is closed here.
+func (r *Relay) timeout(callID string, now time.Time) {
+	r.mu.Lock()
+	s := r.sessions[callID]
+	r.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	first := s.timedOut.IsZero()
+	if first {
+		s.timedOut = now
+	}
+	overdue := !first && now.Sub(s.timedOut) > r.cfg.Timeout
+	s.mu.Unlock()
+	if first {
+		r.met.timeouts.Inc()
+		r.log.Info("media timeout", "call_id", callID, "after", r.cfg.Timeout.String())
+	}
+	switch {
+	case first && r.cfg.OnTimeout != nil:
+		r.cfg.OnTimeout(callID)
+	case first || overdue:
+		r.Close(callID)
 	}
 }
 

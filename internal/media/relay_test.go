@@ -512,8 +512,33 @@ func TestRelayInactivityTimeout(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("no timeout")
 	}
+	// The proxy ends the call; its close still has the legs' security for the CDR.
+	if sec := r.Close("c8"); !sec[LegA].Relayed || !sec[LegB].Relayed {
+		t.Errorf("security at the close after a timeout: %+v", sec)
+	}
 	if r.Sessions() != 0 || r.PortsInUse() != 0 {
 		t.Errorf("after timeout: %d sessions, %d pairs", r.Sessions(), r.PortsInUse())
+	}
+
+	// A timed-out session nobody closes is closed after another timeout,
+	// reported once.
+	call(t, r, "c9", Policy{}, a, b, "RTP/AVP", nil, "RTP/AVP")
+	select {
+	case <-timedOut:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no timeout")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Sessions() != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.Sessions() != 0 || r.PortsInUse() != 0 {
+		t.Errorf("a timed-out session left open: %d sessions, %d pairs", r.Sessions(), r.PortsInUse())
+	}
+	select {
+	case id := <-timedOut:
+		t.Errorf("timeout of %q reported twice", id)
+	default:
 	}
 }
 

@@ -184,9 +184,22 @@ func TestMediaTimeoutEndsTheCall(t *testing.T) {
 		side.ua.send(e.sipAddr(), responseTo(bye, 200, "OK"))
 	}
 	e.stop()
+	found := false
 	for _, r := range e.cdrs() {
-		if r.CallID == "silent" && (r.Stage != "media" || r.Reason != "media_timeout") {
+		if r.CallID != "silent" {
+			continue
+		}
+		found = true
+		if r.Stage != "media" || r.Reason != "media_timeout" {
 			t.Errorf("CDR: %s/%s, want media/media_timeout", r.Stage, r.Reason)
 		}
+		// The relay leaves the session to the call's end, which records
+		// the legs' media security.
+		if r.CallerMedia != "rtp" || r.CalleeMedia != "rtp" {
+			t.Errorf("CDR media %q/%q, want rtp/rtp", r.CallerMedia, r.CalleeMedia)
+		}
+	}
+	if !found {
+		t.Error("no CDR of the call")
 	}
 }
