@@ -86,6 +86,9 @@ type Email struct {
 // maxDigest is how many events one mail lists; the rest are counted.
 const maxDigest = 200
 
+// finalTimeout bounds the last mail at shutdown.
+const finalTimeout = 10 * time.Second
+
 // ErrNoStartTLS: the server does not offer STARTTLS although the
 // configuration requires it (a misconfigured server, or someone in the path
 // stripping it). Nothing, least of all a password, is sent.
@@ -251,7 +254,11 @@ func (s *EmailSink) Run(ctx context.Context, sub *Subscription, met *EmailMetric
 		if err == nil {
 			limit := s.cfg.MaxTries
 			if final {
+				// shutdown waits for this: one try, at most finalTimeout
 				limit = 1
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, min(s.cfg.Timeout, finalTimeout))
+				defer cancel()
 			}
 			tries, err = retry(ctx, limit, s.cfg.retryWait, func(ctx context.Context) error {
 				err := s.send(ctx, msg)

@@ -602,3 +602,27 @@ func waitEvent(t *testing.T, sub *Subscription, k Kind) Event {
 		}
 	}
 }
+
+// At shutdown what was gathered (held back by MinInterval) is mailed once.
+func TestEmailShutdownSendsGathered(t *testing.T) {
+	ms := startMailServer(t, true, false)
+	bus := NewBus()
+	e := testEmail(ms, bus)
+	e.MinInterval = time.Hour
+	_, stop := runEmail(t, e, bus)
+	bus.Publish(Event{Kind: Ban, Reason: "flood", Detail: "ban 192.0.2.1/32"})
+	waitFor(t, "the first mail", func() bool { _, _, m := ms.snapshot(); return len(m) == 1 })
+	bus.Publish(Event{Kind: Ban, Reason: "flood", Detail: "ban 192.0.2.2/32"})
+	time.Sleep(100 * time.Millisecond) // well past Flush: MinInterval holds it
+	if _, _, m := ms.snapshot(); len(m) != 1 {
+		t.Fatalf("%d mails before shutdown, want 1", len(m))
+	}
+	stop()
+	_, _, mails := ms.snapshot()
+	if len(mails) != 2 {
+		t.Fatalf("%d mails after shutdown, want 2", len(mails))
+	}
+	if _, body := parseMail(t, mails[1].data); !strings.Contains(body, "ban 192.0.2.2/32") {
+		t.Errorf("last mail:\n%s", body)
+	}
+}

@@ -152,8 +152,8 @@ type batchPolicy struct {
 type deliverFunc func(ctx context.Context, batch []notice, more int, final bool)
 
 // gather reads sub until ctx ends or the subscription closes and hands
-// batches to deliver. It runs deliver on its own goroutine: while a delivery
-// retries, events wait in the subscription's queue.
+// batches to deliver, on the caller's goroutine: while a delivery retries,
+// events wait in the subscription's queue.
 func gather(ctx context.Context, sub *Subscription, p batchPolicy, deliver deliverFunc) {
 	var (
 		batch []notice
@@ -173,10 +173,47 @@ func gather(ctx context.Context, sub *Subscription, p batchPolicy, deliver deliv
 		batch, more = batch[:0], 0
 		last = time.Now()
 	}
+	// take adds e to the batch; a full batch is delivered at once unless
+	// draining (at shutdown, the surplus is only counted).
+	take := func(e Event, draining bool) {
+		if !p.kinds.has(e.Kind) || (p.ignore != nil && p.ignore(e)) {
+			return
+		}
+		ok, repeats := p.dedup.check(e)
+		if !ok {
+			if p.duplicate != nil {
+				p.duplicate()
+			}
+			return
+		}
+		if len(batch) >= p.max {
+			more++
+			return
+		}
+		if len(batch) == 0 {
+			wait := p.flush
+			if p.minInterval > 0 && !last.IsZero() {
+				wait = max(wait, p.minInterval-time.Since(last))
+			}
+			timer.Reset(wait)
+		}
+		batch = append(batch, notice{Event: e, repeats: repeats})
+		if len(batch) >= p.max && canSend() && !draining && ctx.Err() == nil {
+			send(ctx, false)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			// the last delivery: deliver bounds it by its own timeout
+			// what is already queued joins the last delivery, which
+			// deliver bounds by its own timeout
+			for range len(sub.C) {
+				e, ok := <-sub.C
+				if !ok {
+					break
+				}
+				take(e, true)
+			}
 			send(context.WithoutCancel(ctx), true)
 			return
 		case <-timer.C:
@@ -186,31 +223,7 @@ func gather(ctx context.Context, sub *Subscription, p batchPolicy, deliver deliv
 				send(ctx, false)
 				return
 			}
-			if !p.kinds.has(e.Kind) || (p.ignore != nil && p.ignore(e)) {
-				continue
-			}
-			ok, repeats := p.dedup.check(e)
-			if !ok {
-				if p.duplicate != nil {
-					p.duplicate()
-				}
-				continue
-			}
-			if len(batch) >= p.max {
-				more++
-				continue
-			}
-			if len(batch) == 0 {
-				wait := p.flush
-				if p.minInterval > 0 && !last.IsZero() {
-					wait = max(wait, p.minInterval-time.Since(last))
-				}
-				timer.Reset(wait)
-			}
-			batch = append(batch, notice{Event: e, repeats: repeats})
-			if len(batch) >= p.max && canSend() {
-				send(ctx, false)
-			}
+			take(e, false)
 		}
 	}
 }

@@ -145,32 +145,32 @@ func WebhookSink(ctx context.Context, w Webhook, sub *Subscription, met *Webhook
 			ctx, cancel = context.WithTimeout(ctx, w.Timeout)
 			defer cancel()
 		}
-		n, err := deliver(ctx, w, tries, batch, met)
+		n, err := deliver(ctx, w, tries, batch, more, met)
 		if err == nil {
-			met.events.WithLabelValues("delivered").Add(float64(len(batch)))
+			met.events.WithLabelValues("delivered").Add(float64(len(batch) + more))
 			return
 		}
-		met.events.WithLabelValues("dropped").Add(float64(len(batch)))
+		met.events.WithLabelValues("dropped").Add(float64(len(batch) + more))
 		// the host only: a webhook URL often carries a token in its path
 		msg := redact(err, w.URL)
 		if log != nil {
-			log.Warn("webhook: events dropped after every try", "host", host, "events", len(batch), "tries", n, "err", msg)
+			log.Warn("webhook: events dropped after every try", "host", host, "events", len(batch)+more, "tries", n, "err", msg)
 		}
 		if !onlyFailures(batch) {
-			w.Bus.Publish(failureEvent("webhook", host, len(batch), n, msg))
+			w.Bus.Publish(failureEvent("webhook", host, len(batch)+more, n, msg))
 		}
 	})
 }
 
 // deliver posts one batch, retrying with backoff; it returns the tries made
 // and the last error.
-func deliver(ctx context.Context, w Webhook, tries int, batch []notice, met *WebhookMetrics) (int, error) {
+func deliver(ctx context.Context, w Webhook, tries int, batch []notice, more int, met *WebhookMetrics) (int, error) {
 	var body []byte
 	var err error
 	if w.Format == FormatSlack {
-		body, err = slackBody(batch, w.DedupWindow)
+		body, err = slackBody(batch, more, w.DedupWindow)
 	} else {
-		body, err = jsonBody(batch)
+		body, err = jsonBody(batch, more)
 	}
 	if err != nil {
 		return 0, err
@@ -192,7 +192,9 @@ func deliver(ctx context.Context, w Webhook, tries int, batch []notice, met *Web
 	})
 }
 
-func jsonBody(batch []notice) ([]byte, error) {
+// jsonBody is {"events": [...], "more": N}; more (events that did not fit,
+// only at shutdown) is left out when 0.
+func jsonBody(batch []notice, more int) ([]byte, error) {
 	events := make([]webhookEvent, len(batch))
 	for i, e := range batch {
 		events[i] = webhookEvent{Time: e.Time.UTC(), Kind: e.Kind.String(), Stage: e.Stage, Reason: e.Reason, Transport: e.Transport,
@@ -203,7 +205,8 @@ func jsonBody(batch []notice) ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		Events []webhookEvent `json:"events"`
-	}{events})
+		More   int            `json:"more,omitempty"`
+	}{events, more})
 }
 
 // slackEscape escapes what Slack's mrkdwn reads as markup: &, < and > (a
@@ -211,7 +214,7 @@ func jsonBody(batch []notice) ([]byte, error) {
 var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // slackBody is {"text": ...}: a header line, then one summary line per event.
-func slackBody(batch []notice, window time.Duration) ([]byte, error) {
+func slackBody(batch []notice, more int, window time.Duration) ([]byte, error) {
 	var b strings.Builder
 	b.WriteString("sipwarden: ")
 	b.WriteString(strconv.Itoa(len(batch)))
@@ -223,6 +226,9 @@ func slackBody(batch []notice, window time.Duration) ([]byte, error) {
 	for _, n := range batch {
 		b.WriteString("\n• ")
 		b.WriteString(slackEscape.Replace(summary(n, window)))
+	}
+	if more > 0 {
+		b.WriteString("\n… and " + strconv.Itoa(more) + " more (see the log)")
 	}
 	return json.Marshal(struct {
 		Text string `json:"text"`

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -216,5 +217,33 @@ func TestWebhookDedup(t *testing.T) {
 	}
 	if n := counter(t, met.events, "duplicate"); n != 2 {
 		t.Errorf("duplicates %v", n)
+	}
+}
+
+// At shutdown, what is already queued is posted in one last try; what does
+// not fit in it is counted.
+func TestWebhookShutdownDrains(t *testing.T) {
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bus := NewBus()
+	sub := bus.Subscribe("webhook", 256)
+	for i := range 150 {
+		bus.Publish(Event{Kind: Ban, Reason: "scanner", Detail: strconv.Itoa(i)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	WebhookSink(ctx, Webhook{URL: srv.URL}, sub, nil, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.bodies) != 1 {
+		t.Fatalf("%d posts, want 1", len(h.bodies))
+	}
+	var body struct {
+		Events []webhookEvent
+		More   int
+	}
+	if err := json.Unmarshal(h.bodies[0], &body); err != nil || len(body.Events) != 100 || body.More != 50 {
+		t.Fatalf("%d events, more %d (%v)", len(body.Events), body.More, err)
 	}
 }
