@@ -276,11 +276,12 @@ func (s *EmailSink) Run(ctx context.Context, sub *Subscription, met *EmailMetric
 		}
 		met.events.WithLabelValues("dropped").Add(float64(len(batch) + more))
 		text := s.redact(err)
-		if log != nil {
-			log.Warn("e-mail: events dropped", "server", s.cfg.Server, "events", len(batch)+more, "tries", tries, "err", text)
-		}
-		if !onlyFailures(batch) {
+		// the failure is an event (which the log sink writes), or, when it
+		// cannot be one, a log line
+		if s.cfg.Bus != nil && !onlyFailures(batch) {
 			s.cfg.Bus.Publish(failureEvent("email", s.host, len(batch)+more, tries, text))
+		} else if log != nil {
+			log.Warn("e-mail: events dropped", "server", s.cfg.Server, "events", len(batch)+more, "tries", tries, "err", text)
 		}
 	})
 }

@@ -153,11 +153,12 @@ func WebhookSink(ctx context.Context, w Webhook, sub *Subscription, met *Webhook
 		met.events.WithLabelValues("dropped").Add(float64(len(batch) + more))
 		// the host only: a webhook URL often carries a token in its path
 		msg := redact(err, w.URL)
-		if log != nil {
-			log.Warn("webhook: events dropped after every try", "host", host, "events", len(batch)+more, "tries", n, "err", msg)
-		}
-		if !onlyFailures(batch) {
+		// the failure is an event (which the log sink writes), or, when it
+		// cannot be one, a log line
+		if w.Bus != nil && !onlyFailures(batch) {
 			w.Bus.Publish(failureEvent("webhook", host, len(batch)+more, n, msg))
+		} else if log != nil {
+			log.Warn("webhook: events dropped after every try", "host", host, "events", len(batch)+more, "tries", n, "err", msg)
 		}
 	})
 }
