@@ -3,6 +3,8 @@ module github.com/sipwarden/sipwarden
 go 1.26.8
 
 require (
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.26.0
 	github.com/emiago/sipgo v1.7.2
 	github.com/google/nftables v0.3.0
 	github.com/icholy/digest v1.2.0

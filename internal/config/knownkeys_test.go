@@ -24,6 +24,7 @@ func TestKnownKeysMatchTheSchema(t *testing.T) {
 		"rawTrunkMedia":   rawTrunkMedia{},
 		"rawNotify":       rawNotify{},
 		"rawWebhook":      rawWebhook{},
+		"rawEmail":        rawEmail{},
 		"rawRegistrar":    rawRegistrar{},
 		"rawShaken":       rawShaken{},
 		"rawShakenCache":  rawShakenCache{},

@@ -233,6 +233,9 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Notify.Webhooks {
 		c.Notify.Webhooks[i].SecretFile = abs(c.Notify.Webhooks[i].SecretFile)
 	}
+	if e := c.Notify.Email; e != nil {
+		e.PasswordFile, e.CAFile = abs(e.PasswordFile), abs(e.CAFile)
+	}
 	c.Storage.Path = abs(c.Storage.Path)
 	c.Auth.Policy.ExtraFile = abs(c.Auth.Policy.ExtraFile)
 	c.Fraud.RateDeck = abs(c.Fraud.RateDeck)
@@ -260,6 +263,10 @@ func (c *Config) CheckFiles() error {
 	check("geoip.country_db", c.GeoIP.CountryDB)
 	for i, w := range c.Notify.Webhooks {
 		check(fmt.Sprintf("notify.webhooks[%d].secret_file", i), w.SecretFile)
+	}
+	if e := c.Notify.Email; e != nil {
+		check("notify.email.password_file", e.PasswordFile)
+		check("notify.email.ca_file", e.CAFile)
 	}
 	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
 	check("fraud.rate_deck", c.Fraud.RateDeck)

@@ -2,9 +2,15 @@
 //
 // Every decision worth knowing (a drop of an unknown source, a limit hit, a
 // malformed message, later bans and fraud alerts) is published on a Bus.
-// Sinks (the JSON log, metrics, webhooks, the dashboard) subscribe to it.
-// Publishing never blocks the caller: each subscriber has a bounded queue,
-// and an event that does not fit is counted as lost for that subscriber.
+// Sinks (the JSON log, metrics, webhooks, e-mail digests, the dashboard)
+// subscribe to it. Publishing never blocks the caller: each subscriber has a
+// bounded queue, and an event that does not fit is counted as lost for that
+// subscriber.
+//
+// The notification sinks (webhook.go: JSON or Slack-compatible POSTs;
+// email.go: SMTP digests) share notify.go: batching, de-duplication within a
+// window, retries with backoff, and a NotifyFailed event when a batch is
+// given up, so that a dead channel is itself news on the others.
 package events
 
 import (
@@ -67,6 +73,10 @@ const (
 	FraudHangup
 	// FraudError: the fraud engine could not keep its state (saving baselines failed).
 	FraudError
+	// NotifyFailed: a notification sink (webhook, e-mail) gave up on a batch
+	// of events (Reason: the sink type; Detail: its host, how many events,
+	// how many tries and the last error, never a URL path or a password).
+	NotifyFailed
 )
 
 var kindNames = [...]string{
@@ -96,6 +106,7 @@ var kindNames = [...]string{
 	FraudBlocked:          "fraud_blocked",
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
+	NotifyFailed:          "notify_failed",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -11,23 +11,35 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultWebhookKinds are the events a webhook receives when its
-// configuration names none: decisions an operator acts on, each rare by
-// construction (a ban, an incident, a lockout), never one per packet or per
-// call of a flood.
+// DefaultWebhookKinds are the events a webhook (or the e-mail sink)
+// receives when its configuration names none: decisions an operator acts on,
+// each rare by construction (a ban, an incident, a lockout, a notification
+// that could not be delivered), never one per packet or per call of a flood.
 var DefaultWebhookKinds = []Kind{Ban, AccountLocked, RegistrationNewSource, BindingReplaced,
-	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected}
+	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed}
+
+// Webhook body formats.
+const (
+	// FormatJSON posts {"events": [...]}, one object per event.
+	FormatJSON = "json"
+	// FormatSlack posts {"text": "..."}, one summary line per event: what a
+	// Slack (or Mattermost, Rocket.Chat) incoming webhook shows.
+	FormatSlack = "slack"
+)
 
 // Webhook configures one notification endpoint.
 type Webhook struct {
-	// URL receives a POST with a JSON body {"events": [...]}.
+	// URL receives a POST for each batch.
 	URL string
+	// Format is FormatJSON (default) or FormatSlack.
+	Format string
 	// Kinds are the event kinds sent (empty: DefaultWebhookKinds).
 	Kinds []Kind
 	// Secret, when set, signs each body: header X-Sipwarden-Signature is
@@ -35,13 +47,20 @@ type Webhook struct {
 	Secret []byte
 	// Timeout bounds one POST (default 5s); a failed POST is retried with
 	// backoff (1s, 2s, 4s ... 30s) MaxTries times in all (default 5), then
-	// the batch is dropped and counted.
+	// the batch is dropped, counted, and a NotifyFailed event published on Bus.
 	Timeout  time.Duration
 	MaxTries int
 	// Flush is how long events gather into one POST (default 1s, at most 100 events).
 	Flush time.Duration
+	// DedupWindow: the same event within this time is posted once (0:
+	// DefaultDedupWindow, negative: every event is posted).
+	DedupWindow time.Duration
+	// Bus receives the NotifyFailed events (nil: none published).
+	Bus *Bus
 	// Client is the HTTP client (default: one with Timeout).
 	Client *http.Client
+
+	retryWait time.Duration // first backoff (tests shorten it)
 }
 
 // WebhookMetrics count the deliveries of every webhook; create once per process.
@@ -59,7 +78,7 @@ func NewWebhookMetrics(reg prometheus.Registerer) *WebhookMetrics {
 		}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sipwarden_events_webhook_events_total",
-			Help: "Events handed to webhooks, by result (delivered, dropped after every try).",
+			Help: "Events handed to webhooks, by result (delivered, dropped after every try, duplicate: not sent again within the dedup window).",
 		}, []string{"result"}),
 	}
 	if reg != nil {
@@ -81,6 +100,8 @@ type webhookEvent struct {
 	CallID    string    `json:"call_id,omitempty"`
 	Code      int       `json:"code,omitempty"`
 	Detail    string    `json:"detail,omitempty"`
+	// Repeats: copies of this event not posted in the dedup window before it.
+	Repeats int `json:"repeats,omitempty"`
 }
 
 // WebhookSink posts the events of sub that w wants, in batches, until ctx
@@ -95,79 +116,65 @@ func WebhookSink(ctx context.Context, w Webhook, sub *Subscription, met *Webhook
 	if w.Flush <= 0 {
 		w.Flush = time.Second
 	}
+	if w.DedupWindow == 0 {
+		w.DedupWindow = DefaultDedupWindow
+	}
+	if w.retryWait <= 0 {
+		w.retryWait = backoff
+	}
 	if w.Client == nil {
 		w.Client = &http.Client{Timeout: w.Timeout}
 	}
 	if met == nil {
 		met = NewWebhookMetrics(nil)
 	}
-	kinds := w.Kinds
-	if len(kinds) == 0 {
-		kinds = DefaultWebhookKinds
+	host := WebhookHost(w.URL)
+	policy := batchPolicy{
+		kinds:     newKindSet(w.Kinds),
+		dedup:     newDedup(w.DedupWindow),
+		flush:     w.Flush,
+		max:       100,
+		ignore:    func(e Event) bool { return ownFailure(e, "webhook", host) },
+		duplicate: func() { met.events.WithLabelValues("duplicate").Inc() },
 	}
-	var want [len(kindNames)]bool
-	for _, k := range kinds {
-		if int(k) < len(want) {
-			want[k] = true
+	gather(ctx, sub, policy, func(ctx context.Context, batch []notice, more int, final bool) {
+		tries := w.MaxTries
+		if final {
+			tries = 1
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, w.Timeout)
+			defer cancel()
 		}
-	}
-	var batch []webhookEvent
-	flush := time.NewTimer(time.Hour)
-	flush.Stop()
-	send := func(ctx context.Context) {
-		if len(batch) == 0 {
+		n, err := deliver(ctx, w, tries, batch, more, met)
+		if err == nil {
+			met.events.WithLabelValues("delivered").Add(float64(len(batch) + more))
 			return
 		}
-		if deliver(ctx, w, batch, met, log) {
-			met.events.WithLabelValues("delivered").Add(float64(len(batch)))
-		} else {
-			met.events.WithLabelValues("dropped").Add(float64(len(batch)))
+		met.events.WithLabelValues("dropped").Add(float64(len(batch) + more))
+		// the host only: a webhook URL often carries a token in its path
+		msg := redact(err, w.URL)
+		// the failure is an event (which the log sink writes), or, when it
+		// cannot be one, a log line
+		if w.Bus != nil && !onlyFailures(batch) {
+			w.Bus.Publish(failureEvent("webhook", host, len(batch)+more, n, msg))
+		} else if log != nil {
+			log.Warn("webhook: events dropped after every try", "host", host, "events", len(batch)+more, "tries", n, "err", msg)
 		}
-		batch = batch[:0]
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			// a last try, bounded, for what was gathered
-			c, cancel := context.WithTimeout(context.Background(), w.Timeout)
-			w.MaxTries = 1
-			send(c)
-			cancel()
-			return
-		case <-flush.C:
-			send(ctx)
-		case e, ok := <-sub.C:
-			if !ok {
-				send(ctx)
-				return
-			}
-			if int(e.Kind) >= len(want) || !want[e.Kind] {
-				continue
-			}
-			we := webhookEvent{Time: e.Time.UTC(), Kind: e.Kind.String(), Stage: e.Stage, Reason: e.Reason, Transport: e.Transport,
-				Trunk: e.Trunk, Method: e.Method, CallID: e.CallID, Code: e.Code, Detail: e.Detail}
-			if e.Src.IsValid() {
-				we.Src = e.Src.String()
-			}
-			if len(batch) == 0 {
-				flush.Reset(w.Flush)
-			}
-			batch = append(batch, we)
-			if len(batch) >= 100 {
-				flush.Stop()
-				send(ctx)
-			}
-		}
-	}
+	})
 }
 
-// deliver posts one batch, retrying with backoff; it reports success.
-func deliver(ctx context.Context, w Webhook, batch []webhookEvent, met *WebhookMetrics, log *slog.Logger) bool {
-	body, err := json.Marshal(struct {
-		Events []webhookEvent `json:"events"`
-	}{batch})
+// deliver posts one batch, retrying with backoff; it returns the tries made
+// and the last error.
+func deliver(ctx context.Context, w Webhook, tries int, batch []notice, more int, met *WebhookMetrics) (int, error) {
+	var body []byte
+	var err error
+	if w.Format == FormatSlack {
+		body, err = slackBody(batch, more, w.DedupWindow)
+	} else {
+		body, err = jsonBody(batch, more)
+	}
 	if err != nil {
-		return false
+		return 0, err
 	}
 	var sig string
 	if len(w.Secret) > 0 {
@@ -175,28 +182,58 @@ func deliver(ctx context.Context, w Webhook, batch []webhookEvent, met *WebhookM
 		mac.Write(body)
 		sig = "sha256=" + hex.EncodeToString(mac.Sum(nil))
 	}
-	wait := time.Second
-	for try := 1; ; try++ {
+	return retry(ctx, tries, w.retryWait, func(ctx context.Context) error {
 		err := post(ctx, w, body, sig)
-		if err == nil {
-			met.posts.WithLabelValues("ok").Inc()
-			return true
+		if err != nil {
+			met.posts.WithLabelValues("error").Inc()
+			return err
 		}
-		met.posts.WithLabelValues("error").Inc()
-		if try >= w.MaxTries {
-			if log != nil {
-				// the host only: a webhook URL often carries a token in its path
-				log.Warn("webhook: events dropped after every try", "host", WebhookHost(w.URL), "events", len(batch), "err", redact(err, w.URL))
-			}
-			return false
+		met.posts.WithLabelValues("ok").Inc()
+		return nil
+	})
+}
+
+// jsonBody is {"events": [...], "more": N}; more (events that did not fit,
+// only at shutdown) is left out when 0.
+func jsonBody(batch []notice, more int) ([]byte, error) {
+	events := make([]webhookEvent, len(batch))
+	for i, e := range batch {
+		events[i] = webhookEvent{Time: e.Time.UTC(), Kind: e.Kind.String(), Stage: e.Stage, Reason: e.Reason, Transport: e.Transport,
+			Trunk: e.Trunk, Method: e.Method, CallID: e.CallID, Code: e.Code, Detail: e.Detail, Repeats: e.repeats}
+		if e.Src.IsValid() {
+			events[i].Src = e.Src.String()
 		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
 	}
+	return json.Marshal(struct {
+		Events []webhookEvent `json:"events"`
+		More   int            `json:"more,omitempty"`
+	}{events, more})
+}
+
+// slackEscape escapes what Slack's mrkdwn reads as markup: &, < and > (a
+// detail must not become a link or an @channel).
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// slackBody is {"text": ...}: a header line, then one summary line per event.
+func slackBody(batch []notice, more int, window time.Duration) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("sipwarden: ")
+	b.WriteString(strconv.Itoa(len(batch)))
+	if len(batch) == 1 {
+		b.WriteString(" event")
+	} else {
+		b.WriteString(" events")
+	}
+	for _, n := range batch {
+		b.WriteString("\n• ")
+		b.WriteString(slackEscape.Replace(summary(n, window)))
+	}
+	if more > 0 {
+		b.WriteString("\n… and " + strconv.Itoa(more) + " more (see the log)")
+	}
+	return json.Marshal(struct {
+		Text string `json:"text"`
+	}{b.String()})
 }
 
 func post(ctx context.Context, w Webhook, body []byte, sig string) error {

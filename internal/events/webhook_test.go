@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,5 +133,117 @@ func TestKindByName(t *testing.T) {
 	}
 	if _, ok := KindByName("nonsense"); ok {
 		t.Fatal("nonsense")
+	}
+}
+
+// A webhook that gives up publishes a NotifyFailed event naming the host
+// only (the path holds a token); two failing sinks do not keep each other
+// busy with news of their failures.
+func TestWebhookFailureEvents(t *testing.T) {
+	a, b := &hook{failing: 1000}, &hook{failing: 1000}
+	srvA, srvB := httptest.NewServer(a), httptest.NewServer(b)
+	defer srvA.Close()
+	defer srvB.Close()
+	bus := NewBus()
+	watch := bus.Subscribe("watch", 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, srv := range []*httptest.Server{srvA, srvB} {
+		sub := bus.Subscribe("webhook", 64)
+		w := Webhook{URL: srv.URL + "/services/T0KEN/s3cret", MaxTries: 2, Flush: 10 * time.Millisecond, Bus: bus, retryWait: 10 * time.Millisecond}
+		wg.Go(func() { WebhookSink(ctx, w, sub, nil, nil) })
+	}
+	bus.Publish(Event{Kind: Ban, Reason: "scanner", Detail: "ban 203.0.113.9/32"})
+	var failures []Event
+	deadline := time.After(time.Second) // long enough for several rounds of ping-pong
+loop:
+	for {
+		select {
+		case e := <-watch.C:
+			if e.Kind == NotifyFailed {
+				failures = append(failures, e)
+			}
+		case <-deadline:
+			break loop
+		}
+	}
+	cancel()
+	wg.Wait()
+	if len(failures) != 2 {
+		t.Fatalf("%d failure events, want 2 (one per sink for the ban): %+v", len(failures), failures)
+	}
+	for _, f := range failures {
+		if f.Reason != "webhook" || !strings.Contains(f.Detail, "1 events not delivered after 2 tries: webhook answered 500") ||
+			strings.Contains(f.Detail, "T0KEN") || strings.Contains(f.Detail, "s3cret") {
+			t.Errorf("failure event %+v", f)
+		}
+	}
+	// each sink tried the ban twice and news of the other's failure twice
+	// (at most), never its own
+	for _, h := range []*hook{a, b} {
+		h.mu.Lock()
+		if tries := 1000 - h.failing; tries < 2 || tries > 4 {
+			t.Errorf("%d posts", tries)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// The same event twice within the window is posted once.
+func TestWebhookDedup(t *testing.T) {
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bus := NewBus()
+	sub := bus.Subscribe("webhook", 16)
+	met := NewWebhookMetrics(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		WebhookSink(ctx, Webhook{URL: srv.URL, Flush: 30 * time.Millisecond}, sub, met, nil)
+	}()
+	t0 := time.Now()
+	for i := range 3 {
+		bus.Publish(Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: ConfigRejected, Stage: "config", Reason: "invalid", Detail: "/etc/sipwarden.yaml"})
+	}
+	bus.Publish(Event{Time: t0, Kind: ConfigRejected, Stage: "config", Reason: "invalid", Detail: "/etc/other.yaml"})
+	waitFor(t, "a post", func() bool { return len(h.events(t)) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	<-done
+	if got := h.events(t); len(got) != 2 || got[0].Detail != "/etc/sipwarden.yaml" || got[1].Detail != "/etc/other.yaml" {
+		t.Fatalf("events %+v", got)
+	}
+	if n := counter(t, met.events, "duplicate"); n != 2 {
+		t.Errorf("duplicates %v", n)
+	}
+}
+
+// At shutdown, what is already queued is posted in one last try; what does
+// not fit in it is counted.
+func TestWebhookShutdownDrains(t *testing.T) {
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bus := NewBus()
+	sub := bus.Subscribe("webhook", 256)
+	for i := range 150 {
+		bus.Publish(Event{Kind: Ban, Reason: "scanner", Detail: strconv.Itoa(i)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	WebhookSink(ctx, Webhook{URL: srv.URL}, sub, nil, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.bodies) != 1 {
+		t.Fatalf("%d posts, want 1", len(h.bodies))
+	}
+	var body struct {
+		Events []webhookEvent
+		More   int
+	}
+	if err := json.Unmarshal(h.bodies[0], &body); err != nil || len(body.Events) != 100 || body.More != 50 {
+		t.Fatalf("%d events, more %d (%v)", len(body.Events), body.More, err)
 	}
 }
