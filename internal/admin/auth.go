@@ -66,7 +66,7 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 			}
 			s.log.Warn("admin API request refused", "src", peerHost(r), "method", r.Method, "path", r.URL.Path, "reason", why)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sipwarden admin"`)
-			writeError(w, http.StatusUnauthorized, why+": send Authorization: Bearer <the token of admin.token_file>")
+			writeError(w, http.StatusUnauthorized, why+": send Authorization: Bearer <the admin token>")
 			return
 		}
 		h(w, r)
