@@ -327,3 +327,53 @@ func TestParsePrefix(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAPI sends arbitrary requests to the API: no panic, no state change
+// without the token, and every error is a JSON object.
+func FuzzAPI(f *testing.F) {
+	for _, s := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/incidents", ""},
+		{"GET", "/api/v1/incidents/acme:calls", ""},
+		{"POST", "/api/v1/incidents/acme:calls/release", `{"by":"alice"}`},
+		{"POST", "/api/v1/bans", `{"prefix":"192.0.2.7","for":"1h"}`},
+		{"DELETE", "/api/v1/bans/2001:db8::/32", ""},
+		{"GET", "/api/v1/bans?feeds=true", ""},
+		{"PATCH", "/api/v1/incidents/%3A%3A/release", "[]"},
+	} {
+		f.Add(s.method, s.path, s.body, false)
+		f.Add(s.method, s.path, s.body, true)
+	}
+	clk := &clock{now: t0}
+	eng := fraud.NewEngine(fraud.Options{Now: clk.Now})
+	if err := eng.SetRules("acme", []fraud.Rule{{Name: "calls", Metric: fraud.MetricCalls, Window: time.Minute,
+		Limit: 1, Action: fraud.ActionBlock, Scope: fraud.ScopeAll, For: time.Hour}}, nil); err != nil {
+		f.Fatal(err)
+	}
+	bans := banlist.New(nil, banlist.Options{Now: clk.Now})
+	h := New("127.0.0.1:0", prometheus.NewRegistry(), Hooks{Fraud: eng, Bans: bans, Token: testToken}, nil).Handler()
+	dest := fraud.Destination{Class: fraud.ClassDomestic, CountryCode: 1}
+	f.Fuzz(func(t *testing.T, method, path, body string, withToken bool) {
+		req, err := http.NewRequest(method, "http://127.0.0.1"+path, strings.NewReader(body))
+		if err != nil || !strings.HasPrefix(req.URL.Path, "/api/") {
+			return // not a request a client can send, or not the API
+		}
+		if withToken {
+			req.Header.Set("Authorization", "Bearer "+testToken)
+		} else {
+			eng.Check("acme", dest, 0) // an incident is open
+			eng.Check("acme", dest, 0)
+		}
+		before := len(eng.Incidents()) + bans.Len()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 400 {
+			var e Error
+			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error == "" {
+				t.Fatalf("%s %s: %d with %q", method, path, rec.Code, rec.Body.String())
+			}
+		}
+		if !withToken && len(eng.Incidents())+bans.Len() != before {
+			t.Fatalf("%s %s changed state without the token: %d", method, path, rec.Code)
+		}
+	})
+}

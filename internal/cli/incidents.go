@@ -165,13 +165,13 @@ type apiClient struct {
 	timeout     time.Duration
 }
 
-// errAPI is an answer of the API that is an error (its message is the API's).
-type errAPI struct {
+// apiError is an answer of the API that is an error (its message is the API's).
+type apiError struct {
 	status int
 	msg    string
 }
 
-func (e *errAPI) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.msg, e.status) }
+func (e *apiError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.msg, e.status) }
 
 // do sends one request and decodes a 2xx JSON answer into out.
 func (c *apiClient) do(method, path string, body, out any) error {
@@ -212,7 +212,7 @@ func (c *apiClient) do(method, path string, body, out any) error {
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(resp.StatusCode)
 		}
-		return &errAPI{status: resp.StatusCode, msg: e.Error}
+		return &apiError{status: resp.StatusCode, msg: e.Error}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("admin API at %s: unexpected answer: %w", c.addr, err)
@@ -249,7 +249,7 @@ func (c *apiClient) release(id, by, format string, stdout, stderr io.Writer) int
 	err := c.do(http.MethodPost, "/api/v1/incidents/"+url.PathEscape(id)+"/release", admin.ReleaseRequest{By: by}, &res)
 	if err != nil {
 		fmt.Fprintf(stderr, "sipwarden incidents release: %v\n", err)
-		var e *errAPI
+		var e *apiError
 		if errors.As(err, &e) && e.status == http.StatusBadRequest {
 			return 2 // the ID or --by the API refused
 		}
