@@ -1,23 +1,41 @@
 // Package admin serves sipwarden's admin HTTP endpoints: Prometheus metrics
 // (/metrics), liveness (/healthz), readiness (/readyz, failing while the
-// process drains) and the first operations API (/api/v1/reload, /api/v1/status).
-// The dashboard and the rest of the API build on this server.
+// process drains) and the operations API under /api/v1: status, reload, the
+// open fraud incidents and their early release, and the ban list.
+//
+// The API speaks JSON both ways; every error is a JSON object
+// {"error": "..."} with a status that says what went wrong (400 bad input,
+// 401 no or wrong token, 404 unknown incident or ban, 405 wrong method with
+// an Allow header, 413 body too large, 501 feature not wired).
+//
+// Requests that change state (POST, DELETE) need the bearer token of
+// Hooks.Token (auth.go): the listener is meant for loopback, but a browser
+// on the operator's machine can reach loopback too, and a token in a header
+// is something a cross-site form cannot send. Reads stay open so that
+// Prometheus and health checks need no secret.
 package admin
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sipwarden/sipwarden/internal/banlist"
+	"github.com/sipwarden/sipwarden/internal/fraud"
 )
 
-// Hooks connect the admin server to the running process.
+// Hooks connect the admin server to the running process. A nil hook turns
+// its endpoints into 501 Not Implemented.
 type Hooks struct {
 	// Ready reports whether the process accepts new calls.
 	Ready func() bool
@@ -25,17 +43,33 @@ type Hooks struct {
 	Reload func() error
 	// Status returns a JSON-serialisable summary (active calls, config file...).
 	Status func() any
+	// Fraud is the toll-fraud engine whose incidents the API lists and releases.
+	Fraud *fraud.Engine
+	// Bans is the ban list the API reads and changes (it persists to its store).
+	Bans *banlist.List
+	// Token is the bearer token that requests changing state must carry.
+	// Empty refuses every such request (403): nothing is open by accident.
+	Token string
 }
 
 // Server is the admin HTTP server.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
-	log *slog.Logger
+	srv   *http.Server
+	ln    net.Listener
+	log   *slog.Logger
+	hooks Hooks
+	token tokenCheck
 }
+
+// maxBody bounds a request body: the API's requests are a few fields.
+const maxBody = 64 << 10
 
 // New prepares the server on addr ("127.0.0.1:8080"); it does not listen yet.
 func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{hooks: hooks, log: log, token: newTokenCheck(hooks.Token)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -48,42 +82,111 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("POST /api/v1/reload", func(w http.ResponseWriter, _ *http.Request) {
-		if hooks.Reload == nil {
-			http.Error(w, "reload not available", http.StatusNotImplemented)
-			return
-		}
-		if err := hooks.Reload(); err != nil {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
+	s.route(mux, "/api/v1/status", methods{http.MethodGet: s.status})
+	s.route(mux, "/api/v1/reload", methods{http.MethodPost: s.auth(s.reload)})
+	s.route(mux, "/api/v1/incidents", methods{http.MethodGet: s.listIncidents})
+	s.route(mux, "/api/v1/incidents/{id}", methods{http.MethodGet: s.getIncident})
+	s.route(mux, "/api/v1/incidents/{id}/release", methods{http.MethodPost: s.auth(s.releaseIncident)})
+	s.route(mux, "/api/v1/bans", methods{http.MethodGet: s.listBans, http.MethodPost: s.auth(s.addBan)})
+	s.route(mux, "/api/v1/bans/{prefix...}", methods{http.MethodDelete: s.auth(s.removeBan)})
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no API endpoint "+r.URL.Path)
 	})
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		var st any = map[string]any{}
-		if hooks.Status != nil {
-			st = hooks.Status()
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-	return &Server{
-		srv: &http.Server{
-			Addr:              addr,
-			Handler:           mux,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    16 << 10,
-		},
-		log: log,
+	s.srv = &http.Server{
+		Addr:              addr,
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 	}
+	return s
+}
+
+// methods maps the HTTP methods an endpoint answers to their handlers.
+type methods map[string]http.HandlerFunc
+
+// route registers path for the given methods; any other method gets a JSON
+// 405 with the Allow header (the mux's own 405 is plain text).
+func (s *Server) route(mux *http.ServeMux, path string, m methods) {
+	allowed := make([]string, 0, len(m))
+	for k := range m {
+		allowed = append(allowed, k)
+	}
+	sort.Strings(allowed)
+	allow := strings.Join(allowed, ", ")
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		h, ok := m[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = m[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed on "+r.URL.Path+"; allowed: "+allow)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	var st any = map[string]any{}
+	if s.hooks.Status != nil {
+		st = s.hooks.Status()
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
+	if s.hooks.Reload == nil {
+		writeError(w, http.StatusNotImplemented, "reload not available")
+		return
+	}
+	if err := s.hooks.Reload(); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Error is the body of every API error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, Error{Error: msg})
+}
+
+// decodeBody reads the JSON object of r into v. An empty body leaves v as
+// it is (every field of the API's requests is optional or checked after).
+// It writes the error response and returns false when the body is bad.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return true
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body over 64 KiB")
+	default:
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error())
+	}
+	return false
 }
 
 // Start listens and serves in the background.
@@ -100,6 +203,9 @@ func (s *Server) Start() error {
 	}()
 	return nil
 }
+
+// Handler is the server's handler (tests serve it with httptest).
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
 
 // Addr is the address the server listens on (after Start).
 func (s *Server) Addr() string {

@@ -21,6 +21,7 @@ Commands:
   chain         print the effective security chain of a configuration
   cdr           list or export call detail records
   ban           add, remove or list bans
+  incidents     list or release toll-fraud incidents (through the admin API)
   passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
@@ -48,6 +49,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return CDRCommand(rest, stdout, stderr)
 	case "ban":
 		return BanCommand(rest, stdout, stderr)
+	case "incidents":
+		return IncidentsCommand(rest, stdout, stderr)
 	case "passwd":
 		return PasswdCommand(rest, os.Stdin, stdout, stderr)
 	case "firewall":

@@ -266,10 +266,22 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	}
 
 	if cfg.Admin.Listen != "" {
+		// Changes through the API need the token of this file, created on
+		// the first start; `sipwarden incidents release` reads it there.
+		token, created, err := admin.LoadToken(adminTokenPath(cfg), true)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("admin API token created", "file", adminTokenPath(cfg))
+		}
 		s.admin = admin.New(cfg.Admin.Listen, reg, admin.Hooks{
 			Ready:  func() bool { return !s.proxy.Draining() },
 			Reload: s.reload,
 			Status: s.status,
+			Fraud:  s.deps.fraud.Engine,
+			Bans:   bans,
+			Token:  token,
 		}, log)
 		if err := s.admin.Start(); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)

@@ -91,6 +91,10 @@ type Incident struct {
 	Breaches int
 	// Peak is the highest value seen (amounts in currency units).
 	Peak float64
+	// Escalation counts the incidents of the same rule that came before this
+	// one, each within a day of the previous one's end; each doubles the
+	// action window (0: a first incident).
+	Escalation int
 }
 
 const (
@@ -166,6 +170,9 @@ type account struct {
 	swept   time.Time // last sweep of idle numbers
 
 	incidents map[string]*incident
+	// forgiven holds, per rule an operator released, what the rule had
+	// counted then: it is subtracted until that traffic has left the window.
+	forgiven map[string]forgiveness
 	// repeats remembers, per rule, how many incidents followed each other
 	// (each within escalationMemory of the previous one's end).
 	repeats map[string]repeat
@@ -220,6 +227,41 @@ func (a *account) hitsOf(number uint64, ts int64) *numberHits {
 type repeat struct {
 	n      int
 	closed time.Time
+}
+
+// forgiveness is the value of a released rule's metric at the release,
+// subtracted from the rule's value until the counted traffic has aged out.
+type forgiveness struct {
+	value float64
+	until time.Time
+}
+
+// forgivenValue returns what the released rule name may not count again at
+// now (0 when nothing is forgiven), forgetting expired forgiveness.
+func (a *account) forgivenValue(name string, now time.Time) float64 {
+	f, ok := a.forgiven[name]
+	if !ok {
+		return 0
+	}
+	if !now.Before(f.until) {
+		delete(a.forgiven, name)
+		return 0
+	}
+	return f.value
+}
+
+// countedSpan is how far back the metric of r counts traffic: what an
+// operator's release forgives (0: the metric is a present state, concurrent
+// calls or the burn rate, which a release cannot forgive: if it still holds,
+// the rule trips again).
+func (r *Rule) countedSpan() time.Duration {
+	switch r.Metric {
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber:
+		return r.Window
+	case MetricCallsSpike, MetricIntlSpike, MetricSpendSpike, MetricOffHours, MetricUnusualHour:
+		return time.Hour
+	}
+	return 0
 }
 
 const (
@@ -304,6 +346,11 @@ func (e *Engine) SetRules(account string, rules []Rule, loc *time.Location) erro
 			delete(a.repeats, name)
 		}
 	}
+	for name := range a.forgiven {
+		if !slices.ContainsFunc(rs, func(r Rule) bool { return r.Name == name }) {
+			delete(a.forgiven, name)
+		}
+	}
 	a.mu.Unlock()
 	return nil
 }
@@ -330,7 +377,7 @@ func (e *Engine) account(name string) *account {
 	if a = e.accts[name]; a == nil {
 		a = &account{name: name, rules: DefaultRules(), loc: time.UTC,
 			live: map[*Call]struct{}{}, incidents: map[string]*incident{}, repeats: map[string]repeat{},
-			numbers: map[uint64]*numberHits{}}
+			forgiven: map[string]forgiveness{}, numbers: map[uint64]*numberHits{}}
 		a.trackNumbers = slices.ContainsFunc(a.rules, func(r Rule) bool { return r.Metric == MetricSameNumber })
 		e.accts[name] = a
 	}
@@ -616,8 +663,16 @@ func (e *Engine) Tick() {
 }
 
 // Release closes account's incident of rule (an operator's decision). It
-// reports whether there was one.
-func (e *Engine) Release(account, rule string) bool {
+// reports whether there was one. It is ReleaseBy with no name.
+func (e *Engine) Release(account, rule string) bool { return e.ReleaseBy(account, rule, "") }
+
+// ReleaseBy closes account's incident of rule on the word of by (who or what
+// released it, for the event; "" says nothing) and reports whether there was
+// one. The operator vouched for the traffic the rule had counted: it is
+// forgiven until it leaves the rule's window, so the next call goes through,
+// while new traffic that alone passes the limit opens a new incident. A
+// release is not an allow list. The escalation memory of the rule is cleared.
+func (e *Engine) ReleaseBy(account, rule, by string) bool {
 	e.mu.RLock()
 	a := e.accts[account]
 	e.mu.RUnlock()
@@ -629,11 +684,20 @@ func (e *Engine) Release(account, rule string) bool {
 	in := a.incidents[rule]
 	delete(a.incidents, rule)
 	delete(a.repeats, rule) // the operator vouched for the trunk: no escalation
+	if in != nil {
+		if span := in.rule.countedSpan(); span > 0 {
+			a.forgiven[rule] = forgiveness{value: in.peak, until: now.Add(span)}
+		}
+	}
 	a.mu.Unlock()
 	if in == nil {
 		return false
 	}
-	e.opt.Bus.Publish(a.event(events.FraudRelease, in, now, "released", ""))
+	why := "released"
+	if by != "" {
+		why += " by " + by
+	}
+	e.opt.Bus.Publish(a.event(events.FraudRelease, in, now, why, ""))
 	return true
 }
 
@@ -653,7 +717,7 @@ func (e *Engine) Incidents() []Incident {
 			if now.Before(in.until) {
 				out = append(out, Incident{Account: a.name, Rule: in.rule.Name, Action: in.rule.Action,
 					Scope: in.rule.Scope, ReportOnly: in.report, Opened: in.opened, Until: in.until,
-					Breaches: in.breaches, Peak: in.peak})
+					Breaches: in.breaches, Peak: in.peak, Escalation: in.repeat})
 			}
 		}
 		a.mu.Unlock()
@@ -799,6 +863,10 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 		r := &a.rules[i]
 		var value, limit float64
 		limit = r.Limit
+		forgiven := 0.0
+		if len(a.forgiven) > 0 {
+			forgiven = a.forgivenValue(r.Name, now)
+		}
 		w := int(r.Window / time.Minute)
 		switch r.Metric {
 		case MetricCalls:
@@ -851,7 +919,7 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 			if dest == nil || !risky(*dest) || a.hours == nil || a.inHours(now) {
 				continue
 			}
-			if value = float64(win(60).riskyN); value <= r.Floor {
+			if value = float64(win(60).riskyN) - forgiven; value <= r.Floor {
 				continue
 			}
 			evs = a.trip(e, now, r, value, "", evs)
@@ -870,7 +938,7 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 				}
 			}
 			// Floor: the risky attempts of the last hour (this one included) it takes.
-			if value = float64(win(60).riskyN); !quiet || value <= r.Floor {
+			if value = float64(win(60).riskyN) - forgiven; !quiet || value <= r.Floor {
 				continue
 			}
 			evs = a.trip(e, now, r, value, "", evs)
@@ -878,7 +946,7 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 		default:
 			continue // call_cost: per call, on ticks
 		}
-		if value > limit {
+		if value -= forgiven; value > limit {
 			evs = a.trip(e, now, r, value, "", evs)
 		}
 	}

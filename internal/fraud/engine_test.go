@@ -276,9 +276,63 @@ func TestReleaseByOperator(t *testing.T) {
 	if got := kinds(drain(sub)); got != "fraud_incident:calls,fraud_release:calls" {
 		t.Fatalf("events %s", got)
 	}
-	// The rule trips again at the next breach: a release is not an allow list.
+	// The traffic the rule had counted is forgiven: the next call goes
+	// through. A release is not an allow list: new traffic that alone passes
+	// the limit opens a new incident.
+	if d := e.Check("acme", homeDest, 0); !d.Allowed() {
+		t.Fatalf("the first call after the release: %+v, want it through", d)
+	}
 	if d := e.Check("acme", homeDest, 0); d.Allowed() {
-		t.Fatal("not blocked again")
+		t.Fatal("new traffic over the limit after the release: not blocked")
+	}
+	if got := kinds(drain(sub)); got != "fraud_incident:calls" {
+		t.Fatalf("events after the release %s", got)
+	}
+}
+
+// TestReleaseByNamesWhoAndForgivesTheWindow: the release event says who
+// released the incident, its escalation is reported while it is open and
+// forgotten with the release, and the forgiveness ends with the window.
+func TestReleaseByNamesWhoAndForgivesTheWindow(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "score", Metric: MetricScore, Window: 5 * time.Minute, Limit: 10, Action: ActionBlock, Scope: ScopeAll, For: time.Minute})
+	costly := 6 * MoneyUnit
+	trip := func() {
+		t.Helper()
+		e.Check("acme", homeDest, costly)
+		if d := e.Check("acme", homeDest, costly); d.Allowed() {
+			t.Fatal("12 over a limit of 10: not blocked")
+		}
+	}
+	trip()
+	clk.Add(6 * time.Minute) // the action window (1m) expired, the score left its window
+	e.Tick()
+	trip() // a second incident within a day: escalated
+	inc := e.Incidents()
+	if len(inc) != 1 || inc[0].Escalation != 1 || inc[0].Until.Sub(clk.Now()) != 2*time.Minute {
+		t.Fatalf("incidents %+v, want one at escalation 1 lasting 2m", inc)
+	}
+	drain(sub)
+	if e.ReleaseBy("acme", "nothing", "alice") {
+		t.Fatal("released an incident that does not exist")
+	}
+	if !e.ReleaseBy("acme", "score", "alice via admin API") {
+		t.Fatal("no incident to release")
+	}
+	evs := drain(sub)
+	if len(evs) != 1 || evs[0].Kind != events.FraudRelease || !strings.Contains(evs[0].Detail, "released by alice via admin API") {
+		t.Fatalf("release events %+v", evs)
+	}
+	if len(e.Incidents()) != 0 {
+		t.Fatal("incident still open after the release")
+	}
+	if d := e.Check("acme", homeDest, costly); !d.Allowed() { // 18 - 12 forgiven
+		t.Fatalf("a call after the release: %+v", d)
+	}
+	clk.Add(6 * time.Minute) // counted and forgiven traffic have left the window
+	e.Tick()
+	trip()
+	if inc := e.Incidents(); len(inc) != 1 || inc[0].Escalation != 0 {
+		t.Fatalf("incident after the release: %+v, want a first one (the release cleared the escalation)", inc)
 	}
 }
 

@@ -2,16 +2,18 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/cdr"
 )
 
 // fraudConfig: acme (127.0.0.2) may not call abroad, and a call that has
@@ -36,98 +38,76 @@ trunks:
     fraud: {max_call_cost: 0.5}
 `
 
-// TestFraudThroughTheBinary: a call abroad from a trunk without
-// international dialling is refused with 403 and never reaches the PBX; a
-// domestic call is relayed, answered, and ended by sipwarden (BYE both ways)
-// once its live cost passes the trunk's per-call cap; both CDRs say why.
-func TestFraudThroughTheBinary(t *testing.T) {
+// TestFraudThroughSipp: through the real binary, with SIPp on both sides.
+// (a) A call abroad from a trunk without international dialling is refused
+// with 403 and a Warning (the SIPp caller checks both and ACKs), and its CDR
+// names the stage and the reason. (b) A domestic call to a costly range is
+// answered by the SIPp PBX and ended mid-call by the trunk's per-call cap:
+// sipwarden sends BYE to both SIPp sides with Reason fraud_hangup:... (each
+// scenario checks it and answers 200), and the CDR says why, with a talk
+// time bounded by the cap and the engine's tick.
+func TestFraudThroughSipp(t *testing.T) {
 	dir := t.TempDir()
 	deck := filepath.Join(dir, "deck.csv")
 	if err := os.WriteFile(deck, []byte("# currency: USD\nprefix,description,rate,connect_fee,initial_increment,subsequent_increment,effective_from,effective_to,risk\n1212,New York,60.00,0,1,1,,,\n44,United Kingdom,0.01,0,1,1,,,\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pbxPort := freePort(t)
-	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pbxConn.Close() })
-	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
 	e := startEdge(t, fraudConfig, pbxPort, map[string]any{"deck": deck})
-	caller := newRawUA(t, "udp", "127.0.0.2")
+	pbx := startUAS(t, "uas_hungup.xml", pbxPort, "-m", "1") // one call, then it exits
 
-	call := func(callID, number string) {
-		caller.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:%[1]s@127.0.0.1 SIP/2.0
-Via: %[2]s
-From: <sip:+12125550100@127.0.0.2>;tag=f-%[3]s
-To: <sip:%[1]s@127.0.0.1>
-Call-ID: %[3]s
-CSeq: 1 INVITE
-Contact: <sip:caller@%[4]s>
-Max-Forwards: 70
-Content-Length: 0
-
-`, number, caller.via("z9hG4bK-"+callID), callID, caller.localAddr()))
+	// (a) abroad: 403, and nothing reaches the PBX (it would answer).
+	res := runSipp(t, 30*time.Second, withService(uacArgs("uac_refused.xml", e.sipAddr(), 1, 1), "+442079460000")...)
+	if res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("the call abroad: %s, want it refused with 403 and a Warning\n%s", fmtCalls(res), res.Screen)
 	}
 
-	call("abroad", "+442079460000")
-	if m := waitCode(caller, "abroad", 0); m == nil || m.code != 403 || m.get("Warning") == "" || strings.Contains(m.get("Warning"), "2079460000") {
-		t.Fatalf("a call abroad: %+v, want 403 with a Warning that does not repeat the number", m)
-	}
-
-	call("costly", "+12124567890")
-	inv := waitMethod(pbx, "costly", "INVITE")
-	if inv == nil {
-		t.Fatal("the domestic call did not reach the PBX")
-	}
-	pbx.send(e.sipAddr(), strings.Replace(responseTo(inv, 200, "OK"), "Content-Length: 0\n\n",
-		fmt.Sprintf("Contact: <sip:pbx@127.0.0.3:%d>\nContent-Length: 0\n\n", pbxPort), 1))
-	ok := waitCode(caller, "costly", 200)
-	if ok == nil {
-		t.Fatal("the caller got no 200")
-	}
-	var routes []string
-	for _, rr := range ok.headers["record-route"] {
-		routes = append([]string{rr}, routes...)
-	}
-	caller.send(e.sipAddr(), fmt.Sprintf("ACK sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+12125550100@127.0.0.2>;tag=f-costly\nTo: %s\nCall-ID: costly\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		pbxPort, caller.via("z9hG4bK-costly-ack"), strings.Join(routes, ", "), ok.get("To")))
-
-	// 0.50 at 60.00 a minute is half a second of talk; the engine costs calls
-	// in progress every few seconds.
+	// (b) a costly domestic call: 0.50 at 60.00 a minute is half a second of talk.
 	start := time.Now()
-	for _, side := range []struct {
-		name string
-		ua   *rawUA
-	}{{"PBX", pbx}, {"caller", caller}} {
-		var bye *rawMsg
-		deadline := time.Now().Add(15 * time.Second)
-		for bye == nil && time.Now().Before(deadline) {
-			if m := side.ua.recv(time.Until(deadline)); m != nil && m.method == "BYE" {
-				bye = m
-			}
-		}
-		if bye == nil {
-			t.Fatalf("the %s got no BYE within 15 s", side.name)
-		}
-		if !strings.Contains(bye.get("Reason"), "fraud_hangup:max_call_cost") {
-			t.Errorf("BYE to the %s: Reason %q", side.name, bye.get("Reason"))
-		}
-		side.ua.send(e.sipAddr(), responseTo(bye, 200, "OK"))
+	res = runSipp(t, 60*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), 1, 1), "+12124567890")...)
+	if res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("the costly call: %s, want it answered and ended by sipwarden's BYE\n%s", fmtCalls(res), res.Screen)
 	}
-	t.Logf("the call was ended %v after its answer", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("the costly call ran %v from INVITE to the end of the caller's scenario", time.Since(start).Round(100*time.Millisecond))
+	select {
+	case <-pbx.done:
+		if code := pbx.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("the PBX's SIPp exited with %d: its call did not end with sipwarden's BYE\n%s", code, pbx.out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("the PBX's SIPp did not finish its call within 15 s of the caller's:\n%s", pbx.out.String())
+	}
 
 	e.stop()
-	got := map[string]string{}
-	for _, r := range e.cdrs() {
-		got[r.CallID] = r.Stage + "/" + r.Reason
+	recs := e.cdrs()
+	if len(recs) != 2 {
+		t.Fatalf("%d CDRs, want 2: %+v", len(recs), recs)
 	}
-	if !strings.HasPrefix(got["abroad"], "fraud/") {
-		t.Errorf("CDR of the call abroad: %q", got["abroad"])
+	var abroad, costly = recs[0], recs[1]
+	if abroad.Start.After(costly.Start) {
+		abroad, costly = costly, abroad
 	}
-	if got["costly"] != "fraud/fraud_hangup:max_call_cost" {
-		t.Errorf("CDR of the costly call: %q", got["costly"])
+	if abroad.Disposition != cdr.Blocked || abroad.FinalCode != 403 || abroad.Stage != "fraud" || abroad.Reason != "international_disabled" {
+		t.Errorf("CDR of the call abroad: %s %d %s/%s, want blocked 403 fraud/international_disabled",
+			abroad.Disposition, abroad.FinalCode, abroad.Stage, abroad.Reason)
 	}
+	// The cap is reached after 0.5 s of talk; the engine looks every 5 s.
+	if costly.Answer.IsZero() || costly.Stage != "fraud" || costly.Reason != "fraud_hangup:max_call_cost" ||
+		costly.Duration < 500*time.Millisecond || costly.Duration > 12*time.Second {
+		t.Errorf("CDR of the costly call: answered %v, %s/%s after %v; want fraud/fraud_hangup:max_call_cost within 0.5-12 s",
+			!costly.Answer.IsZero(), costly.Stage, costly.Reason, costly.Duration)
+	}
+	t.Logf("the costly call was ended after %v of talk", costly.Duration.Round(10*time.Millisecond))
+}
+
+// withService makes a SIPp caller of uacArgs dial number.
+func withService(args []string, number string) []string {
+	for i := range args {
+		if args[i] == "-s" && i+1 < len(args) {
+			args[i+1] = number
+		}
+	}
+	return args
 }
 
 // irsfConfig: one rule, the ClearIP-style score (the $/min of the ranges
@@ -158,7 +138,7 @@ trunks:
 
 // TestIRSFBurstThroughSipp: SIPp places a burst of long international calls
 // to a costly range (5.00 a minute); the score rule blocks the trunk after a handful of
-// calls, the calls already up are ended, every later attempt is refused with
+// calls, the calls already up are ended (SIPp checks the BYE's Reason), every later attempt is refused with
 // a CDR naming the rule, and the webhook hears of one incident, not of every call.
 func TestIRSFBurstThroughSipp(t *testing.T) {
 	dir := t.TempDir()
@@ -184,13 +164,12 @@ func TestIRSFBurstThroughSipp(t *testing.T) {
 	e := startEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck, "hook": hook.URL})
 	startUAS(t, "uas.xml", pbxPort)
 	const calls = 20
-	args := uacArgs("uac.xml", e.sipAddr(), calls, 10, "-d", "30000")
-	for i := range args {
-		if args[i] == "+15551230001" { // the service: a number in the costly range
-			args[i] = "+442079460000"
-		}
+	// Each SIPp call stays up until sipwarden ends it (BYE with Reason
+	// fraud_hangup:irsf) or is refused with 403; anything else fails it.
+	res := runSipp(t, 90*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), calls, 10), "+442079460000")...)
+	if res.Successful != calls || res.Failed != 0 {
+		t.Errorf("burst: %s, want every call ended by the rule or refused\n%s", fmtCalls(res), res.Screen)
 	}
-	runSipp(t, 90*time.Second, args...) // SIPp sees 403s and BYEs: its own counts say little here
 
 	e.stop()
 	var answered, hungUp, blocked int
@@ -214,5 +193,134 @@ func TestIRSFBurstThroughSipp(t *testing.T) {
 	defer mu.Unlock()
 	if len(incidents) != 1 || incidents[0] != "fraud_incident/irsf/acme" {
 		t.Errorf("webhook events: %v, want one fraud_incident for irsf on acme", incidents)
+	}
+}
+
+// releaseConfig: the IRSF score rule of irsfConfig, without the webhook.
+const releaseConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+fraud:
+  enabled: true
+  rate_deck: "{{index .Extra "deck"}}"
+  default: {country: US, international: false}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: acme
+    allow: [127.0.0.2/32]
+    upstream: pbx
+    fraud:
+      international: true
+      rules: [{name: irsf, metric: score, window: 5m, limit: 20, action: block, end_calls: true}]
+`
+
+// TestIncidentReleaseThroughSipp: an IRSF burst from SIPp opens an incident
+// (every SIPp call either answered and ended by sipwarden, or refused with
+// 403); the incident is listed by GET /api/v1/incidents and keeps refusing
+// calls; `sipwarden incidents release` ends it through the admin API with the
+// token sipwarden created, the release is an event naming the operator, and
+// the next call to the same range goes through.
+func TestIncidentReleaseThroughSipp(t *testing.T) {
+	dir := t.TempDir()
+	deck := filepath.Join(dir, "deck.csv")
+	if err := os.WriteFile(deck, []byte("# currency: USD\nprefix,description,rate\n4420794,London premium (fiction range),5.00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pbxPort := freePort(t)
+	e := startEdge(t, releaseConfig, pbxPort, map[string]any{"deck": deck})
+	startUAS(t, "uas.xml", pbxPort)
+	const costly = "+442079460000"
+
+	// The burst: 20 long calls at 10 a second; the 5th passes the score limit.
+	const calls = 20
+	res := runSipp(t, 90*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), calls, 10), costly)...)
+	if res.Successful != calls || res.Failed != 0 {
+		t.Fatalf("burst: %s, want every call answered and ended by the rule, or refused\n%s", fmtCalls(res), res.Screen)
+	}
+
+	var list struct {
+		Incidents []struct {
+			ID, Trunk, Rule, Action, Opened, Expires string
+			Breaches, Escalation                     int
+			Peak                                     float64
+		}
+	}
+	resp, err := http.Get("http://" + e.admin + "/api/v1/incidents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /api/v1/incidents: %d %v", resp.StatusCode, err)
+	}
+	if len(list.Incidents) != 1 {
+		t.Fatalf("incidents %+v, want the one the burst opened", list.Incidents)
+	}
+	in := list.Incidents[0]
+	opened, _ := time.Parse(time.RFC3339, in.Opened)
+	expires, _ := time.Parse(time.RFC3339, in.Expires)
+	if in.ID != "acme:irsf" || in.Trunk != "acme" || in.Rule != "irsf" || in.Action != "block" || in.Breaches < calls-6 ||
+		in.Peak < 20 || in.Escalation != 0 || !expires.After(opened) {
+		t.Fatalf("incident %+v, want acme:irsf blocking, with a breach per refused attempt", in)
+	}
+
+	// Still open: a call to the range is refused.
+	if res := runSipp(t, 30*time.Second, withService(uacArgs("uac_refused.xml", e.sipAddr(), 1, 1), costly)...); res.Successful != 1 {
+		t.Fatalf("a call during the incident: %s, want 403\n%s", fmtCalls(res), res.Screen)
+	}
+
+	// A release needs the token: without it the API refuses.
+	resp, err = http.Post("http://"+e.admin+"/api/v1/incidents/acme:irsf/release", "application/json", strings.NewReader(`{"by":"mallory"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("release without the token: %d, want 401", resp.StatusCode)
+	}
+	cfg := filepath.Join(e.dir, "sipwarden.yaml")
+	out, err := exec.Command(binary, "incidents", "release", "acme:irsf", "--config", cfg, "--by", "e2e-operator").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "released acme:irsf (block, opened") {
+		t.Fatalf("sipwarden incidents release: %v\n%s", err, out)
+	}
+	e.waitLog("released by e2e-operator via admin API from 127.0.0.1", 1)
+	out, err = exec.Command(binary, "incidents", "list", "--config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "(0 incidents)") {
+		t.Fatalf("sipwarden incidents list after the release: %v\n%s", err, out)
+	}
+
+	// The next call to the same range goes through, answered and ended by the caller.
+	if res := runSipp(t, 30*time.Second, withService(uacArgs("uac.xml", e.sipAddr(), 1, 1), costly)...); res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("a call after the release: %s, want it through\n%s", fmtCalls(res), res.Screen)
+	}
+
+	e.stop()
+	recs := e.cdrs()
+	slices.SortFunc(recs, func(a, b cdr.Record) int { return a.Start.Compare(b.Start) })
+	var answered, hungUp, blocked int
+	for _, r := range recs[:len(recs)-1] {
+		switch {
+		case r.Reason == "fraud_hangup:irsf":
+			hungUp++
+		case r.Stage == "fraud" && r.Reason == "fraud_block:irsf":
+			blocked++
+		}
+		if !r.Answer.IsZero() {
+			answered++
+		}
+	}
+	if answered == 0 || hungUp != answered || blocked != calls-answered+1 {
+		t.Errorf("before the release: %d answered, %d ended by the rule, %d refused; want every answered call ended, the rest of %d refused",
+			answered, hungUp, blocked, calls+1)
+	}
+	if last := recs[len(recs)-1]; last.Answer.IsZero() || last.Disposition != cdr.Answered || last.Stage != "" {
+		t.Errorf("the call after the release: %s %s/%s answered=%v, want answered normally",
+			last.Disposition, last.Stage, last.Reason, !last.Answer.IsZero())
 	}
 }
