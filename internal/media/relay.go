@@ -39,6 +39,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the sipwarden_media_* metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// MeasureDelay turns on kernel receive timestamps (SO_TIMESTAMPNS) on
+	// the relay's sockets and the histogram sipwarden_media_relay_delay_seconds
+	// of the time each forwarded packet spent in the relay (Linux only). It
+	// costs a timestamp per packet in the kernel and a clock read and a
+	// histogram update per packet in the relay.
+	MeasureDelay bool
 }
 
 // Defaults of Config.
@@ -152,7 +158,11 @@ func New(cfg Config) (*Relay, error) {
 		r.params.rateGap = int64(time.Second) / int64(cfg.MaxPacketRate)
 		r.params.rateBurst = int64(time.Second) / 4 // a quarter second of packets at once
 	}
-	r.pollers, err = newPollers(runtime.GOMAXPROCS(0), &r.params, cfg.PortMin, cfg.PortMax-cfg.PortMin+2)
+	var delay prometheus.Histogram
+	if cfg.MeasureDelay {
+		delay = newDelayMetric(cfg.Registerer)
+	}
+	r.pollers, err = newPollers(runtime.GOMAXPROCS(0), &r.params, cfg.PortMin, cfg.PortMax-cfg.PortMin+2, delay)
 	if err != nil {
 		return nil, err
 	}
