@@ -468,11 +468,14 @@ func measure(c backend, o opts) (result, error) {
 
 	var sent atomic.Uint64
 	var swg sync.WaitGroup
+	late := make([][]int64, nsend)
 	for g := 0; g < nsend; g++ {
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
-			sent.Add(send(streams, g, nsend, start, expected, o.pace))
+			n, l := send(streams, g, nsend, start, expected, o.pace)
+			sent.Add(n)
+			late[g] = l
 		}()
 	}
 	swg.Wait()
@@ -507,8 +510,12 @@ func measure(c backend, o opts) (result, error) {
 	} else {
 		fmt.Printf("streams %d, suite %s, plain RTP -> SRTP, %.1f s, pace %v\n", n, suite, elapsed.Seconds(), o.pace)
 	}
-	fmt.Printf("CPUs: generator %s, relay %s (relay GOMAXPROCS %d); autogroups: generator %s, relay %s; load average %s\n",
-		cpusAllowed(os.Getpid()), cpusAllowed(c.pid()), after.Procs, autogroup(os.Getpid()), autogroup(c.pid()), loadavg())
+	procs := ""
+	if after.Procs > 0 {
+		procs = fmt.Sprintf(" (GOMAXPROCS %d)", after.Procs)
+	}
+	fmt.Printf("CPUs: generator %s, relay %s%s; autogroups: generator %s, relay %s; load average %s\n",
+		cpusAllowed(os.Getpid()), cpusAllowed(c.pid()), procs, autogroup(os.Getpid()), autogroup(c.pid()), loadavg())
 	fmt.Printf("packets sent %d, received %d, loss %.3f %%, undecryptable %d\n", s, recv, 100*float64(s-min(s, recv))/float64(max(s, 1)), bad)
 	// The relay flushes its counters every 64 packets per socket: the
 	// receivers' count is the exact one.
@@ -521,6 +528,9 @@ func measure(c backend, o opts) (result, error) {
 	if noStamp > 0 {
 		return res, fmt.Errorf("%d packets came without a kernel receive timestamp (SO_TIMESTAMPNS)", noStamp)
 	}
+	// A generator held off its CPU sends late and then catches up in a
+	// burst, which queues in the relay: its lateness explains such tails.
+	fmt.Printf("generator's send lateness (sent - due): %s\n", quantiles(slices.Concat(late...)))
 	fmt.Printf("latency sender->kernel receipt on leg B: %s\n", quantiles(latK))
 	fmt.Printf("latency sender->after read+decrypt:     %s\n", quantiles(latU))
 	if d := after.Delay.sub(before.Delay); d.Total > 0 {
@@ -659,8 +669,9 @@ func context(s media.Suite, key []byte) (*srtp.Context, error) {
 // send paces the streams g, g+nsend, ... at 50 packets/s each, spread evenly
 // over the 20 ms period, for count periods. It returns the packets sent.
 // Packets due within pace of each other leave together: in one sendmmsg
-// when the streams share the sender's socket.
-func send(streams []*stream, g, nsend int, start time.Time, count int, pace time.Duration) uint64 {
+// when the streams share the sender's socket. It also returns, per packet,
+// how late it left (nanoseconds after its due time; negative: early).
+func send(streams []*stream, g, nsend int, start time.Time, count int, pace time.Duration) (uint64, []int64) {
 	var mine []*stream
 	var offs []time.Duration
 	for i := g; i < len(streams); i += nsend {
@@ -668,8 +679,9 @@ func send(streams []*stream, g, nsend int, start time.Time, count int, pace time
 		offs = append(offs, time.Duration(i)*20*time.Millisecond/time.Duration(len(streams)))
 	}
 	if len(mine) == 0 {
-		return 0
+		return 0, nil
 	}
+	late := make([]int64, 0, count*len(mine))
 	shared := true
 	for _, st := range mine {
 		shared = shared && st.a == mine[0].a
@@ -708,7 +720,9 @@ func send(streams []*stream, g, nsend int, start time.Time, count int, pace time
 			_, _ = h.MarshalTo(pkt)
 			// Wall-clock time: the receivers compare it with the kernel's
 			// receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME).
-			binary.BigEndian.PutUint64(pkt[12:], uint64(time.Now().UnixNano()))
+			now := time.Now()
+			binary.BigEndian.PutUint64(pkt[12:], uint64(now.UnixNano()))
+			late = append(late, int64(now.Sub(base.Add(offs[j]))))
 			if shared {
 				batch = append(batch, ipv4.Message{Buffers: [][]byte{pkt}, Addr: net.UDPAddrFromAddrPort(st.relayA)})
 				continue
@@ -719,7 +733,7 @@ func send(streams []*stream, g, nsend int, start time.Time, count int, pace time
 		}
 		flush()
 	}
-	return sent
+	return sent, late
 }
 
 // receive reads, decrypts and timestamps the packets of the streams

@@ -6,10 +6,11 @@ import "github.com/prometheus/client_golang/prometheus"
 // (Config.MeasureDelay).
 const DelayMetricName = "sipwarden_media_relay_delay_seconds"
 
-// delayBuckets span 5 µs to ~140 ms in steps of 1.5x: fine enough to tell a
+// delayBuckets span 5 µs to 0.96 s in steps of 1.5x: fine enough to tell a
 // 0.1 ms tail from a 1 ms one (a quantile read from them is within about
-// 20 %), coarse enough for 25 series.
-var delayBuckets = prometheus.ExponentialBuckets(5e-6, 1.5, 25)
+// 20 %), wide enough for the stalls of an overloaded host (hundreds of
+// milliseconds were measured on one), coarse enough for 31 series.
+var delayBuckets = prometheus.ExponentialBuckets(5e-6, 1.5, 31)
 
 // newDelayMetric returns the histogram of the time from the kernel's receipt
 // of a packet on a relay socket (its SO_TIMESTAMPNS receive timestamp) to the
