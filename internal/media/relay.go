@@ -31,6 +31,12 @@ type Config struct {
 	// MaxPacketRate caps the packets per second one socket accepts (default
 	// 400: eight times an audio stream; video needs more). Negative: no cap.
 	MaxPacketRate int
+	// MeasureDelay turns on kernel receive timestamps (SO_TIMESTAMPNS) on
+	// the relay's sockets and the histogram sipwarden_media_relay_delay_seconds
+	// of the time each forwarded packet spent in the relay (Linux only). It
+	// costs a timestamp per packet in the kernel and a clock read and a
+	// histogram update per packet in the relay.
+	MeasureDelay bool
 	// OnTimeout, when set, is called (from the relay's own goroutine) with
 	// the Call-ID of a session the inactivity timeout closed, so the proxy
 	// can end the call.
@@ -39,12 +45,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the sipwarden_media_* metrics (nil: not registered).
 	Registerer prometheus.Registerer
-	// MeasureDelay turns on kernel receive timestamps (SO_TIMESTAMPNS) on
-	// the relay's sockets and the histogram sipwarden_media_relay_delay_seconds
-	// of the time each forwarded packet spent in the relay (Linux only). It
-	// costs a timestamp per packet in the kernel and a clock read and a
-	// histogram update per packet in the relay.
-	MeasureDelay bool
 }
 
 // Defaults of Config.
