@@ -85,6 +85,15 @@ func (n *ngBackend) do(req request) (response, error) {
 	}
 }
 
+func (n *ngBackend) pid() int {
+	b, err := os.ReadFile(n.pidfile)
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return p
+}
+
 // procCPU reads the user+system CPU seconds of the process in pidfile.
 func procCPU(pidfile string) (float64, error) {
 	b, err := os.ReadFile(pidfile)

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,18 +96,61 @@ func (u *udpSock) recvFrom(b []byte) (int, netip.AddrPort, error) {
 	if e != 0 {
 		return 0, netip.AddrPort{}, e
 	}
-	var src netip.AddrPort
+	return int(n), sockaddrAddrPort(&rsa), nil
+}
+
+// recvMsg reads one datagram like recvFrom, with the kernel's receive
+// timestamp (Unix nanoseconds) when the socket has SO_TIMESTAMPNS set, else
+// 0. oob receives the control messages (8-byte aligned for the timespec).
+func (u *udpSock) recvMsg(b []byte, oob *[8]uint64) (int, netip.AddrPort, int64, error) {
+	var rsa unix.RawSockaddrAny
+	iov := unix.Iovec{Base: &b[0]}
+	iov.SetLen(len(b))
+	msg := unix.Msghdr{
+		Name:    (*byte)(unsafe.Pointer(&rsa)),
+		Namelen: uint32(unsafe.Sizeof(rsa)),
+		Iov:     &iov,
+		Iovlen:  1,
+		Control: (*byte)(unsafe.Pointer(&oob[0])),
+	}
+	msg.SetControllen(int(unsafe.Sizeof(*oob)))
+	n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if e != 0 {
+		return 0, netip.AddrPort{}, 0, e
+	}
+	return int(n), sockaddrAddrPort(&rsa), rxStamp(oob, int(msg.Controllen)), nil
+}
+
+func sockaddrAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
 	switch rsa.Addr.Family {
 	case unix.AF_INET:
-		r := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		r := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
 		p := (*[2]byte)(unsafe.Pointer(&r.Port))
-		src = netip.AddrPortFrom(netip.AddrFrom4(r.Addr), uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(netip.AddrFrom4(r.Addr), uint16(p[0])<<8|uint16(p[1]))
 	case unix.AF_INET6:
-		r := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		r := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
 		p := (*[2]byte)(unsafe.Pointer(&r.Port))
-		src = netip.AddrPortFrom(netip.AddrFrom16(r.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
+		return netip.AddrPortFrom(netip.AddrFrom16(r.Addr).Unmap(), uint16(p[0])<<8|uint16(p[1]))
 	}
-	return int(n), src, nil
+	return netip.AddrPort{}
+}
+
+// rxStamp finds the SCM_TIMESTAMPNS control message in the first n bytes of
+// oob and returns its time in Unix nanoseconds (0: none).
+func rxStamp(oob *[8]uint64, n int) int64 {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), min(n, int(unsafe.Sizeof(*oob))))
+	for len(b) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(b) {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
+			return (*unix.Timespec)(unsafe.Pointer(&b[unix.CmsgLen(0)])).Nano()
+		}
+		b = b[min(len(b), unix.CmsgSpace(l-unix.CmsgLen(0))):]
+	}
+	return 0
 }
 
 // poller is one worker: an epoll instance over the sockets of the streams
@@ -116,6 +160,9 @@ func (u *udpSock) recvFrom(b []byte) (int, netip.AddrPort, error) {
 type poller struct {
 	epfd, evfd int
 	p          *relayParams
+	// delay, when set, receives each forwarded packet's delay in the
+	// relay; the sockets then carry kernel receive timestamps.
+	delay prometheus.Histogram
 	// table maps a port (minus base) to its open socket: the epoll event
 	// carries the port, the socket is checked against the event's fd.
 	table []atomic.Pointer[socket]
@@ -133,12 +180,13 @@ type closeReq struct {
 	done func()
 }
 
-// newPollers starts n pollers over a table covering ports [base, base+size).
-func newPollers(n int, p *relayParams, base, size int) ([]*poller, error) {
+// newPollers starts n pollers over a table covering ports [base, base+size);
+// delay (nil: none) is the histogram of Config.MeasureDelay.
+func newPollers(n int, p *relayParams, base, size int, delay prometheus.Histogram) ([]*poller, error) {
 	table := make([]atomic.Pointer[socket], size)
 	var ps []*poller
 	for i := 0; i < n; i++ {
-		w := &poller{p: p, table: table, base: base, done: make(chan struct{})}
+		w := &poller{p: p, table: table, base: base, delay: delay, done: make(chan struct{})}
 		var err error
 		if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 			stopPollers(ps)
@@ -175,6 +223,12 @@ func (w *poller) add(st *relayStream) error {
 	st.all(func(s *socket) {
 		if err != nil {
 			return
+		}
+		if w.delay != nil {
+			if e := unix.SetsockoptInt(s.sock.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); e != nil {
+				err = fmt.Errorf("setsockopt SO_TIMESTAMPNS: %w", e)
+				return
+			}
 		}
 		w.table[s.port-w.base].Store(s)
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(s.sock.fd), Pad: int32(s.port - w.base)}
@@ -214,13 +268,18 @@ func (w *poller) stop() {
 }
 
 // drainMax is how many datagrams a poller reads from one ready socket in a
-// row when it is under load.
+// row when it is under load. One recvmmsg instead of these reads was
+// measured and costs more (1,000 streams: 17-17.7 instead of 15.2-15.9 µs
+// of relay CPU per packet): at 50 packets/s a socket rarely holds more
+// than one datagram, and recvmmsg's attempt at a second one is dearer than
+// the single recvfrom.
 const drainMax = 8
 
 func (w *poller) run() {
 	defer close(w.done)
 	events := make([]unix.EpollEvent, 256)
 	b := newBuffers()
+	oob := new([8]uint64)
 	for {
 		n, err := unix.EpollWait(w.epfd, events, -1)
 		if err != nil {
@@ -252,18 +311,41 @@ func (w *poller) run() {
 			if n == len(events) {
 				reads = drainMax
 			}
-			for range reads {
-				m, src, err := s.sock.recvFrom(b.in)
-				if err != nil {
-					break
-				}
-				s.count(w.p.met, s.handle(w.p, b.in[:m], b.mid, b.out, src, now))
-			}
+			w.readSocket(s, b, oob, now, reads)
 		}
 		if control && w.control() {
 			return
 		}
 	}
+}
+
+// readSocket reads up to limit datagrams from s, one system call each, and
+// handles them; it stops at the first read that finds nothing. With the
+// delay histogram on, it records each forwarded packet's time from its
+// kernel receive timestamp to the end of its forwarding. It returns the
+// datagrams read.
+func (w *poller) readSocket(s *socket, b *buffers, oob *[8]uint64, now int64, limit int) int {
+	for k := range limit {
+		var m int
+		var src netip.AddrPort
+		var stamp int64
+		var err error
+		if w.delay != nil {
+			m, src, stamp, err = s.sock.recvMsg(b.in, oob)
+		} else {
+			m, src, err = s.sock.recvFrom(b.in)
+		}
+		if err != nil {
+			return k
+		}
+		res := s.handle(w.p, b.in[:m], b.mid, b.out, src, now)
+		s.count(w.p.met, res)
+		if stamp != 0 && res == forwarded {
+			// A clock stepped back in between would make it negative.
+			w.delay.Observe(float64(max(time.Now().UnixNano()-stamp, 0)) / 1e9)
+		}
+	}
+	return limit
 }
 
 // control closes the streams handed over by remove, and everything on stop.

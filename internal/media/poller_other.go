@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // udpSock wraps a net.UDPConn where epoll is not available: each socket
@@ -29,7 +31,8 @@ func (u *udpSock) sendTo(b []byte, dst netip.AddrPort) error {
 // poller runs one goroutine per socket.
 type poller struct{ p *relayParams }
 
-func newPollers(n int, p *relayParams, base, size int) ([]*poller, error) {
+// newPollers ignores delay: Config.MeasureDelay needs Linux.
+func newPollers(n int, p *relayParams, base, size int, _ prometheus.Histogram) ([]*poller, error) {
 	return []*poller{{p: p}}, nil
 }
 

@@ -31,6 +31,12 @@ type Config struct {
 	// MaxPacketRate caps the packets per second one socket accepts (default
 	// 400: eight times an audio stream; video needs more). Negative: no cap.
 	MaxPacketRate int
+	// MeasureDelay turns on kernel receive timestamps (SO_TIMESTAMPNS) on
+	// the relay's sockets and the histogram sipwarden_media_relay_delay_seconds
+	// of the time each forwarded packet spent in the relay (Linux only). It
+	// costs a timestamp per packet in the kernel and a clock read and a
+	// histogram update per packet in the relay.
+	MeasureDelay bool
 	// OnTimeout, when set, is called (from the relay's own goroutine) with
 	// the Call-ID of a session whose media stopped for Timeout, so the proxy
 	// can end the call; the call's end closes the session (Close), so its
@@ -158,7 +164,11 @@ func New(cfg Config) (*Relay, error) {
 		r.params.rateGap = int64(time.Second) / int64(cfg.MaxPacketRate)
 		r.params.rateBurst = int64(time.Second) / 4 // a quarter second of packets at once
 	}
-	r.pollers, err = newPollers(runtime.GOMAXPROCS(0), &r.params, cfg.PortMin, cfg.PortMax-cfg.PortMin+2)
+	var delay prometheus.Histogram
+	if cfg.MeasureDelay {
+		delay = newDelayMetric(cfg.Registerer)
+	}
+	r.pollers, err = newPollers(runtime.GOMAXPROCS(0), &r.params, cfg.PortMin, cfg.PortMax-cfg.PortMin+2, delay)
 	if err != nil {
 		return nil, err
 	}
