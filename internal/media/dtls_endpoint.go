@@ -63,8 +63,7 @@ type dtlsEnv struct {
 type dtlsParams struct {
 	client bool           // the relay starts the handshake (its a=setup is active)
 	fps    []Fingerprint  // the peer's certificate must match one
-	dst    netip.AddrPort // where the peer's SDP says it receives (the client sends there)
-	expect netip.AddrPort // the source the SDP announces (server: who may start the handshake)
+	dst    netip.AddrPort // where the peer's SDP says it receives (the client sends there first)
 	srtp   []dtls.SRTPProtectionProfile
 }
 
@@ -102,8 +101,11 @@ type dtlsEndpoint struct {
 	mu     sync.Mutex
 	closed bool // stop was called: nothing is written through sock any more
 	params *dtlsParams
-	remote netip.AddrPort // the peer this endpoint talks to (invalid: not bound yet)
-	recv   Crypto         // keys from the finished handshake
+	// remote is the peer this endpoint talks to; bound once a record came
+	// from it (the client starts with the SDP's address, unbound).
+	remote netip.AddrPort
+	bound  bool
+	recv   Crypto // keys from the finished handshake
 	send   Crypto
 	ready  bool
 }
@@ -163,14 +165,12 @@ func (s *socket) dtlsInput(p *relayParams, pkt []byte, src netip.AddrPort, now i
 		return dropRate
 	}
 	e.mu.Lock()
-	closed, remote, params := e.closed, e.remote, e.params
+	closed, remote, bound := e.closed, e.remote, e.bound
 	e.mu.Unlock()
 	switch {
 	case closed:
 		return dropNotReady
-	case remote.IsValid() && src != remote:
-		return dropSource
-	case !remote.IsValid() && params != nil && !acceptSource(src, params.expect, false):
+	case bound && src != remote:
 		return dropSource
 	}
 	select {
@@ -203,9 +203,7 @@ func (e *dtlsEndpoint) run(p *dtlsParams) {
 		e.env.met.dtls.WithLabelValues("failed").Inc()
 		log.Warn("media: DTLS-SRTP handshake failed", "reason", err.Error())
 		e.mu.Lock()
-		if !p.client {
-			e.remote = netip.AddrPort{} // a new ClientHello may come from elsewhere
-		}
+		e.remote, e.bound = netip.AddrPort{}, false // the next attempt may come from elsewhere
 		e.mu.Unlock()
 	}
 }
@@ -219,33 +217,20 @@ func (e *dtlsEndpoint) attempt(p *dtlsParams) (*dtls.Conn, error) {
 			return nil, e.ctx.Err()
 		}
 		e.mu.Lock()
-		e.remote = p.dst
+		e.remote, e.bound = p.dst, false
 		e.mu.Unlock()
 	} else {
-		// Bind to the first source the SDP allows that starts a handshake.
-		for {
-			select {
-			case <-e.ctx.Done():
-				return nil, e.ctx.Err()
-			case pkt := <-e.in:
-				if !acceptSource(pkt.src, p.expect, false) {
-					continue
-				}
-				e.mu.Lock()
-				e.remote = pkt.src
-				e.mu.Unlock()
-				c.first = &pkt
-			}
-			if c.first != nil {
-				break
-			}
+		select {
+		case <-e.ctx.Done():
+			return nil, e.ctx.Err()
+		case pkt := <-e.in:
+			c.bind(pkt.src)
+			c.first = &pkt
 		}
 	}
 	e.mu.Lock()
-	remote := e.remote
+	raddr := net.UDPAddrFromAddrPort(e.remote)
 	e.mu.Unlock()
-	c.remote = remote
-	raddr := net.UDPAddrFromAddrPort(remote)
 
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 {
@@ -320,9 +305,8 @@ func (e *dtlsEndpoint) attempt(p *dtlsParams) (*dtls.Conn, error) {
 // attempt: reads come from the endpoint's queue (records the poller read),
 // writes go out through the relay socket to the bound peer.
 type dtlsConn struct {
-	e      *dtlsEndpoint
-	remote netip.AddrPort
-	first  *dtlsPacket
+	e     *dtlsEndpoint
+	first *dtlsPacket
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -372,7 +356,7 @@ func (c *dtlsConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			err = os.ErrDeadlineExceeded
 		case pkt = <-c.e.in:
 			// Records queued before the endpoint bound to its peer may come from elsewhere.
-			got = pkt.src == c.remote
+			got = c.bind(pkt.src)
 		}
 		if timer != nil {
 			timer.Stop()
@@ -398,10 +382,26 @@ func (c *dtlsConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	if err := e.sock.sock.sendTo(b, c.remote); err != nil {
+	if err := e.sock.sock.sendTo(b, e.remote); err != nil {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// bind makes src the attempt's peer if none has sent yet, and reports
+// whether a record from src belongs to the attempt. The peer is whoever
+// answers (or, for a server, starts) the handshake, not necessarily the
+// SDP's address: a peer behind NAT or on several addresses replies from
+// elsewhere. That is safe because only a peer holding the key of the SDP's
+// fingerprint completes it; an impostor costs one attempt.
+func (c *dtlsConn) bind(src netip.AddrPort) bool {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.bound {
+		e.remote, e.bound = src, true
+	}
+	return src == e.remote
 }
 
 // Close ends this attempt's reads; it does not close the relay socket.

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/pion/srtp/v3"
+
+	"github.com/sipwarden/sipwarden/internal/config"
 )
 
 // fp256 is a well-formed sha-256 fingerprint value.
@@ -343,8 +345,8 @@ func FuzzParseFingerprint(f *testing.F) {
 }
 
 // TestDTLSInputBounds: records for a socket without DTLS are malformed; the
-// queue of an endpoint is bounded; before binding, only the sources the SDP
-// allows may start a handshake; after, only the bound peer.
+// queue of an endpoint is bounded; once an attempt is bound to its peer,
+// records from other sources are dropped.
 func TestDTLSInputBounds(t *testing.T) {
 	p := &relayParams{}
 	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -367,19 +369,44 @@ func TestDTLSInputBounds(t *testing.T) {
 	for len(e.in) > 0 {
 		<-e.in
 	}
-	e.params = &dtlsParams{expect: src}
-	if r := s.handle(p, rec, nil, nil, netip.MustParseAddrPort("203.0.113.66:4000"), 0); r != dropSource {
-		t.Fatalf("record from another public address before binding: %v", r)
+	e.params = &dtlsParams{dst: src}
+	if r := s.handle(p, rec, nil, nil, netip.MustParseAddrPort("203.0.113.66:4000"), 0); r != consumed {
+		t.Fatalf("record from another address before binding: %v", r)
 	}
-	if r := s.handle(p, rec, nil, nil, netip.MustParseAddrPort("198.51.100.7:4002"), 0); r != consumed {
-		t.Fatalf("record from the SDP's IP, another port (NAT): %v", r)
+	for len(e.in) > 0 {
+		<-e.in
 	}
-	e.remote = src
+	c := &dtlsConn{e: e}
+	if !c.bind(src) || c.bind(netip.MustParseAddrPort("203.0.113.66:4000")) {
+		t.Fatal("bind: the first source is not the peer")
+	}
 	if r := s.handle(p, rec, nil, nil, netip.MustParseAddrPort("198.51.100.7:4002"), 0); r != dropSource {
 		t.Fatalf("record from another source after binding: %v", r)
+	}
+	if r := s.handle(p, rec, nil, nil, src, 0); r != consumed {
+		t.Fatalf("record from the bound peer: %v", r)
 	}
 	e.stop()
 	if r := s.handle(p, rec, nil, nil, src, 0); r != dropNotReady {
 		t.Fatalf("record after stop: %v", r)
+	}
+}
+
+// TestPolicyForOfferKeying: a trunk's offer_keying: dtls makes the relay
+// offer DTLS-SRTP on the trunk's leg only.
+func TestPolicyForOfferKeying(t *testing.T) {
+	tr := &config.Trunk{Media: config.TrunkMedia{Mode: config.MediaRelay, SRTP: config.SRTPBridge, OfferKeying: config.KeyingDTLS}}
+	for _, leg := range []Leg{LegA, LegB} {
+		p, err := PolicyFor(tr, leg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Legs[leg].OfferDTLS || p.Legs[leg.other()].OfferDTLS {
+			t.Errorf("trunk on leg %s: %+v", leg, p.Legs)
+		}
+	}
+	tr.Media.OfferKeying = ""
+	if p, _ := PolicyFor(tr, LegA); p.Legs[LegA].OfferDTLS {
+		t.Error("default keying is DTLS")
 	}
 }

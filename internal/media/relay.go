@@ -604,7 +604,7 @@ func (r *Relay) syncDTLS(s *session, st *relayStream, leg Leg, sd *side) {
 		if k == kindRTCP {
 			dst = rtcp
 		}
-		p := &dtlsParams{client: sd.dtlsClient, fps: sd.fps, dst: dst, expect: dst, srtp: dtlsProfiles}
+		p := &dtlsParams{client: sd.dtlsClient, fps: sd.fps, dst: dst, srtp: dtlsProfiles}
 		e := sock.dtls.Load()
 		if e != nil {
 			cur := e.started()
