@@ -500,3 +500,55 @@ func TestRelayOffersDTLS(t *testing.T) {
 		t.Errorf("security %s / %s", sec[LegA], sec[LegB])
 	}
 }
+
+// TestRelayDTLSNewCertificateOnReinvite: a re-INVITE with another
+// fingerprint (the phone restarted, or another device took the call)
+// starts new handshakes; media resumes under the new keys, and the old
+// association's keys no longer get anything through.
+func TestRelayDTLSNewCertificateOnReinvite(t *testing.T) {
+	bridge, _ := TrunkPolicy("bridge", "relay", false, LegA)
+	r := newTestRelay(t, Config{})
+	phone, pbx := newDTLSPhone(t, dtls.SRTP_AES128_CM_HMAC_SHA1_80, false), newPeer(t, "127.0.0.1")
+	const id = "dtls-rekey"
+	setup := func() {
+		t.Helper()
+		toB, err := r.Offer(id, LegA, phone.sdp("active"), bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pbx.learn(toB)
+		toA, err := r.Answer(id, LegB, pbx.answerSDP("RTP/AVP"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		phone.learn(toA)
+		if err := phone.handshake(true, 5*time.Second); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		firstThrough(t, func() { phone.sendRTP([]byte("x")) }, func(d time.Duration) bool { _, ok := pbx.recvRTP(d); return ok })
+	}
+	setup()
+	oldEnc := phone.comps[kindRTP].enc
+	// The same ports, a new certificate: the old associations end.
+	cert, err := GenerateDTLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone.cert, phone.sdpFP = cert, fingerprintOf(cert.Certificate[0])
+	for _, c := range phone.comps {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+	setup()
+	if got := testutil.ToFloat64(r.met.dtls.WithLabelValues("ok")); got != 4 {
+		t.Errorf("handshakes ok = %v, want 4 (two per certificate)", got)
+	}
+	newEnc := phone.comps[kindRTP].enc
+	phone.comps[kindRTP].enc = oldEnc
+	phone.sendRTP([]byte("old keys"))
+	expectNothing(t, pbx)
+	phone.comps[kindRTP].enc = newEnc
+	phone.sendRTP([]byte("new keys"))
+	expectPayload(t, pbx, []byte("new keys"))
+	r.Close(id)
+}
