@@ -67,8 +67,9 @@ func NewStageMetrics(reg prometheus.Registerer) *StageMetrics {
 
 // Stage is the chain stage "media": it refuses, with 488 Not Acceptable Here
 // and a Warning, INVITE and UPDATE offers from trunks whose policy requires
-// SRTP when an active stream lacks acceptable SDES crypto. Rewriting SDP and
-// relaying media happen in the proxy (Relay), once the call is routed.
+// SRTP when an active stream lacks acceptable keying (SDES crypto or a
+// DTLS-SRTP fingerprint). Rewriting SDP and relaying media happen in the
+// proxy (Relay), once the call is routed.
 type Stage struct {
 	bus      *events.Bus
 	met      *StageMetrics
