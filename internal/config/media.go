@@ -34,6 +34,10 @@ type TrunkMedia struct {
 	SRTP string
 	// ICE is ICEStrip (default) or ICEKeep (only with direct media).
 	ICE string
+	// OfferKeying is how the relay keys SRTP it offers to the trunk:
+	// KeyingSDES (a=crypto; also when empty, the default) or KeyingDTLS
+	// (DTLS-SRTP, RFC 5763).
+	OfferKeying string
 }
 
 // Values of TrunkMedia fields.
@@ -45,6 +49,8 @@ const (
 	SRTPBridge   = "bridge"
 	ICEStrip     = "strip"
 	ICEKeep      = "keep"
+	KeyingSDES   = "sdes"
+	KeyingDTLS   = "dtls"
 )
 
 // Defaults of Media.
@@ -65,15 +71,16 @@ type rawMedia struct {
 }
 
 type rawTrunkMedia struct {
-	Mode string `yaml:"mode"`
-	SRTP string `yaml:"srtp"`
-	ICE  string `yaml:"ice"`
+	Mode        string `yaml:"mode"`
+	SRTP        string `yaml:"srtp"`
+	ICE         string `yaml:"ice"`
+	OfferKeying string `yaml:"offer_keying"`
 }
 
 // mediaKnownKeys are added to knownKeys for "did you mean".
 var mediaKnownKeys = map[string][]string{
 	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate"},
-	"rawTrunkMedia": {"mode", "srtp", "ice"},
+	"rawTrunkMedia": {"mode", "srtp", "ice", "offer_keying"},
 }
 
 // media validates the top-level media section.
@@ -156,6 +163,16 @@ func (v *validator) trunkMedia(base []any, raw rawTrunkMedia, m Media) TrunkMedi
 		t.ICE = raw.ICE
 	default:
 		v.fail(append(base, "ice"), "must be strip or keep, got %q", raw.ICE)
+	}
+	switch raw.OfferKeying {
+	case "":
+	case KeyingSDES, KeyingDTLS:
+		t.OfferKeying = raw.OfferKeying
+	default:
+		v.fail(append(base, "offer_keying"), "must be sdes or dtls, got %q", raw.OfferKeying)
+	}
+	if t.OfferKeying == KeyingDTLS && t.Mode == MediaDirect {
+		v.fail(append(base, "offer_keying"), "dtls needs mode: relay (with direct media the endpoints negotiate their own keys)")
 	}
 	if t.SRTP == SRTPBridge && t.Mode == MediaDirect {
 		v.fail(append(base, "srtp"), "bridge needs mode: relay (the relay translates between SRTP and RTP)")

@@ -10,7 +10,7 @@ const mediaBase = "listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targe
 
 func TestMediaConfig(t *testing.T) {
 	c, err := Parse([]byte(mediaBase+"media: {enabled: true, address: 127.0.0.1, advertise: 203.0.113.5, ports: 20000-20999, timeout: 30s, max_packet_rate: 100}\n"+
-		"trunks:\n- {name: a, allow: [127.0.0.2], upstream: pbx, media: {srtp: bridge}}\n- {name: b, allow: [127.0.0.3], upstream: pbx, media: {mode: direct, srtp: required, ice: keep}}\n- {name: c, allow: [127.0.0.4], upstream: pbx}\n"), "m")
+		"trunks:\n- {name: a, allow: [127.0.0.2], upstream: pbx, media: {srtp: bridge, offer_keying: dtls}}\n- {name: b, allow: [127.0.0.3], upstream: pbx, media: {mode: direct, srtp: required, ice: keep}}\n- {name: c, allow: [127.0.0.4], upstream: pbx}\n"), "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func TestMediaConfig(t *testing.T) {
 	if !m.Enabled || m.Addr.String() != "127.0.0.1" || m.Advertise.String() != "203.0.113.5" || m.PortMin != 20000 || m.PortMax != 20999 || m.Timeout != 30*time.Second || m.MaxPacketRate != 100 {
 		t.Errorf("media %+v", m)
 	}
-	if got := c.Trunk("a").Media; got != (TrunkMedia{Mode: MediaRelay, SRTP: SRTPBridge, ICE: ICEStrip}) {
+	if got := c.Trunk("a").Media; got != (TrunkMedia{Mode: MediaRelay, SRTP: SRTPBridge, ICE: ICEStrip, OfferKeying: KeyingDTLS}) {
 		t.Errorf("trunk a %+v", got)
 	}
 	if got := c.Trunk("b").Media; got != (TrunkMedia{Mode: MediaDirect, SRTP: SRTPRequired, ICE: ICEKeep}) {
@@ -54,6 +54,8 @@ func TestMediaConfigErrors(t *testing.T) {
 		{"media: {enabled: true}\ntrunks: [{name: a, allow: [127.0.0.2], upstream: pbx, media: {mode: direct, srtp: bridge}}]\n", "trunks[0].media.srtp: bridge needs mode: relay"},
 		{"media: {enabled: true}\ntrunks: [{name: a, allow: [127.0.0.2], upstream: pbx, media: {ice: keep}}]\n", "trunks[0].media.ice: keep needs mode: direct"},
 		{"media: {enabled: true}\ntrunks: [{name: a, allow: [127.0.0.2], upstream: pbx, media: {ice: maybe}}]\n", "trunks[0].media.ice: must be strip or keep"},
+		{"media: {enabled: true}\ntrunks: [{name: a, allow: [127.0.0.2], upstream: pbx, media: {offer_keying: zrtp}}]\n", "trunks[0].media.offer_keying: must be sdes or dtls"},
+		{"media: {enabled: true}\ntrunks: [{name: a, allow: [127.0.0.2], upstream: pbx, media: {mode: direct, offer_keying: dtls}}]\n", "trunks[0].media.offer_keying: dtls needs mode: relay"},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(mediaBase+tt.yaml), "m.yaml")

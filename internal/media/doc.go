@@ -1,7 +1,8 @@
 // Package media anchors the RTP of calls through sipwarden: it rewrites the
 // SDP of offers and answers so that every stream flows through a local
-// relay, negotiates SRTP per leg with SDES, and forwards packets between the
-// legs, bridging plain RTP and SRTP and defending the relay's ports.
+// relay, negotiates SRTP per leg with SDES or DTLS-SRTP, and forwards
+// packets between the legs, bridging plain RTP and SRTP and defending the
+// relay's ports.
 //
 // # Using it
 //
@@ -24,7 +25,7 @@
 //   - SDP offer/answer (RFC 3264): the connection address (o=, c=) and the
 //     port of each m-line are replaced by the relay's, per leg; m-lines keep
 //     their order; port 0 disables a stream (its ports are freed on the
-//     answer); non-RTP m-lines (T.38, DTLS-SRTP) are offered disabled, since
+//     answer); non-RTP m-lines (T.38, BFCP) are offered disabled, since
 //     media must not bypass the relay; hold (c=0.0.0.0, a=sendonly,
 //     a=inactive) is passed on; re-offers keep ports and keys.
 //   - RFC 3605 a=rtcp, a=rtcp-mux (RFC 5761) and ICE attributes (RFC 8839)
@@ -37,7 +38,17 @@
 //     suites with fresh keys. Keys are per leg, never forwarded, and print as
 //     "[redacted]". MKIs, several key parameters and session parameters that
 //     weaken SRTP (UNENCRYPTED_*, UNAUTHENTICATED_SRTP, KDR other than 0) make
-//     an a=crypto line unacceptable. DTLS-SRTP (RFC 5763/5764) is not done.
+//     an a=crypto line unacceptable.
+//   - DTLS-SRTP (RFC 5763, RFC 5764) through pion/dtls: offers in
+//     UDP/TLS/RTP/SAVP (or RTP/SAVP) with a=fingerprint (RFC 8122) and
+//     a=setup (RFC 4145) are answered with the relay's own certificate
+//     fingerprint and role; a leg can be offered DTLS-SRTP instead of SDES
+//     (LegPolicy.OfferDTLS). The handshakes run on the leg's relay ports,
+//     one per port since RTCP is not multiplexed, demultiplexed from RTP by
+//     the first byte (RFC 7983); the peer's certificate must match its SDP
+//     fingerprint; SRTP keys come from the exporter (RFC 5764 section 4.2)
+//     and then follow the same packet path as SDES keys. See dtls.go and
+//     dtls_endpoint.go.
 //   - SRTP and SRTCP (RFC 3711) through pion/srtp, with replay protection
 //     (a 128-packet window, section 3.3.2); packets that fail authentication
 //     or replay are dropped and counted.
@@ -69,7 +80,9 @@
 //
 // # Libraries
 //
-// pion/sdp, pion/srtp, pion/rtp and pion/rtcp (the WebRTC stack of the Go
-// ecosystem: maintained, fuzzed, without cgo). pion/sdp refuses media types
-// it does not know (m=image for T.38); parseSDP works around that.
+// pion/sdp, pion/srtp, pion/rtp, pion/rtcp and pion/dtls (the WebRTC stack
+// of the Go ecosystem: maintained, fuzzed, without cgo; pion/dtls is the
+// DTLS 1.2 that pion/webrtc runs DTLS-SRTP on, with use_srtp and the key
+// exporter). pion/sdp refuses media types it does not know (m=image for
+// T.38); parseSDP works around that.
 package media

@@ -52,6 +52,7 @@ type metrics struct {
 	timeouts  prometheus.Counter
 	latched   prometheus.Counter
 	offers    *prometheus.CounterVec
+	dtls      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -88,6 +89,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sipwarden_media_offers_total",
 			Help: "SDP offers handled, by result (ok, srtp_required, bad_sdp, no_media_ports, media_error).",
 		}, []string{"result"}),
+		dtls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sipwarden_media_dtls_handshakes_total",
+			Help: "DTLS-SRTP handshakes on relay ports, by result (ok, failed: timeout, wrong fingerprint, no SRTP profile).",
+		}, []string{"result"}),
 	}
 	for k := kind(0); k < nKinds; k++ {
 		m.forwarded[k] = fwd.WithLabelValues(k.String())
@@ -96,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(fwd, drop, m.sessions, m.streams, m.ports, m.timeouts, m.latched, m.offers)
+		reg.MustRegister(fwd, drop, m.sessions, m.streams, m.ports, m.timeouts, m.latched, m.offers, m.dtls)
 	}
 	return m
 }

@@ -20,9 +20,17 @@ type side struct {
 	// proto is the transport the peer used ("RTP/AVP", "RTP/SAVP", ...).
 	proto []string
 	// secure: SRTP on this leg; recv is the peer's key (it encrypts, we
-	// decrypt), send is ours (we encrypt, it decrypts).
+	// decrypt), send is ours (we encrypt, it decrypts). With DTLS-SRTP the
+	// keys come from the handshakes on the relay's ports (dtlsEndpoint),
+	// not from here.
 	secure     bool
 	recv, send Crypto
+	// dtls: the leg keys SRTP with DTLS (RFC 5763); fps are the peer's
+	// certificate fingerprints, dtlsClient says whether the relay starts
+	// the handshake (its a=setup is active).
+	dtls       bool
+	fps        []Fingerprint
+	dtlsClient bool
 	// inactive: the peer's a=inactive (no media either way, RFC 3264 section 5.1).
 	inactive bool
 }
@@ -42,16 +50,19 @@ type stream struct {
 	sides    [2]side
 	// ports are the local RTP ports facing each leg (0: none allocated).
 	ports [2]int
-	// offered are the keys we put in our pending offer (one per suite).
-	offered []Crypto
+	// offered are the keys we put in our pending offer (one per suite);
+	// offeredDTLS: our pending offer proposed DTLS-SRTP instead.
+	offered     []Crypto
+	offeredDTLS bool
 }
 
 // negotiation is the SDP offer/answer state of one call (RFC 3264), with
 // no sockets: the relay turns committed streams into forwarding.
 type negotiation struct {
 	pol     Policy
-	addr    netip.Addr // the relay's address written into SDP
-	streams []stream   // committed (answered)
+	addr    netip.Addr  // the relay's address written into SDP
+	fp      Fingerprint // the relay's DTLS certificate, for a=fingerprint
+	streams []stream    // committed (answered)
 	// pending is the offer in progress, committed by the answer.
 	pending     []stream
 	pendingFrom Leg
@@ -67,6 +78,9 @@ type portAlloc func(i int) ([2]int, error)
 
 // isRTP reports whether an m-line carries RTP the relay can handle.
 func isRTP(protos []string) bool {
+	if isDTLSProto(protos) {
+		return true
+	}
 	if len(protos) != 2 || protos[0] != "RTP" {
 		return false
 	}
@@ -78,13 +92,13 @@ func isRTP(protos []string) bool {
 }
 
 func isSecureProto(protos []string) bool {
-	return len(protos) == 2 && strings.HasPrefix(protos[1], "S")
+	return isDTLSProto(protos) || len(protos) == 2 && strings.HasPrefix(protos[1], "S")
 }
 
 // protoFor returns the RTP profile for a leg: the feedback flavour (AVPF) of
 // the source is kept, the security part is chosen.
 func protoFor(src []string, secure bool) []string {
-	fb := len(src) == 2 && strings.HasSuffix(src[1], "F")
+	fb := len(src) > 0 && strings.HasSuffix(src[len(src)-1], "F")
 	switch {
 	case secure && fb:
 		return []string{"RTP", "SAVPF"}
@@ -147,10 +161,10 @@ var iceAttrs = map[string]bool{
 
 // relayDropAttrs are media attributes that make no sense once the relay
 // anchors the stream: the peer's RTCP port, RTCP multiplexing (the relay
-// uses port+1), keys (replaced) and DTLS-SRTP parameters (not offered).
+// uses port+1), keys and DTLS-SRTP parameters (each leg gets the relay's own).
 var relayDropAttrs = map[string]bool{
 	"rtcp": true, "rtcp-mux": true, "rtcp-mux-only": true, "crypto": true,
-	"fingerprint": true, "setup": true,
+	"fingerprint": true, "setup": true, "tls-id": true, "connection": true,
 }
 
 func filterAttrs(attrs []sdp.Attribute, drop func(string) bool) []sdp.Attribute {
@@ -181,7 +195,9 @@ func (n *negotiation) rewriteSession(sd *sdp.SessionDescription) {
 		sd.Origin.AddressType = "IP6"
 	}
 	sd.ConnectionInformation = n.connInfo(n.addr)
-	sd.Attributes = filterAttrs(sd.Attributes, func(k string) bool { return iceAttrs[k] || k == "fingerprint" || k == "setup" })
+	sd.Attributes = filterAttrs(sd.Attributes, func(k string) bool {
+		return iceAttrs[k] || k == "fingerprint" || k == "setup" || k == "tls-id"
+	})
 }
 
 // rewriteMedia points md at the relay's port (0: rejected) and replaces its keys.
@@ -326,7 +342,7 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 	for i, md := range sd.MediaDescriptions {
 		st := &pending[i]
 		st.media = md.MediaName.Media
-		st.offered = nil
+		st.offered, st.offeredDTLS = nil, false
 		if md.MediaName.Port.Value == 0 || !isRTP(md.MediaName.Protos) {
 			// Disabled by the offerer, or not RTP (T.38 over UDPTL,
 			// DTLS-SRTP, BFCP): the relay carries only RTP, and media
@@ -340,9 +356,11 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 			return err
 		}
 		keys := cryptos(md)
-		if len(keys) > 0 {
+		dt, hasDTLS, dtlsErr := readDTLS(sd, md)
+		switch {
+		case len(keys) > 0 && !isDTLSProto(md.MediaName.Protos):
 			c := keys[0]
-			src.secure, src.recv = true, c
+			src.secure, src.recv, src.dtls, src.fps = true, c, false, nil
 			if src.send.Suite != c.Suite || src.send.Key == nil {
 				k, err := newKey(c.Suite)
 				if err != nil {
@@ -351,9 +369,21 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 				src.send = Crypto{Suite: c.Suite, Key: k}
 			}
 			src.send.Tag = c.Tag
-		} else {
+		case hasDTLS && dtlsErr == nil && isSecureProto(md.MediaName.Protos):
+			// RFC 5763 section 5: the answerer to actpass takes active (the
+			// handshake then runs in parallel with the answer), except
+			// towards a peer behind NAT, which the relay's ClientHello
+			// would not reach: passive lets the peer open the path. An
+			// offer without a=setup is active (RFC 4145 section 4).
+			client := dt.setup == SetupPassive || dt.setup == SetupActpass && !behindNAT(src.addr)
+			src.secure, src.dtls, src.fps, src.dtlsClient = true, true, dt.fps, client
+			src.recv, src.send = Crypto{}, Crypto{}
+		default:
 			if n.pol.Legs[from].SRTP == SRTPRequired {
-				return fmt.Errorf("%w: m-line %d (%s) from leg %s has no acceptable a=crypto", ErrSRTPRequired, i, st.media, from)
+				if dtlsErr != nil {
+					return fmt.Errorf("%w: m-line %d (%s) from leg %s: %w", ErrSRTPRequired, i, st.media, from, dtlsErr)
+				}
+				return fmt.Errorf("%w: m-line %d (%s) from leg %s has no acceptable a=crypto or a=fingerprint", ErrSRTPRequired, i, st.media, from)
 			}
 			if isSecureProto(md.MediaName.Protos) {
 				// RTP/SAVP without a usable key cannot be answered in clear.
@@ -361,7 +391,7 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 				n.rewriteMedia(md, 0, false, nil, nil)
 				continue
 			}
-			src.secure, src.recv, src.send = false, Crypto{}, Crypto{}
+			src.secure, src.recv, src.send, src.dtls, src.fps = false, Crypto{}, Crypto{}, false, nil
 		}
 		if st.rejected || st.ports[from] == 0 {
 			ports, err := alloc(i)
@@ -382,13 +412,21 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 			secureOut = true
 			proto = protoFor(md.MediaName.Protos, true)
 		case SRTPOptional:
-			// Mirror the offerer, best-effort SRTP (crypto in RTP/AVP) included.
+			// Mirror the offerer, best-effort SRTP (crypto in RTP/AVP)
+			// included; DTLS-SRTP becomes SDES unless the leg asks for DTLS.
 			secureOut = src.secure
 			proto = md.MediaName.Protos
+			if isDTLSProto(proto) {
+				proto = protoFor(proto, true)
+			}
 		case SRTPPlain:
 			proto = protoFor(md.MediaName.Protos, false)
 		}
-		if secureOut {
+		if secureOut && n.pol.Legs[to].OfferDTLS {
+			// RFC 5763 section 5: the offerer uses actpass.
+			st.offeredDTLS = true
+			proto = dtlsProtoFor(md.MediaName.Protos)
+		} else if secureOut {
 			dst := &st.sides[to]
 			for j, s := range offeredSuites {
 				c := Crypto{Tag: uint32(j + 1), Suite: s}
@@ -405,6 +443,9 @@ func (n *negotiation) offer(from Leg, sd *sdp.SessionDescription, alloc portAllo
 			}
 		}
 		n.rewriteMedia(md, st.ports[to], src.addr.IsUnspecified(), proto, st.offered)
+		if st.offeredDTLS {
+			n.addDTLS(md, "actpass")
+		}
 	}
 	n.rewriteSession(sd)
 	n.pending, n.pendingFrom, n.hasPending = pending, from, true
@@ -441,12 +482,21 @@ func (n *negotiation) answer(from Leg, sd *sdp.SessionDescription) (released [][
 			return nil, err
 		}
 		ans.secure = false
-		if len(st.offered) > 0 {
+		if st.offeredDTLS {
+			// The answerer picks active or passive (RFC 5763 section 5;
+			// actpass is not an answer). Without a=setup it is active.
+			dt, has, err := readDTLS(sd, md)
+			if has && err == nil && dt.setup != SetupActpass {
+				ans.secure, ans.dtls, ans.fps = true, true, dt.fps
+				ans.dtlsClient = dt.setup == SetupPassive
+				ans.recv, ans.send = Crypto{}, Crypto{}
+			}
+		} else if len(st.offered) > 0 {
 			keys := cryptos(md)
 			for _, c := range keys {
 				for _, o := range st.offered {
 					if c.Tag == o.Tag && c.Suite == o.Suite {
-						ans.secure, ans.recv, ans.send = true, c, o
+						ans.secure, ans.recv, ans.send, ans.dtls, ans.fps = true, c, o, false, nil
 						break
 					}
 				}
@@ -457,19 +507,22 @@ func (n *negotiation) answer(from Leg, sd *sdp.SessionDescription) (released [][
 		}
 		if !ans.secure {
 			if n.pol.Legs[from].SRTP == SRTPRequired {
-				return nil, fmt.Errorf("%w: answer m-line %d (%s) from leg %s has no a=crypto matching the offer", ErrSRTPRequired, i, st.media, from)
+				return nil, fmt.Errorf("%w: answer m-line %d (%s) from leg %s has no a=crypto or a=fingerprint matching the offer", ErrSRTPRequired, i, st.media, from)
 			}
 			if isSecureProto(md.MediaName.Protos) {
-				return nil, fmt.Errorf("%w: m-line %d answered %s without a matching a=crypto", ErrBadSDP, i, strings.Join(md.MediaName.Protos, "/"))
+				return nil, fmt.Errorf("%w: m-line %d answered %s without a matching a=crypto or a=fingerprint", ErrBadSDP, i, strings.Join(md.MediaName.Protos, "/"))
 			}
-			ans.recv, ans.send = Crypto{}, Crypto{}
+			ans.recv, ans.send, ans.dtls, ans.fps = Crypto{}, Crypto{}, false, nil
 		}
-		st.offered = nil
+		st.offered, st.offeredDTLS = nil, false
 		var keys []Crypto
-		if off.secure {
+		if off.secure && !off.dtls {
 			keys = []Crypto{off.send}
 		}
 		n.rewriteMedia(md, st.ports[to], ans.addr.IsUnspecified(), off.proto, keys)
+		if off.secure && off.dtls {
+			n.addDTLS(md, setupValue(off.dtlsClient))
+		}
 	}
 	n.rewriteSession(sd)
 	for i := range pending {
@@ -518,11 +571,10 @@ func checkDirect(pol Policy, from Leg, sd *sdp.SessionDescription) (secure bool,
 			continue
 		}
 		active++
-		keys := cryptos(md)
-		if len(keys) == 0 {
+		if !securable(sd, md) {
 			secure = false
 			if pol.Legs[from].SRTP == SRTPRequired {
-				return false, fmt.Errorf("%w: m-line %d (%s) from leg %s has no acceptable a=crypto", ErrSRTPRequired, i, md.MediaName.Media, from)
+				return false, fmt.Errorf("%w: m-line %d (%s) from leg %s has no acceptable a=crypto or a=fingerprint", ErrSRTPRequired, i, md.MediaName.Media, from)
 			}
 		}
 		if !pol.Legs[from.other()].KeepICE {
@@ -533,4 +585,22 @@ func checkDirect(pol Policy, from Leg, sd *sdp.SessionDescription) (secure bool,
 		sd.Attributes = filterAttrs(sd.Attributes, func(k string) bool { return iceAttrs[k] })
 	}
 	return secure && active > 0, nil
+}
+
+// securable reports whether an RTP m-line carries keying the relay accepts:
+// an acceptable a=crypto (SDES) outside UDP/TLS/RTP/SAVP, or a usable
+// a=fingerprint with a secure transport (DTLS-SRTP).
+func securable(sd *sdp.SessionDescription, md *sdp.MediaDescription) bool {
+	if !isDTLSProto(md.MediaName.Protos) && len(cryptos(md)) > 0 {
+		return true
+	}
+	_, has, err := readDTLS(sd, md)
+	return has && err == nil && isSecureProto(md.MediaName.Protos)
+}
+
+// behindNAT reports whether an SDP address is one a peer behind NAT would
+// announce (private, CGNAT or link-local): packets sent there from the
+// relay would not reach it before it sent some itself.
+func behindNAT(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLinkLocalUnicast() || cgnat.Contains(a)
 }

@@ -52,7 +52,7 @@ func mustParse(t testing.TB, b []byte) *sdp.SessionDescription {
 }
 
 func newNeg(p Policy) *negotiation {
-	return &negotiation{pol: p, addr: netip.MustParseAddr(relayAddr)}
+	return &negotiation{pol: p, addr: netip.MustParseAddr(relayAddr), fp: fingerprintOf([]byte("relay certificate"))}
 }
 
 func attrs(md *sdp.MediaDescription, key string) []string {
@@ -489,8 +489,11 @@ func FuzzOfferAnswer(f *testing.F) {
 	f.Add(sdpBody("192.0.2.10", "m=audio 49170 RTP/SAVP 0\n"+cryptoLine(1, AES_CM_128_HMAC_SHA1_80), "m=image 4000 udptl t38"))
 	f.Add(sdpBody("0.0.0.0", "m=audio 49170 RTP/AVP 0\na=sendonly\na=rtcp:4000 IN IP4 192.0.2.1", "m=video 0 RTP/AVP 96"))
 	f.Add(sdpBody("2001:db8::1", "m=audio 49170 RTP/AVPF 0\na=candidate:1 1 UDP 1 192.0.2.10 49170 typ host"))
+	f.Add(sdpBody("192.0.2.10", dtlsOffer("UDP/TLS/RTP/SAVPF", "actpass", fp256)))
+	f.Add(sdpBody("192.0.2.10", dtlsOffer("RTP/SAVP", "active", fp256)))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, pol := range []Policy{{}, {Legs: [2]LegPolicy{{SRTP: SRTPRequired}, {SRTP: SRTPPlain}}}, {Legs: [2]LegPolicy{{SRTP: SRTPPlain}, {SRTP: SRTPRequired}}}} {
+		for _, pol := range []Policy{{}, {Legs: [2]LegPolicy{{SRTP: SRTPRequired}, {SRTP: SRTPPlain}}}, {Legs: [2]LegPolicy{{SRTP: SRTPPlain}, {SRTP: SRTPRequired}}},
+			{Legs: [2]LegPolicy{{SRTP: SRTPRequired}, {SRTP: SRTPRequired, OfferDTLS: true}}}} {
 			n := newNeg(pol)
 			fp := &fakePorts{}
 			sd, err := parseSDP(body)

@@ -50,6 +50,10 @@ type LegPolicy struct {
 	// always loses them, since candidates would route media around the relay
 	// and reveal the other side's addresses.
 	KeepICE bool
+	// OfferDTLS makes the relay offer SRTP to this leg with DTLS-SRTP
+	// (UDP/TLS/RTP/SAVP, a=fingerprint, a=setup:actpass; RFC 5763) instead
+	// of SDES a=crypto. What the leg offers itself is accepted either way.
+	OfferDTLS bool
 }
 
 // Policy is the media policy of one call.
@@ -111,7 +115,8 @@ func TrunkPolicy(srtpMode, mediaMode string, keepICE bool, trunkLeg Leg) (Policy
 // Errors of Offer, Answer and Update. SIPStatus maps them to a reply.
 var (
 	// ErrSRTPRequired: a leg whose policy requires SRTP sent SDP without
-	// acceptable crypto on an active stream.
+	// acceptable keying (SDES a=crypto or DTLS-SRTP a=fingerprint) on an
+	// active stream.
 	ErrSRTPRequired = errors.New("SRTP required")
 	// ErrBadSDP: the body is not SDP the relay can work with.
 	ErrBadSDP = errors.New("unusable SDP")
@@ -132,7 +137,7 @@ var (
 func SIPStatus(err error) (code int, warning, reason string) {
 	switch {
 	case errors.Is(err, ErrSRTPRequired):
-		return 488, "SRTP required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM", "srtp_required"
+		return 488, "SRTP required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM, or UDP/TLS/RTP/SAVP with a=fingerprint (DTLS-SRTP)", "srtp_required"
 	case errors.Is(err, ErrBadSDP):
 		return 488, "unusable SDP", "bad_sdp"
 	case errors.Is(err, ErrNoPorts):

@@ -15,7 +15,8 @@ import (
 
 // CheckOffer applies the SRTP policy of leg from to an SDP offer without
 // changing it or allocating anything: ErrSRTPRequired when the leg requires
-// SRTP and an active RTP stream has no acceptable a=crypto, ErrBadSDP when
+// SRTP and an active RTP stream has neither an acceptable a=crypto nor a
+// usable DTLS-SRTP a=fingerprint, ErrBadSDP when
 // the body cannot be parsed (only reported where SRTP is required).
 func CheckOffer(body []byte, pol Policy, from Leg) error {
 	if pol.Legs[from].SRTP != SRTPRequired {
@@ -29,7 +30,7 @@ func CheckOffer(body []byte, pol Policy, from Leg) error {
 		if md.MediaName.Port.Value == 0 || !isRTP(md.MediaName.Protos) {
 			continue
 		}
-		if len(cryptos(md)) == 0 {
+		if !securable(sd, md) {
 			return errors.Join(ErrSRTPRequired, errStream(i, md.MediaName.Media))
 		}
 	}
@@ -42,7 +43,7 @@ type streamError struct {
 }
 
 func (e streamError) Error() string {
-	return "m-line " + strconv.Itoa(e.index) + " (" + e.media + ") has no acceptable a=crypto"
+	return "m-line " + strconv.Itoa(e.index) + " (" + e.media + ") has no acceptable a=crypto or a=fingerprint"
 }
 
 func errStream(i int, media string) error { return streamError{i, media} }
@@ -66,8 +67,9 @@ func NewStageMetrics(reg prometheus.Registerer) *StageMetrics {
 
 // Stage is the chain stage "media": it refuses, with 488 Not Acceptable Here
 // and a Warning, INVITE and UPDATE offers from trunks whose policy requires
-// SRTP when an active stream lacks acceptable SDES crypto. Rewriting SDP and
-// relaying media happen in the proxy (Relay), once the call is routed.
+// SRTP when an active stream lacks acceptable keying (SDES crypto or a
+// DTLS-SRTP fingerprint). Rewriting SDP and relaying media happen in the
+// proxy (Relay), once the call is routed.
 type Stage struct {
 	bus      *events.Bus
 	met      *StageMetrics
@@ -148,5 +150,7 @@ func RelayConfig(m config.Media) Config {
 // PolicyFor returns the media policy of a call from (trunkLeg LegA) or to
 // (LegB) trunk t.
 func PolicyFor(t *config.Trunk, trunkLeg Leg) (Policy, error) {
-	return TrunkPolicy(t.Media.SRTP, t.Media.Mode, t.Media.ICE == config.ICEKeep, trunkLeg)
+	p, err := TrunkPolicy(t.Media.SRTP, t.Media.Mode, t.Media.ICE == config.ICEKeep, trunkLeg)
+	p.Legs[trunkLeg].OfferDTLS = t.Media.OfferKeying == config.KeyingDTLS
+	return p, err
 }

@@ -52,6 +52,8 @@ type socket struct {
 	latched atomic.Pointer[netip.AddrPort]
 	// lastSeen is the time of the last packet forwarded (Unix nanoseconds).
 	lastSeen atomic.Int64
+	// dtls runs the DTLS-SRTP handshake when the leg uses it (nil: SDES or plain).
+	dtls atomic.Pointer[dtlsEndpoint]
 
 	// State of the reader only (one poller owns all four sockets of a stream).
 	rateTAT   int64 // rate cap: theoretical arrival time (GCRA)
@@ -134,6 +136,9 @@ func newBuffers() *buffers {
 
 // handle checks, translates and forwards one packet.
 func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort, now int64) dropReason {
+	if len(pkt) > 0 && isDTLSRecord(pkt[0]) {
+		return s.dtlsInput(p, pkt, src, now) // RFC 7983 demultiplexing
+	}
 	cfg := s.cfg.Load()
 	if cfg == nil {
 		return dropNotReady
@@ -146,12 +151,8 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	} else if !acceptSource(src, cfg.expect, cfg.dec != nil) {
 		return dropSource
 	}
-	if p.rateGap > 0 {
-		tat := max(s.rateTAT, now)
-		if tat-now > p.rateBurst {
-			return dropRate
-		}
-		s.rateTAT = tat + p.rateGap
+	if !s.rateOK(p, now) {
+		return dropRate
 	}
 	if len(pkt) < 8 || pkt[0]>>6 != 2 {
 		return dropMalformed
@@ -217,6 +218,18 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	return forwarded
 }
 
+// rateOK applies the per-socket packet-rate cap (GCRA) to a packet at now.
+func (s *socket) rateOK(p *relayParams, now int64) bool {
+	if p.rateGap > 0 {
+		tat := max(s.rateTAT, now)
+		if tat-now > p.rateBurst {
+			return false
+		}
+		s.rateTAT = tat + p.rateGap
+	}
+	return true
+}
+
 // errDuplicated is pion/srtp's (unexported) replay error, found by unwrapping.
 func srtpDrop(err error) dropReason {
 	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
@@ -247,9 +260,12 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 // count adds the result of one packet to the socket's counters, flushed to
 // Prometheus every 64 packets and when the reader ends.
 func (s *socket) count(m *metrics, r dropReason) {
-	if r == forwarded {
+	switch r {
+	case consumed: // a DTLS record: counted by the handshake's result
+		return
+	case forwarded:
 		s.fwd++
-	} else {
+	default:
 		s.drops[r]++
 	}
 	if s.unflushed++; s.unflushed >= 64 {

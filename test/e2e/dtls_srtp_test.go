@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDTLSSRTPBaresipToSipp: a softphone keying SRTP with DTLS-SRTP
+// (baresip's dtls_srtp module: UDP/TLS/RTP/SAVP, a=fingerprint,
+// a=setup:actpass) calls through sipwarden to a PBX that only speaks plain
+// RTP (SIPp echoing). The relay answers with its own fingerprint, runs the
+// handshakes on its ports, and bridges the phone's SRTP to plain RTP and
+// back; both sides verify the other's certificate against the SDP.
+func TestDTLSSRTPBaresipToSipp(t *testing.T) {
+	baresip := requireTool(t, "baresip", "baresip-core")
+	sipp := requireTool(t, "sipp", "sip-tester")
+	if _, err := os.Stat("/usr/lib/baresip/modules/dtls_srtp.so"); err != nil {
+		t.Fatalf("baresip-core without the dtls_srtp module: %v", err)
+	}
+	base := 44000 + os.Getpid()%100*100
+	pbxPort := freePort(t)
+	e := startEdge(t, mediaConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+99)})
+
+	pbx := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-rtp_echo", "-nostdin", "-m", "1")
+	pbx.Dir = t.TempDir()
+	var pbxOut syncBuffer
+	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
+	if err := pbx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pbx.Process.Kill(); _ = pbx.Wait() })
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", freePort(t)),
+		"module dtls_srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
+	writeFile(t, filepath.Join(dir, "accounts"),
+		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=dtls_srtp;outbound=\"sip:%s\"\n", e.sipAddr()))
+	phone := exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "40")
+	var out syncBuffer
+	phone.Stdout, phone.Stderr = &out, &out
+	if err := phone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = phone.Process.Kill()
+		_ = phone.Wait()
+		if t.Failed() {
+			t.Logf("baresip output:\n%s\nSIPp output:\n%s", out.String(), pbxOut.String())
+		}
+	})
+
+	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
+	deadline := time.Now().Add(30 * time.Second) // baresip makes an RSA key for DTLS at start: seconds under load
+	for e.metric(forwarded) < 200 || !strings.Contains(out.String(), "incoming rtp for 'audio' established") {
+		if time.Now().After(deadline) {
+			t.Fatalf("media through the relay: %v RTP packets forwarded, %v DTLS handshakes ok, %v failed", e.metric(forwarded),
+				e.metric(`sipwarden_media_dtls_handshakes_total{result="ok"}`), e.metric(`sipwarden_media_dtls_handshakes_total{result="failed"}`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// baresip checked the relay's certificate against the relay's SDP.
+	for _, want := range []string{"fingerprint OK", "DTLS-SRTP complete"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("baresip output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "failed to decrypt") {
+		t.Error("baresip could not decrypt what the relay sent")
+	}
+	// One association on the RTP port, one on the RTCP port (no rtcp-mux).
+	if v := e.metric(`sipwarden_media_dtls_handshakes_total{result="ok"}`); v != 2 {
+		t.Errorf("%v DTLS handshakes completed on the relay, want 2", v)
+	}
+	if v := e.metric(`sipwarden_media_dtls_handshakes_total{result="failed"}`); v > 0 { // -1: never counted
+		t.Errorf("%v DTLS handshakes failed", v)
+	}
+	for _, reason := range []string{"auth", "replay", "crypto_error"} {
+		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v != 0 {
+			t.Errorf("%v RTP packets dropped for %s", v, reason)
+		}
+	}
+
+	e.stop()
+	var found bool
+	for _, r := range e.cdrs() {
+		if r.Trunk == "acme" && !r.Answer.IsZero() {
+			found = true
+			if !strings.HasPrefix(r.CallerMedia, "srtp:") || r.CalleeMedia != "rtp" {
+				t.Errorf("CDR media: caller %q callee %q, want srtp:<suite> and rtp", r.CallerMedia, r.CalleeMedia)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
+	}
+}
+
+// dtlsTrunkConfig: the trunk acme (baresip on 127.0.0.2) takes SRTP keyed
+// with DTLS-SRTP when sipwarden offers it (offer_keying: dtls); the PBX
+// upstream speaks plain RTP.
+const dtlsTrunkConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+sip: {drain_timeout: 1s}
+media: {enabled: true, address: 127.0.0.1, ports: "{{index .Extra "ports"}}"}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: acme
+    auth: ip
+    allow: [127.0.0.2/32]
+    upstream: pbx
+    numbers: ["+15551230000/4"]
+    targets: ["udp://127.0.0.2:{{index .Extra "trunkPort"}}"]
+    media: {srtp: bridge, offer_keying: dtls}
+`
+
+// TestDTLSSRTPOfferedToBaresip: the PBX (SIPp, plain RTP, echoing) calls a
+// number of a trunk whose policy offers DTLS-SRTP; sipwarden offers
+// UDP/TLS/RTP/SAVP with its fingerprint and a=setup:actpass to the trunk's
+// softphone (baresip, dtls_srtp), which answers and runs the handshakes
+// with the relay; the phone's audio comes back to it through the echo.
+func TestDTLSSRTPOfferedToBaresip(t *testing.T) {
+	baresip := requireTool(t, "baresip", "baresip-core")
+	sipp := requireTool(t, "sipp", "sip-tester")
+	base := 45000 + os.Getpid()%100*100
+	pbxPort, phonePort := freePort(t), freePort(t)
+	e := startEdge(t, dtlsTrunkConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+99), "trunkPort": phonePort})
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", phonePort),
+		"module dtls_srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
+	writeFile(t, filepath.Join(dir, "accounts"), "<sip:+15551230001@127.0.0.2>;regint=0;mediaenc=dtls_srtp;answermode=auto\n")
+	phone := exec.Command(baresip, "-f", dir, "-t", "40")
+	var out syncBuffer
+	phone.Stdout, phone.Stderr = &out, &out
+	if err := phone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = phone.Process.Kill()
+		_ = phone.Wait()
+		if t.Failed() {
+			t.Logf("baresip output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second) // baresip makes an RSA key for DTLS at start: seconds under load
+	for !strings.Contains(out.String(), "baresip is ready") {
+		if time.Now().After(deadline) {
+			t.Fatal("baresip did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The PBX calls from its own address (the upstream), holds the call 8 s
+	// and echoes the RTP it receives.
+	pbx := exec.Command(sipp, "-sn", "uac", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-s", "+15551230001",
+		"-m", "1", "-d", "8000", "-rtp_echo", "-nostdin", "-timeout", "30s", "-timeout_error", e.sipAddr())
+	pbx.Dir = t.TempDir()
+	var pbxOut syncBuffer
+	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
+	if err := pbx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = pbx.Process.Kill()
+		_ = pbx.Wait()
+		if t.Failed() {
+			t.Logf("SIPp output:\n%s", pbxOut.String())
+		}
+	})
+
+	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
+	deadline = time.Now().Add(15 * time.Second)
+	for e.metric(forwarded) < 200 || !strings.Contains(out.String(), "incoming rtp for 'audio' established") {
+		if time.Now().After(deadline) {
+			t.Fatalf("media through the relay: %v RTP packets forwarded, %v DTLS handshakes ok, %v failed", e.metric(forwarded),
+				e.metric(`sipwarden_media_dtls_handshakes_total{result="ok"}`), e.metric(`sipwarden_media_dtls_handshakes_total{result="failed"}`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"fingerprint OK", "DTLS-SRTP complete"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("baresip output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "failed to decrypt") {
+		t.Error("baresip could not decrypt what the relay sent")
+	}
+	if v := e.metric(`sipwarden_media_dtls_handshakes_total{result="ok"}`); v != 2 {
+		t.Errorf("%v DTLS handshakes completed on the relay, want 2", v)
+	}
+	for _, reason := range []string{"auth", "replay", "crypto_error"} {
+		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v > 0 {
+			t.Errorf("%v RTP packets dropped for %s", v, reason)
+		}
+	}
+	e.stop()
+	var found bool
+	for _, r := range e.cdrs() {
+		if r.Trunk == "acme" && !r.Answer.IsZero() {
+			found = true
+			if r.CallerMedia != "rtp" || !strings.HasPrefix(r.CalleeMedia, "srtp:") {
+				t.Errorf("CDR media: caller %q callee %q, want rtp and srtp:<suite>", r.CallerMedia, r.CalleeMedia)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
+	}
+}
