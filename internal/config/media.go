@@ -24,6 +24,9 @@ type Media struct {
 	// MaxPacketRate caps packets per second per socket (default 400; 0 in
 	// the file means the default).
 	MaxPacketRate int
+	// MeasureDelay exports the relay's own delay per packet (kernel receipt
+	// to the end of the forwarding send) as a histogram (Linux only).
+	MeasureDelay bool
 }
 
 // TrunkMedia is a trunk's media policy.
@@ -68,6 +71,7 @@ type rawMedia struct {
 	Ports         string `yaml:"ports"`
 	Timeout       string `yaml:"timeout"`
 	MaxPacketRate int    `yaml:"max_packet_rate"`
+	MeasureDelay  bool   `yaml:"measure_delay"`
 }
 
 type rawTrunkMedia struct {
@@ -79,13 +83,13 @@ type rawTrunkMedia struct {
 
 // mediaKnownKeys are added to knownKeys for "did you mean".
 var mediaKnownKeys = map[string][]string{
-	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate"},
+	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate", "measure_delay"},
 	"rawTrunkMedia": {"mode", "srtp", "ice", "offer_keying"},
 }
 
 // media validates the top-level media section.
 func (v *validator) media(raw rawMedia) Media {
-	m := Media{Enabled: raw.Enabled, PortMin: DefaultMediaPortMin, PortMax: DefaultMediaPortMax,
+	m := Media{Enabled: raw.Enabled, MeasureDelay: raw.MeasureDelay, PortMin: DefaultMediaPortMin, PortMax: DefaultMediaPortMax,
 		MaxPacketRate: DefaultMediaMaxPacketRate}
 	m.Addr = netip.MustParseAddr("127.0.0.1")
 	if raw.Address != "" {

@@ -9,13 +9,13 @@ import (
 const mediaBase = "listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targets: [udp://127.0.0.1:5080]}]\n"
 
 func TestMediaConfig(t *testing.T) {
-	c, err := Parse([]byte(mediaBase+"media: {enabled: true, address: 127.0.0.1, advertise: 203.0.113.5, ports: 20000-20999, timeout: 30s, max_packet_rate: 100}\n"+
+	c, err := Parse([]byte(mediaBase+"media: {enabled: true, address: 127.0.0.1, advertise: 203.0.113.5, ports: 20000-20999, timeout: 30s, max_packet_rate: 100, measure_delay: true}\n"+
 		"trunks:\n- {name: a, allow: [127.0.0.2], upstream: pbx, media: {srtp: bridge, offer_keying: dtls}}\n- {name: b, allow: [127.0.0.3], upstream: pbx, media: {mode: direct, srtp: required, ice: keep}}\n- {name: c, allow: [127.0.0.4], upstream: pbx}\n"), "m")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := c.Media
-	if !m.Enabled || m.Addr.String() != "127.0.0.1" || m.Advertise.String() != "203.0.113.5" || m.PortMin != 20000 || m.PortMax != 20999 || m.Timeout != 30*time.Second || m.MaxPacketRate != 100 {
+	if !m.Enabled || m.Addr.String() != "127.0.0.1" || m.Advertise.String() != "203.0.113.5" || m.PortMin != 20000 || m.PortMax != 20999 || m.Timeout != 30*time.Second || m.MaxPacketRate != 100 || !m.MeasureDelay {
 		t.Errorf("media %+v", m)
 	}
 	if got := c.Trunk("a").Media; got != (TrunkMedia{Mode: MediaRelay, SRTP: SRTPBridge, ICE: ICEStrip, OfferKeying: KeyingDTLS}) {
