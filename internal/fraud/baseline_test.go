@@ -32,7 +32,7 @@ func TestBaselinesSaveLoad(t *testing.T) {
 	if slot.n != 3 || slot.calls != 5 || slot.risky != 5 {
 		t.Fatalf("slot %+v", slot)
 	}
-	for _, bad := range []string{"", "{", `{"version":2,"accounts":{}}`, `{"version":1,"accounts":{"x":{"slots":[[1,2,3,4]]}}}`,
+	for _, bad := range []string{"", "{", `{"version":3,"accounts":{}}`, `{"version":0,"accounts":{}}`, `{"version":1,"accounts":{"x":{"slots":[[1,2,3,4]]}}}`,
 		`{"version":1,"accounts":{"x":{"slots":[]}},"extra":1}`,
 		`{"version":1,"accounts":{"acme":{"slots":[` + strings.Repeat(`[-1,0,0,0],`, 167) + `[0,0,0,0]]}}}`} {
 		if err := e2.LoadBaselines(strings.NewReader(bad)); err == nil {

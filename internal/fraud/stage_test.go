@@ -83,7 +83,9 @@ func TestStagePolicy(t *testing.T) {
 			{Number: config.NumberRange{Prefix: "+1268", Digits: -1}, Action: config.FraudAllow},
 			{Number: config.NumberRange{Prefix: "+120155501", Digits: 2}, Action: config.FraudBlock},
 		}},
-	}, nil)
+		// The policy alone: with the built-in rules the carrier's 7.50/min
+		// satellite call to a country it never called trips new_country_5m.
+	}, []config.FraudRule{{Name: "calls", Metric: "calls", Window: time.Minute, Limit: 1000, Action: "alert"}})
 	tests := []struct {
 		trunk, ruri string
 		code        uint16
