@@ -121,7 +121,9 @@ type Call struct {
 	// ends normally (new_country_score, new_range).
 	country string
 	rng     uint64
-	// isNew: the trunk had not learned the call's country when it started.
+	// isNew: the trunk has not learned the call's country (set when the
+	// call starts, cleared on a tick or at its end once the country counts
+	// as learned: its money is new-country money only while it is new).
 	isNew bool
 }
 
@@ -555,8 +557,10 @@ func (e *Engine) endCall(c *Call) {
 		a.addHourly(now, cost)
 		a.accrued -= c.tickCost // now counted as spent
 		if c.isNew {
-			b.newSpent += cost
-			a.newAccrued -= c.tickCost
+			a.newAccrued -= c.tickCost // as the last tick counted it
+			if a.isNewKey(c.country, now.Unix()) {
+				b.newSpent += cost
+			}
 		}
 		if c.risky {
 			if d < shortCall {
@@ -630,6 +634,9 @@ func (e *Engine) Tick() {
 		a.advance(now)
 		a.accrued, a.newAccrued = 0, 0
 		for c := range a.live {
+			if c.isNew && !a.isNewKey(c.country, now.Unix()) {
+				c.isNew = false
+			}
 			if c.answered.IsZero() {
 				continue
 			}

@@ -65,8 +65,8 @@ type trunkAcc struct {
 	dialBuffer [24]byte
 }
 
-// LearnFromCDRs replaces the hour-of-week baselines, and the learned
-// countries and ranges, of the stage's trunks that have records in recs
+// LearnFromCDRs replaces the hour-of-week baselines of the stage's trunks
+// that have records in recs, and adds to the countries and ranges they learned
 // (originating calls: Direction "originating", Trunk a trunk of the
 // stage). Calls are classified and priced as the stage does now (its
 // dialling contexts and rate deck); spend is counted in the hour a call
@@ -210,13 +210,19 @@ func (e *Engine) location(account string) *time.Location {
 	return a.loc
 }
 
-// seedHistory replaces account's baseline and learned destinations, and
-// makes it watched since (Unix seconds) unless it was earlier.
+// seedHistory replaces account's baseline, adds to its learned destinations
+// (the earliest time of each is kept), and makes it watched since (Unix
+// seconds) unless it was earlier.
 func (e *Engine) seedHistory(account string, slots *[168]slot, countries map[string]int64, ranges map[uint64]int64, since int64) {
 	a := e.account(account)
 	a.mu.Lock()
 	a.baseline = *slots
-	a.knownCountries, a.knownRanges = countries, ranges
+	for c, ts := range countries {
+		a.learn(c, 0, ts)
+	}
+	for r, ts := range ranges {
+		a.learn("", r, ts)
+	}
 	if a.since == 0 || since < a.since {
 		a.since = since
 	}

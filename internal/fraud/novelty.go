@@ -226,13 +226,26 @@ func (a *account) watched(now time.Time) bool {
 
 // isNew reports whether the trunk has not learned the country of d at ts
 // (a number without a country is never learned).
-func (a *account) isNew(d *Destination, ts int64) bool {
-	key := countryKey(d)
+func (a *account) isNew(d *Destination, ts int64) bool { return a.isNewKey(countryKey(d), ts) }
+
+// isNewKey reports whether the trunk has not learned the country key at ts.
+func (a *account) isNewKey(key string, ts int64) bool {
 	if key == "" {
 		return true
 	}
 	first, ok := a.knownCountries[key]
-	return !ok || ts-first < int64(learnDelay/time.Second)
+	return !ok || !a.matured(first, ts)
+}
+
+// matured reports whether a country or range first learned at first counts
+// as learned at ts: learnDelay after first, or, when it was learned during
+// the trunk's first day of watching (when everything is new), at the end of that day.
+func (a *account) matured(first, ts int64) bool {
+	day := int64(learnDelay / time.Second)
+	if a.since != 0 && first-a.since < day {
+		return ts-a.since >= day
+	}
+	return ts-first >= day
 }
 
 // rangeNew reports whether the trunk has not learned range rk at ts. Past
@@ -245,7 +258,7 @@ func (a *account) rangeNew(rk uint64, ts int64) bool {
 	if !ok {
 		return len(a.knownRanges) < maxKnownRanges
 	}
-	return ts-first < int64(learnDelay/time.Second)
+	return !a.matured(first, ts)
 }
 
 // covers reports whether the scope covers a call (risky: not domestic;

@@ -175,10 +175,10 @@ func TestNoveltyColdStart(t *testing.T) {
 	if evs := drain(sub); len(evs) != 0 {
 		t.Fatalf("cold start: %s", kinds(evs))
 	}
-	// A day after the first attempt the trunk is watched; a day and a
-	// minute after, it has learned Somalia (its calls ended normally a day
-	// ago); Cuba is new.
-	clk.Add(time.Minute + time.Second)
+	// A day after the first attempt the trunk is watched, and what it
+	// learned in that first day counts: Somalia (its calls ended normally
+	// less than a day ago) is learned; Cuba is new.
+	clk.Add(time.Second)
 	if v := e.Check("acme", num("SO", 252, 252610000900), perMin160); !v.Allowed() {
 		t.Fatalf("learned country: %+v", v)
 	}
@@ -503,5 +503,102 @@ func TestNewRuleValidation(t *testing.T) {
 	}
 	if _, err := ParseScope("world"); err == nil {
 		t.Error("ParseScope(world)")
+	}
+}
+
+// allRules are the built-in rules and one of each metric they leave out,
+// none of which trips on the benchmark's traffic.
+func allRules() []Rule {
+	rs := DefaultRules()
+	for i := range rs {
+		rs[i].Limit, rs[i].Floor = 1e12, 1e12
+		if rs[i].Metric == MetricSameNumber {
+			rs[i].Limit = maxSameNumber - 1
+		}
+	}
+	return append(rs,
+		Rule{Name: "cty", Metric: MetricCountryScore, Window: 5 * time.Minute, Limit: 1e12},
+		Rule{Name: "seq", Metric: MetricSequential, Window: 15 * time.Minute, Limit: recentSize - 1},
+		Rule{Name: "rng", Metric: MetricNewRange, Window: 15 * time.Minute, Limit: recentSize - 1},
+		Rule{Name: "asr", Metric: MetricLowASR, Window: 15 * time.Minute, Limit: 0.01, Floor: 1e12},
+		Rule{Name: "short", Metric: MetricShortCalls, Window: 15 * time.Minute, Limit: 1e12},
+		Rule{Name: "day", Metric: MetricSpend24h, Limit: 1e12})
+}
+
+// checkBench returns a watched engine with allRules and 64 destinations in
+// new countries (distinct numbers), and a clock that advances a second a call.
+func checkBench(tb testing.TB) (*Engine, []Destination) {
+	vt := t0
+	e := NewEngine(Options{Now: func() time.Time { vt = vt.Add(time.Second); return vt }})
+	if err := e.SetRules("acme", allRules(), nil); err != nil {
+		tb.Fatal(err)
+	}
+	dests := make([]Destination, 64)
+	regions := []string{"SO", "CU", "SL", "LV", "GN", "TN", "GB", "FR"}
+	for i := range dests {
+		dests[i] = num(regions[i%len(regions)], 252, 252610000000+uint64(i)*37)
+	}
+	e.Check("acme", homeDest, 0)
+	vt = vt.Add(learnDelay) // watched: the novelty rules run
+	for i := range 256 {    // every country and ring entry seen
+		e.Check("acme", dests[i%64], 10_000)
+	}
+	return e, dests
+}
+
+func BenchmarkCheckAllRules(b *testing.B) {
+	e, dests := checkBench(b)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e.Check("acme", dests[i&63], 10_000)
+		i++
+	}
+}
+
+// TestCheckNoAlloc keeps the rules off the heap: a checked attempt, with
+// every metric evaluated, allocates nothing once its country has been seen.
+func TestCheckNoAlloc(t *testing.T) {
+	e, dests := checkBench(t)
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		if d := e.Check("acme", dests[i&63], 10_000); !d.Allowed() {
+			t.Fatalf("refused: %+v", d)
+		}
+		i++
+	}); n != 0 {
+		t.Fatalf("%v allocations per Check", n)
+	}
+}
+
+// TestNewCountrySpendMatures: money counts as new-country money only while
+// the country is new. A call that starts in the trunk's first day, to a
+// country learned that day, stops counting when the day ends.
+func TestNewCountrySpendMatures(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "newspend", Metric: MetricNewCountrySpend, Window: time.Hour, Limit: 1,
+		Action: ActionBlock, Scope: ScopeNew})
+	jm := num("JM", 1, 18765550100)
+	learnRate := Rate{PerMinute: 10_000, Initial: 1, Subsequent: 1}
+	e.CallStarted("first", "acme", jm, learnRate) // watched from now; Jamaica learned in the first day
+	e.CallAnswered("first")
+	clk.Add(time.Minute)
+	e.CallEnded("first")
+	clk.Add(learnDelay - 3*time.Minute)
+	rate := Rate{PerMinute: MoneyUnit, Initial: 1, Subsequent: 1}
+	e.CallStarted("long", "acme", jm, rate) // two minutes before the first day ends
+	e.CallAnswered("long")
+	clk.Add(30 * time.Minute)
+	e.Tick()
+	clk.Add(5 * time.Second)
+	e.Tick()
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("a learned country's call counted: %s", kinds(evs))
+	}
+	if a := e.account("acme"); a.newAccrued != 0 {
+		t.Fatalf("new accrued %v", a.newAccrued)
+	}
+	e.CallEnded("long")
+	if s := e.account("acme").newSpent(clk.Now(), 60); s != 0 {
+		t.Fatalf("new spent %v", s)
 	}
 }
