@@ -200,7 +200,7 @@ type account struct {
 	recent *recentRing
 	// known are the countries and ranges the trunk has called (answered
 	// calls that ended normally, or its CDR history), with the Unix second
-	// of the last such call: what new_country_score and new_range compare with.
+	// of the first such call: what the novelty rules compare with.
 	knownCountries map[string]int64
 	knownRanges    map[uint64]int64
 	// since is the Unix second from which the trunk has been watched (its
@@ -788,7 +788,8 @@ func (e *Engine) Stats(account string) Stats {
 	a.advance(now)
 	var s Stats
 	for i, w := range [3]int{5, 15, 60} {
-		s.Calls[i], s.Risky[i], s.Score[i], _ = a.window(now, w)
+		ws := a.window(now, w)
+		s.Calls[i], s.Risky[i], s.Score[i] = ws.calls, ws.riskyN, ws.score
 	}
 	s.Spent60, s.Accrued, s.Burn, s.Live, s.LiveRisky = a.spent(now, 60), a.accrued, a.burn, a.liveN, a.liveRisky
 	return s
@@ -805,24 +806,23 @@ func (a *account) bucket(now time.Time) *bucket {
 }
 
 // window sums the last w minutes (the current one included).
-func (a *account) window(now time.Time, w int) (calls, riskyN int, score, spent Money) {
+func (a *account) window(now time.Time, w int) winSum {
+	s := winSum{w: w}
 	m := now.Unix() / 60
 	for i := int64(0); i < int64(w); i++ {
 		b := &a.buckets[(m-i)%60]
 		if b.min == m-i {
-			calls += int(b.calls)
-			riskyN += int(b.risky)
-			score += b.score
-			spent += b.spent
+			s.calls += int(b.calls)
+			s.riskyN += int(b.risky)
+			s.score += b.score
+			s.spent += b.spent
+			s.newSpent += b.newSpent
 		}
 	}
-	return
-}
-
-func (a *account) spent(now time.Time, w int) Money {
-	_, _, _, s := a.window(now, w)
 	return s
 }
+
+func (a *account) spent(now time.Time, w int) Money { return a.window(now, w).spent }
 
 // advance folds the hours that ended into the hour-of-week baseline.
 func (a *account) advance(now time.Time) {
@@ -898,8 +898,7 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 		if n < len(cache) {
 			n++
 		}
-		c.w = w
-		c.calls, c.riskyN, c.score, c.spent = a.window(now, w)
+		*c = a.window(now, w)
 		return c
 	}
 	for i := range a.rules {
@@ -992,7 +991,7 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 			if !a.watched(now) {
 				continue
 			}
-			value = (a.newSpent(now, w) + a.newAccrued).Float()
+			value = (win(w).newSpent + a.newAccrued).Float()
 		case MetricSpend24h:
 			value = (a.spent24h(now) + a.accrued).Float()
 		case MetricOffHours:
@@ -1034,9 +1033,9 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 }
 
 type winSum struct {
-	w             int
-	calls, riskyN int
-	score, spent  Money
+	w                      int
+	calls, riskyN          int
+	score, spent, newSpent Money
 }
 
 // trip records a breach of r: it opens an incident (one event) or extends

@@ -59,12 +59,7 @@ func countryKey(d *Destination) string {
 
 // rangeKey is the key of a destination's range (its digits without the
 // last rangeDigits, and their count), 0 when the number is too short.
-func rangeKey(d *Destination) uint64 {
-	if d.NDigits <= rangeDigits {
-		return 0
-	}
-	return (d.Digits/pow10[rangeDigits])<<4 | uint64(d.NDigits)
-}
+func rangeKey(d *Destination) uint64 { return blockKey(d, rangeDigits) }
 
 // countryWindow is the score of one country's attempts by the minute.
 type countryWindow struct {
@@ -99,13 +94,24 @@ func (w *countryWindow) sum(now time.Time, n int) Money {
 // recentNum is a distinct number of the ring: when it was last dialled,
 // and whether its country and range were new to the trunk when it was.
 type recentNum struct {
-	at         int64  // Unix second of the last attempt; 0: empty
-	number     uint64 // hash (Destination.Number)
-	digits     uint64
-	nd         uint8
+	at     int64  // Unix second of the last attempt; 0: empty
+	number uint64 // hash (Destination.Number)
+	// block and rng are the number without its last seqDigits and
+	// rangeDigits digits, shifted left 4 with the digit count (0 when too
+	// short): computed once, compared on every attempt.
+	block, rng uint64
 	newCountry bool
 	newRange   bool
 	rate       Money
+}
+
+// blockKey is the number of d without its last n digits, with its digit
+// count (0 when d has no more than n digits).
+func blockKey(d *Destination, n int) uint64 {
+	if int(d.NDigits) <= n {
+		return 0
+	}
+	return (d.Digits/pow10[n])<<4 | uint64(d.NDigits)
 }
 
 // recentRing holds the last recentSize distinct non-domestic numbers a
@@ -113,17 +119,32 @@ type recentNum struct {
 // entries dialled since t are the distinct numbers dialled since t.
 type recentRing struct {
 	e [recentSize]recentNum
+	// newN counts the entries dialled while their country was new: a trunk
+	// that calls only countries it knows skips the scan of newCountryScore.
+	newN int
+}
+
+// set replaces entry x with v, keeping newN.
+func (r *recentRing) set(x *recentNum, v recentNum) {
+	if x.at != 0 && x.newCountry {
+		r.newN--
+	}
+	if v.newCountry {
+		r.newN++
+	}
+	*x = v
 }
 
 // add records an attempt at ts and returns its entry: the same number's, or
 // the oldest entry's, replaced.
-func (r *recentRing) add(ts int64, d *Destination, rate Money, newCountry, newRange bool) *recentNum {
+func (r *recentRing) add(ts int64, d *Destination, rng uint64, rate Money, newCountry, newRange bool) *recentNum {
 	oldest := 0
 	for i := range r.e {
 		x := &r.e[i]
 		if x.at != 0 && x.number == d.Number {
-			x.at, x.rate = ts, rate
-			x.newCountry, x.newRange = newCountry, newRange
+			v := *x
+			v.at, v.rate, v.newCountry, v.newRange = ts, rate, newCountry, newRange
+			r.set(x, v)
 			return x
 		}
 		if x.at < r.e[oldest].at {
@@ -131,13 +152,16 @@ func (r *recentRing) add(ts int64, d *Destination, rate Money, newCountry, newRa
 		}
 	}
 	x := &r.e[oldest]
-	*x = recentNum{at: ts, number: d.Number, digits: d.Digits, nd: d.NDigits, newCountry: newCountry, newRange: newRange, rate: rate}
+	r.set(x, recentNum{at: ts, number: d.Number, block: blockKey(d, seqDigits), rng: rng, newCountry: newCountry, newRange: newRange, rate: rate})
 	return x
 }
 
 // newCountryScore is Σ rate of the numbers in new countries dialled after from.
 func (r *recentRing) newCountryScore(from int64) Money {
 	var s Money
+	if r.newN == 0 {
+		return 0
+	}
 	for i := range r.e {
 		if x := &r.e[i]; x.at > from && x.newCountry {
 			s += x.rate
@@ -149,13 +173,12 @@ func (r *recentRing) newCountryScore(from int64) Money {
 // sequential counts the numbers dialled after from that differ from cur
 // only in their last seqDigits digits (cur included).
 func (r *recentRing) sequential(cur *recentNum, from int64) int {
-	if cur.nd <= seqDigits {
+	if cur.block == 0 {
 		return 0
 	}
-	block := cur.digits / pow10[seqDigits]
 	n := 0
 	for i := range r.e {
-		if x := &r.e[i]; x.at > from && x.nd == cur.nd && x.digits/pow10[seqDigits] == block {
+		if x := &r.e[i]; x.at > from && x.block == cur.block {
 			n++
 		}
 	}
@@ -164,13 +187,12 @@ func (r *recentRing) sequential(cur *recentNum, from int64) int {
 
 // inRange counts the numbers dialled after from in cur's range while it was new (cur included).
 func (r *recentRing) inRange(cur *recentNum, from int64) int {
-	if cur.nd <= rangeDigits {
+	if cur.rng == 0 {
 		return 0
 	}
-	block := cur.digits / pow10[rangeDigits]
 	n := 0
 	for i := range r.e {
-		if x := &r.e[i]; x.at > from && x.newRange && x.nd == cur.nd && x.digits/pow10[rangeDigits] == block {
+		if x := &r.e[i]; x.at > from && x.newRange && x.rng == cur.rng {
 			n++
 		}
 	}
@@ -213,7 +235,8 @@ func (a *account) observe(now time.Time, d *Destination, rate Money, newCountry 
 	}
 	if a.recent != nil && d.Number != 0 {
 		ts := now.Unix()
-		at.recent = a.recent.add(ts, d, rate, newCountry, a.rangeNew(rangeKey(d), ts))
+		rk := rangeKey(d)
+		at.recent = a.recent.add(ts, d, rk, rate, newCountry, a.rangeNew(rk, ts))
 	}
 }
 
@@ -271,18 +294,6 @@ func (s Scope) covers(isRisky, isNew bool) bool {
 		return isRisky && isNew
 	}
 	return isRisky
-}
-
-// newSpent is the money spent in the last n minutes by calls to new countries.
-func (a *account) newSpent(now time.Time, n int) Money {
-	m := now.Unix() / 60
-	var s Money
-	for i := int64(0); i < int64(n); i++ {
-		if b := &a.buckets[(m-i)%60]; b.min == m-i {
-			s += b.newSpent
-		}
-	}
-	return s
 }
 
 // learn records that the trunk called country and range at ts (the first

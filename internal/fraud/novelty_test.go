@@ -233,7 +233,7 @@ func TestNewCountrySpend(t *testing.T) {
 	clk.Add(61 * time.Minute)
 	e.Tick()
 	a := e.account("acme")
-	if s := a.newSpent(clk.Now(), 60); s != 0 || a.newAccrued != 0 {
+	if s := a.window(clk.Now(), 60).newSpent; s != 0 || a.newAccrued != 0 {
 		t.Fatalf("new spend %v, accrued %v", s, a.newAccrued)
 	}
 }
@@ -598,7 +598,34 @@ func TestNewCountrySpendMatures(t *testing.T) {
 		t.Fatalf("new accrued %v", a.newAccrued)
 	}
 	e.CallEnded("long")
-	if s := e.account("acme").newSpent(clk.Now(), 60); s != 0 {
+	if s := e.account("acme").window(clk.Now(), 60).newSpent; s != 0 {
 		t.Fatalf("new spent %v", s)
+	}
+}
+
+// TestRecentRing: the ring keeps the latest distinct numbers, a redial
+// moves a number forward in time, and its count of new-country entries
+// stays exact as entries are replaced.
+func TestRecentRing(t *testing.T) {
+	var r recentRing
+	for i := range 3 * recentSize {
+		d := num("SO", 252, 252610000000+uint64(i%(2*recentSize)))
+		r.add(int64(i+1), &d, 0, MoneyUnit, i%3 == 0, false)
+		n := 0
+		for _, x := range r.e {
+			if x.at != 0 && x.newCountry {
+				n++
+			}
+		}
+		if n != r.newN {
+			t.Fatalf("after %d adds: newN %d, entries %d", i+1, r.newN, n)
+		}
+	}
+	// The last recentSize distinct numbers are kept: attempts 257..384.
+	if got := r.newCountryScore(0); got != Money(r.newN)*MoneyUnit {
+		t.Fatalf("score %v with %d new entries", got, r.newN)
+	}
+	if got := r.newCountryScore(3 * recentSize); got != 0 {
+		t.Fatalf("score after the last attempt %v", got)
 	}
 }
