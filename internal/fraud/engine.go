@@ -558,7 +558,9 @@ func (e *Engine) endCall(c *Call) {
 		a.accrued -= c.tickCost // now counted as spent
 		if c.isNew {
 			a.newAccrued -= c.tickCost // as the last tick counted it
-			if a.isNewKey(c.country, now.Unix()) {
+			// Money spent in the trunk's first day is not new-country money:
+			// every country is new then, and the novelty rules wait.
+			if a.watched(now) && a.isNewKey(c.country, now.Unix()) {
 				b.newSpent += cost
 			}
 		}
@@ -643,7 +645,7 @@ func (e *Engine) Tick() {
 			cost := c.rate.Cost(now.Sub(c.answered))
 			c.tickCost = cost
 			a.accrued += cost
-			if c.isNew {
+			if c.isNew && a.watched(now) {
 				a.newAccrued += cost
 			}
 			for i := range a.rules {

@@ -221,7 +221,9 @@ func (a *account) track(rs []Rule) {
 }
 
 // observe records a non-domestic attempt in the structures of the account's
-// rules, and points at to its entries.
+// rules, and points at to its entries. Attempts in the trunk's first day
+// are not flagged new (every country is new then): when the novelty rules
+// start, their windows hold no first-day figures.
 func (a *account) observe(now time.Time, d *Destination, rate Money, newCountry bool, at *attempt) {
 	key := countryKey(d)
 	if a.countryWin != nil && key != "" {
@@ -236,7 +238,8 @@ func (a *account) observe(now time.Time, d *Destination, rate Money, newCountry 
 	if a.recent != nil && d.Number != 0 {
 		ts := now.Unix()
 		rk := rangeKey(d)
-		at.recent = a.recent.add(ts, d, rk, rate, newCountry, a.rangeNew(rk, ts))
+		watched := a.watched(now)
+		at.recent = a.recent.add(ts, d, rk, rate, watched && newCountry, watched && a.rangeNew(rk, ts))
 	}
 }
 

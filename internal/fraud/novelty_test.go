@@ -629,3 +629,31 @@ func TestRecentRing(t *testing.T) {
 		t.Fatalf("score after the last attempt %v", got)
 	}
 }
+
+// TestFirstDayNotCarried: what a trunk spent and dialled in its first day,
+// when every country is new, is not in the novelty windows when they start.
+func TestFirstDayNotCarried(t *testing.T) {
+	e, clk, sub := newTestEngine(t,
+		Rule{Name: "newspend", Metric: MetricNewCountrySpend, Window: time.Hour, Limit: 10, Action: ActionBlock, Scope: ScopeNew},
+		Rule{Name: "new5", Metric: MetricNewCountryScore, Window: 5 * time.Minute, Limit: 5, Action: ActionBlock, Scope: ScopeNew})
+	e.Check("acme", homeDest, 0) // watched from t0
+	clk.Add(learnDelay - 30*time.Minute)
+	rate := Rate{PerMinute: MoneyUnit, Initial: 1, Subsequent: 1}
+	for i := range uint64(4) { // 4 numbers in Somalia at 1.60, 20 spent, in the last half hour of the day
+		d := num("SO", 252, 252610000100+i)
+		e.Check("acme", d, perMin160)
+		id := "so" + string(rune('0'+i))
+		e.CallStarted(id, "acme", d, rate)
+		e.CallAnswered(id)
+		clk.Add(5 * time.Minute)
+		e.CallEnded(id) // ended on the first day: Somalia is learned at its end
+	}
+	clk.Add(10*time.Minute + time.Second) // the trunk is watched now
+	e.Tick()
+	if d := e.Check("acme", num("CU", 53, 5378000001), perMin160); !d.Allowed() {
+		t.Fatalf("first-day figures carried: %+v", d)
+	}
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("first-day figures carried: %s", kinds(evs))
+	}
+}
