@@ -512,17 +512,16 @@ func allRules() []Rule {
 	rs := DefaultRules()
 	for i := range rs {
 		rs[i].Limit, rs[i].Floor = 1e12, 1e12
-		if rs[i].Metric == MetricSameNumber {
+		switch rs[i].Metric {
+		case MetricSameNumber:
 			rs[i].Limit = maxSameNumber - 1
+		case MetricSequential, MetricNewRange:
+			rs[i].Limit = recentSize - 1
+		case MetricLowASR:
+			rs[i].Limit = 0.01
 		}
 	}
-	return append(rs,
-		Rule{Name: "cty", Metric: MetricCountryScore, Window: 5 * time.Minute, Limit: 1e12},
-		Rule{Name: "seq", Metric: MetricSequential, Window: 15 * time.Minute, Limit: recentSize - 1},
-		Rule{Name: "rng", Metric: MetricNewRange, Window: 15 * time.Minute, Limit: recentSize - 1},
-		Rule{Name: "asr", Metric: MetricLowASR, Window: 15 * time.Minute, Limit: 0.01, Floor: 1e12},
-		Rule{Name: "short", Metric: MetricShortCalls, Window: 15 * time.Minute, Limit: 1e12},
-		Rule{Name: "day", Metric: MetricSpend24h, Limit: 1e12})
+	return append(rs, Rule{Name: "day", Metric: MetricSpend24h, Limit: 1e12})
 }
 
 // checkBench returns a watched engine with allRules and 64 destinations in

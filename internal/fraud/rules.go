@@ -340,6 +340,15 @@ func DefaultRules() []Rule {
 		// call home at an ordinary rate (30 minutes at 0.30 is 9).
 		{Name: "new_country_spend_60m", Metric: MetricNewCountrySpend, Window: 60 * time.Minute, Limit: 10,
 			Action: ActionBlock, Scope: ScopeNew, EndCalls: true},
+		// Alerts that stayed silent on 1,680 simulated tenant-days of benign
+		// traffic (fraudsim, 20 seeds): exposure to one country, a range
+		// walked or never called, answers collapsing, many short calls.
+		{Name: "country_5m", Metric: MetricCountryScore, Window: 5 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "country_60m", Metric: MetricCountryScore, Window: 60 * time.Minute, Limit: 20, Action: ActionAlert},
+		{Name: "sequential_15m", Metric: MetricSequential, Window: 15 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "new_range_15m", Metric: MetricNewRange, Window: 15 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "low_asr_15m", Metric: MetricLowASR, Window: 15 * time.Minute, Limit: 0.15, Floor: 20, Action: ActionAlert},
+		{Name: "short_calls_15m", Metric: MetricShortCalls, Window: 15 * time.Minute, Limit: 10, Action: ActionAlert},
 	}
 	for i := range rs {
 		_ = rs[i].Validate()

@@ -269,11 +269,16 @@ func BenchmarkStageHandle(b *testing.B) {
 	fc := &config.Fraud{RateDeck: writeDeck(b), Default: config.TrunkFraud{Country: "US", International: true}}
 	for _, r := range DefaultRules() { // every default rule is evaluated, none trips
 		limit := 1e12
-		if r.Metric == MetricSameNumber {
+		switch r.Metric {
+		case MetricSameNumber:
 			limit = maxSameNumber - 1
+		case MetricSequential, MetricNewRange:
+			limit = recentSize - 1
+		case MetricLowASR:
+			limit = 0.01
 		}
 		fc.Rules = append(fc.Rules, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window,
-			Limit: limit, Floor: 1e12, Action: r.Action.String()})
+			Limit: limit, Floor: 1e12, Action: r.Action.String(), Scope: r.Scope.String()})
 	}
 	st := NewState(nil, nil, 0, 0)
 	// Virtual time, a second per reading, and 64 destinations in turn: no
