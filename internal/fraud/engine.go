@@ -198,6 +198,9 @@ type account struct {
 	// recent holds the last distinct non-domestic numbers dialled
 	// (new_country_score, sequential, new_range; nil without such a rule).
 	recent *recentRing
+	// ringWin is the window (minutes) of the first rule of each ring-based
+	// metric, whose figures one pass computes (ringIndex).
+	ringWin [3]int
 	// known are the countries and ranges the trunk has called (answered
 	// calls that ended normally, or its CDR history), with the Unix second
 	// of the first such call: what the novelty rules compare with.
@@ -903,6 +906,15 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 		*c = a.window(now, w)
 		return c
 	}
+	// The ring-based figures, in one pass when the first of their rules needs them.
+	var figs ringFigures
+	scanned := false
+	ring := func() {
+		if !scanned {
+			scanned = true
+			figs = a.recent.scan(at.recent, now.Unix(), a.ringWin)
+		}
+	}
 	for i := range a.rules {
 		r := &a.rules[i]
 		var value, limit float64
@@ -966,17 +978,29 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 			if at == nil || at.recent == nil || !at.recent.newCountry || !a.watched(now) {
 				continue
 			}
-			value = a.recent.newCountryScore(now.Unix() - int64(w)*60).Float()
+			if ring(); figs.win[0] == w {
+				value = figs.newScore.Float()
+			} else {
+				value = a.recent.newCountryScore(now.Unix() - int64(w)*60).Float()
+			}
 		case MetricSequential:
 			if at == nil || at.recent == nil {
 				continue
 			}
-			value = float64(a.recent.sequential(at.recent, now.Unix()-int64(w)*60))
+			if ring(); figs.win[1] == w {
+				value = float64(figs.seq)
+			} else {
+				value = float64(a.recent.sequential(at.recent, now.Unix()-int64(w)*60))
+			}
 		case MetricNewRange:
 			if at == nil || at.recent == nil || !at.recent.newRange || !a.watched(now) {
 				continue
 			}
-			value = float64(a.recent.inRange(at.recent, now.Unix()-int64(w)*60))
+			if ring(); figs.win[2] == w {
+				value = float64(figs.rng)
+			} else {
+				value = float64(a.recent.inRange(at.recent, now.Unix()-int64(w)*60))
+			}
 		case MetricLowASR:
 			started, answered := a.asr(now, w)
 			if started == 0 || float64(started) < r.Floor {

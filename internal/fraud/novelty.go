@@ -1,6 +1,7 @@
 package fraud
 
 import (
+	"math"
 	"time"
 )
 
@@ -156,6 +157,62 @@ func (r *recentRing) add(ts int64, d *Destination, rng uint64, rate Money, newCo
 	return x
 }
 
+// ringIndex is the index of a ring-based metric in ringFigures, or -1.
+func ringIndex(m Metric) int {
+	switch m {
+	case MetricNewCountryScore:
+		return 0
+	case MetricSequential:
+		return 1
+	case MetricNewRange:
+		return 2
+	}
+	return -1
+}
+
+// ringFigures are the three ring-based figures of an attempt, for the
+// window (minutes) of the first rule of each metric: one pass over the
+// ring instead of one per rule.
+type ringFigures struct {
+	win      [3]int
+	newScore Money
+	seq, rng int
+}
+
+// scan computes the figures of cur, each over its window (0: not computed).
+func (r *recentRing) scan(cur *recentNum, now int64, win [3]int) ringFigures {
+	f := ringFigures{win: win}
+	var from [3]int64
+	for k, w := range win {
+		from[k] = math.MaxInt64
+		if w > 0 {
+			from[k] = now - int64(w)*60
+		}
+	}
+	if r.newN == 0 {
+		from[0] = math.MaxInt64
+	}
+	if cur.block == 0 {
+		from[1] = math.MaxInt64
+	}
+	if cur.rng == 0 {
+		from[2] = math.MaxInt64
+	}
+	for i := range r.e {
+		x := &r.e[i]
+		if x.at > from[0] && x.newCountry {
+			f.newScore += x.rate
+		}
+		if x.at > from[1] && x.block == cur.block {
+			f.seq++
+		}
+		if x.at > from[2] && x.newRange && x.rng == cur.rng {
+			f.rng++
+		}
+	}
+	return f
+}
+
 // newCountryScore is Σ rate of the numbers in new countries dialled after from.
 func (r *recentRing) newCountryScore(from int64) Money {
 	var s Money
@@ -202,9 +259,13 @@ func (r *recentRing) inRange(cur *recentNum, from int64) int {
 // track sets up what the account's rules need (SetRules; under a.mu).
 func (a *account) track(rs []Rule) {
 	var country, recent bool
+	a.ringWin = [3]int{}
 	for i := range rs {
 		country = country || rs[i].Metric == MetricCountryScore
 		recent = recent || rs[i].Metric.recent()
+		if k := ringIndex(rs[i].Metric); k >= 0 && a.ringWin[k] == 0 {
+			a.ringWin[k] = int(rs[i].Window / time.Minute)
+		}
 	}
 	switch {
 	case country && a.countryWin == nil:

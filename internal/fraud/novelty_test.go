@@ -656,3 +656,30 @@ func TestFirstDayNotCarried(t *testing.T) {
 		t.Fatalf("first-day figures carried: %s", kinds(evs))
 	}
 }
+
+// TestRingScan: the one-pass figures equal the per-rule scans.
+func TestRingScan(t *testing.T) {
+	var r recentRing
+	for i := range 300 {
+		d := num("SO", 252, 252610000000+uint64(i*i%5000))
+		r.add(int64(1000+i*7), &d, rangeKey(&d), Money(i)*1000, i%2 == 0, i%3 == 0)
+	}
+	cur := r.e[5]
+	now := int64(1000 + 300*7)
+	for _, win := range [][3]int{{5, 15, 15}, {1, 60, 3}, {0, 0, 0}, {60, 0, 30}} {
+		f := r.scan(&cur, now, win)
+		var want ringFigures
+		if win[0] > 0 {
+			want.newScore = r.newCountryScore(now - int64(win[0])*60)
+		}
+		if win[1] > 0 {
+			want.seq = r.sequential(&cur, now-int64(win[1])*60)
+		}
+		if win[2] > 0 {
+			want.rng = r.inRange(&cur, now-int64(win[2])*60)
+		}
+		if f.newScore != want.newScore || f.seq != want.seq || f.rng != want.rng {
+			t.Errorf("windows %v: scan %+v, per rule %+v", win, f, want)
+		}
+	}
+}
