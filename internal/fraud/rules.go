@@ -231,8 +231,9 @@ type Rule struct {
 	// Limit trips the rule when the metric exceeds it (reaches it for
 	// call_cost). Amounts are in currency units; spikes take a multiplier.
 	Limit float64
-	// Floor is the minimum threshold of spike rules, and the non-domestic
-	// attempts in an hour that unusual_hour tolerates.
+	// Floor is the minimum threshold of spike rules, the non-domestic
+	// attempts in an hour that unusual_hour tolerates, and the calls a
+	// low_asr window needs before its ratio counts (default 10).
 	Floor float64
 	// MinSamples is how many weeks of an hour-of-week slot a baseline needs (default 3).
 	MinSamples int
