@@ -29,31 +29,14 @@ func TestDTLSSRTPBaresipToSipp(t *testing.T) {
 
 	pbx := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-rtp_echo", "-nostdin", "-m", "1")
 	pbx.Dir = t.TempDir()
-	var pbxOut syncBuffer
-	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
-	if err := pbx.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pbx.Process.Kill(); _ = pbx.Wait() })
+	startPeer(t, "SIPp", pbx)
 
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", freePort(t)),
 		"module dtls_srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
 	writeFile(t, filepath.Join(dir, "accounts"),
 		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=dtls_srtp;outbound=\"sip:%s\"\n", e.sipAddr()))
-	phone := exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "40")
-	var out syncBuffer
-	phone.Stdout, phone.Stderr = &out, &out
-	if err := phone.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = phone.Process.Kill()
-		_ = phone.Wait()
-		if t.Failed() {
-			t.Logf("baresip output:\n%s\nSIPp output:\n%s", out.String(), pbxOut.String())
-		}
-	})
+	out := startPeer(t, "baresip", exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "40"))
 
 	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
 	deadline := time.Now().Add(30 * time.Second) // baresip makes an RSA key for DTLS at start: seconds under load
@@ -80,25 +63,10 @@ func TestDTLSSRTPBaresipToSipp(t *testing.T) {
 	if v := e.metric(`sipwarden_media_dtls_handshakes_total{result="failed"}`); v > 0 { // -1: never counted
 		t.Errorf("%v DTLS handshakes failed", v)
 	}
-	for _, reason := range []string{"auth", "replay", "crypto_error"} {
-		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v != 0 {
-			t.Errorf("%v RTP packets dropped for %s", v, reason)
-		}
-	}
+	expectNoMediaDrops(t, e)
 
 	e.stop()
-	var found bool
-	for _, r := range e.cdrs() {
-		if r.Trunk == "acme" && !r.Answer.IsZero() {
-			found = true
-			if !strings.HasPrefix(r.CallerMedia, "srtp:") || r.CalleeMedia != "rtp" {
-				t.Errorf("CDR media: caller %q callee %q, want srtp:<suite> and rtp", r.CallerMedia, r.CalleeMedia)
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
-	}
+	expectMediaCDR(t, e, "srtp:", "rtp")
 }
 
 // dtlsTrunkConfig: the trunk acme (baresip on 127.0.0.2) takes SRTP keyed
@@ -140,19 +108,7 @@ func TestDTLSSRTPOfferedToBaresip(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", phonePort),
 		"module dtls_srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
 	writeFile(t, filepath.Join(dir, "accounts"), "<sip:+15551230001@127.0.0.2>;regint=0;mediaenc=dtls_srtp;answermode=auto\n")
-	phone := exec.Command(baresip, "-f", dir, "-t", "40")
-	var out syncBuffer
-	phone.Stdout, phone.Stderr = &out, &out
-	if err := phone.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = phone.Process.Kill()
-		_ = phone.Wait()
-		if t.Failed() {
-			t.Logf("baresip output:\n%s", out.String())
-		}
-	})
+	out := startPeer(t, "baresip", exec.Command(baresip, "-f", dir, "-t", "40"))
 	deadline := time.Now().Add(30 * time.Second) // baresip makes an RSA key for DTLS at start: seconds under load
 	for !strings.Contains(out.String(), "baresip is ready") {
 		if time.Now().After(deadline) {
@@ -166,18 +122,7 @@ func TestDTLSSRTPOfferedToBaresip(t *testing.T) {
 	pbx := exec.Command(sipp, "-sn", "uac", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-s", "+15551230001",
 		"-m", "1", "-d", "8000", "-rtp_echo", "-nostdin", "-timeout", "30s", "-timeout_error", e.sipAddr())
 	pbx.Dir = t.TempDir()
-	var pbxOut syncBuffer
-	pbx.Stdout, pbx.Stderr = &pbxOut, &pbxOut
-	if err := pbx.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = pbx.Process.Kill()
-		_ = pbx.Wait()
-		if t.Failed() {
-			t.Logf("SIPp output:\n%s", pbxOut.String())
-		}
-	})
+	startPeer(t, "SIPp", pbx)
 
 	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
 	deadline = time.Now().Add(15 * time.Second)
@@ -199,22 +144,7 @@ func TestDTLSSRTPOfferedToBaresip(t *testing.T) {
 	if v := e.metric(`sipwarden_media_dtls_handshakes_total{result="ok"}`); v != 2 {
 		t.Errorf("%v DTLS handshakes completed on the relay, want 2", v)
 	}
-	for _, reason := range []string{"auth", "replay", "crypto_error"} {
-		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v > 0 {
-			t.Errorf("%v RTP packets dropped for %s", v, reason)
-		}
-	}
+	expectNoMediaDrops(t, e)
 	e.stop()
-	var found bool
-	for _, r := range e.cdrs() {
-		if r.Trunk == "acme" && !r.Answer.IsZero() {
-			found = true
-			if r.CallerMedia != "rtp" || !strings.HasPrefix(r.CalleeMedia, "srtp:") {
-				t.Errorf("CDR media: caller %q callee %q, want rtp and srtp:<suite>", r.CallerMedia, r.CalleeMedia)
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
-	}
+	expectMediaCDR(t, e, "rtp", "srtp:")
 }
