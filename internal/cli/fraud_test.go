@@ -26,17 +26,24 @@ func TestChainWithFraud(t *testing.T) {
 }
 
 func TestFraudsimCommand(t *testing.T) {
-	// Two days: only the slow pumping (day 2, 14:00) happens, and the command says so.
+	// Two days: of the attacks only the slow pumping (day 2, 14:00) happens, and the command says which do not.
 	code, out, errs := run("fraudsim", "--days", "2", "--tenants", "2")
-	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | 2 | true |") ||
-		!strings.Contains(errs, "the later attacks do not happen") {
+	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | true |") ||
+		!strings.Contains(out, "| month_end_surge | reseller-2 |") || !strings.Contains(errs, "ends before these scenarios are over") {
 		t.Fatalf("fraudsim: %d %q %q", code, out, errs)
 	}
-	if code, _, _ := run("fraudsim", "--tenants", "1"); code != 2 {
-		t.Errorf("one tenant of each kind: %d", code)
+	// Without rules the same attack goes undetected.
+	code, out, errs = run("fraudsim", "--days", "2", "--tenants", "2", "--rules", "none", "--scenarios", "slow_pumping_business")
+	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | false |") || strings.Contains(out, "month_end_surge") {
+		t.Fatalf("fraudsim --rules none: %d %q %q", code, out, errs)
 	}
-	if code, _, _ := run("fraudsim", "--format", "xml"); code != 2 {
-		t.Errorf("bad format: %d", code)
+	if code, out, _ := run("fraudsim", "--list"); code != 0 || !strings.Contains(out, "wangiri_callbacks") || !strings.Contains(out, "stressor") {
+		t.Errorf("list: %d %q", code, out)
+	}
+	for _, args := range [][]string{{"--tenants", "1"}, {"--format", "xml"}, {"--rules", "some"}, {"--scenarios", "nothing"}} {
+		if code, _, _ := run(append([]string{"fraudsim"}, args...)...); code != 2 {
+			t.Errorf("%v: %d, want 2", args, code)
+		}
 	}
 	if code, _, errs := run("fraudsim", "--help"); code != 0 || !strings.Contains(errs, "Usage: sipwarden fraudsim") {
 		t.Errorf("help: %d %q", code, errs)
