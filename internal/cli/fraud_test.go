@@ -49,3 +49,37 @@ func TestFraudsimCommand(t *testing.T) {
 		t.Errorf("help: %d %q", code, errs)
 	}
 }
+
+func TestFraudsimSummarize(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for _, seed := range []string{"1", "2"} {
+		code, out, errs := run("fraudsim", "--days", "1", "--tenants", "2", "--seed", seed, "--format", "json", "--scenarios", "month_end_surge")
+		if code != 0 {
+			t.Fatalf("seed %s: %d %q", seed, code, errs)
+		}
+		f := filepath.Join(dir, "fs-"+seed+".json")
+		_ = os.WriteFile(f, []byte(out), 0o600)
+		files = append(files, f)
+	}
+	code, out, errs := run(append([]string{"fraudsim", "--summarize"}, files...)...)
+	if code != 0 || !strings.Contains(out, "2 runs, 16 tenant-days") || !strings.Contains(out, "| month_end_surge | reseller-2 |") {
+		t.Fatalf("summarize: %d %q %q", code, out, errs)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"seed": 1}`), 0o600)
+	for _, tc := range []struct {
+		args []string
+		code int
+		errs string
+	}{
+		{[]string{"--summarize"}, 2, "needs the JSON files"},
+		{[]string{"--summarize", bad}, 1, "not a fraudsim JSON report"},
+		{[]string{"--summarize", filepath.Join(dir, "none.json")}, 1, "no such file"},
+		{[]string{files[0]}, 2, "files go with --summarize"},
+	} {
+		if code, _, errs := run(append([]string{"fraudsim"}, tc.args...)...); code != tc.code || !strings.Contains(errs, tc.errs) {
+			t.Errorf("%v: %d %q, want %d %q", tc.args, code, errs, tc.code, tc.errs)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 // FraudsimCommand runs the toll-fraud simulator: `sipwarden fraudsim [flags]`.
 func FraudsimCommand(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("fraudsim", "fraudsim [flags]", stderr)
+	fs := newFlagSet("fraudsim", "fraudsim [flags]\n       sipwarden fraudsim --summarize run.json...", stderr)
 	seed := fs.Uint64("seed", 1, "random seed (a run is deterministic for a seed)")
 	days := fs.Int("days", 7, "virtual days to simulate")
 	tenants := fs.Int("tenants", 3, "tenants of each archetype (office, contact centre, hotel, reseller); at least 2")
@@ -22,6 +23,7 @@ func FraudsimCommand(args []string, stdout, stderr io.Writer) int {
 	only := fs.String("scenarios", "", "comma-separated names of the scenarios to run (default: all; see --list)")
 	rules := fs.String("rules", "builtin", "builtin (the engine's default rules and Wangiri detection) or none (the destination policy alone)")
 	list := fs.Bool("list", false, "list the labelled scenarios and exit")
+	summarize := fs.Bool("summarize", false, "summarize the runs in the JSON files given as arguments (one per seed, from --format json)")
 	format := fs.String("format", "text", "text (Markdown tables) or json")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -29,6 +31,13 @@ func FraudsimCommand(args []string, stdout, stderr io.Writer) int {
 	if *days < 1 || *tenants < 2 || *attackWeek < 1 || (*format != "text" && *format != "json") ||
 		(*rules != "builtin" && *rules != "none") {
 		fs.Usage()
+		return 2
+	}
+	if *summarize {
+		return summarizeRuns(fs.Args(), stdout, stderr)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fraudsim: unexpected arguments %q (files go with --summarize)\n", fs.Args())
 		return 2
 	}
 	scenarios := fraudsim.DefaultScenarios()
@@ -89,5 +98,33 @@ func FraudsimCommand(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprint(stdout, rep)
+	return 0
+}
+
+// summarizeRuns reads the JSON reports in files and prints their summary.
+func summarizeRuns(files []string, stdout, stderr io.Writer) int {
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "fraudsim: --summarize needs the JSON files of the runs (sipwarden fraudsim --format json > run.json)")
+		return 2
+	}
+	var runs []*fraudsim.JSONReport
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "fraudsim: %v\n", err)
+			return 1
+		}
+		var r fraudsim.JSONReport
+		if err := json.Unmarshal(b, &r); err != nil {
+			fmt.Fprintf(stderr, "fraudsim: %s: not a fraudsim JSON report: %v\n", f, err)
+			return 1
+		}
+		if r.Days == 0 || r.TenantDays == 0 {
+			fmt.Fprintf(stderr, "fraudsim: %s: not a fraudsim JSON report (no days, no tenant-days)\n", f)
+			return 1
+		}
+		runs = append(runs, &r)
+	}
+	fmt.Fprint(stdout, fraudsim.Summarize(runs))
 	return 0
 }

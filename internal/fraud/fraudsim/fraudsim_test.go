@@ -385,3 +385,40 @@ func TestReportJSON(t *testing.T) {
 		t.Fatalf("%v %s", err, b)
 	}
 }
+
+// TestSummarize: the summary counts runs per attack and stressor from the
+// JSON form (median and worst, call-backs through, false alarms per 100
+// tenant-days), not from the order of the runs.
+func TestSummarize(t *testing.T) {
+	cb := func(n int) *int { return &n }
+	run := func(seed uint64, ttb float64, lost float64, through int, crit bool) *JSONReport {
+		r := &JSONReport{Seed: seed, Days: 7, TenantDays: 84, BenignCalls: 1000, CPUSeconds: float64(seed),
+			FalseIncidents: map[string]int{"alert": 1}, FalseByRule: map[string]int{"off_hours": 1}, BenignRefused: map[string]int{},
+			Attacks: []JSONAttack{
+				{Name: "burst", Kind: "outbound", Detected: true, FirstRule: "score_5m", Blocked: ttb > 0, BlockSeconds: ttb,
+					LostBeforeBlock: lost / 2, LostTotal: lost},
+				{Name: "w", Kind: "wangiri", Detected: true, FirstRule: "wangiri", Blocked: true, BlockSeconds: 100,
+					Callbacks: cb(30), CallbacksThrough: cb(through)},
+			},
+			Stressors: []JSONStressor{{Name: "campaign", Tenant: "cc-2", Calls: 100, Incidents: map[string]int{}, ByRule: map[string]int{}}}}
+		if crit {
+			r.FalseIncidents["block"] = 1
+			r.FalseByRule["spend_spike"] = 1
+			r.BenignRefused["fraud_block:spend_spike"] = 3
+			r.Stressors[0].Critical, r.Stressors[0].Incidents["block"], r.Stressors[0].ByRule["spend_spike"], r.Stressors[0].Refused = 1, 1, 1, 3
+		}
+		return r
+	}
+	out := Summarize([]*JSONReport{run(1, 2, 10, 0, false), run(2, 200, 40, 4, true), run(3, 0, 30, 1, false)})
+	for _, want := range []string{
+		"3 runs, 252 tenant-days, 3000 benign attempts; CPU per run: median 2.0 s, max 3.0 s",
+		"| burst | 3/3 | score_5m 3 | 2/3 | 1/3 | 2/3 | 1m41s / 3m20s | 15.00 / 20.00 | 30.00 / 40.00 | 1/3 | - |",
+		"| w | 3/3 | wangiri 3 | 3/3 | 3/3 | 3/3 | 1m40s / 1m40s | 0.00 / 0.00 | 0.00 / 0.00 | 3/3 | 5 of 90 (4) |",
+		"| campaign | cc-2 | 300 | 1/3 | 1 | 0 | 0 | spend_spike 1 | 3 |",
+		"critical (block + throttle) 1 (0.40 per 100 tenant-days), alert 3 (1.19 per 100 tenant-days); by rule: off_hours 3, spend_spike 1; benign calls refused: 3 (fraud_block:spend_spike 3)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}

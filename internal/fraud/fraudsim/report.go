@@ -69,69 +69,77 @@ func sum(m map[string]int) int {
 	return n
 }
 
-// MarshalJSON writes the report for machines: durations in seconds, money in currency units.
-func (r *Report) MarshalJSON() ([]byte, error) {
-	type attack struct {
-		Name             string  `json:"name"`
-		Label            string  `json:"label"`
-		Kind             string  `json:"kind"`
-		Description      string  `json:"description"`
-		Tenant           string  `json:"tenant,omitempty"`
-		Channels         int     `json:"channels,omitempty"`
-		StartSeconds     float64 `json:"start_s"`
-		Detected         bool    `json:"detected"`
-		FirstRule        string  `json:"first_rule,omitempty"`
-		DetectSeconds    float64 `json:"time_to_detect_s"`
-		Blocked          bool    `json:"blocked"`
-		BlockSeconds     float64 `json:"time_to_block_s"`
-		LostBeforeBlock  float64 `json:"lost_before_block"`
-		LostTotal        float64 `json:"lost_total"`
-		Attempts         int     `json:"attempts"`
-		Refused          int     `json:"refused"`
-		Answered         int     `json:"answered"`
-		Collateral       int     `json:"collateral"`
-		Incidents        int     `json:"incidents"`
-		Rings            int     `json:"rings,omitempty"`
-		Numbers          int     `json:"numbers,omitempty"`
-		Tagged           int     `json:"numbers_tagged,omitempty"`
-		Callbacks        *int    `json:"callbacks,omitempty"`
-		CallbacksThrough *int    `json:"callbacks_through,omitempty"`
-	}
-	type stressor struct {
-		Name         string         `json:"name"`
-		Label        string         `json:"label"`
-		Kind         string         `json:"kind"`
-		Description  string         `json:"description"`
-		Tenant       string         `json:"tenant"`
-		StartSeconds float64        `json:"start_s"`
-		Calls        int            `json:"calls"`
-		Critical     int            `json:"critical_incidents"`
-		Incidents    map[string]int `json:"incidents"`
-		ByRule       map[string]int `json:"incidents_by_rule"`
-		Refused      int            `json:"benign_refused"`
-	}
-	out := struct {
-		Seed             uint64         `json:"seed"`
-		Start            time.Time      `json:"start"`
-		Days             int            `json:"days"`
-		TenantDays       float64        `json:"tenant_days"`
-		Currency         string         `json:"currency"`
-		BenignCalls      int            `json:"benign_calls"`
-		BenignCost       float64        `json:"benign_cost"`
-		BenignRefused    map[string]int `json:"benign_refused"`
-		FalseIncidents   map[string]int `json:"false_incidents"`
-		FalseByRule      map[string]int `json:"false_incidents_by_rule"`
-		CriticalPer100TD float64        `json:"critical_false_per_100_tenant_days"`
-		Attacks          []attack       `json:"attacks"`
-		Stressors        []stressor     `json:"stressors"`
-		CPUSeconds       float64        `json:"cpu_s"`
-		WallSeconds      float64        `json:"wall_s"`
-	}{Seed: r.Config.Seed, Start: r.Config.Start, Days: r.Config.Days, TenantDays: r.TenantDays, Currency: r.Currency,
+// JSONReport is the machine form of a Report (`--format json`): durations
+// in seconds, money in currency units. Summarize reads it back.
+type JSONReport struct {
+	Seed             uint64         `json:"seed"`
+	Start            time.Time      `json:"start"`
+	Days             int            `json:"days"`
+	TenantDays       float64        `json:"tenant_days"`
+	Currency         string         `json:"currency"`
+	BenignCalls      int            `json:"benign_calls"`
+	BenignCost       float64        `json:"benign_cost"`
+	BenignRefused    map[string]int `json:"benign_refused"`
+	FalseIncidents   map[string]int `json:"false_incidents"`
+	FalseByRule      map[string]int `json:"false_incidents_by_rule"`
+	CriticalPer100TD float64        `json:"critical_false_per_100_tenant_days"`
+	Attacks          []JSONAttack   `json:"attacks"`
+	Stressors        []JSONStressor `json:"stressors"`
+	CPUSeconds       float64        `json:"cpu_s"`
+	WallSeconds      float64        `json:"wall_s"`
+}
+
+// JSONAttack is one attack of a JSONReport.
+type JSONAttack struct {
+	Name             string  `json:"name"`
+	Label            string  `json:"label"`
+	Kind             string  `json:"kind"`
+	Description      string  `json:"description"`
+	Tenant           string  `json:"tenant,omitempty"`
+	Channels         int     `json:"channels,omitempty"`
+	StartSeconds     float64 `json:"start_s"`
+	Detected         bool    `json:"detected"`
+	FirstRule        string  `json:"first_rule,omitempty"`
+	DetectSeconds    float64 `json:"time_to_detect_s"`
+	Blocked          bool    `json:"blocked"`
+	BlockSeconds     float64 `json:"time_to_block_s"`
+	LostBeforeBlock  float64 `json:"lost_before_block"`
+	LostTotal        float64 `json:"lost_total"`
+	Attempts         int     `json:"attempts"`
+	Refused          int     `json:"refused"`
+	Answered         int     `json:"answered"`
+	Collateral       int     `json:"collateral"`
+	Incidents        int     `json:"incidents"`
+	Rings            int     `json:"rings,omitempty"`
+	Numbers          int     `json:"numbers,omitempty"`
+	Tagged           int     `json:"numbers_tagged,omitempty"`
+	Callbacks        *int    `json:"callbacks,omitempty"`
+	CallbacksThrough *int    `json:"callbacks_through,omitempty"`
+}
+
+// JSONStressor is one stressor of a JSONReport.
+type JSONStressor struct {
+	Name         string         `json:"name"`
+	Label        string         `json:"label"`
+	Kind         string         `json:"kind"`
+	Description  string         `json:"description"`
+	Tenant       string         `json:"tenant"`
+	StartSeconds float64        `json:"start_s"`
+	Calls        int            `json:"calls"`
+	Critical     int            `json:"critical_incidents"`
+	Incidents    map[string]int `json:"incidents"`
+	ByRule       map[string]int `json:"incidents_by_rule"`
+	Refused      int            `json:"benign_refused"`
+}
+
+// JSON returns the machine form of the report.
+func (r *Report) JSON() *JSONReport {
+	out := &JSONReport{Seed: r.Config.Seed, Start: r.Config.Start, Days: r.Config.Days, TenantDays: r.TenantDays, Currency: r.Currency,
 		BenignCalls: r.BenignCalls, BenignCost: r.BenignCost.Float(), BenignRefused: r.BenignRefused,
 		FalseIncidents: r.FalseIncidents, FalseByRule: r.FalseByRule, CriticalPer100TD: r.CriticalPer100TenantDays(),
-		CPUSeconds: r.CPU.Seconds(), WallSeconds: r.Elapsed.Seconds(), Attacks: []attack{}, Stressors: []stressor{}}
+		CPUSeconds: r.CPU.Seconds(), WallSeconds: r.Elapsed.Seconds(), Attacks: []JSONAttack{}, Stressors: []JSONStressor{}}
 	for _, a := range r.Attacks {
-		j := attack{Name: a.Name, Label: a.Kind.Label(), Kind: a.Kind.String(), Description: a.Description, Tenant: a.Tenant,
+		j := JSONAttack{Name: a.Name, Label: a.Kind.Label(), Kind: a.Kind.String(), Description: a.Description, Tenant: a.Tenant,
 			Channels: a.Channels, StartSeconds: a.Start.Seconds(), Detected: a.Detected, FirstRule: a.FirstRule,
 			DetectSeconds: a.TimeToDetect.Seconds(), Blocked: a.Blocked, BlockSeconds: a.TimeToBlock.Seconds(),
 			LostBeforeBlock: a.LostBeforeBlock.Float(), LostTotal: a.LostTotal.Float(), Attempts: a.Attempts,
@@ -143,9 +151,12 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		out.Attacks = append(out.Attacks, j)
 	}
 	for _, st := range r.Stressors {
-		out.Stressors = append(out.Stressors, stressor{Name: st.Name, Label: st.Kind.Label(), Kind: st.Kind.String(),
+		out.Stressors = append(out.Stressors, JSONStressor{Name: st.Name, Label: st.Kind.Label(), Kind: st.Kind.String(),
 			Description: st.Description, Tenant: st.Tenant, StartSeconds: st.Start.Seconds(), Calls: st.Calls,
 			Critical: st.Critical(), Incidents: st.Incidents, ByRule: st.ByRule, Refused: st.Refused})
 	}
-	return json.Marshal(out)
+	return out
 }
+
+// MarshalJSON writes the report for machines (JSONReport).
+func (r *Report) MarshalJSON() ([]byte, error) { return json.Marshal(r.JSON()) }
