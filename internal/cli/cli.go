@@ -25,6 +25,7 @@ Commands:
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
   fraudsim      replay synthetic traffic and attacks through the toll-fraud engine
+  fraud         toll-fraud tools: learn (baselines from CDR history)
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -56,6 +57,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ShakenCommand(rest, stdout, stderr)
 	case "fraudsim":
 		return FraudsimCommand(rest, stdout, stderr)
+	case "fraud":
+		return FraudCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

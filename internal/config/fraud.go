@@ -112,9 +112,10 @@ type FraudRule struct {
 // The names internal/fraud accepts (a test there keeps them in step).
 var (
 	FraudMetrics = []string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number"}
+		"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number",
+		"country_score", "new_country_score", "sequential", "new_range", "low_asr", "short_calls", "new_country_spend", "spend_24h"}
 	FraudActions      = []string{"alert", "throttle", "block"}
-	FraudScopes       = []string{"risky", "all"}
+	FraudScopes       = []string{"risky", "all", "new"}
 	FraudRiskyClasses = []string{"premium", "satellite", "nanp_foreign"}
 )
 
@@ -400,6 +401,12 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 		if r.Metric == "same_number" && r.Limit >= 30 {
 			v.fail(at("limit"), "a same_number limit must be below 30 (attempts to one number in the window), got %v", r.Limit)
 		}
+		if (r.Metric == "sequential" || r.Metric == "new_range") && r.Limit >= 128 {
+			v.fail(at("limit"), "a %s limit must be below 128 (distinct numbers kept per trunk), got %v", r.Metric, r.Limit)
+		}
+		if r.Metric == "low_asr" && r.Limit > 1 {
+			v.fail(at("limit"), "a low_asr limit is an answer ratio from 0 to 1 (0.15: fewer than 15 %% answered), got %v", r.Limit)
+		}
 		if r.Floor < 0 || r.MinSamples < 0 || r.ThrottlePerMinute < 0 {
 			v.fail(at("name"), "floor, min_samples and throttle_per_minute must be >= 0")
 		}
@@ -411,7 +418,7 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 		if r.Scope == "" {
 			fr.Scope = "risky"
 		} else if !slices.Contains(FraudScopes, r.Scope) {
-			v.fail(at("scope"), "must be risky (every call that is not domestic) or all, got %q", r.Scope)
+			v.fail(at("scope"), "must be risky (every call that is not domestic), all, or new (calls to countries the trunk has not learned), got %q", r.Scope)
 		}
 		fr.For = v.duration(at("for"), r.For, 15*time.Minute)
 		if r.EndCalls && fr.Action != "block" {

@@ -11,7 +11,7 @@ import (
 func TestFraudValues(t *testing.T) {
 	c := parseTestdata(t, "fraud.good.yaml")
 	f := c.Fraud
-	if !f.Enabled || f.Default.Country != "US" || f.Default.Unrated != FraudBlock || len(f.Rules) != 3 {
+	if !f.Enabled || f.Default.Country != "US" || f.Default.Unrated != FraudBlock || len(f.Rules) != 7 {
 		t.Fatalf("fraud %+v", f)
 	}
 	if !f.Rules[0].EndCalls {
@@ -22,6 +22,15 @@ func TestFraudValues(t *testing.T) {
 	}
 	if r := f.Rules[2]; r.Action != "alert" || r.For != 15*time.Minute || r.Floor != 50 || r.MinSamples != 2 {
 		t.Errorf("spike rule defaults %+v", r)
+	}
+	if r := f.Rules[3]; r.Metric != "new_country_score" || r.Scope != "new" || !r.EndCalls || r.Limit != 5 {
+		t.Errorf("new_country rule %+v", r)
+	}
+	if r := f.Rules[4]; r.Metric != "low_asr" || r.Limit != 0.15 || r.Floor != 20 || r.Window != 15*time.Minute {
+		t.Errorf("low_asr rule %+v", r)
+	}
+	if r := f.Rules[6]; r.Metric != "spend_24h" || r.Action != "block" || r.Limit != 500 {
+		t.Errorf("daily budget %+v", r)
 	}
 	o := f.Trunks["office"]
 	if o.Country != "GB" || o.NationalPrefix != "0" || o.InternationalPrefix != "00" || o.Location.String() != "Europe/London" ||
@@ -61,18 +70,21 @@ func TestFraudErrors(t *testing.T) {
 		"fraud.bad.yaml:8:50: fraud.rules[1].action: must be alert, throttle or block, got \"kill\"",
 		"fraud.bad.yaml:8:63: fraud.rules[1].scope: must be risky",
 		"fraud.bad.yaml:9:39: fraud.rules[2].limit: must be above 0",
-		"fraud.bad.yaml:15:16: trunks[0].fraud.country: must be an ISO 3166 country code",
-		"fraud.bad.yaml:16:24: trunks[0].fraud.national_prefix: must be up to 4 digits",
-		"fraud.bad.yaml:17:17: trunks[0].fraud.timezone: must be an IANA time zone",
-		"fraud.bad.yaml:18:24: trunks[0].fraud.business_hours[0]: must be days and hours such as",
-		"fraud.bad.yaml:18:47: trunks[0].fraud.business_hours[1]: must be days and hours",
-		"fraud.bad.yaml:19:29: trunks[0].fraud.allow_countries[1]: must be an ISO 3166 country code such as FR, got \"ZZ\"",
-		"fraud.bad.yaml:20:23: trunks[0].fraud.allow_classes[0]: must be one of premium, satellite, nanp_foreign",
-		"fraud.bad.yaml:21:17: trunks[0].fraud.max_rate: must be an amount >= 0",
-		"fraud.bad.yaml:22:16: trunks[0].fraud.unrated: must be allow or block",
-		"fraud.bad.yaml:24:20: trunks[0].fraud.hot_list[0].number: must be an E.164 number",
-		"fraud.bad.yaml:25:38: trunks[0].fraud.hot_list[1].action: must be allow or block, got \"drop\"",
-		"fraud.bad.yaml:26:5: trunks[1].fraud.country: the fraud stage needs the trunk's country",
+		"fraud.bad.yaml:10:41: fraud.rules[3].limit: a low_asr limit is an answer ratio from 0 to 1",
+		"fraud.bad.yaml:10:52: fraud.rules[3].scope: must be risky (every call that is not domestic), all, or new",
+		"fraud.bad.yaml:11:44: fraud.rules[4].limit: a sequential limit must be below 128",
+		"fraud.bad.yaml:17:16: trunks[0].fraud.country: must be an ISO 3166 country code",
+		"fraud.bad.yaml:18:24: trunks[0].fraud.national_prefix: must be up to 4 digits",
+		"fraud.bad.yaml:19:17: trunks[0].fraud.timezone: must be an IANA time zone",
+		"fraud.bad.yaml:20:24: trunks[0].fraud.business_hours[0]: must be days and hours such as",
+		"fraud.bad.yaml:20:47: trunks[0].fraud.business_hours[1]: must be days and hours",
+		"fraud.bad.yaml:21:29: trunks[0].fraud.allow_countries[1]: must be an ISO 3166 country code such as FR, got \"ZZ\"",
+		"fraud.bad.yaml:22:23: trunks[0].fraud.allow_classes[0]: must be one of premium, satellite, nanp_foreign",
+		"fraud.bad.yaml:23:17: trunks[0].fraud.max_rate: must be an amount >= 0",
+		"fraud.bad.yaml:24:16: trunks[0].fraud.unrated: must be allow or block",
+		"fraud.bad.yaml:26:20: trunks[0].fraud.hot_list[0].number: must be an E.164 number",
+		"fraud.bad.yaml:27:38: trunks[0].fraud.hot_list[1].action: must be allow or block, got \"drop\"",
+		"fraud.bad.yaml:28:5: trunks[1].fraud.country: the fraud stage needs the trunk's country",
 	}
 	got := err.Error()
 	for _, w := range want {

@@ -80,6 +80,11 @@ type Destination struct {
 	// Number identifies the E.164 number (a hash, 0 when there is none):
 	// the engine counts attempts per number with it without keeping numbers.
 	Number uint64
+	// Digits are the E.164 digits read as an integer and NDigits how many
+	// there are (0 when there is no number): the sequential and new_range
+	// rules compare numbers and their ranges with them.
+	Digits  uint64
+	NDigits uint8
 }
 
 var typeNames = [...]string{
@@ -216,7 +221,24 @@ func (c *Classifier) Classify(d *Dialling, user, dst []byte) ([]byte, Destinatio
 	}
 	dest := c.ClassifyE164(d, num)
 	dest.Number = numberHash(num)
+	dest.Digits, dest.NDigits = digitsOf(num)
 	return num, dest
+}
+
+// digitsOf reads the digits of an E.164 number ("+" and up to 15 digits) as
+// an integer; 0, 0 when num is not one.
+func digitsOf(num []byte) (uint64, uint8) {
+	if len(num) < 2 || num[0] != '+' || len(num) > 16 {
+		return 0, 0
+	}
+	var v uint64
+	for _, c := range num[1:] {
+		if c < '0' || c > '9' {
+			return 0, 0
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, uint8(len(num) - 1)
 }
 
 // numberSeed is fixed for the process so that a number hashes the same in every stage build.

@@ -117,6 +117,14 @@ type Call struct {
 	tickCost Money     // accrued cost counted in account.accrued at the last tick
 	hungUp   bool
 	ended    atomic.Bool
+	// country and rng are learned by the trunk when the call, answered,
+	// ends normally (new_country_score, new_range).
+	country string
+	rng     uint64
+	// isNew: the trunk has not learned the call's country (set when the
+	// call starts, cleared on a tick or at its end once the country counts
+	// as learned: its money is new-country money only while it is new).
+	isNew bool
 }
 
 // Release ends the call (chain.Releaser): the same as CallEnded.
@@ -129,7 +137,23 @@ func (c *Call) Answered(time.Time) { c.e.CallAnswered(c.id) }
 type bucket struct {
 	min          int64 // Unix minute; a stale bucket is reset on write
 	calls, risky int32
-	score, spent Money
+	// started, answered: non-domestic calls started in this minute, and how
+	// many of them were answered (low_asr); short: answered non-domestic
+	// calls that ended in this minute within shortCall (short_calls).
+	started, answered, short int32
+	score, spent             Money
+	// newSpent: spent by calls to countries that were new to the trunk (new_country_spend).
+	newSpent Money
+}
+
+// shortCall is the longest answered call that short_calls counts: test
+// calls of a range and pumping of numbers that pay per connection last seconds.
+const shortCall = 10 * time.Second
+
+// hourSpend is the money spent in one hour (spend_24h).
+type hourSpend struct {
+	hour  int64 // Unix hour; a stale entry is reset on write
+	spent Money
 }
 
 type slot struct {
@@ -154,6 +178,7 @@ type account struct {
 	liveN, liveRisky int
 	burn             Money // Σ rate of answered calls in progress
 	accrued          Money // Σ accrued cost of answered calls in progress, at the last tick
+	newAccrued       Money // the part of accrued of calls to new countries
 
 	hour                int64 // Unix hour of hourCalls
 	hourCalls, hourRisk float32
@@ -164,6 +189,28 @@ type account struct {
 	// rules), at most maxTrackedNumbers; entries idle for an hour are dropped on ticks.
 	numbers map[uint64]*numberHits
 	swept   time.Time // last sweep of idle numbers
+
+	// hourly is the money spent by the hour over the last day (spend_24h).
+	hourly [24]hourSpend
+	// countryWin holds, per non-domestic country, the score of its attempts
+	// by the minute (country_score rules; nil without one).
+	countryWin map[string]*countryWindow
+	// recent holds the last distinct non-domestic numbers dialled
+	// (new_country_score, sequential, new_range; nil without such a rule).
+	recent *recentRing
+	// ringWin is the window (minutes) of the first rule of each ring-based
+	// metric, whose figures one pass computes (ringIndex).
+	ringWin [3]int
+	// known are the countries and ranges the trunk has called (answered
+	// calls that ended normally, or its CDR history), with the Unix second
+	// of the first such call: what the novelty rules compare with.
+	knownCountries map[string]int64
+	knownRanges    map[uint64]int64
+	// since is the Unix second from which the trunk has been watched (its
+	// first attempt, its oldest CDR, or the baseline file's): the novelty
+	// rules wait until it is learnDelay old, when every country is no
+	// longer new.
+	since int64
 
 	incidents map[string]*incident
 	// repeats remembers, per rule, how many incidents followed each other
@@ -243,6 +290,8 @@ type incident struct {
 	report   bool
 	tokens   float64
 	tokAt    time.Time
+	// key is what the incident's figure is of when the rule is keyed (a country), or "".
+	key string
 }
 
 // NewEngine returns an engine with no accounts; accounts are created with
@@ -298,6 +347,7 @@ func (e *Engine) SetRules(account string, rules []Rule, loc *time.Location) erro
 	if !a.trackNumbers {
 		clear(a.numbers)
 	}
+	a.track(rs)
 	for name := range a.incidents {
 		if !slices.ContainsFunc(rs, func(r Rule) bool { return r.Name == name }) {
 			delete(a.incidents, name)
@@ -330,8 +380,9 @@ func (e *Engine) account(name string) *account {
 	if a = e.accts[name]; a == nil {
 		a = &account{name: name, rules: DefaultRules(), loc: time.UTC,
 			live: map[*Call]struct{}{}, incidents: map[string]*incident{}, repeats: map[string]repeat{},
-			numbers: map[uint64]*numberHits{}}
+			numbers: map[uint64]*numberHits{}, knownCountries: map[string]int64{}, knownRanges: map[uint64]int64{}}
 		a.trackNumbers = slices.ContainsFunc(a.rules, func(r Rule) bool { return r.Metric == MetricSameNumber })
+		a.track(a.rules)
 		e.accts[name] = a
 	}
 	return a
@@ -350,6 +401,9 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 	var evs []events.Event
 	a.mu.Lock()
 	a.advance(now)
+	if a.since == 0 {
+		a.since = now.Unix()
+	}
 	isRisky := risky(dest)
 	b := a.bucket(now)
 	b.calls++
@@ -359,8 +413,14 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 		a.hourRisk++
 	}
 	b.score += ratePerMin
-	evs = a.evaluate(e, now, &dest, a.hitsOf(dest.Number, now.Unix()), evs)
-	d := a.decide(now, isRisky)
+	at := attempt{dest: &dest, hits: a.hitsOf(dest.Number, now.Unix())}
+	isNew := false
+	if isRisky {
+		isNew = a.isNew(&dest, now.Unix())
+		a.observe(now, &dest, ratePerMin, isNew, &at)
+	}
+	evs = a.evaluate(e, now, &at, evs)
+	d := a.decide(now, isRisky, isNew)
 	a.mu.Unlock()
 	for _, ev := range evs {
 		e.opt.Bus.Publish(ev)
@@ -370,7 +430,7 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 
 // decide returns the action of the most severe incident that covers the
 // call (the first in the order of the rules among equals).
-func (a *account) decide(now time.Time, isRisky bool) Decision {
+func (a *account) decide(now time.Time, isRisky, isNew bool) Decision {
 	var d Decision
 	if len(a.incidents) == 0 {
 		return d
@@ -378,7 +438,7 @@ func (a *account) decide(now time.Time, isRisky bool) Decision {
 	var throttle *incident
 	for i := range a.rules {
 		in := a.incidents[a.rules[i].Name]
-		if in == nil || !now.Before(in.until) || in.rule.Action < ActionThrottle || (in.rule.Scope == ScopeRisky && !isRisky) {
+		if in == nil || !now.Before(in.until) || in.rule.Action < ActionThrottle || !in.rule.Scope.covers(isRisky, isNew) {
 			continue
 		}
 		if in.report {
@@ -423,14 +483,20 @@ func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate
 	sh := e.shard(callID)
 	sh.mu.Lock()
 	a := e.account(account)
-	c := &Call{id: callID, e: e, acct: a, risky: risky(dest), rate: rate, started: now}
+	c := &Call{id: callID, e: e, acct: a, risky: risky(dest), rate: rate, started: now,
+		country: countryKey(&dest), rng: rangeKey(&dest)}
 	sh.calls[callID] = c
 	sh.mu.Unlock()
 	a.mu.Lock()
+	if a.since == 0 {
+		a.since = now.Unix()
+	}
 	a.live[c] = struct{}{}
 	a.liveN++
 	if c.risky {
 		a.liveRisky++
+		a.bucket(now).started++
+		c.isNew = a.isNew(&dest, now.Unix())
 	}
 	a.mu.Unlock()
 	return c
@@ -449,6 +515,11 @@ func (e *Engine) CallAnswered(callID string) {
 	if c.answered.IsZero() && !c.ended.Load() {
 		c.answered = now
 		a.burn += c.rate.PerMinute
+		if c.risky { // counted in the minute the call started: the answer ratio of those calls
+			if m := c.started.Unix() / 60; a.buckets[m%60].min == m {
+				a.buckets[m%60].answered++
+			}
+		}
 	}
 	a.mu.Unlock()
 }
@@ -481,10 +552,31 @@ func (e *Engine) endCall(c *Call) {
 	}
 	if !c.answered.IsZero() {
 		a.burn -= c.rate.PerMinute
-		cost := c.rate.Cost(now.Sub(c.answered))
-		a.bucket(now).spent += cost
+		d := now.Sub(c.answered)
+		cost := c.rate.Cost(d)
+		b := a.bucket(now)
+		b.spent += cost
 		a.hourSpend += cost
+		a.addHourly(now, cost)
 		a.accrued -= c.tickCost // now counted as spent
+		if c.isNew {
+			a.newAccrued -= c.tickCost // as the last tick counted it
+			// Money spent in the trunk's first day is not new-country money:
+			// every country is new then, and the novelty rules wait.
+			if a.watched(now) && a.isNewKey(c.country, now.Unix()) {
+				b.newSpent += cost
+			}
+		}
+		if c.risky {
+			if d < shortCall {
+				b.short++
+			}
+			// A call the engine ended, or that ended under a block, is not
+			// history to learn from: it may be the attack.
+			if !c.hungUp && !a.blocked(now) {
+				a.learn(c.country, c.rng, now.Unix())
+			}
+		}
 	}
 	a.mu.Unlock()
 }
@@ -545,27 +637,33 @@ func (e *Engine) Tick() {
 	for _, a := range accts {
 		a.mu.Lock()
 		a.advance(now)
-		a.accrued = 0
+		a.accrued, a.newAccrued = 0, 0
 		for c := range a.live {
+			if c.isNew && !a.isNewKey(c.country, now.Unix()) {
+				c.isNew = false
+			}
 			if c.answered.IsZero() {
 				continue
 			}
 			cost := c.rate.Cost(now.Sub(c.answered))
 			c.tickCost = cost
 			a.accrued += cost
+			if c.isNew && a.watched(now) {
+				a.newAccrued += cost
+			}
 			for i := range a.rules {
 				r := &a.rules[i]
 				if r.Metric != MetricCallCost || c.hungUp || cost.Float() < r.Limit {
 					continue
 				}
-				evs = a.trip(e, now, r, cost.Float(), c.id, evs)
+				evs = a.trip(e, now, r, cost.Float(), c.id, "", evs)
 				if !r.ReportOnly && !e.reportOnly.Load() {
 					c.hungUp = true
 					hangups = append(hangups, hangup{c.id, a.name, r.Name})
 				}
 			}
 		}
-		evs = a.evaluate(e, now, nil, nil, evs)
+		evs = a.evaluate(e, now, nil, evs)
 		if now.Sub(a.swept) >= 5*time.Minute { // thousands of numbers: not on every tick
 			a.swept = now
 			for n, h := range a.numbers {
@@ -585,7 +683,7 @@ func (e *Engine) Tick() {
 			}
 			if in.rule.EndCalls && in.rule.Action == ActionBlock && !in.report {
 				for c := range a.live {
-					if !c.hungUp && (in.rule.Scope == ScopeAll || c.risky) {
+					if !c.hungUp && in.rule.Scope.covers(c.risky, c.isNew) {
 						c.hungUp = true
 						hangups = append(hangups, hangup{c.id, a.name, in.rule.Name})
 					}
@@ -695,7 +793,8 @@ func (e *Engine) Stats(account string) Stats {
 	a.advance(now)
 	var s Stats
 	for i, w := range [3]int{5, 15, 60} {
-		s.Calls[i], s.Risky[i], s.Score[i], _ = a.window(now, w)
+		ws := a.window(now, w)
+		s.Calls[i], s.Risky[i], s.Score[i] = ws.calls, ws.riskyN, ws.score
 	}
 	s.Spent60, s.Accrued, s.Burn, s.Live, s.LiveRisky = a.spent(now, 60), a.accrued, a.burn, a.liveN, a.liveRisky
 	return s
@@ -712,24 +811,23 @@ func (a *account) bucket(now time.Time) *bucket {
 }
 
 // window sums the last w minutes (the current one included).
-func (a *account) window(now time.Time, w int) (calls, riskyN int, score, spent Money) {
+func (a *account) window(now time.Time, w int) winSum {
+	s := winSum{w: w}
 	m := now.Unix() / 60
 	for i := int64(0); i < int64(w); i++ {
 		b := &a.buckets[(m-i)%60]
 		if b.min == m-i {
-			calls += int(b.calls)
-			riskyN += int(b.risky)
-			score += b.score
-			spent += b.spent
+			s.calls += int(b.calls)
+			s.riskyN += int(b.risky)
+			s.score += b.score
+			s.spent += b.spent
+			s.newSpent += b.newSpent
 		}
 	}
-	return
-}
-
-func (a *account) spent(now time.Time, w int) Money {
-	_, _, _, s := a.window(now, w)
 	return s
 }
+
+func (a *account) spent(now time.Time, w int) Money { return a.window(now, w).spent }
 
 // advance folds the hours that ended into the hour-of-week baseline.
 func (a *account) advance(now time.Time) {
@@ -775,9 +873,23 @@ func hourOfWeek(t time.Time, loc *time.Location) int {
 	return int(t.Weekday())*24 + t.Hour()
 }
 
-// evaluate checks every rule of a; dest is the attempt being checked and
-// hits its number's recent attempts (nil on a tick).
-func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *numberHits, evs []events.Event) []events.Event {
+// attempt is the call attempt being checked, with what the account keeps of it.
+type attempt struct {
+	dest *Destination
+	// hits are its number's recent attempts (same_number; nil when not tracked).
+	hits *numberHits
+	// country is its country's window (country_score; nil when not tracked).
+	country *countryWindow
+	// recent is its entry in the ring of recent numbers (nil when not tracked).
+	recent *recentNum
+}
+
+// evaluate checks every rule of a; at is the attempt being checked (nil on a tick).
+func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.Event) []events.Event {
+	var dest *Destination
+	if at != nil {
+		dest = at.dest
+	}
 	// The few distinct windows of the rules, each summed once.
 	var cache [6]winSum
 	n := 0
@@ -791,9 +903,17 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 		if n < len(cache) {
 			n++
 		}
-		c.w = w
-		c.calls, c.riskyN, c.score, c.spent = a.window(now, w)
+		*c = a.window(now, w)
 		return c
+	}
+	// The ring-based figures, in one pass when the first of their rules needs them.
+	var figs ringFigures
+	scanned := false
+	ring := func() {
+		if !scanned {
+			scanned = true
+			figs = a.recent.scan(at.recent, now.Unix(), a.ringWin)
+		}
 	}
 	for i := range a.rules {
 		r := &a.rules[i]
@@ -842,11 +962,64 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 				continue
 			}
 		case MetricSameNumber:
-			h := hits
-			if dest == nil || h == nil {
+			if at == nil || at.hits == nil {
 				continue
 			}
-			value = float64(h.since(now.Unix() - int64(w)*60))
+			value = float64(at.hits.since(now.Unix() - int64(w)*60))
+		case MetricCountryScore:
+			if at == nil || at.country == nil {
+				continue
+			}
+			if value = at.country.sum(now, w).Float(); value > limit {
+				evs = a.trip(e, now, r, value, "", at.country.key, evs)
+			}
+			continue
+		case MetricNewCountryScore:
+			if at == nil || at.recent == nil || !at.recent.newCountry || !a.watched(now) {
+				continue
+			}
+			if ring(); figs.win[0] == w {
+				value = figs.newScore.Float()
+			} else {
+				value = a.recent.newCountryScore(now.Unix() - int64(w)*60).Float()
+			}
+		case MetricSequential:
+			if at == nil || at.recent == nil {
+				continue
+			}
+			if ring(); figs.win[1] == w {
+				value = float64(figs.seq)
+			} else {
+				value = float64(a.recent.sequential(at.recent, now.Unix()-int64(w)*60))
+			}
+		case MetricNewRange:
+			if at == nil || at.recent == nil || !at.recent.newRange || !a.watched(now) {
+				continue
+			}
+			if ring(); figs.win[2] == w {
+				value = float64(figs.rng)
+			} else {
+				value = float64(a.recent.inRange(at.recent, now.Unix()-int64(w)*60))
+			}
+		case MetricLowASR:
+			started, answered := a.asr(now, w)
+			if started == 0 || float64(started) < r.Floor {
+				continue
+			}
+			// Below the limit trips (the other metrics trip above it).
+			if value = float64(answered) / float64(started); value < limit {
+				evs = a.trip(e, now, r, value, "", "", evs)
+			}
+			continue
+		case MetricShortCalls:
+			value = float64(a.shortCalls(now, w))
+		case MetricNewCountrySpend:
+			if !a.watched(now) {
+				continue
+			}
+			value = (win(w).newSpent + a.newAccrued).Float()
+		case MetricSpend24h:
+			value = (a.spent24h(now) + a.accrued).Float()
 		case MetricOffHours:
 			if dest == nil || !risky(*dest) || a.hours == nil || a.inHours(now) {
 				continue
@@ -854,7 +1027,7 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 			if value = float64(win(60).riskyN); value <= r.Floor {
 				continue
 			}
-			evs = a.trip(e, now, r, value, "", evs)
+			evs = a.trip(e, now, r, value, "", "", evs)
 			continue
 		case MetricUnusualHour:
 			if dest == nil || !risky(*dest) {
@@ -873,38 +1046,43 @@ func (a *account) evaluate(e *Engine, now time.Time, dest *Destination, hits *nu
 			if value = float64(win(60).riskyN); !quiet || value <= r.Floor {
 				continue
 			}
-			evs = a.trip(e, now, r, value, "", evs)
+			evs = a.trip(e, now, r, value, "", "", evs)
 			continue
 		default:
 			continue // call_cost: per call, on ticks
 		}
 		if value > limit {
-			evs = a.trip(e, now, r, value, "", evs)
+			evs = a.trip(e, now, r, value, "", "", evs)
 		}
 	}
 	return evs
 }
 
 type winSum struct {
-	w             int
-	calls, riskyN int
-	score, spent  Money
+	w                      int
+	calls, riskyN          int
+	score, spent, newSpent Money
 }
 
 // trip records a breach of r: it opens an incident (one event) or extends
-// the open one (no event, so an attack is one incident and not one alert per call).
-func (a *account) trip(e *Engine, now time.Time, r *Rule, value float64, callID string, evs []events.Event) []events.Event {
+// the open one (no event, so an attack is one incident and not one alert
+// per call). key names what the figure is of (the country of a country_score), or "".
+func (a *account) trip(e *Engine, now time.Time, r *Rule, value float64, callID, key string, evs []events.Event) []events.Event {
 	in := a.incidents[r.Name]
 	if in != nil && now.Before(in.until) {
 		in.breaches++
-		in.peak = math.Max(in.peak, value)
+		if r.Metric == MetricLowASR { // the worst answer ratio is the lowest
+			in.peak = math.Min(in.peak, value)
+		} else {
+			in.peak = math.Max(in.peak, value)
+		}
 		in.until = now.Add(in.span)
 		return evs
 	}
 	if in != nil { // expired, not yet collected by a tick
 		evs = a.expire(in, now, evs)
 	}
-	in = &incident{rule: *r, opened: now, breaches: 1, peak: value, span: r.For,
+	in = &incident{rule: *r, opened: now, breaches: 1, peak: value, span: r.For, key: key,
 		report: r.ReportOnly || e.reportOnly.Load(), tokAt: now}
 	if rp, ok := a.repeats[r.Name]; ok && now.Sub(rp.closed) < escalationMemory {
 		in.repeat = rp.n
@@ -942,6 +1120,9 @@ func (a *account) event(kind events.Kind, in *incident, now time.Time, why, call
 		" limit=" + strconv.FormatFloat(r.Limit, 'f', -1, 64) + unit
 	if r.Window > 0 {
 		detail += " window=" + r.Window.String()
+	}
+	if in.key != "" {
+		detail += " key=" + in.key
 	}
 	if in.report {
 		detail += " report_only=true"

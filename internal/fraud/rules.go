@@ -51,13 +51,29 @@ const (
 	ScopeRisky Scope = iota
 	// ScopeAll: every call of the trunk.
 	ScopeAll
+	// ScopeNew: calls to countries the trunk has not learned (new_country
+	// rules): the attack's destinations are refused for hours if need be
+	// while the trunk's usual calls abroad keep flowing.
+	ScopeNew
 )
 
+var scopeNames = [...]string{"risky", "all", "new"}
+
 func (s Scope) String() string {
-	if s == ScopeAll {
-		return "all"
+	if int(s) < len(scopeNames) {
+		return scopeNames[s]
 	}
-	return "risky"
+	return "unknown"
+}
+
+// ParseScope returns the scope named s (risky, all, new).
+func ParseScope(s string) (Scope, error) {
+	for i, n := range scopeNames {
+		if n == s {
+			return Scope(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown scope %q (valid: %s)", s, strings.Join(scopeNames[:], ", "))
 }
 
 // Metric is what a rule measures.
@@ -110,6 +126,44 @@ const (
 	// (targeted pumping: the fraudster's revenue-share numbers dialled again
 	// and again). Limit is below maxSameNumber.
 	MetricSameNumber
+	// MetricCountryScore: the exposure per trunk×country: Σ of the $/min
+	// rates of the attempts to the attempted call's country within the
+	// Window. A burst to one expensive country shows here before the
+	// trunk's score, which sums every country. The incident names the country.
+	MetricCountryScore
+	// MetricNewCountryScore: Σ of the $/min rates of the distinct numbers
+	// dialled within the Window in countries the trunk has not learned
+	// (learnt from its answered calls that ended normally, or from its CDR
+	// history). IRSF pumps money into ranges the victim never calls, several
+	// numbers at once; a person calling abroad dials one number at a time.
+	MetricNewCountryScore
+	// MetricSequential: distinct non-domestic numbers dialled within the
+	// Window that differ from the attempted number only in their last two
+	// digits (near-consecutive numbers: a range being walked).
+	MetricSequential
+	// MetricNewRange: distinct non-domestic numbers dialled within the
+	// Window in the attempted number's range (the number without its last
+	// four digits) when the trunk has not learned that range.
+	MetricNewRange
+	// MetricLowASR: the answer-seizure ratio of the non-domestic calls the
+	// trunk started in the complete minutes of the Window, below Limit (a
+	// ratio, 0 to 1) once they are at least Floor (default 10): a collapse
+	// of answers is a scan of ranges or calls to numbers that do not exist.
+	MetricLowASR
+	// MetricShortCalls: answered non-domestic calls that ended within
+	// shortCall (10 s) in the Window: test calls and pumping of numbers that
+	// pay per connection.
+	MetricShortCalls
+	// MetricNewCountrySpend: money spent in the Window by calls to countries
+	// the trunk had not learned when they started, plus what such calls in
+	// progress have accrued: slow pumping to a new country, caught for a
+	// fraction of what the trunk's whole spend rule lets go.
+	MetricNewCountrySpend
+	// MetricSpend24h: money spent in the last 24 hours (by the hour: the
+	// current hour and the 23 before it) plus what calls in progress have
+	// accrued: a daily budget (two rules make a soft and a hard level; the
+	// spend metric with a 60m window is the hourly budget).
+	MetricSpend24h
 	numMetrics
 )
 
@@ -117,7 +171,8 @@ const (
 const maxSameNumber = 30
 
 var metricNames = [...]string{"calls", "intl_calls", "score", "spend", "burn", "concurrent",
-	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number"}
+	"concurrent_intl", "calls_spike", "intl_spike", "unusual_hour", "call_cost", "spend_spike", "off_hours", "same_number",
+	"country_score", "new_country_score", "sequential", "new_range", "low_asr", "short_calls", "new_country_spend", "spend_24h"}
 
 func (m Metric) String() string {
 	if m < numMetrics {
@@ -138,7 +193,27 @@ func ParseMetric(s string) (Metric, error) {
 
 // money reports whether the metric's Limit is an amount (in currency units).
 func (m Metric) money() bool {
-	return m == MetricScore || m == MetricSpend || m == MetricBurn || m == MetricCallCost || m == MetricSpendSpike
+	switch m {
+	case MetricScore, MetricSpend, MetricBurn, MetricCallCost, MetricSpendSpike, MetricCountryScore,
+		MetricNewCountryScore, MetricNewCountrySpend, MetricSpend24h:
+		return true
+	}
+	return false
+}
+
+// windowed reports whether the metric sums a Window.
+func (m Metric) windowed() bool {
+	switch m {
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber, MetricCountryScore,
+		MetricNewCountryScore, MetricSequential, MetricNewRange, MetricLowASR, MetricShortCalls, MetricNewCountrySpend:
+		return true
+	}
+	return false
+}
+
+// recent reports whether the metric reads the ring of recent distinct numbers.
+func (m Metric) recent() bool {
+	return m == MetricNewCountryScore || m == MetricSequential || m == MetricNewRange
 }
 
 // spike reports whether the metric compares with a baseline (Limit is a multiplier, Floor a minimum).
@@ -156,8 +231,9 @@ type Rule struct {
 	// Limit trips the rule when the metric exceeds it (reaches it for
 	// call_cost). Amounts are in currency units; spikes take a multiplier.
 	Limit float64
-	// Floor is the minimum threshold of spike rules, and the non-domestic
-	// attempts in an hour that unusual_hour tolerates.
+	// Floor is the minimum threshold of spike rules, the non-domestic
+	// attempts in an hour that unusual_hour tolerates, and the calls a
+	// low_asr window needs before its ratio counts (default 10).
 	Floor float64
 	// MinSamples is how many weeks of an hour-of-week slot a baseline needs (default 3).
 	MinSamples int
@@ -184,8 +260,7 @@ func (r *Rule) Validate() error {
 	if r.Metric >= numMetrics {
 		return fmt.Errorf("rule %s: unknown metric", r.Name)
 	}
-	switch r.Metric {
-	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber:
+	if r.Metric.windowed() {
 		if r.Window == 0 {
 			r.Window = 5 * time.Minute
 		}
@@ -202,6 +277,17 @@ func (r *Rule) Validate() error {
 	if r.Metric == MetricSameNumber && r.Limit >= maxSameNumber {
 		return fmt.Errorf("rule %s: a same_number limit is below %d", r.Name, maxSameNumber)
 	}
+	if (r.Metric == MetricSequential || r.Metric == MetricNewRange) && r.Limit >= recentSize {
+		return fmt.Errorf("rule %s: a %s limit is below %d (the distinct numbers kept)", r.Name, r.Metric, recentSize)
+	}
+	if r.Metric == MetricLowASR {
+		if r.Limit > 1 {
+			return fmt.Errorf("rule %s: a low_asr limit is an answer ratio from 0 to 1, got %v", r.Name, r.Limit)
+		}
+		if r.Floor == 0 {
+			r.Floor = 10
+		}
+	}
 	if r.MinSamples == 0 {
 		r.MinSamples = 3
 	}
@@ -210,6 +296,9 @@ func (r *Rule) Validate() error {
 	}
 	if r.Action > ActionBlock {
 		return fmt.Errorf("rule %s: unknown action", r.Name)
+	}
+	if r.Scope > ScopeNew {
+		return fmt.Errorf("rule %s: unknown scope", r.Name)
 	}
 	if r.For == 0 {
 		r.For = 15 * time.Minute
@@ -242,6 +331,25 @@ func DefaultRules() []Rule {
 		{Name: "off_hours", Metric: MetricOffHours, Floor: 1, Action: ActionAlert},
 		{Name: "same_number_15m", Metric: MetricSameNumber, Window: 15 * time.Minute, Limit: 10, Action: ActionThrottle, ThrottlePerMinute: 2},
 		{Name: "call_cost", Metric: MetricCallCost, Limit: 25, Action: ActionAlert},
+		// Several numbers at once in countries the trunk never called: the
+		// signature of an IRSF burst (see novelty.go). 5 per minute is three
+		// numbers in 1.60 ranges, or a dozen in 0.40 ones, within 5 minutes:
+		// more than people calling abroad, one number each.
+		{Name: "new_country_5m", Metric: MetricNewCountryScore, Window: 5 * time.Minute, Limit: 5, Action: ActionBlock,
+			Scope: ScopeNew, EndCalls: true},
+		// Money spent on new countries: 10 in an hour is more than a long
+		// call home at an ordinary rate (30 minutes at 0.30 is 9).
+		{Name: "new_country_spend_60m", Metric: MetricNewCountrySpend, Window: 60 * time.Minute, Limit: 10,
+			Action: ActionBlock, Scope: ScopeNew, EndCalls: true},
+		// Alerts that stayed silent on 1,680 simulated tenant-days of benign
+		// traffic (fraudsim, 20 seeds): exposure to one country, a range
+		// walked or never called, answers collapsing, many short calls.
+		{Name: "country_5m", Metric: MetricCountryScore, Window: 5 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "country_60m", Metric: MetricCountryScore, Window: 60 * time.Minute, Limit: 20, Action: ActionAlert},
+		{Name: "sequential_15m", Metric: MetricSequential, Window: 15 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "new_range_15m", Metric: MetricNewRange, Window: 15 * time.Minute, Limit: 5, Action: ActionAlert},
+		{Name: "low_asr_15m", Metric: MetricLowASR, Window: 15 * time.Minute, Limit: 0.15, Floor: 20, Action: ActionAlert},
+		{Name: "short_calls_15m", Metric: MetricShortCalls, Window: 15 * time.Minute, Limit: 10, Action: ActionAlert},
 	}
 	for i := range rs {
 		_ = rs[i].Validate()

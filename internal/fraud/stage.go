@@ -32,6 +32,9 @@ const (
 	// ("fraud_block:score_5m"), so that the CDR of a refused call names the rule.
 	ReasonBlock    = "fraud_block"
 	ReasonThrottle = "fraud_throttle"
+	// ReasonHangup, followed by ":" and the rule, is the CDR reason of a
+	// call the engine ended (the proxy's hangup writes it).
+	ReasonHangup = "fraud_hangup"
 )
 
 // warnings are the Warning texts of policy refusals: constant strings, so a refusal does not allocate.
@@ -232,8 +235,10 @@ func convertRules(in []config.FraudRule) ([]Rule, error) {
 		if r.Action, err = ParseAction(c.Action); err != nil {
 			return nil, err
 		}
-		if c.Scope == "all" {
-			r.Scope = ScopeAll
+		if c.Scope != "" {
+			if r.Scope, err = ParseScope(c.Scope); err != nil {
+				return nil, err
+			}
 		}
 		if err := r.Validate(); err != nil {
 			return nil, err
