@@ -18,7 +18,7 @@ func FraudsimCommand(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 1, "random seed (a run is deterministic for a seed)")
 	days := fs.Int("days", 7, "virtual days to simulate")
 	tenants := fs.Int("tenants", 3, "tenants of each archetype (office, contact centre, hotel, reseller); at least 2")
-	endCalls := fs.Bool("end-calls", true, "the built-in block rules end the risky calls in progress")
+	endCalls := fs.Bool("end-calls", true, "the built-in block rules that end the calls in progress of their scope do so (false: none does)")
 	attackWeek := fs.Int("attack-week", 1, "week of the run in which the scenarios come (4: after the baselines learned three)")
 	only := fs.String("scenarios", "", "comma-separated names of the scenarios to run (default: all; see --list)")
 	rules := fs.String("rules", "builtin", "builtin (the engine's default rules and Wangiri detection) or none (the destination policy alone)")

@@ -132,14 +132,15 @@ type Config struct {
 	NoBenign bool
 }
 
-// BuiltinRules returns fraud.DefaultRules as configuration, with end_calls
-// set on the block rules as endCalls says (to measure what it is worth).
+// BuiltinRules returns fraud.DefaultRules as configuration, exactly as the
+// proxy runs them; with endCalls false no rule ends calls in progress (to
+// measure what end_calls is worth).
 func BuiltinRules(endCalls bool) []config.FraudRule {
 	var out []config.FraudRule
 	for _, r := range fraud.DefaultRules() {
 		out = append(out, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window, Limit: r.Limit,
 			Floor: r.Floor, MinSamples: r.MinSamples, Action: r.Action.String(), Scope: r.Scope.String(), For: r.For,
-			ThrottlePerMinute: r.ThrottlePerMinute, EndCalls: endCalls && r.Action == fraud.ActionBlock})
+			ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly, EndCalls: endCalls && r.EndCalls})
 	}
 	return out
 }

@@ -422,3 +422,22 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 }
+
+// TestBuiltinRules: the simulator runs the proxy's built-in rules as they
+// are (a rule the proxy does not let end calls does not end them here).
+func TestBuiltinRules(t *testing.T) {
+	def := fraud.DefaultRules()
+	for _, end := range []bool{true, false} {
+		got := BuiltinRules(end)
+		if len(got) != len(def) {
+			t.Fatalf("%d rules, want %d", len(got), len(def))
+		}
+		for i, r := range def {
+			g := got[i]
+			if g.Name != r.Name || g.Metric != r.Metric.String() || g.Limit != r.Limit || g.Scope != r.Scope.String() ||
+				g.Action != r.Action.String() || g.Window != r.Window || g.EndCalls != (end && r.EndCalls) {
+				t.Errorf("end_calls %v: %+v from %+v", end, g, r)
+			}
+		}
+	}
+}
