@@ -656,13 +656,16 @@ func (s *sim) startScenario(st *scen) {
 		s.wangiri(st)
 	case Extra:
 		t := st.t
+		var numbers []string // the few numbers a person calls
+		for range sc.Numbers {
+			numbers = append(numbers, s.newCall(t, benignCall, s.extraSpec(t, sc)).e164)
+		}
 		for range sc.Calls {
 			at := s.now.Add(time.Duration(s.rng.Int64N(int64(sc.Length))))
-			spec := s.benignSpec(t)
-			if len(sc.Destinations) > 0 {
-				spec = sc.Destinations[s.rng.IntN(len(sc.Destinations))]
+			c := s.newCall(t, benignCall, s.extraSpec(t, sc))
+			if len(numbers) > 0 {
+				c.e164 = numbers[s.rng.IntN(len(numbers))]
 			}
-			c := s.newCall(t, benignCall, spec)
 			c.sc = st
 			if s.rng.Float64() < sc.Answer {
 				c.answerWin = true
@@ -672,6 +675,14 @@ func (s *sim) startScenario(st *scen) {
 		}
 	case Surge: // hour() applies the factor
 	}
+}
+
+// extraSpec draws the destination of one call of an Extra stressor.
+func (s *sim) extraSpec(t *tenant, sc *Scenario) string {
+	if len(sc.Destinations) > 0 {
+		return sc.Destinations[s.rng.IntN(len(sc.Destinations))]
+	}
+	return s.benignSpec(t)
 }
 
 // surge returns the stressor whose surge covers the hour starting now on t (nil: none) and its factor.

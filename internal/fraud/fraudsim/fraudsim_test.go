@@ -441,3 +441,24 @@ func TestBuiltinRules(t *testing.T) {
 		}
 	}
 }
+
+// TestExtraNumbers: an Extra stressor with Numbers calls only that many
+// numbers (a guest calling home), seen by a same_number rule; without, its
+// calls spread over the region's numbers.
+func TestExtraNumbers(t *testing.T) {
+	rules := []config.FraudRule{{Name: "same", Metric: "same_number", Window: 15 * time.Minute, Limit: 6, Action: "alert"}}
+	for _, tc := range []struct {
+		numbers int
+		trips   bool
+	}{{1, true}, {0, false}} {
+		sc := Scenario{Name: "s", Kind: Extra, Tenant: "hotel-1", Start: time.Hour, Length: 10 * time.Minute, Calls: 12,
+			Numbers: tc.numbers, Destinations: []string{"GB"}, Answer: 0, MeanDuration: time.Minute}
+		rep, err := Run(Config{Seed: 8, Days: 1, Tenants: 1, Scenarios: []Scenario{sc}, Rules: rules, NoBenign: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := rep.Stressors[0]; (st.ByRule["same"] > 0) != tc.trips || st.Calls != 12 {
+			t.Errorf("numbers %d: %d calls, incidents %v", tc.numbers, st.Calls, st.ByRule)
+		}
+	}
+}

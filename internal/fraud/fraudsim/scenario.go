@@ -80,7 +80,8 @@ type Scenario struct {
 	// Wangiri: distinct calling numbers and the one-ring calls of each
 	// (spread evenly over Length); the share of customers rung that call
 	// back, CallbackDelay after the ring plus an exponential delay of mean
-	// CallbackMean (0: none).
+	// CallbackMean (0: none). Extra: the distinct numbers the calls go to
+	// (a guest calls home: one or two numbers; 0: any number of the specs).
 	Numbers, Rings              int
 	CallbackShare               float64
 	CallbackDelay, CallbackMean time.Duration
@@ -134,8 +135,9 @@ func (sc *Scenario) validate(tenants map[string]*tenant) error {
 			return fail("factor %v must be above 0", sc.Factor)
 		}
 	case Extra:
-		if sc.Calls <= 0 || sc.Answer < 0 || sc.Answer > 1 || sc.MeanDuration <= 0 {
-			return fail("calls %d and mean duration %v above 0, answer share %v in [0, 1]", sc.Calls, sc.MeanDuration, sc.Answer)
+		if sc.Calls <= 0 || sc.Answer < 0 || sc.Answer > 1 || sc.MeanDuration <= 0 || sc.Numbers < 0 {
+			return fail("calls %d and mean duration %v above 0, answer share %v in [0, 1], numbers %d not negative",
+				sc.Calls, sc.MeanDuration, sc.Answer, sc.Numbers)
 		}
 	default:
 		return fail("unknown kind %d", sc.Kind)
@@ -206,12 +208,13 @@ func DefaultScenarios() []Scenario {
 		{Name: "month_end_surge", Kind: Surge, Tenant: "reseller-2", Start: 8 * time.Hour, Length: 12 * time.Hour,
 			Description: "month end (Monday 30 November): a reseller's business customers double its traffic, 08:00-20:00", Factor: 2},
 		{Name: "hotel_guest_abroad_night", Kind: Extra, Tenant: "hotel-1", Start: day + time.Hour, Length: 3 * time.Hour,
-			Description: "a guest calls home to the Philippines (a country the hotel never calls) 6 times, Tuesday 01:00-04:00, calls of 25 min on average",
-			Calls:       6, Destinations: []string{"PH"}, Answer: 0.8, MeanDuration: 25 * time.Minute},
+			Description: "a guest calls home to the Philippines (a country the hotel never calls): 6 calls to 2 numbers, " +
+				"Tuesday 01:00-04:00, 25 min on average",
+			Calls: 6, Numbers: 2, Destinations: []string{"PH"}, Answer: 0.8, MeanDuration: 25 * time.Minute},
 		{Name: "travelling_employee", Kind: Extra, Tenant: "office-1", Start: 3 * day, Length: 8 * time.Hour,
 			Description: "an employee in Tokyo on the office's softphone calls Japan (a new country) and home, 8 calls " +
-				"in the office's night (Thursday 00:00-08:00)",
-			Calls: 8, Destinations: []string{"JP", "JP", "JP", "US"}, Answer: 0.8, MeanDuration: 8 * time.Minute},
+				"to 4 numbers in the office's night (Thursday 00:00-08:00)",
+			Calls: 8, Numbers: 4, Destinations: []string{"JP", "JP", "JP", "US"}, Answer: 0.8, MeanDuration: 8 * time.Minute},
 		{Name: "re_registration_storm", Kind: Extra, Tenant: "contact_centre-2", Start: 3*day + 10*time.Hour, Length: 4 * time.Minute,
 			Description: "after an outage all phones re-register (REGISTER never reaches the fraud stage) and the agents " +
 				"redial: 250 short calls of the usual mix in 4 minutes, Thursday 10:00",
