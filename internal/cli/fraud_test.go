@@ -26,19 +26,60 @@ func TestChainWithFraud(t *testing.T) {
 }
 
 func TestFraudsimCommand(t *testing.T) {
-	// Two days: only the slow pumping (day 2, 14:00) happens, and the command says so.
+	// Two days: of the attacks only the slow pumping (day 2, 14:00) happens, and the command says which do not.
 	code, out, errs := run("fraudsim", "--days", "2", "--tenants", "2")
-	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | 2 | true |") ||
-		!strings.Contains(errs, "the later attacks do not happen") {
+	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | true |") ||
+		!strings.Contains(out, "| month_end_surge | reseller-2 |") || !strings.Contains(errs, "ends before these scenarios are over") {
 		t.Fatalf("fraudsim: %d %q %q", code, out, errs)
 	}
-	if code, _, _ := run("fraudsim", "--tenants", "1"); code != 2 {
-		t.Errorf("one tenant of each kind: %d", code)
+	// Without rules the same attack goes undetected.
+	code, out, errs = run("fraudsim", "--days", "2", "--tenants", "2", "--rules", "none", "--scenarios", "slow_pumping_business")
+	if code != 0 || !strings.Contains(out, "| slow_pumping_business | contact_centre-1 | false |") || strings.Contains(out, "month_end_surge") {
+		t.Fatalf("fraudsim --rules none: %d %q %q", code, out, errs)
 	}
-	if code, _, _ := run("fraudsim", "--format", "xml"); code != 2 {
-		t.Errorf("bad format: %d", code)
+	if code, out, _ := run("fraudsim", "--list"); code != 0 || !strings.Contains(out, "wangiri_callbacks") || !strings.Contains(out, "stressor") {
+		t.Errorf("list: %d %q", code, out)
+	}
+	for _, args := range [][]string{{"--tenants", "1"}, {"--format", "xml"}, {"--rules", "some"}, {"--scenarios", "nothing"}} {
+		if code, _, _ := run(append([]string{"fraudsim"}, args...)...); code != 2 {
+			t.Errorf("%v: %d, want 2", args, code)
+		}
 	}
 	if code, _, errs := run("fraudsim", "--help"); code != 0 || !strings.Contains(errs, "Usage: sipwarden fraudsim") {
 		t.Errorf("help: %d %q", code, errs)
+	}
+}
+
+func TestFraudsimSummarize(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for _, seed := range []string{"1", "2"} {
+		code, out, errs := run("fraudsim", "--days", "1", "--tenants", "2", "--seed", seed, "--format", "json", "--scenarios", "month_end_surge")
+		if code != 0 {
+			t.Fatalf("seed %s: %d %q", seed, code, errs)
+		}
+		f := filepath.Join(dir, "fs-"+seed+".json")
+		_ = os.WriteFile(f, []byte(out), 0o600)
+		files = append(files, f)
+	}
+	code, out, errs := run(append([]string{"fraudsim", "--summarize"}, files...)...)
+	if code != 0 || !strings.Contains(out, "2 runs, 16 tenant-days") || !strings.Contains(out, "| month_end_surge | reseller-2 |") {
+		t.Fatalf("summarize: %d %q %q", code, out, errs)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"seed": 1}`), 0o600)
+	for _, tc := range []struct {
+		args []string
+		code int
+		errs string
+	}{
+		{[]string{"--summarize"}, 2, "needs the JSON files"},
+		{[]string{"--summarize", bad}, 1, "not a fraudsim JSON report"},
+		{[]string{"--summarize", filepath.Join(dir, "none.json")}, 1, "no such file"},
+		{[]string{files[0]}, 2, "files go with --summarize"},
+	} {
+		if code, _, errs := run(append([]string{"fraudsim"}, tc.args...)...); code != tc.code || !strings.Contains(errs, tc.errs) {
+			t.Errorf("%v: %d %q, want %d %q", tc.args, code, errs, tc.code, tc.errs)
+		}
 	}
 }

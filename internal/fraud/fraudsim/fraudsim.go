@@ -1,21 +1,26 @@
 // Package fraudsim is a synthetic traffic generator and scorer for the
 // toll-fraud engine. It runs tenants of several archetypes (office, contact
 // centre, hotel, reseller) with hour-of-week intensity, destination mixes,
-// answer ratios and call durations, injects labelled attacks (IRSF bursts,
-// slow pumping), and replays everything in virtual time through the same
-// fraud stage and engine the proxy uses: INVITEs are parsed SIP messages
-// handled by fraud.Stage, answers and ends go to the engine, and the engine
+// answer ratios and call durations, injects labelled scenarios — attacks
+// (IRSF bursts, slow and domestic pumping, credential reuse, call-forward
+// abuse, Wangiri and Caribbean one-ring call-backs, satellite ranges) and
+// false-positive stressors (campaign day, month-end surge, a hotel guest or
+// a travelling employee calling abroad, a re-registration storm) — and
+// replays everything in virtual time through the same fraud stage and
+// engine the proxy uses: INVITEs are parsed SIP messages handled by
+// fraud.Stage (from trunks, or from an upstream for the one-ring calls),
+// answers and ends go to what the stage asked to hold, and the engine
 // ticks every 5 virtual seconds. It is deterministic for a seed.
 //
-// It reports, per attack: whether and when it was detected (first incident)
-// and blocked (first refused attack call), the money lost before the block
-// and in total; and for benign traffic: false incidents per 100 tenant-days
-// and benign calls refused.
+// It reports, per attack: whether and when it was detected (first incident,
+// policy refusal or tagged Wangiri number) and blocked, the money lost
+// before the block and in total, and for Wangiri the call-backs that got
+// through; per stressor and overall: false incidents (critical: block or
+// throttle) and benign calls refused.
 package fraudsim
 
 import (
 	"container/heap"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -101,24 +106,9 @@ var Archetypes = []Archetype{
 			return 0.08
 		}},
 	{Name: "reseller", PeakPerHour: 250, IntlShare: 0.3, Countries: []string{"GB", "DE", "FR", "MX", "IN", "PH", "NG", "CN", "BR", "DO", "JM"},
-		Answer: 0.55, MeanDuration: 5 * time.Minute, Classes: []string{"nanp_foreign"}, Intensity: func(_ time.Weekday, h int) float64 {
+		Answer: 0.55, MeanDuration: 5 * time.Minute, Classes: []string{"nanp_foreign", "satellite"}, Intensity: func(_ time.Weekday, h int) float64 {
 			return 0.35 + 0.65*math.Max(0, math.Sin(float64(h-6)/24*2*math.Pi))
 		}},
-}
-
-// Attack is a labelled attack on one tenant.
-type Attack struct {
-	Name   string
-	Tenant string        // tenant name ("office-1")
-	Start  time.Duration // from the start of the run
-	Length time.Duration // the attacker keeps dialling this long
-	// Channels are the calls the attacker keeps up at once; a refused or
-	// ended call is replaced after RetryDelay.
-	Channels   int
-	RetryDelay time.Duration
-	// Regions are the destination countries; calls last between MinDuration and MaxDuration.
-	Regions                  []string
-	MinDuration, MaxDuration time.Duration
 }
 
 // Config is one simulation.
@@ -129,34 +119,30 @@ type Config struct {
 	Days  int
 	// Tenants per archetype (default 3 each).
 	Tenants int
-	Attacks []Attack
-	// Rules replace the built-in rules when not nil.
+	// Scenarios are the labelled attacks and stressors (DefaultScenarios for the standard run).
+	Scenarios []Scenario
+	// Rules replace the built-in rules when not nil (an empty slice: no rules).
 	Rules []config.FraudRule
+	// Wangiri is the one-ring detection (nil: the configuration's defaults,
+	// 3 short rings under 10 s within 24 h; ShortRings 0 turns it off).
+	Wangiri *config.Wangiri
+	// NoBenign leaves out the tenants' ordinary traffic (Extra stressors
+	// still run; a Surge has nothing to multiply): unit tests of the
+	// scorer, where a day of traffic is only cost.
+	NoBenign bool
 }
 
-// BuiltinRules returns fraud.DefaultRules as configuration, with end_calls
-// set on the block rules as endCalls says (to measure what it is worth).
+// BuiltinRules returns fraud.DefaultRules as configuration, exactly as the
+// proxy runs them; with endCalls false no rule ends calls in progress (to
+// measure what end_calls is worth).
 func BuiltinRules(endCalls bool) []config.FraudRule {
 	var out []config.FraudRule
 	for _, r := range fraud.DefaultRules() {
 		out = append(out, config.FraudRule{Name: r.Name, Metric: r.Metric.String(), Window: r.Window, Limit: r.Limit,
 			Floor: r.Floor, MinSamples: r.MinSamples, Action: r.Action.String(), Scope: r.Scope.String(), For: r.For,
-			ThrottlePerMinute: r.ThrottlePerMinute, EndCalls: endCalls && r.Action == fraud.ActionBlock})
+			ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly, EndCalls: endCalls && r.EndCalls})
 	}
 	return out
-}
-
-// DefaultAttacks are the labelled attacks of the standard run.
-func DefaultAttacks() []Attack {
-	irsf := []string{"SO", "CU", "SL", "LV", "GN"}
-	return []Attack{
-		{Name: "irsf_burst_night", Tenant: "office-1", Start: 5*24*time.Hour + 2*time.Hour, Length: 6 * time.Hour,
-			Channels: 30, RetryDelay: 2 * time.Second, Regions: irsf, MinDuration: 20 * time.Minute, MaxDuration: 60 * time.Minute},
-		{Name: "irsf_burst_hotel", Tenant: "hotel-2", Start: 3*24*time.Hour + 23*time.Hour, Length: 4 * time.Hour,
-			Channels: 10, RetryDelay: 5 * time.Second, Regions: irsf, MinDuration: 10 * time.Minute, MaxDuration: 40 * time.Minute},
-		{Name: "slow_pumping_business", Tenant: "contact_centre-1", Start: 24*time.Hour + 14*time.Hour, Length: 8 * time.Hour,
-			Channels: 2, RetryDelay: 30 * time.Second, Regions: []string{"TN", "GN"}, MinDuration: 10 * time.Minute, MaxDuration: 30 * time.Minute},
-	}
 }
 
 // deckRows are the prices of the simulated world (per minute, increments).
@@ -170,26 +156,59 @@ var deckRows = []struct {
 	{"81", "JP", "0.025", 6}, {"234", "NG", "0.150", 60}, {"1809", "DO", "0.120", 60}, {"1876", "JM", "0.250", 60},
 	{"252", "SO", "1.600", 60}, {"53", "CU", "1.100", 60}, {"232", "SL", "0.900", 60}, {"371", "LV", "0.800", 60},
 	{"224", "GN", "0.700", 60}, {"216", "TN", "0.450", 60},
+	{"92", "PK", "0.090", 60}, {"20", "EG", "0.220", 60}, {"880", "BD", "0.060", 60}, {"222", "MR", "0.950", 60},
+	{"449", "GB premium", "1.500", 60}, {"1473", "GD", "0.300", 60}, {"1268", "AG", "0.280", 60},
+	{"8816", "Iridium", "7.500", 60}, {"88216", "Thuraya", "6.500", 60}, {"870", "Inmarsat", "5.000", 60},
+	{"1712", "US rural high-cost", "0.090", 60}, {"1900", "US premium", "1.990", 60},
 }
 
 // AttackResult is the outcome of one attack.
 type AttackResult struct {
-	Attack
+	Scenario
 	Detected bool
-	// TimeToDetect is from the attack's start to the tenant's first incident;
-	// TimeToBlock to the first block incident or refused attack call,
-	// whichever came first (Blocked false when neither).
+	// TimeToDetect is from the attack's start to the first incident on the
+	// tenant, the first attack call refused by the policy, or (Wangiri) the
+	// first number tagged; TimeToBlock to the first block incident whose
+	// scope covers the attack's calls, the first attack call refused, or the
+	// first number tagged, whichever came first (Blocked false when none).
 	TimeToDetect, TimeToBlock time.Duration
 	Blocked                   bool
-	FirstRule                 string
-	Attempts, Refused         int
-	Answered                  int
-	// LostBeforeBlock is what answered attack calls had cost when the first
-	// attack call was refused; LostTotal what they cost in the end.
+	// FirstRule is the rule of the first incident, the reason of the first
+	// refusal ("diverted_international"), or "wangiri" for a tagged number.
+	FirstRule         string
+	Attempts, Refused int
+	Answered          int
+	// LostBeforeBlock is what answered attack calls had cost at the time to
+	// block; LostTotal what they cost in the end.
 	LostBeforeBlock, LostTotal fraud.Money
-	// Collateral counts the tenant's own calls refused during the attack.
+	// Collateral counts the tenant's own calls refused during the attack and the hour after.
 	Collateral int
+	// Incidents counts the incidents the attack caused (the first one is
+	// its detection); for Wangiri, incidents on a customer's tenant in the
+	// hour after one of its call-backs.
+	Incidents int
+	// Wangiri: one-ring calls made, numbers tagged, call-backs attempted
+	// and call-backs forwarded (not refused): the scam's success.
+	Rings, Tagged, Callbacks, CallbacksThrough int
 }
+
+// StressorResult is the outcome of one false-positive stressor: anything
+// here is a false alarm.
+type StressorResult struct {
+	Scenario
+	// Calls are the benign calls the stressor made (Extra) or the tenant's
+	// calls in the surge hours (Surge).
+	Calls int
+	// Incidents on the tenant during the stressor and the hour after, by
+	// action ("block", "throttle", "alert", "report_only") and by rule.
+	Incidents map[string]int
+	ByRule    map[string]int
+	// Refused counts the tenant's benign calls refused in that time.
+	Refused int
+}
+
+// Critical reports the stressor's block and throttle incidents.
+func (r *StressorResult) Critical() int { return r.Incidents["block"] + r.Incidents["throttle"] }
 
 // Report is the outcome of a run.
 type Report struct {
@@ -199,11 +218,15 @@ type Report struct {
 	BenignCalls   int
 	BenignCost    fraud.Money
 	BenignRefused map[string]int // by verdict reason, outside attacked tenants' attack windows
-	// FalseIncidents are incidents outside any attack window, by action and by rule.
+	// FalseIncidents are incidents outside any attack window (stressors
+	// included), by action and by rule.
 	FalseIncidents map[string]int
 	FalseByRule    map[string]int
 	Attacks        []AttackResult
-	Elapsed        time.Duration
+	Stressors      []StressorResult
+	// Elapsed is the run's wall time, CPU the CPU time the process used
+	// meanwhile (every goroutine, the garbage collector included).
+	Elapsed, CPU time.Duration
 }
 
 // FalsePer100TenantDays returns the false incidents of action per 100 tenant-days.
@@ -211,31 +234,74 @@ func (r *Report) FalsePer100TenantDays(action string) float64 {
 	return float64(r.FalseIncidents[action]) / r.TenantDays * 100
 }
 
-type tenant struct {
-	name   string
-	arch   *Archetype
-	trunk  *config.Trunk
-	attack *attackState
+// CriticalPer100TenantDays returns the false block and throttle incidents per 100 tenant-days.
+func (r *Report) CriticalPer100TenantDays() float64 {
+	return r.FalsePer100TenantDays("block") + r.FalsePer100TenantDays("throttle")
 }
 
-type attackState struct {
-	res      *AttackResult
-	start    time.Time
-	stop     time.Time
-	calls    []*call
-	blockAt  time.Time
-	detectAt time.Time
+type tenant struct {
+	name  string
+	arch  *Archetype
+	trunk *config.Trunk
+	scens []*scen // scenarios on this tenant, attacks and stressors
+	// The Wangiri campaign one of its customers last called back, and when.
+	callback   *scen
+	callbackAt time.Time
 }
+
+// scen is the running state of one scenario.
+type scen struct {
+	sc          *Scenario
+	attack      *AttackResult   // attacks
+	stress      *StressorResult // stressors
+	t           *tenant         // nil for Wangiri
+	start, stop time.Time
+	// domestic: every destination is domestic, so a block of scope "risky"
+	// does not stop the attack.
+	domestic          bool
+	started           bool      // a scenario that starts after the run's end is not reported
+	live              int       // attack calls in progress
+	lastEnd           time.Time // of the last attack call
+	calls             []*call   // attack calls forwarded (Wangiri: call-backs)
+	detectAt, blockAt time.Time
+	// Wangiri: the calling numbers, their hashes as the stage knows them, tagged ones.
+	callers []string
+	hashes  []uint64
+	tagged  []bool
+}
+
+// covers reports whether at is in the scenario's scoring window: while it
+// runs, while its calls last, and the hour after (incidents and refusals it
+// caused: a pumping call of 90 minutes keeps the spend up after the last
+// attempt).
+func (sc *scen) covers(at time.Time) bool {
+	if at.Before(sc.start) {
+		return false
+	}
+	return sc.live > 0 || at.Before(sc.stop.Add(time.Hour)) || at.Before(sc.lastEnd.Add(time.Hour))
+}
+
+type callKind uint8
+
+const (
+	benignCall   callKind = iota
+	attackCall            // an Outbound attacker's call
+	ringCall              // a one-ring call from an upstream to a customer
+	callbackCall          // a customer calling a one-ring number back
+)
 
 type call struct {
 	id        string
-	t         *tenant
-	attack    *attackState
+	kind      callKind
+	t         *tenant // the trunk it comes from (for a ring: the customer's tenant)
+	sc        *scen   // the scenario it belongs to (nil: ordinary benign traffic)
+	caller    int     // ring, callback: index of the calling number in sc.callers
 	e164      string
 	rate      fraud.Rate
 	holds     [chain.MaxHolds]chain.Releaser
 	nholds    int
 	answerAt  time.Time
+	endAt     time.Time
 	answered  bool
 	ended     bool
 	duration  time.Duration
@@ -248,7 +314,7 @@ const (
 	evAnswer
 	evEnd
 	evTick
-	evAttackStart
+	evScenarioStart
 )
 
 type event struct {
@@ -257,7 +323,7 @@ type event struct {
 	kind int
 	t    *tenant
 	c    *call
-	a    *attackState
+	sc   *scen
 }
 
 type queue []*event
@@ -288,9 +354,11 @@ type sim struct {
 	st      *fraud.State
 	stage   *fraud.Stage
 	sub     *events.Subscription
+	dial    fraud.Dialling // the default (US) dialling context, for number hashes
 	tenants map[string]*tenant
 	order   []*tenant
-	pools   map[string][]string // region -> E.164 numbers
+	scens   []*scen
+	pools   map[string]*pool // number spec -> numbers
 	calls   map[string]*call
 	nextID  int
 	rep     *Report
@@ -299,7 +367,7 @@ type sim struct {
 
 // Run runs a simulation.
 func Run(cfg Config) (*Report, error) {
-	began := time.Now()
+	began, cpu := time.Now(), cpuTime()
 	if cfg.Start.IsZero() {
 		cfg.Start = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	}
@@ -311,14 +379,14 @@ func Run(cfg Config) (*Report, error) {
 	}
 	s := &sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), now: cfg.Start,
 		end: cfg.Start.Add(time.Duration(cfg.Days) * 24 * time.Hour), tenants: map[string]*tenant{},
-		pools: map[string][]string{}, calls: map[string]*call{},
+		pools: map[string]*pool{}, calls: map[string]*call{},
 		rep: &Report{Config: cfg, BenignRefused: map[string]int{}, FalseIncidents: map[string]int{}, FalseByRule: map[string]int{}}}
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
 	s.loop()
 	s.finish()
-	s.rep.Elapsed = time.Since(began)
+	s.rep.Elapsed, s.rep.CPU = time.Since(began), cpuTime()-cpu
 	return s.rep, nil
 }
 
@@ -338,8 +406,12 @@ func (s *sim) setup() error {
 		return err
 	}
 	cfg := &config.Config{}
+	wangiri := config.Wangiri{ShortRings: 3, Ring: 10 * time.Second, Window: 24 * time.Hour} // the configuration's defaults
+	if s.cfg.Wangiri != nil {
+		wangiri = *s.cfg.Wangiri
+	}
 	fc := &config.Fraud{Enabled: true, RateDeck: deckPath, Rules: s.cfg.Rules, Trunks: map[string]*config.TrunkFraud{},
-		Default: config.TrunkFraud{Country: "US", Unrated: config.FraudAllow, Location: time.UTC}}
+		Default: config.TrunkFraud{Country: "US", Unrated: config.FraudAllow, Location: time.UTC}, Wangiri: wangiri}
 	for ai := range Archetypes {
 		a := &Archetypes[ai]
 		for i := 1; i <= s.cfg.Tenants; i++ {
@@ -359,6 +431,9 @@ func (s *sim) setup() error {
 	if err != nil {
 		return err
 	}
+	if s.dial, err = fraud.NewDialling("US", "", ""); err != nil {
+		return err
+	}
 	s.rep.Currency = s.stage.Deck().Currency
 	i := 0
 	for ai := range Archetypes {
@@ -366,96 +441,166 @@ func (s *sim) setup() error {
 			t := &tenant{name: cfg.Trunks[i].Name, arch: &Archetypes[ai], trunk: &cfg.Trunks[i]}
 			s.tenants[t.name] = t
 			s.order = append(s.order, t)
-			s.push(&event{at: s.now, kind: evHour, t: t})
+			if !s.cfg.NoBenign {
+				s.push(&event{at: s.now, kind: evHour, t: t})
+			}
 			i++
 		}
 	}
-	for ai := range s.cfg.Attacks {
-		a := s.cfg.Attacks[ai]
-		t := s.tenants[a.Tenant]
-		if t == nil {
-			return fmt.Errorf("attack %s: no tenant %q", a.Name, a.Tenant)
-		}
-		if t.attack != nil {
-			return fmt.Errorf("attack %s: tenant %s is already attacked", a.Name, a.Tenant)
-		}
-		res := &AttackResult{Attack: a}
-		st := &attackState{res: res, start: s.now.Add(a.Start), stop: s.now.Add(a.Start + a.Length)}
-		t.attack = st
-		s.push(&event{at: st.start, kind: evAttackStart, t: t, a: st})
-	}
-	s.push(&event{at: s.now.Add(5 * time.Second), kind: evTick})
-	// Number pools: valid numbers of every region, from libphonenumber's examples.
-	regions := []string{"US"}
-	for _, r := range deckRows {
-		regions = append(regions, r.region)
-	}
+	// Number pools: every region the tenants call, every spec of a scenario.
+	specs := []string{"US"}
 	for _, a := range Archetypes {
-		regions = append(regions, a.Countries...)
+		specs = append(specs, a.Countries...)
 	}
-	for _, a := range s.cfg.Attacks {
-		regions = append(regions, a.Regions...)
-	}
-	slices.Sort(regions)
-	for _, r := range slices.Compact(regions) {
-		if err := s.pool(r); err != nil {
+	for i := range s.cfg.Scenarios {
+		sc := &s.cfg.Scenarios[i]
+		if err := sc.validate(s.tenants); err != nil {
 			return err
 		}
+		specs = append(specs, sc.Destinations...)
 	}
+	slices.Sort(specs)
+	for _, spec := range slices.Compact(specs) {
+		p, err := poolOf(spec)
+		if err != nil {
+			return err
+		}
+		s.pools[spec] = p
+	}
+	names := map[string]bool{}
+	for i := range s.cfg.Scenarios {
+		sc := &s.cfg.Scenarios[i]
+		if names[sc.Name] {
+			return fmt.Errorf("scenario %q: the name is used twice", sc.Name)
+		}
+		names[sc.Name] = true
+		st := &scen{sc: sc, t: s.tenants[sc.Tenant], start: s.now.Add(sc.Start), stop: s.now.Add(sc.Start + sc.Length), domestic: true}
+		for _, d := range sc.Destinations {
+			if s.pools[d].class != fraud.ClassDomestic {
+				st.domestic = false
+			}
+		}
+		if sc.Kind.Label() == "attack" {
+			st.attack = &AttackResult{Scenario: *sc}
+		} else {
+			st.stress = &StressorResult{Scenario: *sc, Incidents: map[string]int{}, ByRule: map[string]int{}}
+		}
+		if st.t != nil {
+			st.t.scens = append(st.t.scens, st)
+		}
+		s.scens = append(s.scens, st)
+		s.push(&event{at: st.start, kind: evScenarioStart, sc: st})
+	}
+	s.push(&event{at: s.now.Add(5 * time.Second), kind: evTick})
 	return nil
 }
 
-// pool returns valid numbers of region (2,000 at home in the US, 40 in
-// other countries), made by varying the last digits of libphonenumber's
-// example numbers: a contact centre calling 40 numbers 400 times an hour
-// would redial each one like a pumping attack. Pools depend on the region only (not
-// on the seed) and are made once per process: libphonenumber's validation is
-// the slow part of a short run.
-func (s *sim) pool(region string) error {
-	if p, ok := poolCache.Load(region); ok {
-		s.pools[region] = p.([]string)
-		return nil
+// pool is the numbers of one spec and their class (the class of the first;
+// a pool of mixed classes is reported as not domestic).
+type pool struct {
+	nums  []string
+	class fraud.Class
+}
+
+// poolOf returns the numbers of spec (see Scenario): 2,000 numbers at home
+// in the US, 40 of other regions, made by varying the last digits of
+// libphonenumber's example numbers (a contact centre calling 40 US numbers
+// 400 times an hour would redial each one like a pumping attack); 200 of a
+// prefix, with random digits. Only numbers the stage classifies as valid
+// (and in the region) are kept. Pools depend on the spec only (not on the
+// seed) and are made once per process: libphonenumber's validation is the
+// slow part of a short run.
+func poolOf(spec string) (*pool, error) {
+	if p, ok := poolCache.Load(spec); ok {
+		return p.(*pool), nil
 	}
 	d, err := fraud.NewDialling("US", "", "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var seed uint64
-	for _, c := range region {
+	for _, c := range spec {
 		seed = seed*31 + uint64(c)
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x9001))
 	cl := fraud.NewClassifier(256)
-	size, vary := 40, 3
-	if region == "US" {
-		size, vary = 2000, 4
-	}
-	var pool []string
-	for _, typ := range []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE} {
-		ex := phonenumbers.GetExampleNumberForType(region, typ)
-		if ex == nil {
-			continue
-		}
-		base := phonenumbers.Format(ex, phonenumbers.E164)
-		for tries := 0; tries < 10*size && len(pool) < size; tries++ {
-			n := []byte(base)
-			for k := len(n) - vary; k < len(n); k++ {
-				n[k] = '0' + byte(rng.IntN(10))
+	p := &pool{}
+	classes := map[fraud.Class]bool{}
+	keep := func(n []byte, region string) {
+		dest := cl.ClassifyE164(&d, n)
+		if dest.Class != fraud.ClassInvalid && (region == "" || dest.Region == region) {
+			if len(p.nums) == 0 {
+				p.class = dest.Class
 			}
-			if dest := cl.ClassifyE164(&d, n); dest.Class != fraud.ClassInvalid && dest.Region == region {
-				pool = append(pool, string(n))
-			}
+			classes[dest.Class] = true
+			p.nums = append(p.nums, string(n))
 		}
 	}
-	if len(pool) == 0 {
-		return fmt.Errorf("no valid numbers for %s", region)
+	if strings.HasPrefix(spec, "+") {
+		prefix, length := spec, 12
+		if strings.HasPrefix(spec, "+1") {
+			length = 11
+		}
+		if i := strings.IndexByte(spec, ':'); i >= 0 {
+			prefix = spec[:i]
+			if length, err = strconv.Atoi(spec[i+1:]); err != nil || length > 15 {
+				return nil, fmt.Errorf("number spec %q: the length after ':' is a number of digits up to 15", spec)
+			}
+		}
+		if strings.Trim(prefix[1:], "0123456789") != "" || len(prefix) < 2 || len(prefix)-1 >= length {
+			return nil, fmt.Errorf("number spec %q: '+', digits, and an optional ':length' longer than the prefix", spec)
+		}
+		const size = 200
+		for tries := 0; tries < 20*size && len(p.nums) < size; tries++ {
+			n := []byte(prefix)
+			for len(n) < length+1 {
+				n = append(n, '0'+byte(rng.IntN(10)))
+			}
+			keep(n, "")
+		}
+	} else {
+		region, typ := spec, ""
+		if i := strings.IndexByte(spec, '/'); i >= 0 {
+			region, typ = spec[:i], spec[i+1:]
+		}
+		types := []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE}
+		switch typ {
+		case "":
+		case "premium":
+			types = []phonenumbers.PhoneNumberType{phonenumbers.PREMIUM_RATE}
+		default:
+			return nil, fmt.Errorf("number spec %q: unknown type %q (valid: premium)", spec, typ)
+		}
+		size, vary := 40, 3
+		if spec == "US" {
+			size, vary = 2000, 4
+		}
+		for _, typ := range types {
+			ex := phonenumbers.GetExampleNumberForType(region, typ)
+			if ex == nil {
+				continue
+			}
+			base := phonenumbers.Format(ex, phonenumbers.E164)
+			for tries := 0; tries < 10*size && len(p.nums) < size; tries++ {
+				n := []byte(base)
+				for k := len(n) - vary; k < len(n); k++ {
+					n[k] = '0' + byte(rng.IntN(10))
+				}
+				keep(n, region)
+			}
+		}
 	}
-	poolCache.Store(region, pool)
-	s.pools[region] = pool
-	return nil
+	if len(p.nums) == 0 {
+		return nil, fmt.Errorf("number spec %q: no valid numbers (a region such as SO, a region/premium, or a prefix such as +8816)", spec)
+	}
+	if len(classes) > 1 {
+		p.class = fraud.ClassInternational
+	}
+	poolCache.Store(spec, p)
+	return p, nil
 }
 
-var poolCache sync.Map // region -> []string
+var poolCache sync.Map // spec -> *pool
 
 func (s *sim) push(e *event) {
 	s.seq++
@@ -482,34 +627,92 @@ func (s *sim) loop() {
 		case evTick:
 			s.st.Engine.Tick()
 			s.push(&event{at: s.now.Add(5 * time.Second), kind: evTick})
-		case evAttackStart:
-			for range e.a.res.Channels {
-				s.attackCall(e.t, e.a, s.now.Add(time.Duration(s.rng.IntN(3000))*time.Millisecond))
-			}
+		case evScenarioStart:
+			s.startScenario(e.sc)
 		}
 		s.drain()
 	}
 	s.now = s.end
-	for _, c := range s.calls { // calls still up at the end of the run
-		if !c.ended {
-			s.endCall(c)
-		}
+	ids := make([]string, 0, len(s.calls))
+	for id := range s.calls { // calls still up at the end of the run, in a repeatable order
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		s.endCall(s.calls[id])
 	}
 	s.drain()
+}
+
+func (s *sim) startScenario(st *scen) {
+	sc := st.sc
+	st.started = true
+	switch sc.Kind {
+	case Outbound:
+		for range sc.Channels {
+			s.attackCall(st, s.now.Add(time.Duration(s.rng.IntN(3000))*time.Millisecond))
+		}
+	case Wangiri:
+		s.wangiri(st)
+	case Extra:
+		t := st.t
+		var numbers []string // the few numbers a person calls
+		for range sc.Numbers {
+			numbers = append(numbers, s.newCall(t, benignCall, s.extraSpec(t, sc)).e164)
+		}
+		for range sc.Calls {
+			at := s.now.Add(time.Duration(s.rng.Int64N(int64(sc.Length))))
+			c := s.newCall(t, benignCall, s.extraSpec(t, sc))
+			if len(numbers) > 0 {
+				c.e164 = numbers[s.rng.IntN(len(numbers))]
+			}
+			c.sc = st
+			if s.rng.Float64() < sc.Answer {
+				c.answerWin = true
+				c.duration = time.Duration(s.rng.ExpFloat64() * float64(sc.MeanDuration))
+			}
+			s.push(&event{at: at, kind: evAttempt, c: c})
+		}
+	case Surge: // hour() applies the factor
+	}
+}
+
+// extraSpec draws the destination of one call of an Extra stressor.
+func (s *sim) extraSpec(t *tenant, sc *Scenario) string {
+	if len(sc.Destinations) > 0 {
+		return sc.Destinations[s.rng.IntN(len(sc.Destinations))]
+	}
+	return s.benignSpec(t)
+}
+
+// surge returns the stressor whose surge covers the hour starting now on t (nil: none) and its factor.
+func (s *sim) surge(t *tenant) (*scen, float64) {
+	for _, st := range t.scens {
+		if st.sc.Kind == Surge && !s.now.Before(st.start) && s.now.Before(st.stop) {
+			return st, st.sc.Factor
+		}
+	}
+	return nil, 1
+}
+
+// benignSpec draws the destination of one of t's ordinary calls.
+func (s *sim) benignSpec(t *tenant) string {
+	if a := t.arch; s.rng.Float64() < a.IntlShare {
+		return a.Countries[s.rng.IntN(len(a.Countries))]
+	}
+	return "US"
 }
 
 // hour schedules a tenant's benign attempts of the hour starting now.
 func (s *sim) hour(t *tenant) {
 	a := t.arch
-	lambda := a.PeakPerHour * a.Intensity(s.now.Weekday(), s.now.Hour())
+	st, factor := s.surge(t)
+	lambda := a.PeakPerHour * a.Intensity(s.now.Weekday(), s.now.Hour()) * factor
 	n := poisson(s.rng, lambda)
 	for range n {
 		at := s.now.Add(time.Duration(s.rng.Int64N(int64(time.Hour))))
-		region := "US"
-		if s.rng.Float64() < a.IntlShare {
-			region = a.Countries[s.rng.IntN(len(a.Countries))]
-		}
-		c := s.newCall(t, nil, region)
+		c := s.newCall(t, benignCall, s.benignSpec(t))
+		c.sc = st
 		if s.rng.Float64() < a.Answer {
 			c.answerWin = true
 			c.duration = time.Duration(s.rng.ExpFloat64() * float64(a.MeanDuration))
@@ -519,23 +722,63 @@ func (s *sim) hour(t *tenant) {
 	s.push(&event{at: s.now.Add(time.Hour), kind: evHour, t: t})
 }
 
-func (s *sim) attackCall(t *tenant, a *attackState, at time.Time) {
-	if !at.Before(a.stop) {
+// attackCall schedules one call of an Outbound attacker at at (none once the attack is over).
+func (s *sim) attackCall(st *scen, at time.Time) {
+	if !at.Before(st.stop) {
 		return
 	}
-	c := s.newCall(t, a, a.res.Regions[s.rng.IntN(len(a.res.Regions))])
+	sc := st.sc
+	c := s.newCall(st.t, attackCall, sc.Destinations[s.rng.IntN(len(sc.Destinations))])
+	c.sc = st
 	c.answerWin = true
-	c.duration = a.res.MinDuration + time.Duration(s.rng.Int64N(int64(a.res.MaxDuration-a.res.MinDuration)+1))
+	c.duration = s.between(sc.MinDuration, sc.MaxDuration)
 	s.push(&event{at: at, kind: evAttempt, c: c})
 }
 
-func (s *sim) newCall(t *tenant, a *attackState, region string) *call {
-	s.nextID++
-	pool := s.pools[region]
-	return &call{id: "sim-" + strconv.Itoa(s.nextID), t: t, attack: a, e164: pool[s.rng.IntN(len(pool))]}
+func (s *sim) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(s.rng.Int64N(int64(hi-lo)+1))
 }
 
-// dialled writes the number as a US PBX dials it: 1+10 digits at home, 011 abroad, or with '+'.
+// wangiri schedules a one-ring campaign: Numbers callers drawn from the
+// specs in turn, each ringing Rings customers, ring i of every number in
+// the i-th slice of the window (at a random point of its first quarter).
+func (s *sim) wangiri(st *scen) {
+	sc := st.sc
+	seen := map[string]bool{}
+	for i := 0; len(st.callers) < sc.Numbers && i < 100*sc.Numbers; i++ {
+		p := s.pools[sc.Destinations[len(st.callers)%len(sc.Destinations)]]
+		n := p.nums[s.rng.IntN(len(p.nums))]
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		var buf [24]byte
+		_, dest := s.st.Classifier.Classify(&s.dial, []byte(n), buf[:0])
+		st.callers = append(st.callers, n)
+		st.hashes = append(st.hashes, dest.Number)
+	}
+	st.tagged = make([]bool, len(st.callers))
+	slot := sc.Length / time.Duration(sc.Rings)
+	for r := range sc.Rings {
+		for k := range st.callers {
+			at := s.now.Add(time.Duration(r)*slot + time.Duration(s.rng.Int64N(int64(slot/4)+1)))
+			t := s.order[s.rng.IntN(len(s.order))]
+			c := s.newCall(t, ringCall, "US") // the customer's number
+			c.sc, c.caller = st, k
+			c.duration = time.Duration(2+s.rng.IntN(5)) * time.Second // rings, then the caller hangs up
+			s.push(&event{at: at, kind: evAttempt, c: c})
+		}
+	}
+}
+
+func (s *sim) newCall(t *tenant, kind callKind, spec string) *call {
+	s.nextID++
+	p := s.pools[spec]
+	return &call{id: "sim-" + strconv.Itoa(s.nextID), kind: kind, t: t, e164: p.nums[s.rng.IntN(len(p.nums))]}
+}
+
+// dialled writes the number as a US PBX dials it: 1+10 digits at home (and
+// in the rest of NANP), 011 abroad, or with '+'.
 func (s *sim) dialled(e164 string) string {
 	switch {
 	case s.rng.IntN(4) == 0:
@@ -548,20 +791,43 @@ func (s *sim) dialled(e164 string) string {
 }
 
 func (s *sim) attempt(c *call) {
-	s.buf = fmt.Appendf(s.buf[:0], "INVITE sip:%s@sim.invalid SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%s\r\n"+
-		"From: <sip:pbx@192.0.2.1>;tag=1\r\nTo: <sip:%s@sim.invalid>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
-		s.dialled(c.e164), c.id, c.e164, c.id)
+	req := &chain.Request{PeerKind: chain.PeerTrunk, Trunk: c.t.trunk}
+	switch c.kind {
+	case ringCall: // from the upstream to the customer, the caller abroad
+		req.PeerKind, req.Trunk = chain.PeerUpstream, nil
+		s.buf = fmt.Appendf(s.buf[:0], "INVITE sip:%s@sim.invalid SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK%s\r\n"+
+			"From: <sip:%s@198.51.100.1>;tag=1\r\nTo: <sip:%s@sim.invalid>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+			c.e164, c.id, c.sc.callers[c.caller], c.e164, c.id)
+	default:
+		divert := ""
+		if c.kind == attackCall && c.sc.sc.Diverted {
+			divert = "Diversion: <sip:+12015550123@192.0.2.1>;reason=unconditional\r\n"
+		}
+		s.buf = fmt.Appendf(s.buf[:0], "INVITE sip:%s@sim.invalid SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%s\r\n"+
+			"From: <sip:pbx@192.0.2.1>;tag=1\r\nTo: <sip:%s@sim.invalid>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n%sContent-Length: 0\r\n\r\n",
+			s.dialled(c.e164), c.id, c.e164, c.id, divert)
+	}
 	var m sip.Msg
 	if err := m.Parse(s.buf); err != nil {
 		panic(err) // the simulator's own message: a bug here, not input
 	}
-	req := &chain.Request{Msg: &m, PeerKind: chain.PeerTrunk, Trunk: c.t.trunk}
+	req.Msg = &m
 	v := s.stage.Handle(req)
 	c.rate, _ = s.stage.Deck().Lookup([]byte(c.e164), s.now)
-	if c.attack != nil {
-		c.attack.res.Attempts++
-	} else if c.e164 != "" {
+	switch c.kind {
+	case attackCall:
+		c.sc.attack.Attempts++
+	case callbackCall:
+		c.sc.attack.Attempts++
+		c.sc.attack.Callbacks++
+		c.t.callback, c.t.callbackAt = c.sc, s.now
+	case ringCall:
+		c.sc.attack.Rings++
+	default:
 		s.rep.BenignCalls++
+		if c.sc != nil {
+			c.sc.stress.Calls++
+		}
 	}
 	if v.Action != chain.Continue {
 		s.refused(c, v)
@@ -569,8 +835,18 @@ func (s *sim) attempt(c *call) {
 	}
 	c.nholds = req.TakeHolds(&c.holds)
 	s.calls[c.id] = c
-	if c.attack != nil {
-		c.attack.calls = append(c.attack.calls, c)
+	if c.kind == attackCall || c.kind == callbackCall {
+		c.sc.live++
+	}
+	switch c.kind {
+	case ringCall: // never answered: the caller hangs up after a ring or two
+		s.push(&event{at: s.now.Add(c.duration), kind: evEnd, c: c})
+		return
+	case callbackCall:
+		c.sc.attack.CallbacksThrough++
+		c.sc.calls = append(c.sc.calls, c)
+	case attackCall:
+		c.sc.calls = append(c.sc.calls, c)
 	}
 	ring := time.Duration(3+s.rng.IntN(12)) * time.Second
 	if c.answerWin {
@@ -581,27 +857,52 @@ func (s *sim) attempt(c *call) {
 }
 
 func (s *sim) refused(c *call, v chain.Verdict) {
-	if a := c.attack; a != nil {
-		a.res.Refused++
-		if a.blockAt.IsZero() {
-			a.blockAt = s.now
+	switch c.kind {
+	case attackCall, callbackCall:
+		st := c.sc
+		st.attack.Refused++
+		if st.blockAt.IsZero() {
+			st.blockAt = s.now
 		}
-		s.attackCall(c.t, a, s.now.Add(a.res.RetryDelay))
+		if c.kind == attackCall { // a refusal by the policy is a detection too; the engine's come as incidents
+			if st.detectAt.IsZero() && !strings.HasPrefix(v.Reason, fraud.ReasonBlock) && !strings.HasPrefix(v.Reason, fraud.ReasonThrottle) {
+				st.detectAt = s.now
+				st.attack.FirstRule = v.Reason
+			}
+			s.attackCall(st, s.now.Add(st.sc.RetryDelay))
+		} else if st.attack.FirstRule == "" {
+			st.attack.FirstRule = v.Reason
+		}
 		return
+	case ringCall:
+		return // the stage does not refuse calls from upstreams
 	}
-	if a := c.t.attack; a != nil && !s.now.Before(a.start) && s.now.Before(a.stop.Add(time.Hour)) {
-		a.res.Collateral++
-		return
+	for _, st := range c.t.scens {
+		if st.attack != nil && st.covers(s.now) {
+			st.attack.Collateral++
+			return
+		}
 	}
 	s.rep.BenignRefused[v.Reason]++
+	for _, st := range c.t.scens {
+		if st.stress != nil && st.covers(s.now) {
+			st.stress.Refused++
+		}
+	}
 }
 
+// answer tells what the stage holds for the call that it was answered (the
+// proxy does so on the first 2xx): the engine's call starts costing.
 func (s *sim) answer(c *call) {
 	if c.ended {
 		return
 	}
 	c.answered, c.answerAt = true, s.now
-	s.st.Engine.CallAnswered(c.id)
+	for i := range c.nholds {
+		if a, ok := c.holds[i].(chain.Answerer); ok {
+			a.Answered(s.now)
+		}
+	}
 	s.push(&event{at: s.now.Add(c.duration), kind: evEnd, c: c})
 }
 
@@ -609,22 +910,58 @@ func (s *sim) endCall(c *call) {
 	if c.ended {
 		return
 	}
-	c.ended = true
+	c.ended, c.endAt = true, s.now
 	delete(s.calls, c.id)
 	for i := range c.nholds {
 		c.holds[i].Release()
 	}
 	if c.answered {
 		cost := c.rate.Cost(s.now.Sub(c.answerAt))
-		if a := c.attack; a != nil {
-			a.res.Answered++
-			a.res.LostTotal += cost
+		if c.kind == attackCall || c.kind == callbackCall {
+			c.sc.attack.Answered++
+			c.sc.attack.LostTotal += cost
 		} else {
 			s.rep.BenignCost += cost
 		}
 	}
-	if a := c.attack; a != nil {
-		s.attackCall(c.t, a, s.now.Add(a.res.RetryDelay))
+	if c.kind == attackCall || c.kind == callbackCall {
+		c.sc.live--
+		c.sc.lastEnd = s.now
+	}
+	switch c.kind {
+	case attackCall:
+		s.attackCall(c.sc, s.now.Add(c.sc.sc.RetryDelay))
+	case ringCall:
+		s.rang(c)
+	}
+}
+
+// rang follows a one-ring call that ended: the number may be tagged now,
+// and the customer may call back.
+func (s *sim) rang(c *call) {
+	st := c.sc
+	if k := c.caller; !st.tagged[k] && s.st.Wangiri.Flagged(st.hashes[k], s.now) {
+		st.tagged[k] = true
+		st.attack.Tagged++
+		if st.detectAt.IsZero() {
+			st.detectAt = s.now
+			if st.blockAt.IsZero() || st.blockAt.After(s.now) {
+				st.attack.FirstRule = "wangiri"
+			}
+		}
+		if st.blockAt.IsZero() {
+			st.blockAt = s.now
+		}
+	}
+	if sc := st.sc; s.rng.Float64() < sc.CallbackShare && s.now.Before(s.end) {
+		delay := sc.CallbackDelay
+		if sc.CallbackMean > 0 {
+			delay += time.Duration(s.rng.ExpFloat64() * float64(sc.CallbackMean))
+		}
+		s.nextID++
+		cb := &call{id: "sim-" + strconv.Itoa(s.nextID), kind: callbackCall, t: c.t, sc: st, caller: c.caller,
+			e164: st.callers[c.caller], answerWin: true, duration: s.between(sc.MinDuration, sc.MaxDuration)}
+		s.push(&event{at: s.now.Add(delay), kind: evAttempt, c: cb})
 	}
 }
 
@@ -640,63 +977,100 @@ func (s *sim) drain() {
 	for {
 		select {
 		case ev := <-s.sub.C:
-			if ev.Kind != events.FraudIncident {
-				continue
+			if ev.Kind == events.FraudIncident {
+				s.incident(ev)
 			}
-			t := s.tenants[ev.Trunk]
-			action := "alert"
-			for _, act := range []string{"block", "throttle"} {
-				if strings.Contains(ev.Detail, "action="+act) {
-					action = act
-				}
-			}
-			if strings.Contains(ev.Detail, "report_only=true") {
-				action = "report_only"
-			}
-			if a := t.attack; a != nil && !ev.Time.Before(a.start) && ev.Time.Before(a.stop.Add(time.Hour)) {
-				if a.detectAt.IsZero() {
-					a.detectAt = ev.Time
-					a.res.FirstRule = ev.Reason
-				}
-				if action == "block" && (a.blockAt.IsZero() || ev.Time.Before(a.blockAt)) {
-					a.blockAt = ev.Time // new calls of the scope are refused from now on
-				}
-				continue
-			}
-			s.rep.FalseIncidents[action]++
-			s.rep.FalseByRule[ev.Reason]++
 		default:
 			return
 		}
 	}
 }
 
+func (s *sim) incident(ev events.Event) {
+	t := s.tenants[ev.Trunk]
+	if t == nil {
+		return
+	}
+	action := "alert"
+	for _, act := range []string{"block", "throttle"} {
+		if strings.Contains(ev.Detail, "action="+act) {
+			action = act
+		}
+	}
+	if strings.Contains(ev.Detail, "report_only=true") {
+		action = "report_only"
+	}
+	// An alert on a call-back to a one-ring number is no false alarm (a
+	// rule caught a customer calling a scam number); the Wangiri detection
+	// itself is the tagging.
+	if t.callback != nil && ev.Time.Sub(t.callbackAt) < time.Hour {
+		t.callback.attack.Incidents++
+		return
+	}
+	for _, st := range t.scens {
+		if st.attack == nil || !st.covers(ev.Time) {
+			continue
+		}
+		st.attack.Incidents++
+		if st.detectAt.IsZero() {
+			st.detectAt = ev.Time
+			st.attack.FirstRule = ev.Reason
+		}
+		// New calls of the scope are refused from now on: a block of scope
+		// "risky" does not stop an attack on domestic numbers.
+		covers := !st.domestic || strings.Contains(ev.Detail, "scope=all")
+		if action == "block" && covers && (st.blockAt.IsZero() || ev.Time.Before(st.blockAt)) {
+			st.blockAt = ev.Time
+		}
+		return
+	}
+	s.rep.FalseIncidents[action]++
+	s.rep.FalseByRule[ev.Reason]++
+	for _, st := range t.scens {
+		if st.stress != nil && st.covers(ev.Time) {
+			st.stress.Incidents[action]++
+			st.stress.ByRule[ev.Reason]++
+		}
+	}
+}
+
 func (s *sim) finish() {
 	s.rep.TenantDays = float64(len(s.order)) * float64(s.cfg.Days)
-	s.rep.Attacks = s.rep.Attacks[:0]
-	for ai := range s.cfg.Attacks {
-		t := s.tenants[s.cfg.Attacks[ai].Tenant]
-		a := t.attack
-		r := a.res
-		if !a.detectAt.IsZero() {
-			r.Detected, r.TimeToDetect = true, a.detectAt.Sub(a.start)
+	for _, st := range s.scens {
+		if !st.started {
+			continue
 		}
-		if !a.blockAt.IsZero() {
-			r.Blocked, r.TimeToBlock = true, a.blockAt.Sub(a.start)
-			for _, c := range a.calls {
-				if c.answered && c.answerAt.Before(a.blockAt) {
-					end := c.answerAt.Add(c.duration)
-					if end.After(a.blockAt) {
-						end = a.blockAt
-					}
-					r.LostBeforeBlock += c.rate.Cost(end.Sub(c.answerAt))
-				}
-			}
-		} else {
-			r.LostBeforeBlock = r.LostTotal
+		if st.stress != nil {
+			s.rep.Stressors = append(s.rep.Stressors, *st.stress)
+			continue
+		}
+		r := st.attack
+		if !st.detectAt.IsZero() {
+			r.Detected, r.TimeToDetect = true, st.detectAt.Sub(st.start)
+		}
+		r.LostBeforeBlock = r.LostTotal
+		if !st.blockAt.IsZero() {
+			r.Blocked, r.TimeToBlock = true, st.blockAt.Sub(st.start)
+			r.LostBeforeBlock = lostBefore(st.calls, st.blockAt)
 		}
 		s.rep.Attacks = append(s.rep.Attacks, *r)
 	}
+}
+
+// lostBefore returns what the answered calls had cost at t (the run is
+// over: every call has ended).
+func lostBefore(calls []*call, t time.Time) fraud.Money {
+	var lost fraud.Money
+	for _, c := range calls {
+		if c.answered && c.answerAt.Before(t) {
+			end := c.endAt
+			if end.After(t) {
+				end = t
+			}
+			lost += c.rate.Cost(end.Sub(c.answerAt))
+		}
+	}
+	return lost
 }
 
 // poisson draws from a Poisson distribution (Knuth for small means, normal approximation above 50).
@@ -715,83 +1089,4 @@ func poisson(rng *rand.Rand, lambda float64) int {
 		}
 		k++
 	}
-}
-
-// String formats the report as Markdown tables.
-func (r *Report) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d, %d days from %s, %d tenants (%.0f tenant-days), %d benign attempts costing %s %s; %s of CPU\n\n",
-		r.Config.Seed, r.Config.Days, r.Config.Start.Format("Mon 2006-01-02"), int(r.TenantDays)/max(1, r.Config.Days), r.TenantDays,
-		r.BenignCalls, r.BenignCost, r.Currency, r.Elapsed.Round(time.Millisecond))
-	b.WriteString("| attack | tenant | channels | detected | first rule | time to detect | time to block | lost before block | lost in total | attempts | refused | collateral |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, a := range r.Attacks {
-		ttb := "never"
-		if a.Blocked {
-			ttb = a.TimeToBlock.String()
-		}
-		ttd := "never"
-		if a.Detected {
-			ttd = a.TimeToDetect.String()
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %v | %s | %s | %s | %s | %s | %d | %d | %d |\n", a.Name, a.Tenant, a.Channels, a.Detected,
-			a.FirstRule, ttd, ttb, a.LostBeforeBlock, a.LostTotal, a.Attempts, a.Refused, a.Collateral)
-	}
-	fmt.Fprintf(&b, "\nfalse incidents per 100 tenant-days: block %.2f, throttle %.2f, alert %.2f (by rule: %v); benign calls refused: %d %v\n",
-		r.FalsePer100TenantDays("block"), r.FalsePer100TenantDays("throttle"), r.FalsePer100TenantDays("alert"),
-		r.FalseByRule, sum(r.BenignRefused), r.BenignRefused)
-	return b.String()
-}
-
-func sum(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-// MarshalJSON writes the report for machines: durations in seconds, money in currency units.
-func (r *Report) MarshalJSON() ([]byte, error) {
-	type attack struct {
-		Name            string  `json:"name"`
-		Tenant          string  `json:"tenant"`
-		Channels        int     `json:"channels"`
-		StartSeconds    float64 `json:"start_s"`
-		Detected        bool    `json:"detected"`
-		FirstRule       string  `json:"first_rule,omitempty"`
-		DetectSeconds   float64 `json:"time_to_detect_s"`
-		Blocked         bool    `json:"blocked"`
-		BlockSeconds    float64 `json:"time_to_block_s"`
-		LostBeforeBlock float64 `json:"lost_before_block"`
-		LostTotal       float64 `json:"lost_total"`
-		Attempts        int     `json:"attempts"`
-		Refused         int     `json:"refused"`
-		Answered        int     `json:"answered"`
-		Collateral      int     `json:"collateral"`
-	}
-	out := struct {
-		Seed           uint64         `json:"seed"`
-		Start          time.Time      `json:"start"`
-		Days           int            `json:"days"`
-		TenantDays     float64        `json:"tenant_days"`
-		Currency       string         `json:"currency"`
-		BenignCalls    int            `json:"benign_calls"`
-		BenignCost     float64        `json:"benign_cost"`
-		BenignRefused  map[string]int `json:"benign_refused"`
-		FalseIncidents map[string]int `json:"false_incidents"`
-		FalseByRule    map[string]int `json:"false_incidents_by_rule"`
-		Attacks        []attack       `json:"attacks"`
-		ElapsedSeconds float64        `json:"cpu_s"`
-	}{Seed: r.Config.Seed, Start: r.Config.Start, Days: r.Config.Days, TenantDays: r.TenantDays, Currency: r.Currency,
-		BenignCalls: r.BenignCalls, BenignCost: r.BenignCost.Float(), BenignRefused: r.BenignRefused,
-		FalseIncidents: r.FalseIncidents, FalseByRule: r.FalseByRule, ElapsedSeconds: r.Elapsed.Seconds()}
-	for _, a := range r.Attacks {
-		out.Attacks = append(out.Attacks, attack{Name: a.Name, Tenant: a.Tenant, Channels: a.Channels,
-			StartSeconds: a.Start.Seconds(), Detected: a.Detected, FirstRule: a.FirstRule,
-			DetectSeconds: a.TimeToDetect.Seconds(), Blocked: a.Blocked, BlockSeconds: a.TimeToBlock.Seconds(),
-			LostBeforeBlock: a.LostBeforeBlock.Float(), LostTotal: a.LostTotal.Float(), Attempts: a.Attempts,
-			Refused: a.Refused, Answered: a.Answered, Collateral: a.Collateral})
-	}
-	return json.Marshal(out)
 }
