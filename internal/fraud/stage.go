@@ -28,6 +28,7 @@ const (
 	ReasonUnrated       = "unrated"
 	ReasonDiverted      = "diverted_international"
 	ReasonWangiri       = "wangiri_callback"
+	ReasonHairpin       = "hairpin_international"
 	// ReasonBlock and ReasonThrottle are followed by ":" and the rule's name
 	// ("fraud_block:score_5m"), so that the CDR of a refused call names the rule.
 	ReasonBlock    = "fraud_block"
@@ -50,6 +51,7 @@ var warnings = map[string]string{
 	ReasonUnrated:       "destination has no rate",
 	ReasonDiverted:      "forwarded calls to other countries are not enabled for this trunk",
 	ReasonWangiri:       "the number rang many lines once and hung up: a call-back scam (Wangiri)",
+	ReasonHairpin:       "calls that came in and are forwarded to other countries are not enabled for this trunk",
 }
 
 // State is the fraud state that lives for the process: the engine (windows,
@@ -61,7 +63,9 @@ type State struct {
 	Classifier *Classifier
 	// Wangiri watches one-ring calls from abroad (wangiri.go).
 	Wangiri *Wangiri
-	met     *Metrics
+	// Hairpins remembers the callers of inbound calls (hairpin.go).
+	Hairpins *Hairpins
+	met      *Metrics
 
 	mu       sync.Mutex
 	deckPath string
@@ -79,6 +83,7 @@ func NewState(reg prometheus.Registerer, bus *events.Bus, tick time.Duration, cl
 		Engine:     NewEngine(Options{Tick: tick, Bus: bus, Metrics: m}),
 		Classifier: NewClassifier(classifierCache),
 		Wangiri:    NewWangiri(0),
+		Hairpins:   NewHairpins(0),
 		met:        m,
 	}
 }
@@ -260,7 +265,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		return chain.Next()
 	}
 	if req.PeerKind == chain.PeerUpstream {
-		s.watchRing(req)
+		caller := s.callerNumber(req.Msg, &s.inbound.dial)
+		s.st.Hairpins.noteInbound(caller.Number, s.st.Engine.Now())
+		s.watchRing(req, caller)
 		return chain.Next()
 	}
 	if req.PeerKind != chain.PeerTrunk {
@@ -296,6 +303,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		if dest.International && !p.diverted && diverted(req.Msg) {
 			return s.refuse(req, dest, ReasonDiverted)
 		}
+		if dest.International && !p.diverted && s.st.Hairpins.calledIn(s.callerNumber(req.Msg, &p.dial).Number, now) {
+			return s.refuse(req, dest, ReasonHairpin)
+		}
 	}
 	d := s.st.Engine.Check(p.name, dest, rate.PerMinute)
 	switch d.Action {
@@ -312,22 +322,12 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	return chain.Next()
 }
 
-// watchRing watches a call from an upstream to a customer whose caller is
-// abroad or high-risk, for one-ring (Wangiri) numbers.
-func (s *Stage) watchRing(req *chain.Request) {
+// watchRing watches a call from an upstream to a customer whose caller
+// (dest) is abroad or high-risk, for one-ring (Wangiri) numbers.
+func (s *Stage) watchRing(req *chain.Request, dest Destination) {
 	if !s.st.Wangiri.Enabled() {
 		return
 	}
-	na, _, err := sip.ParseNameAddr(req.Msg.Get(sip.HdrFrom))
-	if err != nil {
-		return
-	}
-	u, err := sip.ParseURI(na.URI)
-	if err != nil || len(u.User) == 0 {
-		return
-	}
-	var buf [24]byte
-	_, dest := s.st.Classifier.Classify(&s.inbound.dial, u.User, buf[:0])
 	if dest.Number == 0 || !(dest.International || dest.Class == ClassPremium || dest.Class == ClassSatellite) {
 		return
 	}
