@@ -282,7 +282,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	if len(num) > 0 {
 		rate, rated = s.deck.Lookup(num, now)
 	}
-	if s.st.Wangiri.Flagged(dest.Number, now) {
+	if s.st.Wangiri.Tagged(&dest, now) {
 		return s.refuse(req, dest, ReasonWangiri)
 	}
 	switch p.hot.match(num) {
@@ -332,7 +332,7 @@ func (s *Stage) watchRing(req *chain.Request) {
 		return
 	}
 	now := s.st.Engine.now
-	req.Hold(&ring{w: s.st.Wangiri, num: dest.Number, start: now(), now: now})
+	req.Hold(s.st.Wangiri.newRing(&dest, now))
 }
 
 func (s *Stage) rule(name string) ruleText {

@@ -264,9 +264,9 @@ type scen struct {
 	lastEnd           time.Time // of the last attack call
 	calls             []*call   // attack calls forwarded (Wangiri: call-backs)
 	detectAt, blockAt time.Time
-	// Wangiri: the calling numbers, their hashes as the stage knows them, tagged ones.
+	// Wangiri: the calling numbers, as the stage classifies them, tagged ones.
 	callers []string
-	hashes  []uint64
+	dests   []fraud.Destination
 	tagged  []bool
 }
 
@@ -755,7 +755,7 @@ func (s *sim) wangiri(st *scen) {
 		var buf [24]byte
 		_, dest := s.st.Classifier.Classify(&s.dial, []byte(n), buf[:0])
 		st.callers = append(st.callers, n)
-		st.hashes = append(st.hashes, dest.Number)
+		st.dests = append(st.dests, dest)
 	}
 	st.tagged = make([]bool, len(st.callers))
 	slot := sc.Length / time.Duration(sc.Rings)
@@ -940,7 +940,7 @@ func (s *sim) endCall(c *call) {
 // and the customer may call back.
 func (s *sim) rang(c *call) {
 	st := c.sc
-	if k := c.caller; !st.tagged[k] && s.st.Wangiri.Flagged(st.hashes[k], s.now) {
+	if k := c.caller; !st.tagged[k] && s.st.Wangiri.Tagged(&st.dests[k], s.now) {
 		st.tagged[k] = true
 		st.attack.Tagged++
 		if st.detectAt.IsZero() {
