@@ -24,8 +24,9 @@ import (
 // the whole range.
 //
 // Numbers are kept as their hashes (Destination.Number), ranges as their
-// leading digits, in fixed tables (a collision starts the newcomer afresh):
-// a spoofed flood of caller IDs cannot grow them. The range table's index
+// leading digits, in fixed tables (a collision of numbers starts the
+// newcomer afresh; ranges share 4-slot buckets): a spoofed flood of caller
+// IDs cannot grow them. The range table's index
 // is keyed with a per-process seed, so a caller cannot pick ranges that
 // evict the range it is rotating in.
 type Wangiri struct {
@@ -95,12 +96,12 @@ func wangiriRange(d *Destination) uint64 {
 }
 
 // NewWangiri returns a detector with a table of n numbers (default 65536)
-// and of n/16 ranges.
+// and of n/16 ranges (at least wangiriWays).
 func NewWangiri(n int) *Wangiri {
 	if n <= 0 {
 		n = 65536
 	}
-	return &Wangiri{slots: make([]wangiriSlot, n), ranges: make([]wangiriRangeSlot, max(n/16, 1)), seed: rand.Uint64()}
+	return &Wangiri{slots: make([]wangiriSlot, n), ranges: make([]wangiriRangeSlot, max(n/16/wangiriWays, 1)*wangiriWays), seed: rand.Uint64()}
 }
 
 // Configure sets the thresholds (a reload); 0 values take the defaults,
@@ -130,14 +131,59 @@ func (w *Wangiri) ConfigureRanges(distinct int) {
 
 func (w *Wangiri) slot(num uint64) *wangiriSlot { return &w.slots[num%uint64(len(w.slots))] }
 
-// rangeSlot is the slot of range key k: k mixed with the seed (the
+// wangiriWays is how many slots of the range table a range may use: a
+// range takes an empty or expired slot of its bucket, else the one with the
+// fewest numbers counted, so that two ranges ringing at once in the same
+// bucket (as the ten million-blocks of a campaign over +222 4 may) do not
+// evict each other on every ring and never reach RangeShortRings.
+const wangiriWays = 4
+
+// rangeBucket is the bucket of range key k: k mixed with the seed (the
 // splitmix64 finaliser), so that neighbouring ranges spread over the table.
-func (w *Wangiri) rangeSlot(k uint64) *wangiriRangeSlot {
+func (w *Wangiri) rangeBucket(k uint64) []wangiriRangeSlot {
 	h := k ^ w.seed
 	h = (h ^ h>>30) * 0xbf58476d1ce4e5b9
 	h = (h ^ h>>27) * 0x94d049bb133111eb
 	h ^= h >> 31
-	return &w.ranges[h%uint64(len(w.ranges))]
+	b := int(h%uint64(len(w.ranges)/wangiriWays)) * wangiriWays
+	return w.ranges[b : b+wangiriWays]
+}
+
+// findRange returns the slot of range k, nil when it has none.
+func (w *Wangiri) findRange(k uint64) *wangiriRangeSlot {
+	b := w.rangeBucket(k)
+	for i := range b {
+		if b[i].key == k {
+			return &b[i]
+		}
+	}
+	return nil
+}
+
+// rangeFor returns the slot that counts range k at now: its own (restarted
+// when its window ended), or a new one in place of an empty or expired
+// slot, else of the slot with the fewest numbers (the oldest of those).
+func (w *Wangiri) rangeFor(k uint64, now time.Time) *wangiriRangeSlot {
+	b := w.rangeBucket(k)
+	var victim *wangiriRangeSlot
+	for i := range b {
+		r := &b[i]
+		if r.key == k {
+			if now.Sub(r.first) > w.Window {
+				r.first, r.n = now, 0
+			}
+			return r
+		}
+		switch {
+		case victim != nil && (victim.key == 0 || now.Sub(victim.first) > w.Window):
+		case r.key == 0 || now.Sub(r.first) > w.Window:
+			victim = r
+		case victim == nil || r.n < victim.n || (r.n == victim.n && r.first.Before(victim.first)):
+			victim = r
+		}
+	}
+	victim.key, victim.first, victim.n = k, now, 0
+	return victim
 }
 
 // noteShortRing counts one short ring of num, of range rng (0: none), at now.
@@ -152,10 +198,7 @@ func (w *Wangiri) noteShortRing(num, rng uint64, now time.Time) {
 	if rng == 0 || w.RangeShortRings <= 0 {
 		return
 	}
-	r := w.rangeSlot(rng)
-	if r.key != rng || now.Sub(r.first) > w.Window {
-		r.key, r.first, r.n = rng, now, 0
-	}
+	r := w.rangeFor(rng, now)
 	if r.n >= w.RangeShortRings || r.n >= len(r.nums) {
 		return // tagged: more numbers would not change it
 	}
@@ -191,8 +234,8 @@ func (w *Wangiri) rangeTagged(rng uint64, now time.Time) bool {
 	if rng == 0 || w.ShortRings <= 0 || w.RangeShortRings <= 0 {
 		return false
 	}
-	r := w.rangeSlot(rng)
-	return r.key == rng && r.n >= w.RangeShortRings && now.Sub(r.first) <= w.Window
+	r := w.findRange(rng)
+	return r != nil && r.n >= w.RangeShortRings && now.Sub(r.first) <= w.Window
 }
 
 // Tagged reports whether calls to d are call-backs to a Wangiri number or

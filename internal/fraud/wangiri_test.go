@@ -7,6 +7,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
@@ -281,5 +282,56 @@ func TestWangiriRotating(t *testing.T) {
 	f.clk.t = f.clk.t.Add(25 * time.Hour)
 	if v := callBack("+22244777777"); v.Action == chain.Reply {
 		t.Fatalf("call-back a day later: %+v", v)
+	}
+}
+
+// The configuration's range_short_rings reaches the detector.
+func TestWangiriRangeConfig(t *testing.T) {
+	st := NewState(nil, events.NewBus(), time.Second, 0)
+	fc := &config.Fraud{Enabled: true, Default: config.TrunkFraud{Country: "US", Unrated: config.FraudAllow},
+		Wangiri: config.Wangiri{ShortRings: 3, RangeShortRings: 7, Ring: 5 * time.Second, Window: time.Hour}}
+	if _, err := NewStage(&config.Config{}, fc, st, events.NewBus()); err != nil {
+		t.Fatal(err)
+	}
+	if w := st.Wangiri; w.ShortRings != 3 || w.RangeShortRings != 7 || w.Ring != 5*time.Second || w.Window != time.Hour {
+		t.Fatalf("detector %d/%d %v %v, want 3/7 5s 1h", w.ShortRings, w.RangeShortRings, w.Ring, w.Window)
+	}
+}
+
+// Ranges share buckets of wangiriWays slots: two campaigns ringing at once
+// in one bucket are both counted, and a tagged range is not evicted by a
+// flood of ranges with one number each.
+func TestWangiriRangeBucket(t *testing.T) {
+	w := NewWangiri(64) // a range table of one bucket
+	if len(w.ranges) != wangiriWays {
+		t.Fatalf("%d range slots, want one bucket of %d", len(w.ranges), wangiriWays)
+	}
+	w.Configure(100, 0, 0)
+	w.ConfigureRanges(3)
+	note := func(e164 string, at time.Duration) {
+		d := e164Dest(t, e164)
+		w.noteShortRing(d.Number, wangiriRange(&d), t0.Add(at))
+	}
+	tagged := func(e164 string, at time.Duration) bool {
+		d := e164Dest(t, e164)
+		return w.Tagged(&d, t0.Add(at))
+	}
+	for i := range 3 {
+		note("+2224400000"+strconv.Itoa(i), time.Duration(i)*time.Minute)
+		note("+2224500000"+strconv.Itoa(i), time.Duration(i)*time.Minute)
+	}
+	if !tagged("+22244999999", 5*time.Minute) || !tagged("+22245999999", 5*time.Minute) {
+		t.Fatal("two interleaved ranges of one bucket: not both tagged")
+	}
+	for i := range 2 * wangiriWays { // one number in each of 8 other ranges
+		note("+22230"+strconv.Itoa(i)+"00000", 10*time.Minute)
+	}
+	if !tagged("+22244999999", 15*time.Minute) || !tagged("+22245999999", 15*time.Minute) {
+		t.Fatal("tagged ranges evicted by ranges with one number each")
+	}
+	// A slot whose window ended is taken first.
+	note("+22246000000", 25*time.Hour)
+	if tagged("+22244999999", 25*time.Hour) {
+		t.Fatal("tagged after the window")
 	}
 }
