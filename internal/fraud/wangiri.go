@@ -26,9 +26,9 @@ import (
 // Numbers are kept as their hashes (Destination.Number), ranges as their
 // leading digits, in fixed tables (a collision of numbers starts the
 // newcomer afresh; ranges share 4-slot buckets): a spoofed flood of caller
-// IDs cannot grow them. The range table's index
-// is keyed with a per-process seed, so a caller cannot pick ranges that
-// evict the range it is rotating in.
+// IDs cannot grow them. The range table's index is keyed with a
+// per-process seed, so a caller cannot pick ranges that all fall in the
+// bucket of the range it is rotating in.
 type Wangiri struct {
 	ShortRings int           // 0: off
 	Ring       time.Duration // a ring shorter than this is "one ring" (default 10s)
