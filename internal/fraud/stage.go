@@ -148,6 +148,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 	}
 	s.inbound = inbound
 	st.Wangiri.Configure(fc.Wangiri.ShortRings, fc.Wangiri.Ring, fc.Wangiri.Window)
+	st.Wangiri.ConfigureRanges(fc.Wangiri.RangeShortRings)
 	defaults := DefaultRules()
 	if fc.Rules != nil {
 		var err error

@@ -124,7 +124,8 @@ type Config struct {
 	// Rules replace the built-in rules when not nil (an empty slice: no rules).
 	Rules []config.FraudRule
 	// Wangiri is the one-ring detection (nil: the configuration's defaults,
-	// 3 short rings under 10 s within 24 h; ShortRings 0 turns it off).
+	// 3 short rings under 10 s within 24 h, 5 distinct numbers of a range;
+	// ShortRings 0 turns it off).
 	Wangiri *config.Wangiri
 	// NoBenign leaves out the tenants' ordinary traffic (Extra stressors
 	// still run; a Surge has nothing to multiply): unit tests of the
@@ -406,7 +407,7 @@ func (s *sim) setup() error {
 		return err
 	}
 	cfg := &config.Config{}
-	wangiri := config.Wangiri{ShortRings: 3, Ring: 10 * time.Second, Window: 24 * time.Hour} // the configuration's defaults
+	wangiri := config.Wangiri{ShortRings: 3, RangeShortRings: 5, Ring: 10 * time.Second, Window: 24 * time.Hour} // the configuration's defaults
 	if s.cfg.Wangiri != nil {
 		wangiri = *s.cfg.Wangiri
 	}
