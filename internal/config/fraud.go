@@ -33,16 +33,24 @@ type Fraud struct {
 
 // Wangiri: a number abroad that rings customers for less than Ring and
 // hangs up ShortRings times within Window is a call-back scam; calls from
-// trunks to it are refused. ShortRings 0 turns it off.
+// trunks to it are refused. ShortRings 0 turns it off. RangeShortRings
+// distinct numbers of one range (a rotating campaign) short-ringing within
+// Window tag the range the same way; 0 turns range tagging off.
 type Wangiri struct {
-	ShortRings   int
-	Ring, Window time.Duration
+	ShortRings      int
+	RangeShortRings int
+	Ring, Window    time.Duration
 }
 
+// MaxWangiriRangeShortRings bounds range_short_rings: the detector keeps
+// that many number hashes per range (fraud.MaxRangeShortRings).
+const MaxWangiriRangeShortRings = 32
+
 type rawWangiri struct {
-	ShortRings *int   `yaml:"short_rings"`
-	Ring       string `yaml:"ring"`
-	Window     string `yaml:"window"`
+	ShortRings      *int   `yaml:"short_rings"`
+	RangeShortRings *int   `yaml:"range_short_rings"`
+	Ring            string `yaml:"ring"`
+	Window          string `yaml:"window"`
 }
 
 // TrunkFraud is one trunk's destination policy and rules.
@@ -169,7 +177,7 @@ type rawFraudRule struct {
 
 func init() {
 	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules", "wangiri"}
-	knownKeys["rawWangiri"] = []string{"short_rings", "ring", "window"}
+	knownKeys["rawWangiri"] = []string{"short_rings", "range_short_rings", "ring", "window"}
 	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "business_hours", "international",
 		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
@@ -197,7 +205,7 @@ func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) 
 	if raw.Rules != nil {
 		f.Rules = v.fraudRules(p("fraud", "rules"), raw.Rules)
 	}
-	f.Wangiri = Wangiri{ShortRings: 3,
+	f.Wangiri = Wangiri{ShortRings: 3, RangeShortRings: 5,
 		Ring:   v.duration(p("fraud", "wangiri", "ring"), raw.Wangiri.Ring, 10*time.Second),
 		Window: v.duration(p("fraud", "wangiri", "window"), raw.Wangiri.Window, 24*time.Hour)}
 	if n := raw.Wangiri.ShortRings; n != nil {
@@ -205,6 +213,12 @@ func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) 
 			v.fail(p("fraud", "wangiri", "short_rings"), "must be >= 0 (0: off), got %d", *n)
 		}
 		f.Wangiri.ShortRings = *n
+	}
+	if n := raw.Wangiri.RangeShortRings; n != nil {
+		if *n < 0 || *n > MaxWangiriRangeShortRings {
+			v.fail(p("fraud", "wangiri", "range_short_rings"), "must be from 0 (off) to %d distinct numbers, got %d", MaxWangiriRangeShortRings, *n)
+		}
+		f.Wangiri.RangeShortRings = *n
 	}
 	for i, t := range trunks {
 		tf := v.trunkFraud(p("trunks", i, "fraud"), t, f.Default)

@@ -115,3 +115,29 @@ func TestFraudRateDeckPath(t *testing.T) {
 		t.Fatalf("%v %+v", err, c)
 	}
 }
+
+func TestFraudWangiriRanges(t *testing.T) {
+	const head = "listen: [udp://127.0.0.1:5060]\nfraud:\n  enabled: true\n  default: {country: US}\n"
+	for _, tc := range []struct {
+		yaml    string
+		want    int
+		wantErr string
+	}{
+		{"", 5, ""},
+		{"  wangiri: {range_short_rings: 0}\n", 0, ""},
+		{"  wangiri: {range_short_rings: 32}\n", 32, ""},
+		{"  wangiri: {range_short_rings: -1}\n", 0, "fraud.wangiri.range_short_rings: must be from 0 (off) to 32 distinct numbers, got -1"},
+		{"  wangiri: {range_short_rings: 33}\n", 0, "fraud.wangiri.range_short_rings: must be from 0 (off) to 32 distinct numbers, got 33"},
+	} {
+		c, err := Parse([]byte(head+tc.yaml), "w.yaml")
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: %v, want %q", tc.yaml, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || c.Fraud.Wangiri.RangeShortRings != tc.want || c.Fraud.Wangiri.ShortRings != 3 {
+			t.Errorf("%q: %v %+v, want range_short_rings %d", tc.yaml, err, c.Fraud.Wangiri, tc.want)
+		}
+	}
+}

@@ -153,6 +153,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 	}
 	s.inbound = inbound
 	st.Wangiri.Configure(fc.Wangiri.ShortRings, fc.Wangiri.Ring, fc.Wangiri.Window)
+	st.Wangiri.ConfigureRanges(fc.Wangiri.RangeShortRings)
 	defaults := DefaultRules()
 	if fc.Rules != nil {
 		var err error
@@ -289,7 +290,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	if len(num) > 0 {
 		rate, rated = s.deck.Lookup(num, now)
 	}
-	if s.st.Wangiri.Flagged(dest.Number, now) {
+	if s.st.Wangiri.Tagged(&dest, now) {
 		return s.refuse(req, dest, ReasonWangiri)
 	}
 	switch p.hot.match(num) {
@@ -332,7 +333,7 @@ func (s *Stage) watchRing(req *chain.Request, dest Destination) {
 		return
 	}
 	now := s.st.Engine.now
-	req.Hold(&ring{w: s.st.Wangiri, num: dest.Number, start: now(), now: now})
+	req.Hold(s.st.Wangiri.newRing(&dest, now))
 }
 
 func (s *Stage) rule(name string) ruleText {

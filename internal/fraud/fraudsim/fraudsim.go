@@ -124,7 +124,8 @@ type Config struct {
 	// Rules replace the built-in rules when not nil (an empty slice: no rules).
 	Rules []config.FraudRule
 	// Wangiri is the one-ring detection (nil: the configuration's defaults,
-	// 3 short rings under 10 s within 24 h; ShortRings 0 turns it off).
+	// 3 short rings under 10 s within 24 h, 5 distinct numbers of a range;
+	// ShortRings 0 turns it off).
 	Wangiri *config.Wangiri
 	// NoBenign leaves out the tenants' ordinary traffic (Extra stressors
 	// still run; a Surge has nothing to multiply): unit tests of the
@@ -264,9 +265,9 @@ type scen struct {
 	lastEnd           time.Time // of the last attack call
 	calls             []*call   // attack calls forwarded (Wangiri: call-backs)
 	detectAt, blockAt time.Time
-	// Wangiri: the calling numbers, their hashes as the stage knows them, tagged ones.
+	// Wangiri: the calling numbers, as the stage classifies them, tagged ones.
 	callers []string
-	hashes  []uint64
+	dests   []fraud.Destination
 	tagged  []bool
 }
 
@@ -406,7 +407,7 @@ func (s *sim) setup() error {
 		return err
 	}
 	cfg := &config.Config{}
-	wangiri := config.Wangiri{ShortRings: 3, Ring: 10 * time.Second, Window: 24 * time.Hour} // the configuration's defaults
+	wangiri := config.Wangiri{ShortRings: 3, RangeShortRings: 5, Ring: 10 * time.Second, Window: 24 * time.Hour} // the configuration's defaults
 	if s.cfg.Wangiri != nil {
 		wangiri = *s.cfg.Wangiri
 	}
@@ -755,7 +756,7 @@ func (s *sim) wangiri(st *scen) {
 		var buf [24]byte
 		_, dest := s.st.Classifier.Classify(&s.dial, []byte(n), buf[:0])
 		st.callers = append(st.callers, n)
-		st.hashes = append(st.hashes, dest.Number)
+		st.dests = append(st.dests, dest)
 	}
 	st.tagged = make([]bool, len(st.callers))
 	slot := sc.Length / time.Duration(sc.Rings)
@@ -940,7 +941,7 @@ func (s *sim) endCall(c *call) {
 // and the customer may call back.
 func (s *sim) rang(c *call) {
 	st := c.sc
-	if k := c.caller; !st.tagged[k] && s.st.Wangiri.Flagged(st.hashes[k], s.now) {
+	if k := c.caller; !st.tagged[k] && s.st.Wangiri.Tagged(&st.dests[k], s.now) {
 		st.tagged[k] = true
 		st.attack.Tagged++
 		if st.detectAt.IsZero() {
