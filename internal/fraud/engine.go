@@ -441,8 +441,46 @@ func (e *Engine) account(name string) *account {
 	return a
 }
 
-// risky reports whether a destination is in the scope of ScopeRisky.
+// risky reports whether a destination's class is in the scope of
+// ScopeRisky (a costly domestic range is too: riskyAt).
 func risky(d Destination) bool { return d.Class != ClassDomestic }
+
+// costlyDomesticRate is the price per minute (in the deck's currency) from
+// which a domestic range counts as costly: ordinary domestic termination
+// costs a fraction of a cent to a cent a minute (US and Canada, Western
+// Europe), while the ranges that traffic pumping (access stimulation)
+// targets — rural high-cost exchanges, domestic ranges priced like
+// premium — cost ten times that and more. A domestic call at or above it is
+// risky (ScopeRisky covers it, so the block rules stop a domestic pump)
+// and its novelty is judged on its own (costlyDomesticKey), not on the
+// trunk's own country, which every trunk has learned.
+const costlyDomesticRate = 5 * MoneyUnit / 100
+
+// costlyDomesticKey is the "country" of costly domestic ranges in what a
+// trunk learns: a hotel that never called a high-cost exchange has not
+// learned it, however much it calls home.
+const costlyDomesticKey = "domestic-costly"
+
+// costlyDomestic reports whether d is a domestic number in a range priced
+// at or above costlyDomesticRate.
+func costlyDomestic(d *Destination, ratePerMin Money) bool {
+	return d.Class == ClassDomestic && ratePerMin >= costlyDomesticRate
+}
+
+// riskyAt reports whether a call to d at ratePerMin is in the scope of
+// ScopeRisky: not domestic, or domestic and costly.
+func riskyAt(d *Destination, ratePerMin Money) bool {
+	return d.Class != ClassDomestic || ratePerMin >= costlyDomesticRate
+}
+
+// noveltyKey is the key under which the trunk learns d: its country, or
+// costlyDomesticKey for a costly domestic range.
+func noveltyKey(d *Destination, ratePerMin Money) string {
+	if costlyDomestic(d, ratePerMin) {
+		return costlyDomesticKey
+	}
+	return countryKey(d)
+}
 
 // Check counts a new call attempt of account to dest (whose range costs
 // ratePerMin), evaluates the rules and returns what to do with the call.
@@ -457,20 +495,29 @@ func (e *Engine) Check(account string, dest Destination, ratePerMin Money) Decis
 	if a.since == 0 {
 		a.since = now.Unix()
 	}
-	isRisky := risky(dest)
-	b := a.bucket(now)
-	b.calls++
-	a.hourCalls++
-	if isRisky {
-		b.risky++
-		a.hourRisk++
+	isRisky := riskyAt(&dest, ratePerMin)
+	key := noveltyKey(&dest, ratePerMin)
+	isNew := isRisky && a.isNewKey(key, now.Unix())
+	// An attempt that a block of scope new refuses anyway (an attack on
+	// countries the trunk never called, still dialling) is not counted in the
+	// trunk's whole windows (calls, score, spend baselines): counted, it
+	// would trip the rules of scope risky too (score_5m, intl_calls_5m) and
+	// refuse the trunk's usual calls abroad for as long as the attack dials
+	// (fraudsim: a reseller lost 78-109 of its calls per satellite attack).
+	// It still feeds the novelty figures, which keep the block open.
+	if !isNew || !a.heldNew(now) {
+		b := a.bucket(now)
+		b.calls++
+		a.hourCalls++
+		if isRisky {
+			b.risky++
+			a.hourRisk++
+		}
+		b.score += ratePerMin
 	}
-	b.score += ratePerMin
-	at := attempt{dest: &dest, hits: a.hitsOf(dest.Number, now.Unix())}
-	isNew := false
+	at := attempt{dest: &dest, risky: isRisky, hits: a.hitsOf(dest.Number, now.Unix())}
 	if isRisky {
-		isNew = a.isNew(&dest, now.Unix())
-		a.observe(now, &dest, ratePerMin, isNew, &at)
+		a.observe(now, &dest, key, ratePerMin, isNew, &at)
 	}
 	evs = a.evaluate(e, now, &at, evs)
 	d := a.decide(now, isRisky, isNew)
@@ -536,8 +583,8 @@ func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate
 	sh := e.shard(callID)
 	sh.mu.Lock()
 	a := e.account(account)
-	c := &Call{id: callID, e: e, acct: a, risky: risky(dest), rate: rate, started: now,
-		country: countryKey(&dest), rng: rangeKey(&dest)}
+	c := &Call{id: callID, e: e, acct: a, risky: riskyAt(&dest, rate.PerMinute), rate: rate, started: now,
+		country: noveltyKey(&dest, rate.PerMinute), rng: rangeKey(&dest)}
 	sh.calls[callID] = c
 	sh.mu.Unlock()
 	a.mu.Lock()
@@ -549,7 +596,7 @@ func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate
 	if c.risky {
 		a.liveRisky++
 		a.bucket(now).started++
-		c.isNew = a.isNew(&dest, now.Unix())
+		c.isNew = a.isNewKey(c.country, now.Unix())
 	}
 	a.mu.Unlock()
 	return c
@@ -946,6 +993,8 @@ func hourOfWeek(t time.Time, loc *time.Location) int {
 // attempt is the call attempt being checked, with what the account keeps of it.
 type attempt struct {
 	dest *Destination
+	// risky: the attempt is in the scope of ScopeRisky (riskyAt).
+	risky bool
 	// hits are its number's recent attempts (same_number; nil when not tracked).
 	hits *numberHits
 	// country is its country's window (country_score; nil when not tracked).
@@ -1012,7 +1061,7 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 			}
 		case MetricConcurrentIntl:
 			value = float64(a.liveRisky)
-			if dest != nil && risky(*dest) {
+			if at != nil && at.risky {
 				value++
 			}
 		case MetricCallsSpike, MetricIntlSpike, MetricSpendSpike:
@@ -1092,10 +1141,19 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 				continue
 			}
 			value = (win(w).newSpent + a.newAccrued).Float()
+			// Floor: the distinct numbers in new countries dialled in the
+			// window it takes. A person calling home from a new country
+			// (a hotel guest, a travelling employee) calls one or two
+			// numbers, at length; a pump spreads its channels over the
+			// many numbers of the ranges that pay it, and redials new ones.
+			if r.Floor > 0 && value-forgiven > limit && a.recent != nil &&
+				float64(a.recent.newNumbers(now.Unix()-int64(w)*60)) < r.Floor {
+				continue
+			}
 		case MetricSpend24h:
 			value = (a.spent24h(now) + a.accrued).Float()
 		case MetricOffHours:
-			if dest == nil || !risky(*dest) || a.hours == nil || a.inHours(now) {
+			if at == nil || !at.risky || a.hours == nil || a.inHours(now) {
 				continue
 			}
 			if value = float64(win(60).riskyN) - forgiven; value <= r.Floor {
@@ -1104,7 +1162,7 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 			evs = a.trip(e, now, r, value, "", "", evs)
 			continue
 		case MetricUnusualHour:
-			if dest == nil || !risky(*dest) {
+			if at == nil || !at.risky {
 				continue
 			}
 			// Quiet: this hour of the week and both its neighbours learned, each below Limit.

@@ -227,6 +227,31 @@ func (r *recentRing) newCountryScore(from int64) Money {
 	return s
 }
 
+// newNumbers counts the distinct numbers dialled after from while their
+// country was new to the trunk.
+func (r *recentRing) newNumbers(from int64) int {
+	n := 0
+	if r.newN == 0 {
+		return 0
+	}
+	for i := range r.e {
+		if x := &r.e[i]; x.at > from && x.newCountry {
+			n++
+		}
+	}
+	return n
+}
+
+// heldNew reports whether a block of scope new is in force (not report-only).
+func (a *account) heldNew(now time.Time) bool {
+	for _, in := range a.incidents {
+		if in.rule.Action == ActionBlock && in.rule.Scope == ScopeNew && !in.report && now.Before(in.until) {
+			return true
+		}
+	}
+	return false
+}
+
 // sequential counts the numbers dialled after from that differ from cur
 // only in their last seqDigits digits (cur included).
 func (r *recentRing) sequential(cur *recentNum, from int64) int {
@@ -262,7 +287,8 @@ func (a *account) track(rs []Rule) {
 	a.ringWin = [3]int{}
 	for i := range rs {
 		country = country || rs[i].Metric == MetricCountryScore
-		recent = recent || rs[i].Metric.recent()
+		// A new_country_spend rule with a Floor counts the ring's numbers.
+		recent = recent || rs[i].Metric.recent() || rs[i].Metric == MetricNewCountrySpend && rs[i].Floor > 0
 		if k := ringIndex(rs[i].Metric); k >= 0 && a.ringWin[k] == 0 {
 			a.ringWin[k] = int(rs[i].Window / time.Minute)
 		}
@@ -285,8 +311,7 @@ func (a *account) track(rs []Rule) {
 // rules, and points at to its entries. Attempts in the trunk's first day
 // are not flagged new (every country is new then): when the novelty rules
 // start, their windows hold no first-day figures.
-func (a *account) observe(now time.Time, d *Destination, rate Money, newCountry bool, at *attempt) {
-	key := countryKey(d)
+func (a *account) observe(now time.Time, d *Destination, key string, rate Money, newCountry bool, at *attempt) {
 	if a.countryWin != nil && key != "" {
 		w := a.countryWin[key]
 		if w == nil { // once per country and trunk: fewer than 300 keys exist
@@ -310,10 +335,6 @@ func (a *account) observe(now time.Time, d *Destination, rate Money, newCountry 
 func (a *account) watched(now time.Time) bool {
 	return a.since != 0 && now.Unix()-a.since >= int64(learnDelay/time.Second)
 }
-
-// isNew reports whether the trunk has not learned the country of d at ts
-// (a number without a country is never learned).
-func (a *account) isNew(d *Destination, ts int64) bool { return a.isNewKey(countryKey(d), ts) }
 
 // isNewKey reports whether the trunk has not learned the country key at ts.
 func (a *account) isNewKey(key string, ts int64) bool {

@@ -104,7 +104,7 @@ func TestNewCountryLearning(t *testing.T) {
 		a := e.account("acme")
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return !a.isNew(&so, clk.Now().Unix())
+		return !a.isNewKey(countryKey(&so), clk.Now().Unix())
 	}
 	// Unanswered: nothing learned.
 	e.CallStarted("ring", "acme", so, rate)
@@ -249,9 +249,9 @@ func TestCountryScore(t *testing.T) {
 	if evs := drain(sub); len(evs) != 0 {
 		t.Fatalf("tripped under the limit per country: %s", kinds(evs))
 	}
-	// Domestic calls are not a country's exposure.
+	// Ordinary domestic calls are not a country's exposure.
 	for range 10 {
-		e.Check("acme", homeDest, perMin160)
+		e.Check("acme", homeDest, 10_000)
 	}
 	clk.Add(4 * time.Minute)
 	e.Check("acme", num("SO", 252, 252610000200), perMin160) // 4.80 in 5 minutes > 4
@@ -681,5 +681,112 @@ func TestRingScan(t *testing.T) {
 		if f.newScore != want.newScore || f.seq != want.seq || f.rng != want.rng {
 			t.Errorf("windows %v: scan %+v, per rule %+v", win, f, want)
 		}
+	}
+}
+
+// TestNewCountrySpendFloor: new-country money spent on one or two numbers
+// (a guest calling home) does not trip a rule with a Floor of 3 numbers; a
+// third distinct number in a new country does.
+func TestNewCountrySpendFloor(t *testing.T) {
+	e, clk, sub := newTestEngine(t, Rule{Name: "newspend", Metric: MetricNewCountrySpend, Window: time.Hour, Limit: 10,
+		Floor: 3, Action: ActionBlock, Scope: ScopeNew})
+	learnCountry(e, clk, "home", num("GB", 44, 442079460000))
+	rate := Rate{PerMinute: MoneyUnit, Initial: 1, Subsequent: 1}
+	call := func(id string, d Destination) {
+		t.Helper()
+		if dec := e.Check("acme", d, rate.PerMinute); !dec.Allowed() {
+			t.Fatalf("%s refused: %+v", id, dec)
+		}
+		e.CallStarted(id, "acme", d, rate)
+		e.CallAnswered(id)
+	}
+	ph1, ph2 := num("PH", 63, 639171000001), num("PH", 63, 639171000002)
+	call("ph-1", ph1)
+	clk.Add(8 * time.Minute)
+	e.CallEnded("ph-1")
+	call("ph-2", ph2)
+	clk.Add(8 * time.Minute)
+	e.CallEnded("ph-2")
+	call("ph-3", ph1) // the first number again: still two numbers
+	clk.Add(8 * time.Minute)
+	e.Tick() // 24.00 in the hour, two numbers
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("two numbers tripped: %s", kinds(evs))
+	}
+	// A third number: a pump, not a person.
+	if d := e.Check("acme", num("PH", 63, 639171000003), rate.PerMinute); d.Action != ActionBlock || d.Rule != "newspend" {
+		t.Fatalf("third number: %+v", d)
+	}
+}
+
+// TestCostlyDomestic: a domestic range priced at or above
+// costlyDomesticRate is risky (a block of scope risky refuses it, not the
+// trunk's ordinary domestic calls) and new to a trunk that never called
+// one, however much it calls home.
+func TestCostlyDomestic(t *testing.T) {
+	e, clk, sub := newTestEngine(t,
+		Rule{Name: "newspend", Metric: MetricNewCountrySpend, Window: time.Hour, Limit: 10, Action: ActionBlock, Scope: ScopeNew},
+		Rule{Name: "score", Metric: MetricScore, Window: 5 * time.Minute, Limit: 5, Action: ActionBlock})
+	rural := Destination{Class: ClassDomestic, CountryCode: 1, Region: "US", Number: 17125550001<<1 | 1, Digits: 17125550001, NDigits: 11}
+	cheap, dear := Money(5_000), Money(90_000) // 0.005 and 0.09 per minute
+	if riskyAt(&homeDest, cheap) || !riskyAt(&rural, dear) || noveltyKey(&rural, dear) != costlyDomesticKey ||
+		noveltyKey(&homeDest, cheap) != "US" {
+		t.Fatal("classification of domestic ranges")
+	}
+	learnCountry(e, clk, "home", homeDest)
+	rate := Rate{PerMinute: dear, Initial: 1, Subsequent: 1}
+	for i := range 12 { // 12 channels at 0.09: 1.08 per minute
+		d := rural
+		d.Digits += uint64(i)
+		d.Number = d.Digits<<1 | 1
+		id := "pump-" + string(rune('a'+i))
+		if dec := e.Check("acme", d, dear); !dec.Allowed() {
+			t.Fatalf("%s refused: %+v", id, dec)
+		}
+		e.CallStarted(id, "acme", d, rate)
+		e.CallAnswered(id)
+	}
+	clk.Add(9 * time.Minute) // 9.72
+	e.Tick()
+	if evs := drain(sub); len(evs) != 0 {
+		t.Fatalf("tripped early: %s", kinds(evs))
+	}
+	clk.Add(30 * time.Second) // 10.26
+	e.Tick()
+	in := e.Incidents()
+	if len(in) != 1 || in[0].Rule != "newspend" {
+		t.Fatalf("incidents %+v", in)
+	}
+	if d := e.Check("acme", rural, dear); d.Action != ActionBlock {
+		t.Fatalf("costly domestic not refused: %+v", d)
+	}
+	if d := e.Check("acme", homeDest, cheap); !d.Allowed() {
+		t.Fatalf("ordinary domestic refused: %+v", d)
+	}
+}
+
+// TestHeldAttemptsNotCounted: attempts that a block of scope new refuses
+// do not feed the trunk's whole score, so a rule of scope risky does not
+// trip on them and the trunk's usual calls abroad keep flowing.
+func TestHeldAttemptsNotCounted(t *testing.T) {
+	e, clk, _ := newTestEngine(t,
+		Rule{Name: "new5", Metric: MetricNewCountryScore, Window: 5 * time.Minute, Limit: 5, Action: ActionBlock, Scope: ScopeNew},
+		Rule{Name: "score", Metric: MetricScore, Window: 5 * time.Minute, Limit: 20, Action: ActionBlock})
+	gb := num("GB", 44, 442079460000)
+	learnCountry(e, clk, "home", gb)
+	sat := Money(7_500_000) // 7.50 per minute
+	for i := range uint64(20) {
+		d := num("001", 881, 881631000000+i)
+		d.Class = ClassSatellite
+		if dec := e.Check("acme", d, sat); dec.Action != ActionBlock || dec.Rule != "new5" {
+			t.Fatalf("satellite attempt %d: %+v", i, dec)
+		}
+		clk.Add(2 * time.Second)
+	}
+	if d := e.Check("acme", gb, 10_000); !d.Allowed() {
+		t.Fatalf("learned country refused: %+v", d)
+	}
+	if got := e.account("acme").window(clk.Now(), 5).score; got > sat+10_000 {
+		t.Fatalf("score %v: refused attempts counted", got)
 	}
 }
