@@ -18,7 +18,7 @@ import (
 // number of the same range, a few times per number: no number reaches
 // ShortRings. So short rings are also counted per range (see wangiriRange),
 // from distinct numbers: a range with RangeShortRings distinct numbers that
-// short-rang within Window is a Wangiri range, and calls to any number of it
+// short-rang within an hour (rangeBurst) is a Wangiri range for Window, and calls to any number of it
 // are refused the same way. Counting distinct numbers, not rings, keeps one
 // number's repeated rings (already the per-number rule's job) from tagging
 // the whole range.
@@ -72,6 +72,13 @@ type wangiriRangeSlot struct {
 // (11 digits), puts about one number in each 10,000 block (the 4 digits of
 // novelty's rangeKey, never tagged) and about 15 in each million block.
 const wangiriRangeDigits = 6
+
+// rangeBurst is how close together the short rings of a range's distinct
+// numbers must come to tag it: a campaign rings its customers within minutes,
+// while a block of a million numbers abroad may well hold a few genuine
+// callers a day who hang up within seconds. A count that has not tagged its
+// range within rangeBurst starts again; a tag lasts Window.
+const rangeBurst = time.Hour
 
 // wangiriRangeKeep is the fewest leading digits a range keeps, so that a
 // short number's range is never wider than a country code and two digits.
@@ -169,7 +176,7 @@ func (w *Wangiri) rangeFor(k uint64, now time.Time) *wangiriRangeSlot {
 	for i := range b {
 		r := &b[i]
 		if r.key == k {
-			if now.Sub(r.first) > w.Window {
+			if now.Sub(r.first) > w.Window || (r.n < w.RangeShortRings && now.Sub(r.first) > rangeBurst) {
 				r.first, r.n = now, 0
 			}
 			return r

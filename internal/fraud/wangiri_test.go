@@ -153,8 +153,9 @@ func TestWangiriRanges(t *testing.T) {
 	}{
 		{"n-1 distinct numbers", n, 100, distinct(n-1, time.Minute), time.Hour, rangeNum(9999), false, 0},
 		{"n distinct numbers", n, 100, distinct(n, time.Minute), time.Hour, rangeNum(9999), true, n},
-		{"n distinct, spread over the window", n, 100, distinct(n, 6*time.Hour), 24 * time.Hour, rangeNum(9999), true, n},
-		{"n distinct, the last after the window", n, 100, distinct(n, 6*time.Hour+time.Minute), 25 * time.Hour, rangeNum(9999), false, 0},
+		{"n distinct within the hour (rangeBurst)", n, 100, distinct(n, 15*time.Minute), 23 * time.Hour, rangeNum(9999), true, n},
+		{"n distinct, the last just after the hour", n, 100, distinct(n, 15*time.Minute+time.Second), 2 * time.Hour, rangeNum(9999), false, 0},
+		{"n distinct, spread over the window", n, 100, distinct(n, 6*time.Hour), 24 * time.Hour, rangeNum(9999), false, 0},
 		{"tagged, then the window ends", n, 100, distinct(n, time.Minute), 24*time.Hour + 5*time.Minute, rangeNum(9999), false, 0},
 		{"the same number n times", n, 100, []ringAt{{rangeNum(1), 0}, {rangeNum(1), time.Minute}, {rangeNum(1), 2 * time.Minute},
 			{rangeNum(1), 3 * time.Minute}, {rangeNum(1), 4 * time.Minute}}, time.Hour, rangeNum(9999), false, 0},
@@ -333,5 +334,32 @@ func TestWangiriRangeBucket(t *testing.T) {
 	note("+22246000000", 25*time.Hour)
 	if tagged("+22244999999", 25*time.Hour) {
 		t.Fatal("tagged after the window")
+	}
+}
+
+// The distinct numbers of a range tag it only when their short rings come
+// within rangeBurst: the same count spread over a day is genuine callers.
+func TestWangiriRangeBurst(t *testing.T) {
+	w := NewWangiri(0)
+	w.Configure(3, 10*time.Second, 24*time.Hour)
+	w.ConfigureRanges(5)
+	const rng = 222400
+	at := t0
+	for num := uint64(1); num <= 5; num++ { // one every 20 minutes: 80 minutes in all
+		w.noteShortRing(num, rng, at)
+		at = at.Add(20 * time.Minute)
+	}
+	if w.rangeTagged(rng, at) {
+		t.Error("five distinct numbers over 80 minutes tagged the range")
+	}
+	for num := uint64(11); num <= 15; num++ { // five within 40 minutes
+		w.noteShortRing(num, rng, at)
+		at = at.Add(10 * time.Minute)
+	}
+	if !w.rangeTagged(rng, at) {
+		t.Error("five distinct numbers within an hour did not tag the range")
+	}
+	if !w.rangeTagged(rng, at.Add(20*time.Hour)) {
+		t.Error("the tag did not last the window")
 	}
 }
