@@ -20,6 +20,10 @@ type Fraud struct {
 	// ReportOnly publishes incidents without refusing calls (engine-wide;
 	// destination policy still applies).
 	ReportOnly bool
+	// ReportOnlyUntil is the trial period of every rule without one of its
+	// own, the built-in rules included: they only report until then (zero:
+	// no trial).
+	ReportOnlyUntil time.Time
 	// Default is the policy of trunks without a fraud section, and the base
 	// that a trunk's fraud section overrides key by key.
 	Default TrunkFraud
@@ -113,6 +117,8 @@ type FraudRule struct {
 	For               time.Duration
 	ThrottlePerMinute float64
 	ReportOnly        bool
+	// ReportOnlyUntil: the rule only reports until then (a new rule's trial).
+	ReportOnlyUntil time.Time
 	// EndCalls: a block also ends the calls in progress of its scope.
 	EndCalls bool
 }
@@ -128,12 +134,13 @@ var (
 )
 
 type rawFraud struct {
-	Enabled    *bool          `yaml:"enabled"`
-	RateDeck   string         `yaml:"rate_deck"`
-	ReportOnly bool           `yaml:"report_only"`
-	Default    rawTrunkFraud  `yaml:"default"`
-	Rules      []rawFraudRule `yaml:"rules"`
-	Wangiri    rawWangiri     `yaml:"wangiri"`
+	Enabled         *bool          `yaml:"enabled"`
+	RateDeck        string         `yaml:"rate_deck"`
+	ReportOnly      bool           `yaml:"report_only"`
+	ReportOnlyUntil string         `yaml:"report_only_until"`
+	Default         rawTrunkFraud  `yaml:"default"`
+	Rules           []rawFraudRule `yaml:"rules"`
+	Wangiri         rawWangiri     `yaml:"wangiri"`
 }
 
 type rawTrunkFraud struct {
@@ -172,23 +179,25 @@ type rawFraudRule struct {
 	For               string  `yaml:"for"`
 	ThrottlePerMinute float64 `yaml:"throttle_per_minute"`
 	ReportOnly        bool    `yaml:"report_only"`
+	ReportOnlyUntil   string  `yaml:"report_only_until"`
 	EndCalls          bool    `yaml:"end_calls"`
 }
 
 func init() {
-	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "default", "rules", "wangiri"}
+	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "report_only_until", "default", "rules", "wangiri"}
 	knownKeys["rawWangiri"] = []string{"short_rings", "range_short_rings", "ring", "window"}
 	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "business_hours", "international",
 		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
 	knownKeys["rawHotEntry"] = []string{"number", "action"}
 	knownKeys["rawFraudRule"] = []string{"name", "metric", "window", "limit", "floor", "min_samples", "action", "scope", "for",
-		"throttle_per_minute", "report_only", "end_calls"}
+		"throttle_per_minute", "report_only", "report_only_until", "end_calls"}
 }
 
 // fraud builds Config.Fraud from the fraud section and the trunks' fraud
 // sections (trunks[i] is the section of the trunk named names[i]).
 func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) Fraud {
-	f := Fraud{RateDeck: raw.RateDeck, ReportOnly: raw.ReportOnly, Trunks: map[string]*TrunkFraud{}}
+	f := Fraud{RateDeck: raw.RateDeck, ReportOnly: raw.ReportOnly, Trunks: map[string]*TrunkFraud{},
+		ReportOnlyUntil: v.reportOnlyUntil(p("fraud", "report_only_until"), raw.ReportOnlyUntil)}
 	if raw.Enabled != nil {
 		f.Enabled = *raw.Enabled
 	}
@@ -390,7 +399,8 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 	for i, r := range raw {
 		at := func(k string) []any { return append(append([]any{}, base...), i, k) }
 		fr := FraudRule{Name: r.Name, Metric: r.Metric, Limit: r.Limit, Floor: r.Floor, MinSamples: r.MinSamples,
-			Action: r.Action, Scope: r.Scope, ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly, EndCalls: r.EndCalls}
+			Action: r.Action, Scope: r.Scope, ThrottlePerMinute: r.ThrottlePerMinute, ReportOnly: r.ReportOnly, EndCalls: r.EndCalls,
+			ReportOnlyUntil: v.reportOnlyUntil(at("report_only_until"), r.ReportOnlyUntil)}
 		if !nameRe.MatchString(r.Name) {
 			v.fail(at("name"), "must be letters, digits, '_', '.' or '-', got %q", r.Name)
 		}
@@ -441,4 +451,20 @@ func (v *validator) fraudRules(base []any, raw []rawFraudRule) []FraudRule {
 		out = append(out, fr)
 	}
 	return out
+}
+
+// reportOnlyUntil parses the end of a trial period: a date (2026-12-14,
+// midnight UTC) or an RFC 3339 time; "" is no trial.
+func (v *validator) reportOnlyUntil(path []any, s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		v.fail(path, "must be a date (2026-12-14) or an RFC 3339 time (2026-12-14T09:00:00+01:00), got %q", s)
+	}
+	return t
 }

@@ -47,6 +47,12 @@ func TestFraudValues(t *testing.T) {
 	if cr.Country != "US" || len(cr.AllowClasses) != 3 || !cr.AllowInvalid || !cr.AllowDivertedInternational || o.AllowDivertedInternational || !cr.ReportOnly || len(cr.Rules) != 1 || cr.Rules[0].Scope != "all" {
 		t.Errorf("carrier %+v", cr)
 	}
+	if want := time.Date(2026, 12, 14, 0, 0, 0, 0, time.UTC); !f.ReportOnlyUntil.Equal(want) {
+		t.Errorf("report_only_until %v, want %v", f.ReportOnlyUntil, want)
+	}
+	if want := time.Date(2026, 12, 20, 8, 0, 0, 0, time.UTC); !cr.Rules[0].ReportOnlyUntil.Equal(want) {
+		t.Errorf("rule report_only_until %v, want %v", cr.Rules[0].ReportOnlyUntil, want)
+	}
 	if p := f.Trunks["plain"]; p.Country != "US" || p.International || p.Location != time.UTC {
 		t.Errorf("plain %+v", p)
 	}
@@ -73,6 +79,7 @@ func TestFraudErrors(t *testing.T) {
 		"fraud.bad.yaml:10:41: fraud.rules[3].limit: a low_asr limit is an answer ratio from 0 to 1",
 		"fraud.bad.yaml:10:52: fraud.rules[3].scope: must be risky (every call that is not domestic), all, or new",
 		"fraud.bad.yaml:11:44: fraud.rules[4].limit: a sequential limit must be below 128",
+		"fraud.bad.yaml:11:68: fraud.rules[4].report_only_until: must be a date (2026-12-14) or an RFC 3339 time",
 		"fraud.bad.yaml:17:16: trunks[0].fraud.country: must be an ISO 3166 country code",
 		"fraud.bad.yaml:18:24: trunks[0].fraud.national_prefix: must be up to 4 digits",
 		"fraud.bad.yaml:19:17: trunks[0].fraud.timezone: must be an IANA time zone",

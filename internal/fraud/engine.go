@@ -757,7 +757,7 @@ func (e *Engine) Tick() {
 					continue
 				}
 				evs = a.trip(e, now, r, cost.Float(), c.id, "", evs)
-				if !r.ReportOnly && !e.reportOnly.Load() {
+				if !r.reporting(now) && !e.reportOnly.Load() {
 					c.hungUp = true
 					hangups = append(hangups, hangup{c.id, a.name, r.Name})
 				}
@@ -1215,7 +1215,7 @@ func (a *account) trip(e *Engine, now time.Time, r *Rule, value float64, callID,
 		evs = a.expire(in, now, evs)
 	}
 	in = &incident{rule: *r, opened: now, breaches: 1, peak: value, span: r.For, key: key,
-		report: r.ReportOnly || e.reportOnly.Load(), tokAt: now}
+		report: r.reporting(now) || e.reportOnly.Load(), tokAt: now}
 	if rp, ok := a.repeats[r.Name]; ok && now.Sub(rp.closed) < escalationMemory {
 		in.repeat = rp.n
 		for range rp.n {

@@ -780,3 +780,20 @@ func TestSameNumber(t *testing.T) {
 		t.Fatalf("%d numbers tracked without a rule", n)
 	}
 }
+
+// A new rule's trial: before ReportOnlyUntil it only reports, after it acts.
+func TestReportOnlyUntil(t *testing.T) {
+	r := Rule{Name: "calls", Metric: MetricCalls, Window: time.Minute, Limit: 1, Action: ActionBlock, Scope: ScopeAll,
+		For: time.Minute, ReportOnlyUntil: t0.Add(10 * time.Minute)}
+	e, clk, _ := newTestEngine(t, r)
+	e.Check("acme", homeDest, 0)
+	if d := e.Check("acme", homeDest, 0); !d.Allowed() || d.Shadow != ActionBlock {
+		t.Fatalf("in the trial: %+v", d)
+	}
+	clk.Add(15 * time.Minute) // the trial's incident has expired, and the trial with it
+	e.Tick()
+	e.Check("acme", homeDest, 0)
+	if d := e.Check("acme", homeDest, 0); d.Allowed() || d.Action != ActionBlock {
+		t.Fatalf("after the trial: %+v", d)
+	}
+}

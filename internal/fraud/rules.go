@@ -250,6 +250,9 @@ type Rule struct {
 	ThrottlePerMinute float64
 	// ReportOnly publishes incidents without refusing any call.
 	ReportOnly bool
+	// ReportOnlyUntil: a new rule's trial period. Before this time the rule
+	// only reports (as ReportOnly), after it the rule acts; zero: no trial.
+	ReportOnlyUntil time.Time
 	// EndCalls, for a block, also ends the trunk's calls in progress of the
 	// scope (at the next tick): in an IRSF attack the calls already up are
 	// where the money goes.
@@ -378,4 +381,10 @@ func DefaultRules() []Rule {
 		_ = rs[i].Validate()
 	}
 	return rs
+}
+
+// reporting reports whether r only reports at now: report-only, or still in
+// its trial period.
+func (r *Rule) reporting(now time.Time) bool {
+	return r.ReportOnly || now.Before(r.ReportOnlyUntil)
 }

@@ -182,9 +182,10 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 		if tf.MaxCallCost > 0 {
 			rules = append(rules, Rule{Name: "max_call_cost", Metric: MetricCallCost, Limit: tf.MaxCallCost, Action: ActionBlock})
 		}
-		if tf.ReportOnly {
-			for j := range rules {
-				rules[j].ReportOnly = true
+		for j := range rules {
+			rules[j].ReportOnly = rules[j].ReportOnly || tf.ReportOnly
+			if rules[j].ReportOnlyUntil.IsZero() {
+				rules[j].ReportOnlyUntil = fc.ReportOnlyUntil // the built-in rules' trial too
 			}
 		}
 		if err := st.Engine.SetRules(t.Name, rules, tf.Location); err != nil {
@@ -233,7 +234,8 @@ func convertRules(in []config.FraudRule) ([]Rule, error) {
 	out := make([]Rule, 0, len(in))
 	for _, c := range in {
 		r := Rule{Name: c.Name, Window: c.Window, Limit: c.Limit, Floor: c.Floor, MinSamples: c.MinSamples,
-			For: c.For, ThrottlePerMinute: c.ThrottlePerMinute, ReportOnly: c.ReportOnly, EndCalls: c.EndCalls}
+			For: c.For, ThrottlePerMinute: c.ThrottlePerMinute, ReportOnly: c.ReportOnly, ReportOnlyUntil: c.ReportOnlyUntil,
+			EndCalls: c.EndCalls}
 		var err error
 		if r.Metric, err = ParseMetric(c.Metric); err != nil {
 			return nil, err
