@@ -35,7 +35,12 @@ trunks:
   - name: acme
     allow: [127.0.0.2/32]
     upstream: pbx
-    fraud: {max_call_cost: 0.5}
+    # Only the per-call hard cap acts: the test's domestic range costs 60.00 a
+    # minute (to reach the cap in a second), which the built-in score rules
+    # would rightly block as costly domestic at its first attempt.
+    fraud:
+      max_call_cost: 0.5
+      rules: [{name: calls_1m, metric: calls, window: 1m, limit: 100, action: alert}]
 `
 
 // TestFraudThroughSipp: through the real binary, with SIPp on both sides.
