@@ -31,18 +31,26 @@ func TestRelayMeasureDelay(t *testing.T) {
 		a.sendRTP(payload)
 		expectPayload(t, b, payload)
 	}
-	elapsed := time.Since(start)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found bool
-	for _, mf := range mfs {
-		if mf.GetName() != DelayMetricName {
-			continue
+	// The relay observes a packet's delay after its sendto returns, which
+	// may be after the receiver has read it: wait a little for the last one.
+	var h *dto.Histogram
+	found := false
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-		found = true
-		h := mf.GetMetric()[0].GetHistogram()
+		for _, mf := range mfs {
+			if mf.GetName() == DelayMetricName {
+				found, h = true, mf.GetMetric()[0].GetHistogram()
+			}
+		}
+		if !found || h.GetSampleCount() >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	if found {
 		if h.GetSampleCount() != n {
 			t.Errorf("histogram has %d samples, want %d", h.GetSampleCount(), n)
 		}
