@@ -1,18 +1,9 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"mime/quotedprintable"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -23,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/sipwarden/sipwarden/internal/events/smtptest"
 )
 
 const notifyConfig = baseConfig + `notify:
@@ -40,72 +30,6 @@ const notifyConfig = baseConfig + `notify:
     subject_prefix: "[e2e]"
 `
 
-// smtpPeer is a real SMTP server (emersion/go-smtp) on loopback offering
-// STARTTLS; it keeps the logins and messages it was given.
-type smtpPeer struct {
-	mu    sync.Mutex
-	auths []string
-	mails [][]byte
-}
-
-type smtpPeerSession struct{ p *smtpPeer }
-
-func (s smtpPeerSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-func (s smtpPeerSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		s.p.mu.Lock()
-		defer s.p.mu.Unlock()
-		s.p.auths = append(s.p.auths, user+":"+pass)
-		return nil
-	}), nil
-}
-func (s smtpPeerSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s smtpPeerSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (s smtpPeerSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	s.p.mu.Lock()
-	defer s.p.mu.Unlock()
-	s.p.mails = append(s.p.mails, b)
-	return err
-}
-func (s smtpPeerSession) Reset()        {}
-func (s smtpPeerSession) Logout() error { return nil }
-
-type quietLog struct{}
-
-func (quietLog) Printf(string, ...any) {}
-func (quietLog) Println(...any)        {}
-
-// startSMTPPeer starts the server with a certificate for 127.0.0.1 and
-// writes its CA to caFile.
-func startSMTPPeer(t *testing.T, caFile string) (*smtpPeer, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "mx"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &smtpPeer{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return smtpPeerSession{p}, nil }))
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.ErrorLog = quietLog{}
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return p, ln.Addr().String()
-}
-
 // TestBanIsNotified: a scanner is banned, and the ban reaches a
 // Slack-format webhook and, over STARTTLS with AUTH, a mailbox, each once;
 // the password and the webhook's token stay out of the log.
@@ -115,7 +39,7 @@ func TestBanIsNotified(t *testing.T) {
 	if err := os.WriteFile(passFile, []byte("e2e-pa55\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	peer, smtpAddr := startSMTPPeer(t, caFile)
+	peer := smtptest.Start(t, caFile)
 	var mu sync.Mutex
 	var texts []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +51,7 @@ func TestBanIsNotified(t *testing.T) {
 	}))
 	defer hook.Close()
 	extra := params("udp")
-	extra["hook"], extra["smtp"], extra["ca"], extra["pass"] = hook.URL, smtpAddr, caFile, passFile
+	extra["hook"], extra["smtp"], extra["ca"], extra["pass"] = hook.URL, peer.Addr, caFile, passFile
 	pbx := freePort(t)
 	e := startEdge(t, notifyConfig, pbx, extra)
 	ua := newRawUA(t, "udp", "127.0.0.2")
@@ -151,12 +75,11 @@ func TestBanIsNotified(t *testing.T) {
 	if len(texts) != 1 || !strings.HasPrefix(texts[0], "sipwarden: 1 event\n• ") || !strings.Contains(texts[0], " ban reason=scanner: ban 127.0.0.2/32") {
 		t.Errorf("webhook texts %q", texts)
 	}
-	peer.mu.Lock()
-	defer peer.mu.Unlock()
-	if len(peer.auths) != 1 || peer.auths[0] != "alerts:e2e-pa55" || len(peer.mails) != 1 {
-		t.Fatalf("auths %q, %d mails", peer.auths, len(peer.mails))
+	auths, mails := peer.Auths(), peer.Mails()
+	if len(auths) != 1 || auths[0] != "alerts:e2e-pa55" || len(mails) != 1 {
+		t.Fatalf("auths %q, %d mails", auths, len(mails))
 	}
-	m, err := mail.ReadMessage(strings.NewReader(string(peer.mails[0])))
+	m, err := mail.ReadMessage(strings.NewReader(mails[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
