@@ -229,3 +229,48 @@ func TestStoreUpgradesOldSchema(t *testing.T) {
 		t.Fatalf("old row after the upgrade: %+v, %v", bans, err)
 	}
 }
+
+// Rules never ban a configured peer: AddSparingPeers refuses a peer's
+// address (ErrPeer, nothing stored, no event), and its bans of strangers
+// let in an address that a later reload makes a peer. Only an operator's
+// Add cuts off a peer.
+func TestAutomaticBansNeverCoverPeers(t *testing.T) {
+	peer, stranger := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.20")
+	peers := map[netip.Addr]bool{peer: true}
+	l := banlist.New(nil, banlist.Options{})
+	var events []string
+	l.OnChange(func(ev string, b banlist.Ban) { events = append(events, ev+" "+b.Prefix.String()) })
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	for _, tc := range []struct {
+		prefix string
+		err    error
+	}{
+		{"192.0.2.10/32", banlist.ErrPeer},
+		{"::ffff:192.0.2.10/128", banlist.ErrPeer},
+		{"192.0.2.20/32", nil},
+		{"192.0.2.0/24", nil},
+	} {
+		if _, err := l.AddSparingPeers(netip.MustParsePrefix(tc.prefix), "flood_invite", "flood", 0); err != tc.err {
+			t.Errorf("AddSparingPeers(%s) = %v, want %v", tc.prefix, err, tc.err)
+		}
+	}
+	if l.Blocked(peer) || !l.Blocked(stranger) || !l.Blocked(netip.MustParseAddr("192.0.2.30")) {
+		t.Errorf("blocked: peer %v stranger %v", l.Blocked(peer), l.Blocked(stranger))
+	}
+	if len(events) != 2 {
+		t.Errorf("events %q, want the two bans of strangers only", events)
+	}
+	if !l.IsPeer(peer) || l.IsPeer(stranger) {
+		t.Error("IsPeer does not follow the peer check")
+	}
+	// A reload makes the stranger a trunk: the rule's ban no longer applies.
+	peers[stranger] = true
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	if l.Blocked(stranger) {
+		t.Error("a rule's ban still blocks an address that became a peer")
+	}
+	// The operator's ban applies to a peer.
+	if _, err := l.Add(netip.PrefixFrom(peer, 32), "operator", "operator", 0); err != nil || !l.Blocked(peer) {
+		t.Errorf("operator ban of a peer: err %v, blocked %v", err, l.Blocked(peer))
+	}
+}

@@ -16,13 +16,15 @@
 //     before ("restrict"), or refuse it everywhere ("lock").
 //
 // Bans go to the shared ban list (package banlist), so the source is dropped
-// before parsing from then on. Memory is bounded: the per-source counters
+// before parsing from then on; the list refuses to ban a configured trunk or
+// upstream (Decision.PeerSpared). Memory is bounded: the per-source counters
 // live in fixed-size set-associative tables indexed by a keyed hash (an
 // attacker cannot aim at a slot, and millions of spoofed sources only evict
 // one another), and per-account state exists only for configured accounts.
 package bruteforce
 
 import (
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -143,6 +145,9 @@ type Decision struct {
 	Reason string
 	// Locked is set when this failure locked (or restricted) the account.
 	Locked bool
+	// PeerSpared is set when a rule would have banned the source but the
+	// source is a configured trunk or upstream (Reason still names the rule).
+	PeerSpared bool
 }
 
 // Ban reasons.
@@ -175,11 +180,16 @@ func (g *Guard) Failure(c *Config, a Attempt) Decision {
 	if n := g.srcs.add(sk, 0, now, win); !d.Ban && c.Source > 0 && n >= c.Source {
 		d.Ban, d.Reason = true, ReasonSpraying
 	}
+	if d.Ban && g.bans != nil {
+		// A configured peer's address is never banned for failures anyone
+		// can send from it with spoofed UDP: the list refuses (ErrPeer), the
+		// failure is answered as any other one.
+		if _, err := g.bans.AddSparingPeers(netip.PrefixFrom(src, src.BitLen()), d.Reason, "auth", c.BanDuration); errors.Is(err, banlist.ErrPeer) {
+			d.Ban, d.PeerSpared = false, true
+		}
+	}
 	if d.Ban {
 		g.met.bans.WithLabelValues(d.Reason).Inc()
-		if g.bans != nil {
-			_, _ = g.bans.Add(netip.PrefixFrom(src, src.BitLen()), d.Reason, "auth", c.BanDuration)
-		}
 	}
 	return d
 }

@@ -38,6 +38,7 @@ func Serve(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	logConfigWarnings(log, cfg)
 	srv, err := start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -84,6 +85,13 @@ func printConfigError(w io.Writer, file string, err error) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %v\n", file, err)
+}
+
+// logConfigWarnings logs the settings of cfg that contradict one another.
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", "file", w.File, "line", w.Line, "key", w.Key, "msg", w.Msg)
+	}
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -340,6 +348,7 @@ func (s *server) reload() error {
 			}
 			s.proxy.SetRuntime(rt)
 			s.cfg = cfg
+			logConfigWarnings(s.log, cfg)
 			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})
 			s.log.Info("configuration reloaded", "file", s.file, "trunks", len(cfg.Trunks))
 			return nil

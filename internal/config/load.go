@@ -107,6 +107,7 @@ func Parse(data []byte, file string) (*Config, error) {
 		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 		return nil, v.errs
 	}
+	cfg.Warnings = v.warns
 	return cfg, nil
 }
 

@@ -12,6 +12,10 @@ import (
 type Config struct {
 	// File is the path the configuration was loaded from.
 	File string
+	// Warnings are settings that are valid but contradict one another (a
+	// trunk's limits above its flood budgets), each with file, line and key;
+	// check-config prints them and serve logs them.
+	Warnings Errors
 
 	// Listen lists the SIP listeners ("udp://127.0.0.1:5060").
 	Listen []Listen
@@ -131,8 +135,9 @@ type Feed struct {
 type Scanner struct {
 	// Disabled turns the stage off.
 	Disabled bool
-	// Signatures are case-insensitive substrings of User-Agent (or of From's
-	// display name, or of the Via host of a few tools). Empty: the built-in list.
+	// Signatures are tool names matched case-insensitively as whole tokens
+	// of User-Agent ("=..." matches the whole User-Agent); display names are
+	// never examined. Empty: the built-in list.
 	Signatures []string
 	// BanAfter is how many scanner requests from one address lead to a ban (default 1; 0: never ban).
 	BanAfter int
@@ -255,7 +260,9 @@ type Trunk struct {
 	// TLS options for this trunk.
 	TLS TrunkTLS
 	// Flood is this trunk's flood profile (the default trunk profile with
-	// this trunk's overrides applied).
+	// this trunk's overrides applied, raised where the trunk's own Limits
+	// allow more: INVITE to CPS, other to OtherPerCall × CPS, REGISTER to
+	// Registrations).
 	Flood FloodProfile
 	// Digest holds the realm and accounts of a trunk with Auth AuthDigest.
 	Digest TrunkDigest

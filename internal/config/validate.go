@@ -199,9 +199,21 @@ var knownKeys = map[string][]string{
 }
 
 type validator struct {
-	file string
-	root *yaml.Node
-	errs Errors
+	file  string
+	root  *yaml.Node
+	errs  Errors
+	warns Errors
+}
+
+// warn records a warning at the node of path: the file is valid, but a
+// setting contradicts another (check-config prints it, serve logs it).
+func (v *validator) warn(path []any, format string, args ...any) {
+	n := lookup(v.root, path)
+	e := &Error{File: v.file, Key: keyString(path), Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	v.warns = append(v.warns, e)
 }
 
 // fail records an error at the node of path (a key path like "trunks", 1, "limits", "cps").
@@ -559,7 +571,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Scanner.BanAfter = *raw.Scanner.BanAfter
 	}
 	for i, sig := range raw.Scanner.Signatures {
-		if strings.TrimSpace(sig) == "" {
+		if strings.TrimSpace(strings.TrimPrefix(sig, "=")) == "" {
 			v.fail(p("scanner", "signatures", i), "an empty signature would match everything")
 			continue
 		}
@@ -690,6 +702,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
+		v.floodFloors(base, &tr, t.Flood, raw.Flood.Trunk)
 		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
@@ -759,6 +772,49 @@ var (
 		Other: Budget{"3000/1s", 3000, 3000}, Malformed: Budget{"100/10s", 10, 100},
 	}
 )
+
+// OtherPerCall is how many requests of the class "other" (ACK, BYE, and
+// one more such as PRACK, UPDATE or INFO) a trunk's flood budget allows per
+// call of its limits.cps.
+const OtherPerCall = 3
+
+// floodFloors raises a trunk's flood budgets to what its own limits let it
+// send: a customer within its limits.cps (and limits.registrations) is never
+// shed by the flood stage. Where the profile was lower it warns: the two
+// settings contradict each other.
+func (v *validator) floodFloors(base []any, tr *Trunk, own, def rawFloodProfile) {
+	l := tr.Limits
+	origin := func(ownRaw, defRaw, key string) string {
+		switch {
+		case ownRaw != "":
+			return keyString(append(append([]any{}, base...), "flood", key))
+		case defRaw != "":
+			return "flood.trunk." + key
+		}
+		return "the default flood.trunk." + key
+	}
+	raise := func(b *Budget, rate, burst float64, limitKey, what, ownRaw, defRaw, key string) {
+		if b.Rate <= 0 || rate <= 0 || (b.Rate >= rate && b.Burst >= burst) {
+			return // unlimited, or enough already
+		}
+		if b.Rate >= rate && limitKey == "cps" && l.Burst > 0 {
+			limitKey = "burst" // the rate fits, the burst does not
+		}
+		v.warn(append(append([]any{}, base...), "limits", limitKey),
+			"allows %s, more than the flood %s budget %s (%s): this trunk's %s budget is raised to %g/s with a burst of %g; write a flood budget of at least that to silence this warning",
+			what, key, b.Raw, origin(ownRaw, defRaw, key), key, max(b.Rate, rate), max(b.Burst, burst))
+		b.Rate, b.Burst = max(b.Rate, rate), max(b.Burst, burst)
+	}
+	if l.CPS > 0 {
+		burst := max(float64(l.Burst), l.CPS)
+		raise(&tr.Flood.Invite, l.CPS, burst, "cps", fmt.Sprintf("%g calls/s (burst %g)", l.CPS, burst), own.Invite, def.Invite, "invite")
+		raise(&tr.Flood.Other, OtherPerCall*l.CPS, OtherPerCall*burst, "cps",
+			fmt.Sprintf("%g calls/s, %d in-dialog requests each (ACK, BYE, ...)", l.CPS, OtherPerCall), own.Other, def.Other, "other")
+	}
+	if r := l.Registrations; r.Rate > 0 {
+		raise(&tr.Flood.Register, r.Rate, r.Burst, "registrations", "REGISTER at "+r.Raw, own.Register, def.Register, "register")
+	}
+}
 
 // floodProfile reads a profile; classes left out keep the value of def.
 func (v *validator) floodProfile(base []any, r rawFloodProfile, def FloodProfile) FloodProfile {

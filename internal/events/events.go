@@ -77,6 +77,11 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// PeerOverBudget: a configured trunk or upstream went over a flood
+	// budget; its excess is shed (503 + Retry-After for INVITE and
+	// REGISTER, dropped otherwise), it is never banned (Reason: the class;
+	// Detail: the budget). At most one a peer, class and minute.
+	PeerOverBudget
 )
 
 var kindNames = [...]string{
@@ -107,6 +112,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	PeerOverBudget:        "peer_over_budget",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).
