@@ -274,3 +274,25 @@ func TestAutomaticBansNeverCoverPeers(t *testing.T) {
 		t.Errorf("operator ban of a peer: err %v, blocked %v", err, l.Blocked(peer))
 	}
 }
+
+// BenchmarkBlockedRuleBans is BenchmarkBlocked with the bans a rule makes
+// (they spare configured peers, so a hit asks the peer check).
+func BenchmarkBlockedRuleBans(b *testing.B) {
+	l := banlist.New(nil, banlist.Options{})
+	peers := map[netip.Addr]bool{netip.MustParseAddr("192.0.2.1"): true}
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	for i := range 10000 {
+		_, _ = l.AddSparingPeers(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32), "t", "t", time.Hour)
+	}
+	banned, clean := netip.MustParseAddr("10.0.5.1"), netip.MustParseAddr("203.0.113.9")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i&1 == 0 {
+			l.Blocked(banned)
+		} else {
+			l.Blocked(clean)
+		}
+		i++
+	}
+}

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
@@ -109,5 +110,20 @@ func TestStageNeverBansPeers(t *testing.T) {
 	}
 	if bans.Blocked(peer.Addr()) || len(bans.List(false)) != 0 {
 		t.Fatalf("a peer banned: %v", bans.List(false))
+	}
+}
+
+// BenchmarkMatch is the cost of looking for the built-in signatures in a
+// clean User-Agent (the common case) and in a scanner's.
+func BenchmarkMatch(b *testing.B) {
+	mt := NewMatcher(nil)
+	for _, ua := range []string{"Asterisk PBX 18.2.0~dfsg+~cs6.12.40431414-1", "friendly-scanner"} {
+		m := msg(b, ua, `"Anil Tiwari" <sip:+15551230001@x>;tag=1`)
+		b.Run(strings.Fields(ua)[0], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				mt.Match(m)
+			}
+		})
 	}
 }
