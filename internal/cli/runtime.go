@@ -165,10 +165,6 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		stages = append(stages, mediaStage)
 	}
 	stages = append(stages, routeStage)
-	if d.bans != nil {
-		// reputation feeds never block a configured peer of this configuration
-		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
-	}
 	if err := checkOrder(stages); err != nil {
 		return nil, err
 	}
@@ -183,6 +179,12 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 			return nil, fmt.Errorf("media: %w", err)
 		}
 		rt.Media = anchor
+	}
+	if d.bans != nil {
+		// No rule bans a configured peer of this configuration, and no feed
+		// entry or prefix ban blocks one. Set last: a configuration refused
+		// above leaves the running one's peers in place.
+		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
 	}
 	return rt, nil
 }
@@ -204,9 +206,9 @@ func checkOrder(stages []chain.Stage) error {
 // stageSummaries explain each stage in one line for `sipwarden chain`.
 var stageSummaries = map[string]string{
 	"acl":     "identify the trunk or upstream by source address; unknown sources: %s",
-	"flood":   "request budgets per source address and /24 or /64, by method class and peer profile; over budget: ban",
+	"flood":   "request budgets per source address and /24 or /64, by method class and peer profile (floored at a trunk's limits); over budget: a peer's excess is shed (503 or drop), never banned",
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
-	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
+	"scanner": "drop requests of SIP scanners and attack tools (User-Agent tokens) without reply, and ban their source unless it is a configured peer",
 	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
 	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"media":   "refuse offers without SRTP from trunks whose media policy requires it (488 + Warning)",
