@@ -15,13 +15,15 @@
 // address (ErrPeer: the caller sheds the peer's excess instead) and marks a
 // prefix ban so that it never applies to the peers inside it. Entries of a
 // reputation feed (Ban.Feed) spare peers in the same way. Only an operator's
-// ban (Add: the CLI, the admin API) can cut off a configured peer.
+// ban (Add: the CLI, the admin API; see IsOperator) can cut off a configured
+// peer; a rule's ban stored by an older version spares peers once loaded.
 package banlist
 
 import (
 	"errors"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -168,6 +170,13 @@ func (l *List) lookup(a netip.Addr, now time.Time) (*Ban, bool) {
 
 // ErrInvalidPrefix is returned for a prefix that is not valid.
 var ErrInvalidPrefix = errors.New("banlist: invalid prefix")
+
+// IsOperator reports whether a ban's Source is an operator ("operator", or
+// "operator:<name>" through the admin API): the only bans that may cut off
+// a configured peer.
+func IsOperator(source string) bool {
+	return source == "operator" || strings.HasPrefix(source, "operator:")
+}
 
 // ErrPeer is returned by AddSparingPeers for the address of a configured
 // peer: a rule never bans a trunk or an upstream (its traffic can be forged
@@ -391,6 +400,10 @@ func (l *List) Load() error {
 			continue
 		}
 		b.Prefix = normalize(b.Prefix)
+		if !IsOperator(b.Source) {
+			// a rule's ban stored before rule bans spared peers
+			b.SparesPeers = true
+		}
 		l.bans.Set(b.Prefix, &b, true)
 		if o := l.history[b.Prefix]; o.count < b.Offense {
 			until := b.Expires.Add(l.opt.Memory)

@@ -296,3 +296,34 @@ func BenchmarkBlockedRuleBans(b *testing.B) {
 		i++
 	}
 }
+
+// Bans a rule stored before rule bans spared peers (SparesPeers false, a
+// rule's Source) spare them once loaded; an operator's ban does not.
+func TestLoadUpgradesOldRuleBans(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bans.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	for _, b := range []banlist.Ban{
+		{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Reason: "scanner", Source: "scanner", Created: now, Expires: now.Add(time.Hour), Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.11/32"), Reason: "flood_invite", Source: "flood", Created: now, Expires: now.Add(time.Hour), Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.12/32"), Reason: "operator", Source: "operator", Created: now, Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.13/32"), Reason: "abuse", Source: "operator:noc", Created: now, Offense: 1},
+	} {
+		if err := st.SaveBan(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := banlist.New(st, banlist.Options{})
+	l.SetPeerCheck(func(netip.Addr) bool { return true }) // all four are peers now
+	if err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string]bool{"192.0.2.10": false, "192.0.2.11": false, "192.0.2.12": true, "192.0.2.13": true} {
+		if got := l.Blocked(netip.MustParseAddr(a)); got != want {
+			t.Errorf("%s blocked %v, want %v", a, got, want)
+		}
+	}
+}
