@@ -95,8 +95,8 @@ func (mt *Matcher) matchValue(v []byte) string {
 	return ""
 }
 
-// hasToken reports whether tok occurs in s with no letter or digit right
-// before or right after it.
+// hasToken reports whether tok occurs in s with no letter or digit (alnum)
+// right before or right after it.
 func hasToken(s, tok []byte) bool {
 	for off := 0; off+len(tok) <= len(s); {
 		i := bytes.Index(s[off:], tok)
@@ -113,6 +113,8 @@ func hasToken(s, tok []byte) bool {
 	return false
 }
 
+// alnum reports whether c can belong to a word: an ASCII letter or digit,
+// or a byte of a non-ASCII (UTF-8) character, so that "Ñiwar" is one word.
 func alnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || 'A' <= c && c <= 'Z'
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || c >= 0x80
 }

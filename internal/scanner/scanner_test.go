@@ -45,6 +45,8 @@ func TestMatch(t *testing.T) {
 		{"Bismapper/1.0", "<sip:100@x>;tag=1", ""},
 		{"friendly-scanners-are-bad", "<sip:100@x>;tag=1", ""},
 		{"nmapper 2", "<sip:100@x>;tag=1", ""},
+		{"Ñiwar-Phone", "<sip:100@x>;tag=1", ""},
+		{"Téléphone sipcliént", "<sip:100@x>;tag=1", ""},
 		{"Asterisk PBX 18.2", `"Alice" <sip:100@x>;tag=1`, ""},
 		{"", "<sip:100@x>;tag=1", ""},
 	} {
