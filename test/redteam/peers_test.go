@@ -208,6 +208,32 @@ func TestSpoofedMalformedFromPeerDoesNotBanIt(t *testing.T) {
 	}
 }
 
+// TestSpoofedScannerFromPeerDoesNotBanIt: an OPTIONS with a scanner's
+// User-Agent from the trunk's address and one from the PBX's address and
+// port (forged by a stranger, or relayed from a scanner by the PBX). Each
+// is dropped without a reply, neither peer is banned, and their calls go
+// on both ways.
+func TestSpoofedScannerFromPeerDoesNotBanIt(t *testing.T) {
+	b := startPeerBed(t, "")
+	for _, ua := range []*testbed.RawUA{b.trunk, b.pbx} {
+		ua.Send(b.e.SIPAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.LocalAddr()+";branch=z9hG4bK-scan\n"+
+			"From: <sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-"+ua.LocalAddr()+"\nCSeq: 1 OPTIONS\n"+
+			"User-Agent: friendly-scanner\nContent-Length: 0\n\n")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.e.Metric(`sipwarden_scanner_dropped_total`) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the scanner requests were not seen within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.trunk.Send(b.e.SIPAddr(), b.trunk.InviteText(b.e.SIPAddr(), "after-scan-trunk", "z9hG4bK-ast", 1))
+	expectRequest(t, b.pbx, "INVITE", "after-scan-trunk", "the trunk's call after a scanner request from its address")
+	b.pbx.Send(b.e.SIPAddr(), b.pbx.InviteText(b.e.SIPAddr(), "after-scan-pbx", "z9hG4bK-asp", 1))
+	expectRequest(t, b.trunk, "INVITE", "after-scan-pbx", "the PBX's call after a scanner request from its address")
+	expectNoBans(t, b.e)
+}
+
 // digestPeers adds a digest trunk found by its domain (phones anywhere) and
 // a digest customer with a fixed address.
 const digestPeers = `
