@@ -171,6 +171,52 @@ func TestTrunkWithinItsCPSIsNotBannedByFloodProfile(t *testing.T) {
 	}
 }
 
+// TestTrunkOverItsBudgetIsShedNotBanned: a trunk (a customer's PBX gone
+// wild, or a stranger spoofing its address) sends 1,000 INVITEs at once,
+// beyond its budget of 300 at once. The excess is answered 503 with
+// Retry-After, counted and raised as a peer_over_budget event; the trunk is
+// not banned and its next call goes through.
+func TestTrunkOverItsBudgetIsShedNotBanned(t *testing.T) {
+	b := startPeerBed(t, "")
+	for i := range 1000 {
+		id := "burst-" + strconv.Itoa(i)
+		b.trunk.Send(b.e.SIPAddr(), b.trunk.InviteText(b.e.SIPAddr(), id, "z9hG4bK-"+id, 1))
+	}
+	var shed *testbed.RawMsg
+	for deadline := time.Now().Add(5 * time.Second); shed == nil && time.Now().Before(deadline); {
+		if m := b.trunk.Recv(time.Until(deadline)); m != nil && m.Code == 503 {
+			shed = m
+		}
+	}
+	if shed == nil || shed.RetryAfter == "" {
+		t.Fatalf("no 503 with Retry-After for the INVITEs over budget: %v", shed)
+	}
+	b.e.WaitLog(`"kind":"peer_over_budget"`, 1)
+	if v := b.e.Metric(`sipwarden_flood_shed_total{class="invite",trunk="acme"}`); v < 1 {
+		t.Errorf("shed INVITEs: %v", v)
+	}
+	// the budget refills: a call a little later goes through
+	ok := false
+	for n := 0; !ok && n < 20; n++ {
+		id := "after-burst-" + strconv.Itoa(n)
+		b.trunk.Send(b.e.SIPAddr(), b.trunk.InviteText(b.e.SIPAddr(), id, "z9hG4bK-"+id, 1))
+		for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
+			m := b.pbx.Recv(time.Until(deadline))
+			if m == nil {
+				break
+			}
+			if m.Method == "INVITE" && m.Get("Call-ID") == id {
+				ok = true
+				break
+			}
+		}
+	}
+	if !ok {
+		t.Error("the trunk's calls did not go on after the burst")
+	}
+	expectNoBans(t, b.e)
+}
+
 // malformed is an OPTIONS that does not parse (a header line without a colon).
 func malformed(ua *testbed.RawUA, i int) string {
 	return fmt.Sprintf("OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-m%d\nFrom: <sip:a@127.0.0.9>;tag=%d\nTo: <sip:100@127.0.0.1>\nCall-ID: malformed-%d\nCSeq: 1 OPTIONS\nthis line is no header\nContent-Length: 0\n\n",
