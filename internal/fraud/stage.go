@@ -320,7 +320,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		return s.refuseRule(req, dest, chain.Verdict{Action: chain.Reply, Code: 503, RetryAfter: d.RetryAfter,
 			Reason: rt.throttle, Warning: rt.warning}, d.Rule)
 	}
-	call := s.st.Engine.CallStarted(string(req.Msg.CallID()), p.name, dest, rate)
+	call := s.st.Engine.CallStarted(req.CallKey(), p.name, dest, rate)
 	req.Hold(call)
 	return chain.Next()
 }

@@ -102,7 +102,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			// A hangup came while the call rang and the callee answered
 			// before our CANCEL reached it: end the call now.
 			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" {
-				w.hangup(d.callID, d.endStage, d.endReason)
+				w.hangup(d.key, d.endStage, d.endReason)
 			}
 		}
 	default:
