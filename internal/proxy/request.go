@@ -573,6 +573,12 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		}
 		return
 	}
+	if meth := m.Method(); meth == sip.REFER && w.req.PeerKind == chain.PeerTrunk {
+		if v := w.referVerdict(); v.Action == chain.Reply {
+			w.replyVerdict(pkt, true, via, v)
+			return
+		}
+	}
 	var target flow
 	if fromCaller {
 		target = d.callee
