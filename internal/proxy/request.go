@@ -366,6 +366,15 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 		w.blockedCDR(pkt, req, "proxy", mergedVerdict.Reason, int(mergedVerdict.Code))
 		return
 	}
+	if meth == sip.REFER && req.PeerKind == chain.PeerTrunk {
+		// A REFER outside any dialog (RFC 3515 allows it) asks the far end
+		// to place a call just as well as one inside a call does.
+		if v := w.referVerdict(); v.Action == chain.Reply {
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, true, via, v)
+			return
+		}
+	}
 	raw := bytes.Clone(pkt.Buf)
 	if edits := req.HeaderEdits(); len(edits) > 0 {
 		raw = w.applyEdits(m, raw, edits) // edits.go

@@ -61,16 +61,34 @@ func TestReferFromTrunk(t *testing.T) {
 				if len(toPBX) != 1 || toPBX[0].Method() != sip.REFER {
 					t.Fatalf("REFER not relayed (%d to the PBX, %d back)", len(toPBX), len(back))
 				}
+			} else {
+				if len(toPBX) != 0 {
+					t.Fatalf("REFER relayed to the PBX")
+				}
+				if len(back) != 1 || back[0].StatusCode() != tc.code || !strings.Contains(string(back[0].Get(sip.HdrWarning)), tc.reason) {
+					t.Fatalf("to the trunk: %d messages, want one %d with a Warning about %q", len(back), tc.code, tc.reason)
+				}
+				if p.ActiveCalls() != 1 {
+					t.Fatal("the call ended")
+				}
+			}
+			// The same REFER outside any dialog (no To tag, a Call-ID of its own).
+			mark = numSent(rec)
+			ood := strings.Replace(strings.Replace(refer(tc.target), ";tag=t1", "", 1), "Call-ID: c1", "Call-ID: ood", 1)
+			w.feed(uac, []byte(strings.Replace(ood, "z9hG4bK-refer", "z9hG4bK-ood", 1)))
+			toPBX = sentSince(rec, mark, uas)
+			back = sentSince(rec, mark, uac)
+			if tc.code == 0 {
+				if len(toPBX) != 1 || toPBX[0].Method() != sip.REFER {
+					t.Fatalf("out-of-dialog REFER not relayed (%d to the PBX, %d back)", len(toPBX), len(back))
+				}
 				return
 			}
 			if len(toPBX) != 0 {
-				t.Fatalf("REFER relayed to the PBX")
+				t.Fatalf("out-of-dialog REFER relayed to the PBX")
 			}
 			if len(back) != 1 || back[0].StatusCode() != tc.code || !strings.Contains(string(back[0].Get(sip.HdrWarning)), tc.reason) {
-				t.Fatalf("to the trunk: %d messages, want one %d with a Warning about %q", len(back), tc.code, tc.reason)
-			}
-			if p.ActiveCalls() != 1 {
-				t.Fatal("the call ended")
+				t.Fatalf("out-of-dialog REFER: %d messages, want one %d with a Warning about %q", len(back), tc.code, tc.reason)
 			}
 		})
 	}
