@@ -27,10 +27,12 @@
 //     (the address the INVITE came from, the address it went to, or any
 //     address of the dialog's upstream). An unknown dialog gets 481, and so
 //     does a known peer that sends another dialog's tags (a stranger gets
-//     silence). A REFER from a trunk (in a dialog or not) is refused (403) unless the trunk has
-//     transfers: allow, and then its target must pass the fraud destination
-//     policy (Runtime.Transfers); a 3xx from the upstream to a trunk's call
-//     is relayed only when every Contact passes it, else the trunk gets 403.
+//     silence).
+//   - A REFER from a trunk, in a dialog or not, is refused (403) unless the
+//     trunk has transfers: allow, and then its target must pass the fraud
+//     destination policy (Runtime.Transfers); a 3xx from the upstream to a
+//     trunk's call is relayed only when every Contact passes it, else the
+//     trunk gets 403.
 //   - An INVITE without To tag that reuses a live dialog's Call-ID and From
 //     tag is refused with 482 (RFC 3261 8.2.2.2), never taken as a new call
 //     or a replacement: the dialog keeps its slot, meter and media.
