@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
+)
+
+// Replies to sources that have proved nothing.
+//
+// A UDP source address is forged for free: an INVITE "from" a victim that
+// names a digest trunk's domain gets its 407 sent to the victim. sipwarden
+// therefore answers a source that has not authenticated (no configured peer,
+// or a digest trunk's request without a verified account) like this:
+//
+//   - over UDP, the reply is sent once: no timer G retransmissions (a
+//     retransmitted INVITE still gets the same reply from its transaction,
+//     one reply per request the victim did not send either);
+//   - each destination (an address, an IPv6 /64) has a reply budget in a
+//     fixed-size table, so spoofed floods neither grow memory nor pour more
+//     than the budget onto one victim; over budget the reply is dropped and
+//     counted (sipwarden_proxy_dropped_total{reason="reply_budget"});
+//   - an INVITE refused to such a source writes no CDR: it is counted
+//     (sipwarden_proxy_unauthenticated_calls_total{reason}) and sampled into
+//     one "unauthenticated" event a second at most.
+const (
+	// replyBudget replies per destination in each replyWindow.
+	replyBudget = 32
+	replyWindow = time.Second
+	// replySlots is the size of the budget table (8 bytes a slot).
+	replySlots = 1 << 14
+	// unauthEventEvery is the sampling period of the unauthenticated event.
+	unauthEventEvery = time.Second
+)
+
+// reflectGuard is the process-wide reply budget table and its counters.
+type reflectGuard struct {
+	seed  maphash.Seed
+	slots [replySlots]atomic.Uint64 // tag (32) | window (16) | count (16)
+
+	dropped  prometheus.Counter
+	refused  *prometheus.CounterVec
+	last     atomic.Int64  // when the last sampled event was published, ns
+	sinceEvt atomic.Uint64 // refusals since then
+}
+
+func newReflectGuard(reg prometheus.Registerer, dropVec *prometheus.CounterVec) *reflectGuard {
+	g := &reflectGuard{
+		seed:    maphash.MakeSeed(),
+		dropped: dropVec.WithLabelValues("reply_budget"),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sipwarden_proxy_unauthenticated_calls_total",
+			Help: "INVITEs refused or challenged while their source had not authenticated (no CDR is written for them), by reason.",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(g.refused)
+	}
+	return g
+}
+
+// allow takes one reply from dst's budget; false: over budget, dropped and counted.
+func (g *reflectGuard) allow(dst netip.Addr, now time.Time) bool {
+	dst = dst.Unmap()
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	if dst.Is6() {
+		p, _ := dst.Prefix(64)
+		dst = p.Addr()
+	}
+	b := dst.As16()
+	_, _ = h.Write(b[:])
+	k := h.Sum64()
+	s := &g.slots[k&(replySlots-1)]
+	tag := k>>32 | 1
+	win := uint64(now.UnixNano()/int64(replyWindow)) & 0xffff
+	for {
+		old := s.Load()
+		n := uint64(1)
+		if old>>32 == tag && (old>>16)&0xffff == win {
+			if n = old&0xffff + 1; n > replyBudget {
+				g.dropped.Inc()
+				return false
+			}
+		}
+		if s.CompareAndSwap(old, tag<<32|win<<16|n) {
+			return true
+		}
+	}
+}
+
+// unauthenticated reports whether req's source has proved nothing: it is
+// no configured peer, or a digest trunk whose request carries no verified
+// account (a challenge, a refusal, an in-dialog request of a remembered address).
+func unauthenticated(req *chain.Request) bool {
+	switch req.PeerKind {
+	case chain.PeerUnknown:
+		return true
+	case chain.PeerTrunk:
+		return req.Trunk != nil && req.Trunk.Auth == config.AuthDigest && req.Account == ""
+	}
+	return false
+}
+
+// unauthRefused counts an INVITE refused to an unauthenticated source (in
+// place of a CDR) and publishes a sampled event: at most one each
+// unauthEventEvery, telling how many there were since the previous one.
+func (w *worker) unauthRefused(req *chain.Request, stage, reason string, code int) {
+	g := w.p.refl
+	g.refused.WithLabelValues(reason).Inc()
+	n := g.sinceEvt.Add(1)
+	now := w.now.UnixNano()
+	last := g.last.Load()
+	if now-last < int64(unauthEventEvery) || !g.last.CompareAndSwap(last, now) {
+		return
+	}
+	g.sinceEvt.Add(^(n - 1)) // minus n
+	w.p.opt.Bus.Publish(events.Event{
+		Kind:      events.Unauthenticated,
+		Stage:     stage,
+		Reason:    reason,
+		Src:       req.Src,
+		Transport: req.Transport.String(),
+		Trunk:     req.PeerName(),
+		Method:    req.Msg.Method().String(),
+		Code:      code,
+		Detail:    strconv.FormatUint(n, 10) + " INVITEs refused to unauthenticated sources since the last event (sampled)",
+	})
+}
