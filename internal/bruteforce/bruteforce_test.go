@@ -199,3 +199,14 @@ func BenchmarkFailure(b *testing.B) {
 		g.Failure(&c, Attempt{Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Trunk: "t", Account: "1001"})
 	}
 }
+
+// BenchmarkFailureIPv6 counts the address and its /64.
+func BenchmarkFailureIPv6(b *testing.B) {
+	c := Defaults
+	c.SourceAccount, c.Source, c.Unknown = 0, 0, 0
+	g := New(65536, nil, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		g.Failure(&c, Attempt{Src: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}), Trunk: "t", Account: "1001"})
+	}
+}
