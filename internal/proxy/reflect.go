@@ -27,7 +27,11 @@ import (
 //   - each destination (an address, an IPv6 /64) has a reply budget in a
 //     fixed-size table, so spoofed floods neither grow memory nor pour more
 //     than the budget onto one victim; over budget the reply is dropped and
-//     counted (sipwarden_proxy_dropped_total{reason="reply_budget"});
+//     counted (sipwarden_proxy_dropped_total{reason="reply_budget"}). An
+//     address that authenticated over UDP within provenFor (it received our
+//     nonce there and answered it: no forger can) is no third-party victim:
+//     its replies are not budgeted, so a customer's SBC or NAT that
+//     registers thousands of phones is challenged at any rate;
 //   - an INVITE refused to such a source writes no CDR: it is counted
 //     (sipwarden_proxy_unauthenticated_calls_total{reason}) and sampled into
 //     one "unauthenticated" event a second at most.
@@ -39,12 +43,16 @@ const (
 	replySlots = 1 << 14
 	// unauthEventEvery is the sampling period of the unauthenticated event.
 	unauthEventEvery = time.Second
+	// provenFor is how long an address that authenticated is exempt from the budget.
+	provenFor = time.Hour
 )
 
 // reflectGuard is the process-wide reply budget table and its counters.
 type reflectGuard struct {
 	seed  maphash.Seed
 	slots [replySlots]atomic.Uint64 // tag (32) | window (16) | count (16)
+	// proven holds addresses that authenticated: tag (32) | minute (32).
+	proven [replySlots]atomic.Uint64
 
 	dropped  prometheus.Counter
 	refused  *prometheus.CounterVec
@@ -67,18 +75,38 @@ func newReflectGuard(reg prometheus.Registerer, dropVec *prometheus.CounterVec) 
 	return g
 }
 
-// allow takes one reply from dst's budget; false: over budget, dropped and counted.
-func (g *reflectGuard) allow(dst netip.Addr, now time.Time) bool {
+// hash is dst's key: an address, or the /64 of an IPv6 address when slash64.
+func (g *reflectGuard) hash(dst netip.Addr, slash64 bool) uint64 {
 	dst = dst.Unmap()
-	var h maphash.Hash
-	h.SetSeed(g.seed)
-	if dst.Is6() {
+	if slash64 && dst.Is6() {
 		p, _ := dst.Prefix(64)
 		dst = p.Addr()
 	}
+	var h maphash.Hash
+	h.SetSeed(g.seed)
 	b := dst.As16()
 	_, _ = h.Write(b[:])
-	k := h.Sum64()
+	return h.Sum64()
+}
+
+// prove records that src authenticated now (a request with a verified account).
+func (g *reflectGuard) prove(src netip.Addr, now time.Time) {
+	k := g.hash(src, false)
+	s := &g.proven[k&(replySlots-1)]
+	v := (k>>32|1)<<32 | uint64(now.Unix()/60)&0xffffffff
+	if s.Load() != v { // once a minute at most: no cache line written per request
+		s.Store(v)
+	}
+}
+
+// allow takes one reply from dst's budget; false: over budget, dropped and
+// counted. An address that authenticated within provenFor is not budgeted.
+func (g *reflectGuard) allow(dst netip.Addr, now time.Time) bool {
+	k := g.hash(dst, false)
+	if p := g.proven[k&(replySlots-1)].Load(); p>>32 == k>>32|1 && uint64(now.Unix()/60)-(p&0xffffffff) <= uint64(provenFor/time.Minute) {
+		return true
+	}
+	k = g.hash(dst, true)
 	s := &g.slots[k&(replySlots-1)]
 	tag := k>>32 | 1
 	win := uint64(now.UnixNano()/int64(replyWindow)) & 0xffff

@@ -167,6 +167,48 @@ func TestReplyBudget(t *testing.T) {
 	if !g.allow(netip.MustParseAddr("2001:db8:0:1::1"), now) || !g.allow(netip.MustParseAddr("192.0.2.1"), now) {
 		t.Fatal("another destination was refused")
 	}
+	// An address that authenticated (it answered a nonce sent there) is no
+	// third-party victim: not budgeted, for provenFor.
+	g.prove(netip.MustParseAddr("2001:db8::ffff"), now)
+	for i := range 3 * replyBudget {
+		if !g.allow(netip.MustParseAddr("2001:db8::ffff"), now) {
+			t.Fatalf("reply %d to an address that authenticated refused", i)
+		}
+	}
+	if g.allow(netip.MustParseAddr("2001:db8::fffe"), now) {
+		t.Fatal("its /64 neighbour was exempted too")
+	}
+	later := now.Add(provenFor + 2*time.Minute)
+	for i := range replyBudget {
+		if !g.allow(netip.MustParseAddr("2001:db8::ffff"), later) {
+			t.Fatalf("reply %d of a later window refused", i)
+		}
+	}
+	if g.allow(netip.MustParseAddr("2001:db8::ffff"), later) {
+		t.Fatal("an address that authenticated more than provenFor ago is still exempt")
+	}
+}
+
+// TestAuthenticatedSourceNotBudgeted: a request that authenticated exempts
+// its source address from the reply budget (a customer's SBC registering
+// thousands of phones from one address is challenged at any rate).
+func TestAuthenticatedSourceNotBudgeted(t *testing.T) {
+	p, w, rec, _ := newTestProxy(t)
+	rec.keep = true
+	w.now = time.Unix(1_800_000_000, 0)
+	var c callBufs
+	useDigest(t, p, authStub{ok: true})
+	c.build(1)
+	w.feedAt(uac, c.invite) // authenticated (and refused with 503 by a later stage)
+	rec.take(uac)
+	useDigest(t, p, authStub{})
+	for i := range 3 * replyBudget {
+		c.build(10 + i)
+		w.feedAt(uac, c.invite)
+	}
+	if n := len(rec.take(uac)); n != 3*replyBudget {
+		t.Fatalf("%d challenges of %d to an address that authenticated", n, 3*replyBudget)
+	}
 }
 
 // TestReplyBudgetAllocs: taking from the budget allocates nothing.

@@ -92,6 +92,9 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 	}
 
 	v, stage := rt.Chain.Run(req)
+	if req.Account != "" && pkt.Transport == sip.UDP {
+		w.p.refl.prove(pkt.Src.Addr(), w.now) // reflect.go: it answered our nonce there
+	}
 	switch v.Action {
 	case chain.Drop:
 		req.ReleaseHolds()
