@@ -33,7 +33,7 @@ import (
 //     its replies are not budgeted, so a customer's SBC or NAT that
 //     registers thousands of phones is challenged at any rate;
 //   - an INVITE refused to such a source writes no CDR: it is counted
-//     (sipwarden_proxy_unauthenticated_calls_total{reason}) and sampled into
+//     (sipwarden_proxy_unauthenticated_calls_total{trunk,reason}) and sampled into
 //     one "unauthenticated" event a second at most.
 const (
 	// replyBudget replies per destination in each replyWindow.
@@ -66,8 +66,8 @@ func newReflectGuard(reg prometheus.Registerer, dropVec *prometheus.CounterVec) 
 		dropped: dropVec.WithLabelValues("reply_budget"),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sipwarden_proxy_unauthenticated_calls_total",
-			Help: "INVITEs refused or challenged while their source had not authenticated (no CDR is written for them), by reason.",
-		}, []string{"reason"}),
+			Help: "INVITEs of digest trunks challenged or refused before their source authenticated (no CDR is written for them), by trunk and reason.",
+		}, []string{"trunk", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(g.refused)
@@ -143,7 +143,7 @@ func unauthenticated(req *chain.Request) bool {
 // unauthEventEvery, telling how many there were since the previous one.
 func (w *worker) unauthRefused(req *chain.Request, stage, reason string, code int) {
 	g := w.p.refl
-	g.refused.WithLabelValues(reason).Inc()
+	g.refused.WithLabelValues(req.PeerName(), reason).Inc()
 	n := g.sinceEvt.Add(1)
 	now := w.now.UnixNano()
 	last := g.last.Load()

@@ -106,7 +106,7 @@ func TestUnauthenticatedReplySentOnce(t *testing.T) {
 		if got := codes(rec.take(uac)); len(got) != 1 || got[0] != tc.code {
 			t.Fatalf("%s: retransmitted INVITE got %v", tc.name, got)
 		}
-		if v := testutil.ToFloat64(p.refl.refused.WithLabelValues("challenge")); v != 1 {
+		if v := testutil.ToFloat64(p.refl.refused.WithLabelValues("phones", "challenge")); v != 1 {
 			t.Fatalf("%s: unauthenticated calls counted %v", tc.name, v)
 		}
 		if len(sub.C) != 1 {
@@ -218,5 +218,57 @@ func TestReplyBudgetAllocs(t *testing.T) {
 	now := time.Now()
 	if n := testing.AllocsPerRun(100, func() { p.refl.allow(a, now) }); n != 0 {
 		t.Fatalf("%v allocations", n)
+	}
+}
+
+// TestUnauthenticatedEventSampled: the INVITEs refused to unauthenticated
+// sources make one event a second at most, which says how many there were.
+func TestUnauthenticatedEventSampled(t *testing.T) {
+	p, w, _, store := newTestProxy(t)
+	useDigest(t, p, authStub{})
+	bus := events.NewBus()
+	sub := bus.Subscribe("t", 64)
+	p.opt.Bus = bus
+	w.now = time.Unix(1_800_000_000, 0)
+	var c callBufs
+	for i := range 10 {
+		c.build(300 + i)
+		w.feedAt(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), uint16(5000+i)), c.invite)
+	}
+	w.now = w.now.Add(unauthEventEvery)
+	c.build(400)
+	w.feedAt(uac, c.invite)
+	if len(sub.C) != 2 {
+		t.Fatalf("%d events for 11 INVITEs in two periods, want 2", len(sub.C))
+	}
+	first, second := <-sub.C, <-sub.C
+	if !strings.HasPrefix(first.Detail, "1 ") || !strings.HasPrefix(second.Detail, "10 ") || second.Trunk != "phones" {
+		t.Fatalf("events: %+v\n%+v", first, second)
+	}
+	if v := testutil.ToFloat64(p.refl.refused.WithLabelValues("phones", "challenge")); v != 11 || len(store.recs) != 0 {
+		t.Fatalf("counted %v, CDRs %d", v, len(store.recs))
+	}
+}
+
+func TestUnauthenticated(t *testing.T) {
+	cfg, err := config.Parse([]byte(digestConfig+"  - {name: ipt, allow: [192.0.2.0/24], upstream: pbx}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		req  chain.Request
+		want bool
+	}{
+		{"unknown source", chain.Request{PeerKind: chain.PeerUnknown}, true},
+		{"digest trunk, no account", chain.Request{PeerKind: chain.PeerTrunk, Trunk: cfg.Trunk("phones")}, true},
+		{"digest trunk, authenticated", chain.Request{PeerKind: chain.PeerTrunk, Trunk: cfg.Trunk("phones"), Account: "1001"}, false},
+		{"ip trunk", chain.Request{PeerKind: chain.PeerTrunk, Trunk: cfg.Trunk("ipt")}, false},
+		{"upstream", chain.Request{PeerKind: chain.PeerUpstream, Upstream: &cfg.Upstreams[0]}, false},
+	}
+	for _, tc := range tests {
+		if got := unauthenticated(&tc.req); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

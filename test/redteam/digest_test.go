@@ -273,7 +273,7 @@ func TestNoCDRPerChallenge(t *testing.T) {
 			t.Fatalf("INVITE %d: %v", i, m)
 		}
 	}
-	if v := e.Metric(`sipwarden_proxy_unauthenticated_calls_total{reason="challenge"}`); v != 5 {
+	if v := e.Metric(`sipwarden_proxy_unauthenticated_calls_total{reason="challenge",trunk="phones"}`); v != 5 {
 		t.Errorf("unauthenticated INVITEs counted: %v, want 5", v)
 	}
 	e.Stop()
