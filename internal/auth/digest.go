@@ -214,6 +214,9 @@ func (v *Verifier) Check(c *Credentials, requestURI []byte, src netip.Addr, now 
 	case acct == nil && !v.offers(c.Algorithm):
 		return p, Outcome{Result: UnknownAccount, Why: "unknown_account"}, false
 	case acct != nil && !acct.Accepts(c.Algorithm):
+		if v.offers(c.Algorithm) {
+			v.Spend(c) // MD5 for a SHA-only account: as long as an unknown name's MD5
+		}
 		return p, Outcome{Result: Failure, Account: acct, Why: "algorithm_refused"}, false
 	}
 	return Pending{Account: acct, key: key, issued: issued}, Outcome{}, true
@@ -266,6 +269,17 @@ func (v *Verifier) Finish(c *Credentials, method []byte, p *Pending, now time.Ti
 		return Outcome{Result: Stale, Account: acct, Why: "nonce_forgotten"}
 	}
 	return Outcome{Result: Success, Account: acct}
+}
+
+// Spend costs what Finish costs for an unknown username, deciding nothing:
+// a refusal decided before the response (a lockout, register_from, MD5 for
+// a SHA-only account) then takes as long as a verification, so that its
+// timing does not tell a refused account from a name that does not exist.
+// It allocates nothing.
+func (v *Verifier) Spend(c *Credentials) {
+	var ha1buf, exp [64]byte
+	ha1 := v.nonces.pseudoHA1(ha1buf[:0], c.Algorithm, c.Username, []byte(v.realm))
+	_ = appendResponse(exp[:0], c.Algorithm, ha1, []byte("REGISTER"), c.URI, c.Nonce, c.NC, c.CNonce, c.QOP)
 }
 
 // sameURI reports whether the digest uri names the Request-URI (RFC 3261

@@ -256,13 +256,17 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	p, o, ok := ta.v.Check(c, m.RequestURI(), src, now)
 	if ok {
 		if acct := p.Account; acct != nil {
-			if s.st.Guard.Refused(&s.bf, src, trunk, acct.Username) {
-				s.count(ta, "locked")
-				return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "account_locked", acct)
+			result, why := "", ""
+			switch {
+			case s.st.Guard.Refused(&s.bf, src, trunk, acct.Username):
+				result, why = "locked", "account_locked"
+			case register && !acct.MayRegisterFrom(src):
+				result, why = "register_source", "register_source_refused"
 			}
-			if register && !acct.MayRegisterFrom(src) {
-				s.count(ta, "register_source")
-				return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "register_source_refused", acct)
+			if why != "" {
+				ta.v.Spend(c) // as long as a verification: the timing tells nothing either
+				s.count(ta, result)
+				return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, why, acct)
 			}
 		}
 		o = ta.v.Finish(c, m.MethodName(), &p, now)

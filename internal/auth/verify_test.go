@@ -197,6 +197,9 @@ func TestVerifyAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per verification", user, n)
 		}
+		if n := testing.AllocsPerRun(100, func() { v.Spend(&c) }); n != 0 {
+			t.Errorf("%s: %v allocations per Spend", user, n)
+		}
 	}
 }
 
