@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sipwarden/sipwarden/internal/testenv"
 	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
@@ -26,7 +27,7 @@ import (
 // namespace of its own: a ULA /64 on its lo, sipwarden started inside it
 // (ip netns exec), and the test's sockets created inside it (setns on a
 // locked thread: a socket stays in the namespace it was created in). Needs
-// root and iproute2, as the firewall tests do.
+// root and iproute2, as the firewall tests do (testenv: fail in CI, skip elsewhere).
 
 const dgNet6 = "fd57:d16e:5eed:1::" // the /64 the guesser rotates through
 
@@ -39,13 +40,8 @@ type dgNetNS struct {
 
 func dgNewNetNS(t *testing.T, addrs ...string) *dgNetNS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("network namespaces need root; CI runs as root")
-		}
-		t.Skip("network namespaces need root")
-	}
-	ip := testbed.RequireTool(t, "ip", "iproute2")
+	testenv.Root(t, "a network namespace")
+	ip := testenv.Tool(t, "ip", "iproute2")
 	name := fmt.Sprintf("swdg-%d", os.Getpid())
 	run := func(args ...string) {
 		t.Helper()
