@@ -42,4 +42,10 @@
 //
 // Every INVITE dialog ends in one CDR (package cdr): answered, busy, no-answer,
 // failed, cancelled, blocked by a stage, or interrupted by a shutdown.
+//
+// A source that has proved nothing (no configured peer, or a digest trunk's
+// request without a verified account) may be a forged UDP address: replies
+// of our own to it go once, without timer G, within a per-destination reply
+// budget, and its refused INVITEs are counted and sampled, not written as
+// CDRs (reflect.go).
 package proxy

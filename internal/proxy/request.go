@@ -92,6 +92,9 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 	}
 
 	v, stage := rt.Chain.Run(req)
+	if req.Account != "" && pkt.Transport == sip.UDP {
+		w.p.refl.prove(pkt.Src.Addr(), w.now) // reflect.go: it answered our nonce there
+	}
 	switch v.Action {
 	case chain.Drop:
 		req.ReleaseHolds()
@@ -179,9 +182,15 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 		extra = append(extra, "\r\n"...)
 	}
 	w.extra = extra
+	f := flowFrom(pkt, via)
+	// A UDP source that proved nothing may be a forged one: the reply goes
+	// once, within its destination's budget (reflect.go).
+	unauth := pkt.Transport == sip.UDP && unauthenticated(&w.req)
+	if unauth && !w.p.refl.allow(f.addr.Addr(), w.now) {
+		return
+	}
 	out := sip.AppendResponse(w.out[:0], m, int(v.Code), sip.ReasonText(int(v.Code)), w.localTag(m), w.p.opt.ServerHeader, extra)
 	w.out = out
-	f := flowFrom(pkt, via)
 	w.send(f, out, "reply")
 	w.p.met.replies.WithLabelValues(strconv.Itoa(int(v.Code))).Inc()
 	if m.Method() == sip.INVITE && pkt.Transport == sip.UDP && len(w.stx) < maxServerTx {
@@ -192,10 +201,13 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 			state:    stateCompleted,
 			lastResp: bytes.Clone(out),
 			created:  w.now,
+			unauth:   unauth,
 		}
 		st.interval = w.p.opt.T1
 		w.addServerTx(st)
-		w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		if !unauth {
+			w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		}
 		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
 	}
 }
@@ -247,6 +259,9 @@ func (w *worker) removeServerTx(st *serverTx) {
 
 // serverRetransmit answers a retransmitted request with the last response.
 func (w *worker) serverRetransmit(st *serverTx) {
+	if st.unauth && !w.p.refl.allow(st.from.addr.Addr(), w.now) {
+		return
+	}
 	switch {
 	case st.lastResp != nil && st.state != stateAccepted:
 		w.send(st.from, st.lastResp, "retransmission")
