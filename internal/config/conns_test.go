@@ -45,3 +45,31 @@ func TestConnectionBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestMediaLatchPackets(t *testing.T) {
+	tests := []struct {
+		val     string
+		want    int
+		wantErr string
+	}{
+		{"", DefaultMediaLatchPackets, ""},
+		{"latch_packets: 5", 5, ""},
+		{"latch_packets: -1", 0, "x:2:39: media.latch_packets: must be 1 to 50 packets"},
+		{"latch_packets: 51", 0, "x:2:39: media.latch_packets: must be 1 to 50 packets"},
+	}
+	for _, tt := range tests {
+		c, err := Parse([]byte("listen: [udp://127.0.0.1:5060]\nmedia: {enabled: true, "+tt.val+"}\n"), "x")
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want %q", tt.val, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Media.LatchPackets != tt.want {
+			t.Errorf("%q: %d", tt.val, c.Media.LatchPackets)
+		}
+	}
+}
