@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pion/srtp/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -112,8 +113,10 @@ func TestRelayBleedBehindNAT(t *testing.T) {
 	natCall(t, r, "nat1", a, b, "127.0.0.1")
 	stranger := newPeer(t, "127.0.0.2")
 	stranger.relayRTP = a.relayRTP
-	stranger.sendRTP([]byte("probe 1"))
-	stranger.sendRTP([]byte("probe 2"))
+	// Before the peer: more than latch_packets, within the learning window.
+	for i := 0; i < 10; i++ {
+		stranger.sendRTP([]byte("probe"))
+	}
 	expectNothing(t, b)
 	// The peer, from its signalling address: latched at once.
 	a.sendRTP([]byte("hello"))
@@ -137,10 +140,11 @@ func TestRelayBleedBehindNAT(t *testing.T) {
 	}
 }
 
-// A stranger that got in first through the learning window loses the leg
-// to the signalled address as soon as the peer sends.
+// A stranger that got in first through the learning window (here without
+// its minimum duration) loses the leg to the signalled address as soon as
+// the peer sends.
 func TestRelayLearnedLatchYieldsToSignalled(t *testing.T) {
-	r := newTestRelay(t, Config{})
+	r := newTestRelay(t, Config{LatchWindow: -1})
 	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
 	natCall(t, r, "nat2", a, b, "127.0.0.1")
 	stranger := newPeer(t, "127.0.0.2")
@@ -161,7 +165,7 @@ func TestRelayLearnedLatchYieldsToSignalled(t *testing.T) {
 // Without a known signalling address, a leg behind NAT latches to the
 // first source that sends LatchPackets packets in a row.
 func TestRelayLearningWindow(t *testing.T) {
-	r := newTestRelay(t, Config{LatchPackets: 3})
+	r := newTestRelay(t, Config{LatchPackets: 3, LatchWindow: -1})
 	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
 	natCall(t, r, "nat3", a, b)
 	stranger := newPeer(t, "127.0.0.2")
@@ -182,4 +186,19 @@ func TestRelayLearningWindow(t *testing.T) {
 	if got := testutil.ToFloat64(r.met.dropped[kindRTP][dropLearning]); got != 5 {
 		t.Errorf("learning drops %v, want 5", got)
 	}
+}
+
+// The learning window also lasts a minimum time: packets in a burst do not
+// latch before it ends, and the next one after it does.
+func TestRelayLearningWindowDuration(t *testing.T) {
+	r := newTestRelay(t, Config{LatchPackets: 3, LatchWindow: 300 * time.Millisecond})
+	a, b := newPeer(t, "127.0.0.1"), newPeer(t, "127.0.0.1")
+	natCall(t, r, "nat4", a, b)
+	for i := 0; i < 6; i++ {
+		a.sendRTP([]byte("early"))
+	}
+	expectNothing(t, b) // 150ms
+	time.Sleep(200 * time.Millisecond)
+	a.sendRTP([]byte("late"))
+	expectPayload(t, b, []byte("late"))
 }

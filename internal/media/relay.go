@@ -60,6 +60,11 @@ type Config struct {
 	// how many consecutive packets from one source, not an address the leg
 	// announced, latch the leg to it (default 3).
 	LatchPackets int
+	// LatchWindow is how long that learning window lasts at least (default
+	// 500ms; negative: no minimum): a peer sending from its signalled
+	// address within it takes the leg first, so a stranger spraying the
+	// relay's ports before the call's media starts does not get in.
+	LatchWindow time.Duration
 }
 
 // Defaults of Config.
@@ -69,6 +74,7 @@ const (
 	DefaultTimeout       = 60 * time.Second
 	DefaultMaxPacketRate = 400
 	DefaultLatchPackets  = 3
+	DefaultLatchWindow   = 500 * time.Millisecond
 	// unansweredTimeout reaps sessions whose offer was never answered (a
 	// proxy that forgot to Close): longer than any ringing call.
 	unansweredTimeout = 10 * time.Minute
@@ -165,6 +171,9 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.LatchPackets <= 0 {
 		cfg.LatchPackets = DefaultLatchPackets
 	}
+	if cfg.LatchWindow == 0 {
+		cfg.LatchWindow = DefaultLatchWindow
+	}
 	if cfg.DTLSHandshakeTimeout <= 0 {
 		cfg.DTLSHandshakeTimeout = dtlsHandshakeTimeout
 	}
@@ -189,7 +198,7 @@ func New(cfg Config) (*Relay, error) {
 		sessions: map[string]*session{},
 		stop:     make(chan struct{}),
 	}
-	r.params = relayParams{met: r.met, onLatch: r.latched, learn: cfg.LatchPackets}
+	r.params = relayParams{met: r.met, onLatch: r.latched, learn: cfg.LatchPackets, learnMin: max(int64(cfg.LatchWindow), 0)}
 	r.dtls = &dtlsEnv{cert: cert, log: cfg.Logger, met: r.met, timeout: cfg.DTLSHandshakeTimeout}
 	r.dtlsFP = fingerprintOf(cert.Certificate[0])
 	if cfg.MaxPacketRate > 0 {

@@ -83,6 +83,7 @@ type socket struct {
 	learned   bool
 	cand      netip.AddrPort
 	candN     int
+	candStart int64 // when cand's first packet of the window arrived
 	rateTAT   int64 // rate cap: theoretical arrival time (GCRA)
 	seq       seqState
 	hdr       rtp.Header
@@ -118,8 +119,12 @@ type relayParams struct {
 	rateBurst int64 // nanoseconds of credit a burst may use
 	// learn is the number of consecutive packets from one source that latch
 	// a plain-RTP leg behind NAT to a source it did not signal.
-	learn   int
-	onLatch func(s *socket, src netip.AddrPort, how latchHow)
+	learn int
+	// learnMin is how long (nanoseconds) a learning window lasts at least:
+	// the leg's own peer, sending from a signalled address within it,
+	// takes the leg first.
+	learnMin int64
+	onLatch  func(s *socket, src netip.AddrPort, how latchHow)
 }
 
 // latchHow says why a socket latched to a source (log and metric label).
@@ -267,11 +272,12 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 		how := latchSignalled
 		switch verdict {
 		case srcLearn:
-			// Behind NAT: the first packets must all come from one source.
+			// Behind NAT: the first packets must all come from one source,
+			// for a while, before it latches.
 			if src != s.cand {
-				s.cand, s.candN = src, 0
+				s.cand, s.candN, s.candStart = src, 0, now
 			}
-			if s.candN++; s.candN < p.learn {
+			if s.candN++; s.candN < p.learn || now-s.candStart < p.learnMin {
 				return dropLearning
 			}
 			how = latchLearned
