@@ -58,6 +58,13 @@ func (pt *PeerTable) lookup(a netip.Addr) (peerEntry, bool) {
 	return pt.t.Lookup(a, nil)
 }
 
+// Peer returns the configured peer that a belongs to and its cap (ok
+// false: a stranger).
+func (pt *PeerTable) Peer(a netip.Addr) (name string, max int, ok bool) {
+	e, ok := pt.lookup(a)
+	return e.name, e.max, ok
+}
+
 // SetPeers replaces the table of configured peers used to admit stream
 // connections (nil: everyone is a stranger). Connections already open keep
 // the slot they were admitted with.
