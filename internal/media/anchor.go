@@ -77,13 +77,16 @@ func (a *Anchor) Open(req *chain.Request) chain.MediaSession {
 	} else {
 		pol.Legs[LegB].Signal = tg[1]
 	}
-	return &anchoredCall{relay: a.relay, callID: string(req.Msg.CallID()), pol: pol}
+	// The session is keyed by the call's identity (Call-ID and From tag),
+	// not its Call-ID alone: another INVITE that reuses the Call-ID must not
+	// update, answer or close this call's session.
+	return &anchoredCall{relay: a.relay, callID: req.CallKey(), pol: pol}
 }
 
 // anchoredCall is one anchored call (chain.MediaSession).
 type anchoredCall struct {
 	relay  *Relay
-	callID string
+	callID string // the relay's session key: chain.CallKey of the INVITE
 	pol    Policy
 }
 

@@ -43,6 +43,10 @@ type Runtime struct {
 	Alternates func(req *chain.Request) []config.Target
 	// Media anchors the media of calls (nil: SDP passes untouched; media.go).
 	Media chain.MediaAnchor
+	// Transfers judges the targets of transfers of trunks' calls (a REFER
+	// from a trunk with transfers: allow, a 3xx from the upstream to a
+	// trunk's call); nil: not checked (transfer.go).
+	Transfers chain.TransferPolicy
 }
 
 // Options configure a Proxy. Sender and Runtime are required.
