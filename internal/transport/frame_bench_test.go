@@ -37,10 +37,14 @@ func TestStreamFrameAllocs(t *testing.T) {
 	data := []byte(msg("allocs", "body") + "\r\n") // a message and a single-CRLF keep-alive
 	buf := make([]byte, 0, 4096)
 	c.pingTokens = keepaliveBurst
+	want := 0.0
+	if raceEnabled {
+		want = 2 // the packet and its buffer, when the race detector dropped them from their pools
+	}
 	if n := testing.AllocsPerRun(10, func() {
 		buf = append(buf[:0], data...)
 		buf, _ = m.frame(c, buf)
-	}); n != 0 {
+	}); n > want {
 		t.Errorf("%v allocations per message", n)
 	}
 }
