@@ -215,7 +215,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		IdleTimeout:       cfg.SIP.TCPIdleTimeout,
 		HandshakeTimeout:  cfg.TLS.HandshakeTimeout,
 		MaxConnsPerSource: cfg.SIP.MaxConnsPerSource,
+		MaxConnsPerPrefix: cfg.SIP.MaxConnsPerPrefix,
 		MaxConns:          cfg.SIP.MaxConns,
+		ReservedPeerConns: cfg.SIP.ReservedPeerConns,
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
@@ -228,6 +230,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
+	s.transport.SetPeers(connPeers(cfg))
 	workers := cfg.SIP.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -339,6 +342,7 @@ func (s *server) reload() error {
 				s.log.Warn("TLS certificate reload failed; the old certificate stays", "err", err)
 			}
 			s.proxy.SetRuntime(rt)
+			s.transport.SetPeers(connPeers(cfg))
 			s.cfg = cfg
 			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})
 			s.log.Info("configuration reloaded", "file", s.file, "trunks", len(cfg.Trunks))

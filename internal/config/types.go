@@ -210,6 +210,12 @@ type SIP struct {
 	MaxConnsPerSource int
 	// MaxConns caps all concurrent TCP/TLS connections (default 10000).
 	MaxConns int
+	// MaxConnsPerPrefix caps the TCP/TLS connections of the strangers of one
+	// IPv6 /64 (default twice MaxConnsPerSource).
+	MaxConnsPerPrefix int
+	// ReservedPeerConns is the part of MaxConns that only configured peers
+	// may use (default MaxConns/4).
+	ReservedPeerConns int
 	// DialogTimeout ends confirmed dialogs that see no traffic for this long (default 2h).
 	DialogTimeout time.Duration
 	// DrainTimeout is how long a graceful stop waits for calls to end (default 30s).
@@ -280,6 +286,10 @@ type TrunkLimits struct {
 	Burst int
 	// Concurrent caps the calls in progress (0: unlimited).
 	Concurrent int
+	// MaxConnections caps the trunk's concurrent TCP/TLS connections, from
+	// its allow prefixes and its accounts' register_from prefixes together
+	// (default DefaultTrunkConns).
+	MaxConnections int
 	// Registrations is a budget of REGISTER requests ("600/1m": 600 at once,
 	// 600 more a minute; zero Rate: unlimited), answered 429 when exceeded.
 	Registrations Budget
