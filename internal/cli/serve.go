@@ -177,9 +177,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		rc.Logger, rc.Registerer = log, reg
 		// A call whose media stopped (a phone gone behind its NAT, a
 		// half-dead call still billing) is ended: BYE both ways.
-		rc.OnTimeout = func(callID string) {
+		rc.OnTimeout = func(key string) {
 			if p := s.hangupTo.Load(); p != nil {
-				p.Hangup(callID, "media", "media_timeout")
+				p.Hangup(key, "media", "media_timeout")
 			}
 		}
 		if s.deps.relay, err = media.New(rc); err != nil {
@@ -223,7 +223,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		IdleTimeout:       cfg.SIP.TCPIdleTimeout,
 		HandshakeTimeout:  cfg.TLS.HandshakeTimeout,
 		MaxConnsPerSource: cfg.SIP.MaxConnsPerSource,
+		MaxConnsPerPrefix: cfg.SIP.MaxConnsPerPrefix,
 		MaxConns:          cfg.SIP.MaxConns,
+		ReservedPeerConns: cfg.SIP.ReservedPeerConns,
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
@@ -236,6 +238,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
+	s.transport.SetPeers(connPeers(cfg))
 	workers := cfg.SIP.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -258,8 +261,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	s.hangupTo.Store(s.proxy)
 	// A fraud rule with end_calls ends the risky calls already up: BYE both
 	// ways (answered calls are known to the engine through chain.Answerer).
-	s.deps.fraud.Engine.SetHangup(func(callID, _, rule string) {
-		s.proxy.Hangup(callID, "fraud", "fraud_hangup:"+rule)
+	s.deps.fraud.Engine.SetHangup(func(key, _, rule string) {
+		s.proxy.Hangup(key, "fraud", "fraud_hangup:"+rule)
 	})
 	for _, l := range cfg.Listen {
 		ln, err := s.transport.Listen(l.Transport, l.Addr, l.Advertise)
@@ -347,6 +350,7 @@ func (s *server) reload() error {
 				s.log.Warn("TLS certificate reload failed; the old certificate stays", "err", err)
 			}
 			s.proxy.SetRuntime(rt)
+			s.transport.SetPeers(connPeers(cfg))
 			s.cfg = cfg
 			logConfigWarnings(s.log, cfg)
 			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})

@@ -215,6 +215,12 @@ type SIP struct {
 	MaxConnsPerSource int
 	// MaxConns caps all concurrent TCP/TLS connections (default 10000).
 	MaxConns int
+	// MaxConnsPerPrefix caps the TCP/TLS connections of the strangers of one
+	// IPv6 /64 (default twice MaxConnsPerSource).
+	MaxConnsPerPrefix int
+	// ReservedPeerConns is the part of MaxConns that only configured peers
+	// may use (default MaxConns/4).
+	ReservedPeerConns int
 	// DialogTimeout ends confirmed dialogs that see no traffic for this long (default 2h).
 	DialogTimeout time.Duration
 	// DrainTimeout is how long a graceful stop waits for calls to end (default 30s).
@@ -268,6 +274,10 @@ type Trunk struct {
 	Digest TrunkDigest
 	// Media is the trunk's media policy (media.go).
 	Media TrunkMedia
+	// AllowTransfers (transfers: allow) lets the trunk transfer its calls
+	// with REFER, to targets the fraud destination policy would accept for
+	// a new call of the trunk; by default (deny) a REFER gets 403.
+	AllowTransfers bool
 }
 
 // Values of Trunk.Auth.
@@ -283,6 +293,10 @@ type TrunkLimits struct {
 	Burst int
 	// Concurrent caps the calls in progress (0: unlimited).
 	Concurrent int
+	// MaxConnections caps the trunk's concurrent TCP/TLS connections, from
+	// its allow prefixes and its accounts' register_from prefixes together
+	// (default DefaultTrunkConns).
+	MaxConnections int
 	// Registrations is a budget of REGISTER requests ("600/1m": 600 at once,
 	// 600 more a minute; zero Rate: unlimited), answered 429 when exceeded.
 	Registrations Budget

@@ -136,7 +136,9 @@ type rawSIP struct {
 	Workers           int    `yaml:"workers"`
 	TCPIdleTimeout    string `yaml:"tcp_idle_timeout"`
 	MaxConnsPerSource int    `yaml:"max_conns_per_source"`
+	MaxConnsPerPrefix int    `yaml:"max_conns_per_prefix"`
 	MaxConns          int    `yaml:"max_conns"`
+	ReservedPeerConns int    `yaml:"reserved_peer_conns"`
 	DialogTimeout     string `yaml:"dialog_timeout"`
 	DrainTimeout      string `yaml:"drain_timeout"`
 }
@@ -159,6 +161,8 @@ type rawTrunk struct {
 	Flood    rawFloodProfile `yaml:"flood"`
 	Fraud    rawTrunkFraud   `yaml:"fraud"`
 	Media    rawTrunkMedia   `yaml:"media"`
+	// Transfers: deny (default) or allow.
+	Transfers string `yaml:"transfers"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -168,6 +172,8 @@ type rawTrunkLimits struct {
 	Burst         int    `yaml:"burst"`
 	Concurrent    int    `yaml:"concurrent"`
 	Registrations string `yaml:"registrations"`
+	// MaxConnections caps the trunk's TCP/TLS connections (0: the default).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 type rawTrunkTLS struct {
@@ -191,10 +197,10 @@ var knownKeys = map[string][]string{
 	"rawStorage":      {"path"},
 	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
 	"rawLog":          {"level", "format"},
-	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
+	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud"},
-	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers"},
+	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
 
@@ -478,7 +484,9 @@ func (v *validator) build(raw *rawConfig) *Config {
 		Workers:           s.Workers,
 		TCPIdleTimeout:    v.duration(p("sip", "tcp_idle_timeout"), s.TCPIdleTimeout, 3*time.Minute),
 		MaxConnsPerSource: s.MaxConnsPerSource,
+		MaxConnsPerPrefix: s.MaxConnsPerPrefix,
 		MaxConns:          s.MaxConns,
+		ReservedPeerConns: s.ReservedPeerConns,
 		DialogTimeout:     v.duration(p("sip", "dialog_timeout"), s.DialogTimeout, 2*time.Hour),
 		DrainTimeout:      v.duration(p("sip", "drain_timeout"), s.DrainTimeout, 30*time.Second),
 	}
@@ -489,7 +497,8 @@ func (v *validator) build(raw *rawConfig) *Config {
 		key string
 		val *int
 		def int
-	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000}} {
+	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000},
+		{"max_conns_per_prefix", &c.SIP.MaxConnsPerPrefix, 0}, {"reserved_peer_conns", &c.SIP.ReservedPeerConns, 0}} {
 		if *f.val < 0 {
 			v.fail(p("sip", f.key), "must be >= 0, got %d", *f.val)
 		}
@@ -497,6 +506,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 			*f.val = f.def
 		}
 	}
+	v.sipConns(&c.SIP)
 
 	switch raw.UnknownSources {
 	case "":
@@ -704,6 +714,13 @@ func (v *validator) build(raw *rawConfig) *Config {
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
 		v.floodFloors(base, &tr, t.Flood, raw.Flood.Trunk)
 		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
+		switch t.Transfers {
+		case "", "deny":
+		case "allow":
+			tr.AllowTransfers = true
+		default:
+			v.fail(append(base, "transfers"), "must be allow or deny, got %q", t.Transfers)
+		}
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
 		}
@@ -734,6 +751,14 @@ func (v *validator) limits(base []any, l rawTrunkLimits) TrunkLimits {
 		v.fail(append(base, "concurrent"), "must be >= 0 (0: unlimited), got %d", l.Concurrent)
 	}
 	out.Concurrent = l.Concurrent
+	switch {
+	case l.MaxConnections < 0:
+		v.fail(append(base, "max_connections"), "must be >= 0 (0: %d), got %d", DefaultTrunkConns, l.MaxConnections)
+	case l.MaxConnections == 0:
+		out.MaxConnections = DefaultTrunkConns
+	default:
+		out.MaxConnections = l.MaxConnections
+	}
 	if l.Registrations != "" {
 		out.Registrations = v.budget(append(base, "registrations"), l.Registrations)
 	}

@@ -77,6 +77,10 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// Unauthenticated: INVITEs challenged or refused while their source had
+	// not authenticated (they write no CDR); sampled, at most one event a
+	// second, Detail telling how many since the previous one.
+	Unauthenticated
 	// PeerOverBudget: a configured trunk or upstream went over a flood
 	// budget; its excess is shed (503 + Retry-After for INVITE and
 	// REGISTER, dropped otherwise), it is never banned (Reason: the class;
@@ -112,6 +116,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	Unauthenticated:       "unauthenticated",
 	PeerOverBudget:        "peer_over_budget",
 }
 
