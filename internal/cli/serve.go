@@ -231,6 +231,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
 	s.transport.SetPeers(connPeers(cfg))
+	s.deps.flows = s.transport // before the listeners start: no request has run a stage yet
 	workers := cfg.SIP.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
