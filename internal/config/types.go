@@ -261,6 +261,10 @@ type Trunk struct {
 	Digest TrunkDigest
 	// Media is the trunk's media policy (media.go).
 	Media TrunkMedia
+	// TopologyHiding keeps the protected side's addresses (Contact, Via,
+	// Record-Route, Server/User-Agent, Warning) from this trunk and its
+	// phones (default true; see package proxy, topology.go).
+	TopologyHiding bool
 }
 
 // Values of Trunk.Auth.

@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/sipwarden/sipwarden/internal/acl"
+	"github.com/sipwarden/sipwarden/internal/chain"
+	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/limits"
+	"github.com/sipwarden/sipwarden/internal/route"
+	"github.com/sipwarden/sipwarden/internal/sanity"
+	"github.com/sipwarden/sipwarden/internal/sip"
+)
+
+// phone is where the trunk's calls go in these tests (the trunk's target).
+var phone = netip.MustParseAddrPort("127.0.0.2:5070")
+
+const topoConfig = `
+listen: [udp://127.0.0.1:5060]
+upstreams: [{name: pbx, targets: [udp://127.0.0.3:5080]}]
+trunks: [{name: acme, allow: [127.0.0.2/32], upstream: pbx, numbers: ["+15551230000/4"], targets: [udp://127.0.0.2:5070]%s}]
+`
+
+// newTopoProxy is newTestProxy with a trunk that has targets and the given
+// extra trunk keys.
+func newTopoProxy(t testing.TB, trunkExtra string) (*worker, *recorder) {
+	p, w, rec, _ := newTestProxy(t)
+	cfg, err := config.Parse(fmt.Appendf(nil, topoConfig, trunkExtra), "topo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := acl.NewStage(cfg, nil, nil, nil, nil)
+	lim, _ := limits.NewStage(cfg, limits.NewRegistry(nil), nil)
+	rt, _ := route.NewStage(cfg, nil, nil)
+	p.SetRuntime(&Runtime{Config: cfg, Chain: chain.New(nil, a, sanity.New(), lim, rt), Alternates: rt.Alternates})
+	rec.keep = true
+	return w, rec
+}
+
+func msg(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
+
+// lastTo returns the last message sent to dst, parsed, and its bytes.
+func lastTo(t *testing.T, rec *recorder, dst netip.AddrPort) (*sip.Msg, []byte) {
+	t.Helper()
+	for i := len(rec.sent) - 1; i >= 0; i-- {
+		if rec.sent[i].dst == dst {
+			m := &sip.Msg{}
+			if err := m.Parse(rec.sent[i].b); err != nil {
+				t.Fatalf("unparseable: %v\n%s", err, rec.sent[i].b)
+			}
+			return m, rec.sent[i].b
+		}
+	}
+	t.Fatalf("nothing sent to %v", dst)
+	return nil, nil
+}
+
+// hidden are bytes of the protected side that must never reach the trunk.
+var hidden = []string{"127.0.0.3", "5080", "10.9.9.", "Asterisk", "internal-warning"}
+
+// checkHidden fails when anything sent to dst holds a byte string of the protected side.
+func checkHidden(t *testing.T, rec *recorder, dst netip.AddrPort) {
+	t.Helper()
+	for _, s := range rec.sent {
+		if s.dst != dst {
+			continue
+		}
+		for _, h := range hidden {
+			if bytes.Contains(s.b, []byte(h)) {
+				t.Errorf("%q reached %v:\n%s", h, dst, s.b)
+			}
+		}
+	}
+}
+
+// pbxResponse is the PBX's answer to req (as the proxy sent it), with the
+// PBX's own Record-Route entries on top and its product headers.
+func pbxResponse(req *sip.Msg, code int) []byte {
+	extra := "Server: Asterisk PBX 20.1\r\nWarning: 399 10.9.9.7 \"internal-warning\"\r\nContact: <sip:pbx@127.0.0.3:5080>\r\n"
+	if rr := req.Get(sip.HdrRecordRoute); rr != nil {
+		// two proxies of the PBX's side, the nearest to us lower
+		extra = "Record-Route: <sip:10.9.9.2;lr>, <sip:10.9.9.1;lr>\r\nRecord-Route: " + string(rr) + "\r\n" + extra
+	}
+	return sip.AppendResponse(nil, req, code, sip.ReasonText(code), []byte("t1"), "", []byte(extra))
+}
+
+// TestTopologyHidingCallToUpstream: a trunk calls the PBX; nothing of the
+// PBX's addresses reaches the trunk, in-dialog requests both ways still
+// find their way (the trunk's through the handle in our Contact, mapped
+// back to the PBX's Contact and route set), and a forged handle is refused.
+func TestTopologyHidingCallToUpstream(t *testing.T) {
+	w, rec := newTopoProxy(t, "")
+	var c callBufs
+	c.build(1)
+	w.feed(uac, c.invite)
+	inv, _ := lastTo(t, rec, uas)
+	for _, code := range []int{180, 200} {
+		w.feed(uas, pbxResponse(inv, code))
+	}
+	resp, _ := lastTo(t, rec, uac)
+	c.target(rec.resp)
+	checkHidden(t, rec, uac)
+	na, _, err := sip.ParseNameAddr(resp.Get(sip.HdrContact))
+	if err != nil || !bytes.HasPrefix(na.URI, []byte("sip:swt-")) || !bytes.HasSuffix(na.URI, []byte("@127.0.0.1:5060")) {
+		t.Fatalf("Contact of the 200 to the trunk: %q", resp.Get(sip.HdrContact))
+	}
+	if rr := string(resp.Get(sip.HdrRecordRoute)); rr != "<sip:127.0.0.1:5060;lr>" || resp.Count(sip.HdrRecordRoute) != 1 {
+		t.Errorf("Record-Route to the trunk: %d fields, first %q", resp.Count(sip.HdrRecordRoute), rr)
+	}
+	if resp.Get(sip.HdrServer) != nil || resp.Get(sip.HdrWarning) != nil || resp.Count(sip.HdrVia) != 1 {
+		t.Errorf("200 to the trunk:\n%s", resp.Bytes())
+	}
+
+	// The trunk's BYE with a forged handle is refused, and goes nowhere.
+	forged := bytes.Replace(c.bye, []byte(" sip:swt-"), []byte(" sip:swt-0"), 1)
+	if bytes.Equal(forged, c.bye) {
+		t.Fatalf("the BYE does not use our Contact:\n%s", c.bye)
+	}
+	n := len(rec.sent)
+	w.feed(uac, forged)
+	if len(rec.sent) != n+1 || rec.sent[n].dst != uac || !bytes.HasPrefix(rec.sent[n].b, []byte("SIP/2.0 404 ")) {
+		t.Fatalf("forged handle: want one 404 to the trunk, got %d messages", len(rec.sent)-n)
+	}
+
+	// The PBX re-INVITEs: the trunk sees our Via and Contact only; its 200
+	// reaches the PBX with the PBX's own Vias.
+	reinv := msg("INVITE sip:caller@127.0.0.2:5060 SIP/2.0\n" +
+		"Via: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-re1\nVia: SIP/2.0/UDP 10.9.9.1;branch=z9hG4bK-re0\n" +
+		"Route: <sip:127.0.0.1:5060;lr>\nFrom: <sip:+15551230001@127.0.0.1>;tag=t1\nTo: <sip:+15550001000@127.0.0.2>;tag=f1\n" +
+		"Call-ID: c1\nCSeq: 7 INVITE\nContact: <sip:pbx2@127.0.0.3:5080>\nUser-Agent: Asterisk PBX 20.1\nMax-Forwards: 70\nContent-Length: 0\n\n")
+	w.feed(uas, reinv)
+	fwd, _ := lastTo(t, rec, uac)
+	checkHidden(t, rec, uac)
+	if fwd.Method() != sip.INVITE || fwd.Count(sip.HdrVia) != 1 {
+		t.Fatalf("re-INVITE to the trunk:\n%s", fwd.Bytes())
+	}
+	ok := sip.AppendResponse(nil, fwd, 200, "OK", nil, "", []byte("Contact: <sip:caller@127.0.0.2:5060>\r\n"))
+	w.feed(uac, ok)
+	back, _ := lastTo(t, rec, uas)
+	if back.StatusCode() != 200 || back.Count(sip.HdrVia) != 1 ||
+		string(back.Get(sip.HdrVia)) != "SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-re1, SIP/2.0/UDP 10.9.9.1;branch=z9hG4bK-re0" {
+		t.Fatalf("200 to the PBX lost its Vias:\n%s", back.Bytes())
+	}
+
+	// The trunk's BYE goes to the PBX's refreshed Contact through its proxies.
+	w.feed(uac, c.bye)
+	bye, _ := lastTo(t, rec, uas)
+	if bye.Method() != sip.BYE || string(bye.RequestURI()) != "sip:pbx2@127.0.0.3:5080" ||
+		string(bye.Get(sip.HdrRoute)) != "<sip:10.9.9.1;lr>, <sip:10.9.9.2;lr>" {
+		t.Fatalf("BYE to the PBX:\n%s", bye.Bytes())
+	}
+	checkHidden(t, rec, uac)
+}
+
+// TestTopologyHidingCallFromUpstream: the PBX calls a trunk; the trunk sees
+// our Via, Contact and Record-Route only, the PBX gets its Vias and route
+// set back, and the trunk's BYE reaches the PBX through its proxy.
+func TestTopologyHidingCallFromUpstream(t *testing.T) {
+	w, rec := newTopoProxy(t, "")
+	inv := msg("INVITE sip:+15551230001@127.0.0.1:5060 SIP/2.0\n" +
+		"Via: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-u1;rport\nVia: SIP/2.0/UDP 10.9.9.5:5060;branch=z9hG4bK-u0\n" +
+		"Record-Route: <sip:10.9.9.1;lr>\nFrom: <sip:+15550009999@example.net>;tag=pf1\nTo: <sip:+15551230001@example.net>\n" +
+		"Call-ID: u1\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:5080>\nUser-Agent: Asterisk PBX 20.1\nMax-Forwards: 70\nContent-Length: 0\n\n")
+	w.feed(uas, inv)
+	fwd, _ := lastTo(t, rec, phone)
+	checkHidden(t, rec, phone)
+	if fwd.Method() != sip.INVITE || fwd.Count(sip.HdrVia) != 1 || string(fwd.Get(sip.HdrRecordRoute)) != "<sip:127.0.0.1:5060;lr>" ||
+		!bytes.HasPrefix(fwd.Get(sip.HdrContact), []byte("<sip:swt-")) {
+		t.Fatalf("INVITE to the trunk:\n%s", fwd.Bytes())
+	}
+	contact := fwd.Get(sip.HdrContact)
+	handle := string(contact[1 : len(contact)-1])
+
+	// The trunk answers, reflecting the Record-Route it got.
+	ok := sip.AppendResponse(nil, fwd, 200, "OK", []byte("tt"), "",
+		[]byte("Record-Route: "+string(fwd.Get(sip.HdrRecordRoute))+"\r\nContact: <sip:phone@127.0.0.2:5070>\r\n"))
+	w.feed(phone, ok)
+	back, _ := lastTo(t, rec, uas)
+	if back.StatusCode() != 200 || back.Count(sip.HdrVia) != 1 ||
+		string(back.Get(sip.HdrVia)) != "SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-u1;rport, SIP/2.0/UDP 10.9.9.5:5060;branch=z9hG4bK-u0" {
+		t.Fatalf("200 to the PBX lost its Vias:\n%s", back.Bytes())
+	}
+	var rrs []string
+	for i := back.Find(sip.HdrRecordRoute, 0); i >= 0; i = back.Find(sip.HdrRecordRoute, i+1) {
+		rrs = append(rrs, string(back.Header(i).Value))
+	}
+	if strings.Join(rrs, ", ") != "<sip:127.0.0.1:5060;lr>, <sip:10.9.9.1;lr>" {
+		t.Errorf("Record-Route to the PBX: %q, want ours then its proxy's", rrs)
+	}
+
+	// The trunk's BYE (callee to caller) goes to the PBX's Contact through its proxy.
+	bye := msg("BYE " + handle + " SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bK-tb1\nRoute: <sip:127.0.0.1:5060;lr>\n" +
+		"From: <sip:+15551230001@example.net>;tag=tt\nTo: <sip:+15550009999@example.net>;tag=pf1\nCall-ID: u1\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n")
+	w.feed(phone, bye)
+	fbye, _ := lastTo(t, rec, uas)
+	if fbye.Method() != sip.BYE || string(fbye.RequestURI()) != "sip:pbx@127.0.0.3:5080" || string(fbye.Get(sip.HdrRoute)) != "<sip:10.9.9.1;lr>" {
+		t.Fatalf("BYE to the PBX:\n%s", fbye.Bytes())
+	}
+	w.feed(uas, sip.AppendResponse(nil, fbye, 200, "OK", nil, "Asterisk PBX 20.1", nil))
+	checkHidden(t, rec, phone)
+}
+
+// TestTopologyHidingOff: with topology_hiding: false the PBX's Contact and
+// Record-Route reach the trunk as before.
+func TestTopologyHidingOff(t *testing.T) {
+	w, rec := newTopoProxy(t, ", topology_hiding: false")
+	var c callBufs
+	c.build(1)
+	w.feed(uac, c.invite)
+	inv, _ := lastTo(t, rec, uas)
+	w.feed(uas, pbxResponse(inv, 200))
+	resp, _ := lastTo(t, rec, uac)
+	if string(resp.Get(sip.HdrContact)) != "<sip:pbx@127.0.0.3:5080>" || resp.Count(sip.HdrRecordRoute) != 2 {
+		t.Errorf("200 to the trunk:\n%s", resp.Bytes())
+	}
+	w.feed(uac, c.bye)
+	if bye, _ := lastTo(t, rec, uas); bye.Method() != sip.BYE {
+		t.Errorf("BYE not relayed")
+	}
+}
+
+func TestTrimListEntry(t *testing.T) {
+	for in, want := range map[string]string{"<sip:a;lr>, ": "<sip:a;lr>", "<sip:a>": "<sip:a>", " ,\t": "", "": ""} {
+		if got := string(trimListEntry([]byte(in))); got != want {
+			t.Errorf("trimListEntry(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkRelayCallTopologyHiding compares BenchmarkRelayCall's call with
+// topology hiding on (the default) and off.
+func BenchmarkRelayCallTopologyHiding(b *testing.B) {
+	for _, mode := range []string{"on", "off"} {
+		b.Run(mode, func(b *testing.B) {
+			extra := ""
+			if mode == "off" {
+				extra = ", topology_hiding: false"
+			}
+			w, rec := newTopoProxy(b, extra)
+			rec.keep = false
+			var c callBufs
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				n++
+				relayCall(w, rec, &c, n)
+			}
+		})
+	}
+}
