@@ -1,0 +1,145 @@
+package redteam
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/test/testbed"
+)
+
+// topologyConfig: the trunk acme (127.0.0.2) calls the PBX (127.0.0.3) and
+// takes the PBX's calls to its numbers on 127.0.0.2:trunkPort; media is
+// anchored, so that the SDP shows the relay, not the PBX. topology_hiding
+// is left at its default.
+const topologyConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+media: {enabled: true, address: 127.0.0.1, ports: "{{index .Extra "ports"}}"}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: acme
+    auth: ip
+    allow: [127.0.0.2/32]
+    upstream: pbx
+    numbers: ["+15551230000/4"]
+    targets: ["udp://127.0.0.2:{{index .Extra "trunkPort"}}"]
+`
+
+// TestTrunkLearnsUpstreamTopology: a trunk (or a scanner that got a trunk's
+// address, or a phone) learns the protected PBX's address from the calls it
+// makes and takes: the PBX's Contact (the remote target), Via, its proxy's
+// Record-Route, its Server and User-Agent. A capture on the trunk's side of
+// two calls through sipwarden, one each way, with a re-INVITE from either
+// side, a BYE from either side and a Record-Route entry on the PBX's side,
+// holds no byte of the PBX's address or port; both calls complete with SIPp
+// on both sides.
+func TestTrunkLearnsUpstreamTopology(t *testing.T) {
+	tshark := testbed.RequireTool(t, "tshark", "tshark")
+	testbed.RequireTool(t, "sipp", "sip-tester")
+	if os.Geteuid() != 0 {
+		t.Fatal("capturing with tshark needs root")
+	}
+	base := 44000 + os.Getpid()%100*100
+	pbxPort := testbed.FreePort(t)
+	trunkPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, topologyConfig, pbxPort, map[string]any{
+		"ports": fmt.Sprintf("%d-%d", base, base+99), "trunkPort": trunkPort})
+
+	// Capture everything between the trunk's address and the edge's SIP
+	// port and media ports (other tests on this machine use 127.0.0.2 too).
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "trunk.pcap")
+	capture := exec.Command(tshark, "-i", "lo", "-w", pcap, "-f",
+		fmt.Sprintf("host 127.0.0.2 and (port %d or portrange %d-%d)", e.SIPPort, base, base+99))
+	var capOut testbed.SyncBuffer
+	capture.Stdout, capture.Stderr = &capOut, &capOut
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = capture.Process.Signal(os.Interrupt) // flushes the file
+			_ = capture.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(capOut.String(), "Capturing on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("tshark did not start:\n%s", capOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Call 1, trunk to PBX: re-INVITE both ways, the trunk hangs up.
+	pbx := testbed.StartUAS(t, "topo_pbx_uas.xml", pbxPort, "-m", "1")
+	res := testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("topo_trunk_uac.xml", e.SIPAddr(), 1, 1)...)
+	if res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("call from the trunk: %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, pbx.Out.String())
+	}
+	select {
+	case <-pbx.Done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the PBX's side of call 1 did not end:\n%s", pbx.Out.String())
+	}
+
+	// Call 2, PBX to trunk: the PBX hangs up.
+	phone := testbed.StartUASAt(t, "127.0.0.2", "uas.xml", trunkPort, "-m", "1")
+	res = testbed.RunSipp(t, 60*time.Second, "-sf", testbed.ScenarioPath("topo_pbx_uac.xml"), "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort),
+		"-s", "+15551230001", "-cid_str", "%u-%p@pbx.example.net", "-m", "1", "-timeout", "60s", "-timeout_error",
+		"-recv_timeout", "10000", e.SIPAddr())
+	if res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("call from the PBX: %s\n%s\ntrunk:\n%s", testbed.FmtCalls(res), res.Screen, phone.Out.String())
+	}
+	select {
+	case <-phone.Done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the trunk's side of call 2 did not end:\n%s", phone.Out.String())
+	}
+	stop()
+
+	// Every payload to and from the trunk, as text.
+	out, err := exec.Command(tshark, "-r", pcap, "-T", "fields", "-e", "udp.payload").Output()
+	if err != nil {
+		t.Fatalf("read the capture: %v", err)
+	}
+	var wire strings.Builder
+	packets := 0
+	for _, line := range strings.Fields(string(out)) {
+		b, err := hex.DecodeString(strings.ReplaceAll(line, ":", ""))
+		if err != nil {
+			t.Fatalf("capture field %q: %v", line, err)
+		}
+		wire.Write(b)
+		wire.WriteByte('\n')
+		packets++
+	}
+	text := wire.String()
+	t.Logf("%d packets captured on the trunk's side", packets)
+	// The capture saw both calls, each way: requests and answers.
+	for _, want := range []string{"INVITE sip:", "SIP/2.0 180 ", "SIP/2.0 200 OK", "ACK sip:", "BYE sip:", "CSeq: 2 INVITE", "Contact: <sip:"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the capture (%d packets) lacks %q: it did not see the calls\n%s", packets, want, text)
+		}
+	}
+	port := strconv.Itoa(pbxPort)
+	for _, leak := range []string{"127.0.0.3", ":" + port, "=" + port, "PBX-Sim"} {
+		if i := strings.Index(text, leak); i >= 0 {
+			from := max(0, strings.LastIndex(text[:i], "\n\n"))
+			t.Errorf("%q reached the trunk (%d packets captured), in:\n%s", leak, packets, text[from:min(len(text), i+400)])
+		}
+	}
+}
