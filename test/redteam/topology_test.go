@@ -3,6 +3,7 @@ package redteam
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,4 +143,102 @@ func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 			t.Errorf("%q reached the trunk (%d packets captured), in:\n%s", leak, packets, text[from:min(len(text), i+400)])
 		}
 	}
+}
+
+// topologyRawConfig: the trunk acme (127.0.0.2) calls the PBX (127.0.0.3).
+const topologyRawConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}]
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - {name: acme, auth: ip, allow: [127.0.0.2/32], upstream: pbx}
+`
+
+// TestInDialogRequestURISteering: a trunk answered by the PBX sends an
+// in-dialog request whose Request-URI names a host of its choosing behind
+// the edge (sip:admin@10.20.30.40), hoping the PBX or a proxy in front of
+// it routes by Request-URI. The edge relays in-dialog requests by dialog,
+// so the request would reach the PBX carrying that target. With topology
+// hiding the Request-URI must be the dialog handle sipwarden gave the
+// trunk: the forged one gets 404 and the PBX never sees it (the next
+// request it gets is the trunk's real BYE, mapped back to its Contact).
+func TestInDialogRequestURISteering(t *testing.T) {
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, topologyRawConfig, pbxPort, nil)
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	pbx := &testbed.RawUA{T: t, Network: "udp", IP: "127.0.0.3", UDP: conn}
+	pbxContact := fmt.Sprintf("sip:pbx@127.0.0.3:%d", pbxPort)
+	trunk := testbed.NewRawUA(t, "udp", "127.0.0.2")
+
+	trunk.Send(e.SIPAddr(), trunk.InviteText(e.SIPAddr(), "steer-1", "z9hG4bK-steer-1", 1))
+	inv := recvRequest(t, pbx, "INVITE")
+	pbx.Send(e.SIPAddr(), fmt.Sprintf("SIP/2.0 200 OK\n%sFrom: %s\nTo: %s;tag=pbx1\nCall-ID: %s\nCSeq: %s\nRecord-Route: %s\nContact: <%s>\nContent-Length: 0\n\n",
+		viaLines(inv), inv.Get("From"), inv.Get("To"), inv.Get("Call-ID"), inv.Get("CSeq"), inv.Get("Record-Route"), pbxContact))
+	var ok *testbed.RawMsg
+	for deadline := time.Now().Add(5 * time.Second); ok == nil && time.Now().Before(deadline); {
+		if m := trunk.Recv(time.Until(deadline)); m != nil && m.Code == 200 {
+			ok = m
+		}
+	}
+	if ok == nil {
+		t.Fatal("the trunk got no 200 for its INVITE")
+	}
+	target := strings.TrimSuffix(strings.TrimPrefix(ok.Get("Contact"), "<"), ">")
+	inDialog := func(method, ruri string, cseq int, branch string) string {
+		return fmt.Sprintf("%s %s SIP/2.0\nVia: %s\nRoute: <sip:%s;lr>\nFrom: %s\nTo: %s\nCall-ID: steer-1\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
+			method, ruri, trunk.Via(branch), e.SIPAddr(), "<sip:+15550001000@127.0.0.2>;tag=f-steer-1", ok.Get("To"), cseq, method)
+	}
+	trunk.Send(e.SIPAddr(), inDialog("ACK", target, 1, "z9hG4bK-steer-ack"))
+
+	// The forged Request-URI: refused at the edge.
+	trunk.Send(e.SIPAddr(), inDialog("BYE", "sip:admin@10.20.30.40:5060", 2, "z9hG4bK-steer-forged"))
+	if m := recvResponse(trunk, "z9hG4bK-steer-forged", 2*time.Second); m == nil || m.Code != 404 {
+		t.Errorf("in-dialog BYE with a Request-URI of the trunk's choosing: %v, want a 404", m)
+	}
+	// The sentinel: the trunk's real BYE, which the PBX must get next.
+	trunk.Send(e.SIPAddr(), inDialog("BYE", target, 3, "z9hG4bK-steer-bye"))
+	bye := recvRequest(t, pbx, "BYE")
+	if ruri := strings.Fields(bye.Raw)[1]; ruri != pbxContact || bye.Get("CSeq") != "3 BYE" {
+		t.Fatalf("the PBX got BYE %s (CSeq %s), want the trunk's real BYE to %s:\n%s", ruri, bye.Get("CSeq"), pbxContact, bye.Raw)
+	}
+}
+
+// recvRequest returns the next request with method that ua receives (fatal after 5 s).
+func recvRequest(t *testing.T, ua *testbed.RawUA, method string) *testbed.RawMsg {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if m := ua.Recv(time.Until(deadline)); m != nil && m.Method == method {
+			return m
+		}
+	}
+	t.Fatalf("no %s received", method)
+	return nil
+}
+
+// recvResponse returns the next final response to the request with branch
+// (nil after timeout).
+func recvResponse(ua *testbed.RawUA, branch string, timeout time.Duration) *testbed.RawMsg {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if m := ua.Recv(time.Until(deadline)); m != nil && m.Code >= 200 && strings.Contains(m.Get("Via"), branch) {
+			return m
+		}
+	}
+	return nil
+}
+
+// viaLines are the Via fields of m, to copy into a response.
+func viaLines(m *testbed.RawMsg) string {
+	var b strings.Builder
+	for _, v := range m.Headers["via"] {
+		b.WriteString("Via: " + v + "\n")
+	}
+	return b.String()
 }
