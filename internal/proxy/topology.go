@@ -38,14 +38,22 @@ package proxy
 // re-INVITE/UPDATE and their 2xx) and its route set (topoDialog.routes).
 // The user part of the Contact we substitute is a handle of the dialog, an
 // HMAC-SHA256 (per-worker random key, truncated to 80 bits) of its Call-ID
-// and caller tag: an in-dialog request from the trunk must carry it in its
-// Request-URI, compared in constant time, before its Request-URI is mapped
-// back to the upstream's Contact and the upstream's route set is inserted.
-// A request with another Request-URI gets 404 (an ACK is dropped): a trunk
-// cannot steer requests at addresses of its choosing behind the edge, and a
-// stranger who learnt the Call-ID and tags still lacks the handle. The
-// mapping needs no state beyond the dialog, costs no allocation per message
-// (the handle is computed once, when the dialog starts) and dies with it.
+// and caller tag, so that it cannot be forged or guessed from what a trunk
+// sees. The dialog itself is found by Call-ID and tags, as for every
+// in-dialog request (the worker is chosen by Call-ID, so the handle cannot
+// replace that look-up); the handle in the Request-URI is then checked
+// against the dialog's in constant time, and the Request-URI is mapped back
+// to the upstream's Contact, with the upstream's route set inserted as
+// Route. A Request-URI that carries another handle, or that names an
+// address that is not sipwarden's, gets 404 (an ACK is dropped): a trunk
+// cannot steer in-dialog requests at targets of its choosing behind the
+// edge (before, the Request-URI went to the upstream as the trunk wrote
+// it). A Request-URI at one of our addresses without any handle is mapped
+// too: user agents that keep addressing the request line to where they sent
+// the INVITE (SIPp's built-in uac does) still work, and the upstream still
+// gets only its own Contact. The mapping needs no state beyond the dialog,
+// costs no allocation per message (the handle is computed once, when the
+// dialog starts) and dies with it.
 //
 // What is not hidden, and why:
 //
@@ -66,6 +74,7 @@ package proxy
 //     SUBSCRIBE or REFER, so their Contact carries no handle.
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -202,8 +211,7 @@ func (w *worker) topoInDialog(d *dialog, fromCaller bool) (t topoTx, ok bool) {
 		return t, true
 	}
 	t.toHidden = true
-	u, err := sip.ParseURI(m.RequestURI())
-	if err != nil || subtle.ConstantTimeCompare(u.User, d.topo.user[:]) != 1 {
+	if !w.topoTargetOK(d, m.RequestURI()) {
 		w.p.met.dropped("topology_handle_mismatch")
 		return t, false
 	}
@@ -212,6 +220,23 @@ func (w *worker) topoInDialog(d *dialog, fromCaller bool) (t topoTx, ok bool) {
 		t.ruri = d.calleeContact
 	}
 	return t, true
+}
+
+// topoTargetOK reports whether ruri, the Request-URI of an in-dialog request
+// from the trunk towards the hidden party of d, may be mapped back: our
+// Contact with d's handle, or (for user agents that keep addressing the
+// request line to where they sent the INVITE, as SIPp's built-in scenarios
+// do) one of our own addresses without any handle. A handle that is not
+// d's, or an address that is not ours, is refused.
+func (w *worker) topoTargetOK(d *dialog, ruri []byte) bool {
+	u, err := sip.ParseURI(ruri)
+	if err != nil {
+		return false
+	}
+	if subtle.ConstantTimeCompare(u.User, d.topo.user[:]) == 1 {
+		return true
+	}
+	return !bytes.HasPrefix(u.User, []byte(topoUserPrefix)) && w.p.isLocalURI(ruri)
 }
 
 // topoRefresh records the Contact of w.msg (a target refresh request or its

@@ -252,3 +252,119 @@ func BenchmarkRelayCallTopologyHiding(b *testing.B) {
 		})
 	}
 }
+
+// answeredCall runs an INVITE from the trunk answered by the PBX (with its
+// proxy's Record-Route) and returns the caller's buffers, aimed at the
+// Contact the trunk got.
+func answeredCall(t *testing.T, w *worker, rec *recorder, n int) *callBufs {
+	t.Helper()
+	c := &callBufs{}
+	c.build(n)
+	w.feed(uac, c.invite)
+	inv, _ := lastTo(t, rec, uas)
+	w.feed(uas, pbxResponse(inv, 200))
+	c.target(rec.resp)
+	return c
+}
+
+// inDialogFromTrunk is a request of call n from the trunk (the caller) to ruri.
+func inDialogFromTrunk(method, ruri string, n, cseq int) []byte {
+	return msg(fmt.Sprintf("%s %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK-%s%d\nRoute: <sip:127.0.0.1:5060;lr>\n"+
+		"From: <sip:+15550001000@127.0.0.2>;tag=f1\nTo: <sip:+15551230001@127.0.0.1>;tag=t1\nCall-ID: c%d\nCSeq: %d %s\n"+
+		"Contact: <sip:caller@127.0.0.2:5060>\nMax-Forwards: 70\nContent-Length: 0\n\n", method, ruri, method, cseq, n, cseq, method))
+}
+
+// inDialogFromPBX is a request of call n from the PBX (the callee) to the trunk.
+func inDialogFromPBX(method string, n, cseq int) []byte {
+	return msg(fmt.Sprintf("%s sip:caller@127.0.0.2:5060 SIP/2.0\n"+
+		"Via: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-p%s%d\nVia: SIP/2.0/UDP 10.9.9.1;branch=z9hG4bK-p0\n"+
+		"Route: <sip:127.0.0.1:5060;lr>\nFrom: <sip:+15551230001@127.0.0.1>;tag=t1\nTo: <sip:+15550001000@127.0.0.2>;tag=f1\n"+
+		"Call-ID: c%d\nCSeq: %d %s\nContact: <sip:pbx@127.0.0.3:5080>\nUser-Agent: Asterisk PBX 20.1\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		method, method, cseq, n, cseq, method))
+}
+
+// TestTopologyHidingRequestURI: what an in-dialog request from the trunk
+// may carry as Request-URI towards the hidden PBX. Whatever it carries,
+// the PBX gets its own Contact.
+func TestTopologyHidingRequestURI(t *testing.T) {
+	tests := []struct {
+		name, ruri string // "" for the Contact the trunk got
+		code       int    // the answer to the trunk; 0: relayed to the PBX
+	}{
+		{"our Contact with the dialog's handle", "", 0},
+		{"our address without a handle (SIPp's built-in uac)", "sip:+15551230001@127.0.0.1:5060", 0},
+		{"another dialog's handle", "sip:swt-00000000000000000000@127.0.0.1:5060", 404},
+		{"a host behind the edge", "sip:admin@10.20.30.40", 404},
+		{"the PBX's own Contact", "sip:pbx@127.0.0.3:5080", 404},
+		{"not a URI", "garbage", 400}, // sanity, before
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, rec := newTopoProxy(t, "")
+			c := answeredCall(t, w, rec, i)
+			ruri := tc.ruri
+			if ruri == "" {
+				var m sip.Msg
+				_ = m.Parse(c.bye)
+				ruri = string(m.RequestURI())
+			}
+			n := len(rec.sent)
+			w.feed(uac, inDialogFromTrunk("INFO", ruri, i, 5))
+			if len(rec.sent) != n+1 {
+				t.Fatalf("%d messages sent, want 1", len(rec.sent)-n)
+			}
+			got := rec.sent[n]
+			var m sip.Msg
+			if err := m.Parse(got.b); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.code == 0 && (got.dst != uas || m.Method() != sip.INFO || string(m.RequestURI()) != "sip:pbx@127.0.0.3:5080"):
+				t.Errorf("want the INFO relayed to the PBX's Contact, got to %v:\n%s", got.dst, got.b)
+			case tc.code != 0 && (got.dst != uac || m.StatusCode() != tc.code):
+				t.Errorf("want %d to the trunk, got to %v:\n%s", tc.code, got.dst, got.b)
+			}
+		})
+	}
+}
+
+// TestTopologyHidingInDialogMethods: re-INVITE, UPDATE and INFO both ways
+// in a call from the trunk to the hidden PBX, each answered with 200.
+func TestTopologyHidingInDialogMethods(t *testing.T) {
+	for i, method := range []string{"INVITE", "UPDATE", "INFO"} {
+		t.Run(method, func(t *testing.T) {
+			w, rec := newTopoProxy(t, "")
+			c := answeredCall(t, w, rec, i)
+			var m sip.Msg
+			_ = m.Parse(c.bye)
+			handle := string(m.RequestURI())
+
+			// from the trunk
+			w.feed(uac, inDialogFromTrunk(method, handle, i, 5))
+			req, _ := lastTo(t, rec, uas)
+			if req.Method().String() != method || string(req.RequestURI()) != "sip:pbx@127.0.0.3:5080" ||
+				string(req.Get(sip.HdrRoute)) != "<sip:10.9.9.1;lr>, <sip:10.9.9.2;lr>" {
+				t.Fatalf("%s from the trunk, at the PBX:\n%s", method, req.Bytes())
+			}
+			w.feed(uas, pbxResponse(req, 200))
+			resp, _ := lastTo(t, rec, uac)
+			if resp.StatusCode() != 200 || !bytes.HasPrefix(resp.Get(sip.HdrContact), []byte("<sip:swt-")) {
+				t.Fatalf("200 to the trunk:\n%s", resp.Bytes())
+			}
+
+			// from the PBX
+			w.feed(uas, inDialogFromPBX(method, i, 9))
+			fwd, _ := lastTo(t, rec, uac)
+			if fwd.Method().String() != method || fwd.Count(sip.HdrVia) != 1 || fwd.Get(sip.HdrUserAgent) != nil ||
+				!bytes.HasPrefix(fwd.Get(sip.HdrContact), []byte("<sip:swt-")) {
+				t.Fatalf("%s from the PBX, at the trunk:\n%s", method, fwd.Bytes())
+			}
+			w.feed(uac, sip.AppendResponse(nil, fwd, 200, "OK", nil, "", nil))
+			back, _ := lastTo(t, rec, uas)
+			if back.StatusCode() != 200 || !bytes.Contains(back.Get(sip.HdrVia), []byte("10.9.9.1;branch=z9hG4bK-p0")) {
+				t.Fatalf("200 to the PBX:\n%s", back.Bytes())
+			}
+			checkHidden(t, rec, uac)
+		})
+	}
+}

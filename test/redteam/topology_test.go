@@ -41,13 +41,12 @@ trunks:
 // address, or a phone) learns the protected PBX's address from the calls it
 // makes and takes: the PBX's Contact (the remote target), Via, its proxy's
 // Record-Route, its Server and User-Agent. A capture on the trunk's side of
-// two calls through sipwarden, one each way, with a re-INVITE from either
-// side, a BYE from either side and a Record-Route entry on the PBX's side,
-// holds no byte of the PBX's address or port; both calls complete with SIPp
-// on both sides.
+// three calls through sipwarden (SIPp's built-in uac and uas; then one each
+// way, with a re-INVITE from either side, a BYE from either side and a
+// Record-Route entry on the PBX's side) holds no byte of the PBX's address
+// or port; every call completes with SIPp on both sides.
 func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 	tshark := testbed.RequireTool(t, "tshark", "tshark")
-	testbed.RequireTool(t, "sipp", "sip-tester")
 	if os.Geteuid() != 0 {
 		t.Fatal("capturing with tshark needs root")
 	}
@@ -85,9 +84,34 @@ func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// Call 0, trunk to PBX, with SIPp's built-in scenarios (their ACK and
+	// BYE go to the address the INVITE went to, not to the remote target).
+	sipp := testbed.RequireTool(t, "sipp", "sip-tester")
+	builtin := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-nostdin", "-m", "1")
+	builtin.Dir = t.TempDir()
+	var builtinOut testbed.SyncBuffer
+	builtin.Stdout, builtin.Stderr = &builtinOut, &builtinOut
+	if err := builtin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	builtinDone := make(chan struct{})
+	go func() { _ = builtin.Wait(); close(builtinDone) }()
+	t.Cleanup(func() { _ = builtin.Process.Kill(); <-builtinDone })
+	time.Sleep(300 * time.Millisecond) // let it bind, as testbed.StartUAS does
+	res := testbed.RunSipp(t, 60*time.Second, "-sn", "uac", "-i", "127.0.0.2", "-p", "0", "-s", "+15551230001", "-m", "1",
+		"-timeout", "60s", "-timeout_error", "-recv_timeout", "10000", "-d", "200", e.SIPAddr())
+	if res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("call from the trunk (built-in scenarios): %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, builtinOut.String())
+	}
+	select {
+	case <-builtinDone:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the PBX's side of call 0 did not end:\n%s", builtinOut.String())
+	}
+
 	// Call 1, trunk to PBX: re-INVITE both ways, the trunk hangs up.
 	pbx := testbed.StartUAS(t, "topo_pbx_uas.xml", pbxPort, "-m", "1")
-	res := testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("topo_trunk_uac.xml", e.SIPAddr(), 1, 1)...)
+	res = testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("topo_trunk_uac.xml", e.SIPAddr(), 1, 1)...)
 	if res.Successful != 1 || res.Failed != 0 {
 		t.Fatalf("call from the trunk: %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, pbx.Out.String())
 	}
