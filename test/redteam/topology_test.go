@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipwarden/sipwarden/internal/testenv"
 	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
@@ -47,9 +48,7 @@ trunks:
 // or port; every call completes with SIPp on both sides.
 func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 	tshark := testbed.RequireTool(t, "tshark", "tshark")
-	if os.Geteuid() != 0 {
-		t.Fatal("capturing with tshark needs root")
-	}
+	testenv.Root(t, "capturing with tshark")
 	base := 44000 + os.Getpid()%100*100
 	pbxPort := testbed.FreePort(t)
 	trunkPort := testbed.FreePort(t)
