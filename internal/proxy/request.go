@@ -526,6 +526,9 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	m := &w.msg
 	d, fromCaller := w.findDialog(m)
 	if d == nil {
+		d, fromCaller = w.topoFindDialog(m) // a masked Call-ID (topology_ids.go)
+	}
+	if d == nil {
 		w.p.met.dropped(reasonNoDialog)
 		if m.Method() != sip.ACK {
 			w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "no_dialog"))

@@ -61,14 +61,16 @@ package proxy
 //     the media relay's job: with media anchoring on (config media) the
 //     trunk sees only the relay's address. With it off, the upstream's
 //     media address reaches the trunk in the SDP and in the RTP itself.
-//   - Call-ID, From and To are end-to-end and left as they are. Upstreams
-//     that write their own address into them (SIPp does, "1-234@10.0.0.5";
-//     most PBXs write a random Call-ID and their domain) reveal it in calls
-//     they originate. Masking the Call-ID (Kamailio's topoh) would need the
-//     worker choice (a hash of the Call-ID) to decode it first.
-//   - Other header fields the upstream adds (P-Asserted-Identity with an
-//     IP host, Diversion, X- headers) pass unchanged; configure the
-//     upstream not to put addresses there.
+//   - In calls the upstream makes, its Call-ID is replaced and an IP
+//     address in the host of its From and P-Asserted-Identity by ours
+//     (topology_ids.go). A host name there stays (the operator chose it),
+//     and so does the To the upstream writes (it names the trunk's side).
+//   - Other header fields the upstream adds (Diversion, History-Info,
+//     Remote-Party-ID, X- headers, the Path and Service-Route of REGISTERs
+//     forwarded to it) pass unchanged; configure the upstream not to put
+//     addresses there.
+//   - Redirects: the Contacts of a 3xx are where the caller is sent, and
+//     are relayed as the upstream wrote them.
 //   - Requests outside INVITE dialogs (OPTIONS, MESSAGE) get the same Via,
 //     Contact and header treatment, but sipwarden keeps no dialog for
 //     SUBSCRIBE or REFER, so their Contact carries no handle.
@@ -113,6 +115,9 @@ type topoDialog struct {
 	// Record-Route of the responses to its INVITE.
 	routes    string
 	routesSet bool
+	// callID is the Call-ID the trunk sees of a call from the hidden
+	// upstream, from its From ("" when unchanged; topology_ids.go).
+	callID, from string
 }
 
 // topoTx says what one forwarded request (and its responses) must hide.
@@ -138,6 +143,9 @@ type topoWorker struct {
 	uri   []byte
 	route []byte
 	rr    [16][]byte
+	// Call-ID and From hiding (topology_ids.go)
+	byCallID            map[string]*dialog
+	cid, from, pai, tmp []byte
 }
 
 // hidesFor reports whether req, an initial request, is between a trunk
@@ -269,6 +277,9 @@ func (w *worker) topoRequest(m *sip.Msg, out *transport.Listener, t *topoTx, ini
 		ed.InsertHeader(m.NumHeaders(), "Route", w.topo.route)
 	}
 	if !t.fromHidden {
+		if t.toHidden {
+			w.topoIDsRequest(m, t.dlg, false, out) // topology_ids.go
+		}
 		return
 	}
 	for i := m.Find(sip.HdrVia, 0); i >= 0; i = m.Find(sip.HdrVia, i+1) {
@@ -289,6 +300,10 @@ func (w *worker) topoRequest(m *sip.Msg, out *transport.Listener, t *topoTx, ini
 	if save {
 		d.topo.routes, d.topo.routesSet = string(saved), true
 	}
+	if initial && d != nil && d.topo.side == topoHideCaller && d.topo.callID == "" {
+		w.topoMaskCallID(m, d, out)
+	}
+	w.topoIDsRequest(m, d, true, out)
 	w.topoScrub(m, out, d, true)
 }
 
@@ -366,6 +381,9 @@ func (w *worker) topoResponse(st *serverTx, code int, vi int) bool {
 		if initialInvite && d.topo.side == topoHideCallee && code > 100 && code < 300 {
 			w.topoStripRR(m, d, code >= 200)
 		}
+		if d != nil && d.topo.callID != "" && w.aux.Parse(st.req) == nil {
+			w.topoIDsResponse(m, d, &w.aux, true) // topology_ids.go
+		}
 		return false
 	}
 	// fromHidden: the hidden sender's Vias come back in place of ours.
@@ -384,6 +402,7 @@ func (w *worker) topoResponse(st *serverTx, code int, vi int) bool {
 	}
 	w.topo.buf = b
 	ed.SetHeaderValue(vi, b)
+	w.topoIDsResponse(m, d, &w.aux, false) // topology_ids.go
 	if initialInvite && d.topo.routes != "" && code > 100 && code < 300 && m.Find(sip.HdrRecordRoute, 0) >= 0 {
 		w.topo.route = append(w.topo.route[:0], d.topo.routes...)
 		ed.InsertHeader(m.NumHeaders(), "Record-Route", w.topo.route)

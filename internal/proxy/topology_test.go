@@ -60,7 +60,7 @@ func lastTo(t *testing.T, rec *recorder, dst netip.AddrPort) (*sip.Msg, []byte) 
 }
 
 // hidden are bytes of the protected side that must never reach the trunk.
-var hidden = []string{"127.0.0.3", "5080", "10.9.9.", "Asterisk", "internal-warning"}
+var hidden = []string{"127.0.0.3", "5080", "10.9.9.", "Asterisk", "internal-warning", "::3"}
 
 // checkHidden fails when anything sent to dst holds a byte string of the protected side.
 func checkHidden(t *testing.T, rec *recorder, dst netip.AddrPort) {
@@ -163,8 +163,9 @@ func TestTopologyHidingCallFromUpstream(t *testing.T) {
 	w, rec := newTopoProxy(t, "")
 	inv := msg("INVITE sip:+15551230001@127.0.0.1:5060 SIP/2.0\n" +
 		"Via: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-u1;rport\nVia: SIP/2.0/UDP 10.9.9.5:5060;branch=z9hG4bK-u0\n" +
-		"Record-Route: <sip:10.9.9.1;lr>\nFrom: <sip:+15550009999@example.net>;tag=pf1\nTo: <sip:+15551230001@example.net>\n" +
-		"Call-ID: u1\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:5080>\nUser-Agent: Asterisk PBX 20.1\nMax-Forwards: 70\nContent-Length: 0\n\n")
+		"Record-Route: <sip:10.9.9.1;lr>\nFrom: \"Alice\" <sip:+15550009999@127.0.0.3:5080;user=phone>;tag=pf1\nTo: <sip:+15551230001@example.net>\n" +
+		"Call-ID: u1@127.0.0.3\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:5080>\nP-Asserted-Identity: <sip:+15550009999@[::3]>\n" +
+		"User-Agent: Asterisk PBX 20.1\nMax-Forwards: 70\nContent-Length: 0\n\n")
 	w.feed(uas, inv)
 	fwd, _ := lastTo(t, rec, phone)
 	checkHidden(t, rec, phone)
@@ -174,6 +175,11 @@ func TestTopologyHidingCallFromUpstream(t *testing.T) {
 	}
 	contact := fwd.Get(sip.HdrContact)
 	handle := string(contact[1 : len(contact)-1])
+	callID := string(fwd.CallID())
+	if !strings.HasPrefix(callID, "swc") || string(fwd.Get(sip.HdrFrom)) != `"Alice" <sip:+15550009999@127.0.0.1:5060;user=phone>;tag=pf1` ||
+		string(fwd.Get(sip.HdrPAssertedIdentity)) != "<sip:+15550009999@127.0.0.1:5060>" {
+		t.Fatalf("Call-ID, From or P-Asserted-Identity of the INVITE to the trunk:\n%s", fwd.Bytes())
+	}
 
 	// The trunk answers, reflecting the Record-Route it got.
 	ok := sip.AppendResponse(nil, fwd, 200, "OK", []byte("tt"), "",
@@ -183,6 +189,9 @@ func TestTopologyHidingCallFromUpstream(t *testing.T) {
 	if back.StatusCode() != 200 || back.Count(sip.HdrVia) != 1 ||
 		string(back.Get(sip.HdrVia)) != "SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-u1;rport, SIP/2.0/UDP 10.9.9.5:5060;branch=z9hG4bK-u0" {
 		t.Fatalf("200 to the PBX lost its Vias:\n%s", back.Bytes())
+	}
+	if string(back.CallID()) != "u1@127.0.0.3" || string(back.Get(sip.HdrFrom)) != `"Alice" <sip:+15550009999@127.0.0.3:5080;user=phone>;tag=pf1` {
+		t.Fatalf("200 to the PBX lost its Call-ID or From:\n%s", back.Bytes())
 	}
 	var rrs []string
 	for i := back.Find(sip.HdrRecordRoute, 0); i >= 0; i = back.Find(sip.HdrRecordRoute, i+1) {
@@ -194,14 +203,22 @@ func TestTopologyHidingCallFromUpstream(t *testing.T) {
 
 	// The trunk's BYE (callee to caller) goes to the PBX's Contact through its proxy.
 	bye := msg("BYE " + handle + " SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bK-tb1\nRoute: <sip:127.0.0.1:5060;lr>\n" +
-		"From: <sip:+15551230001@example.net>;tag=tt\nTo: <sip:+15550009999@example.net>;tag=pf1\nCall-ID: u1\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n")
+		"From: <sip:+15551230001@example.net>;tag=tt\nTo: " + string(fwd.Get(sip.HdrFrom)) + "\nCall-ID: " + callID + "\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n")
 	w.feed(phone, bye)
 	fbye, _ := lastTo(t, rec, uas)
-	if fbye.Method() != sip.BYE || string(fbye.RequestURI()) != "sip:pbx@127.0.0.3:5080" || string(fbye.Get(sip.HdrRoute)) != "<sip:10.9.9.1;lr>" {
+	if fbye.Method() != sip.BYE || string(fbye.RequestURI()) != "sip:pbx@127.0.0.3:5080" || string(fbye.Get(sip.HdrRoute)) != "<sip:10.9.9.1;lr>" ||
+		string(fbye.CallID()) != "u1@127.0.0.3" || string(fbye.Get(sip.HdrTo)) != `"Alice" <sip:+15550009999@127.0.0.3:5080;user=phone>;tag=pf1` {
 		t.Fatalf("BYE to the PBX:\n%s", fbye.Bytes())
 	}
 	w.feed(uas, sip.AppendResponse(nil, fbye, 200, "OK", nil, "Asterisk PBX 20.1", nil))
+	ok200, _ := lastTo(t, rec, phone)
+	if ok200.StatusCode() != 200 || string(ok200.CallID()) != callID || string(ok200.Get(sip.HdrTo)) != string(fwd.Get(sip.HdrFrom)) {
+		t.Errorf("200 for the BYE to the trunk:\n%s", ok200.Bytes())
+	}
 	checkHidden(t, rec, phone)
+	if len(w.topo.byCallID) != 0 {
+		t.Errorf("%d masked Call-IDs left after the call", len(w.topo.byCallID))
+	}
 }
 
 // TestTopologyHidingOff: with topology_hiding: false the PBX's Contact and
@@ -367,4 +384,26 @@ func TestTopologyHidingInDialogMethods(t *testing.T) {
 			checkHidden(t, rec, uac)
 		})
 	}
+}
+
+// TestTopologyHidingHangupFromUpstream: when sipwarden ends a call the PBX
+// made (a fraud rule), the BYE to the trunk carries the Call-ID and From
+// the trunk knows, the BYE to the PBX its own.
+func TestTopologyHidingHangupFromUpstream(t *testing.T) {
+	w, rec := newTopoProxy(t, "")
+	w.feed(uas, msg("INVITE sip:+15551230001@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-h1\n"+
+		"From: <sip:+15550009999@127.0.0.3>;tag=pf1\nTo: <sip:+15551230001@example.net>\nCall-ID: h1@127.0.0.3\nCSeq: 1 INVITE\n"+
+		"Contact: <sip:pbx@127.0.0.3:5080>\nMax-Forwards: 70\nContent-Length: 0\n\n"))
+	fwd, _ := lastTo(t, rec, phone)
+	w.feed(phone, sip.AppendResponse(nil, fwd, 200, "OK", []byte("tt"), "", []byte("Contact: <sip:phone@127.0.0.2:5070>\r\n")))
+	w.hangup("h1@127.0.0.3", "fraud", "test_rule")
+	toTrunk, _ := lastTo(t, rec, phone)
+	toPBX, _ := lastTo(t, rec, uas)
+	if toTrunk.Method() != sip.BYE || string(toTrunk.CallID()) != string(fwd.CallID()) || string(toTrunk.Get(sip.HdrFrom)) != string(fwd.Get(sip.HdrFrom)) {
+		t.Errorf("BYE to the trunk:\n%s", toTrunk.Bytes())
+	}
+	if toPBX.Method() != sip.BYE || string(toPBX.CallID()) != "h1@127.0.0.3" || string(toPBX.Get(sip.HdrTo)) != "<sip:+15550009999@127.0.0.3>;tag=pf1" {
+		t.Errorf("BYE to the PBX:\n%s", toPBX.Bytes())
+	}
+	checkHidden(t, rec, phone)
 }

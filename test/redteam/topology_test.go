@@ -42,10 +42,12 @@ trunks:
 // address, or a phone) learns the protected PBX's address from the calls it
 // makes and takes: the PBX's Contact (the remote target), Via, its proxy's
 // Record-Route, its Server and User-Agent. A capture on the trunk's side of
-// three calls through sipwarden (SIPp's built-in uac and uas; then one each
-// way, with a re-INVITE from either side, a BYE from either side and a
-// Record-Route entry on the PBX's side) holds no byte of the PBX's address
-// or port; every call completes with SIPp on both sides.
+// three calls through sipwarden (SIPp's built-in uac and uas, each way; and
+// one from the trunk with a re-INVITE from either side and a Record-Route
+// entry on the PBX's side; BYE from either side) holds no byte of the PBX's
+// address or port, although the PBX writes it into its Contact, Via,
+// Record-Route, Server and User-Agent, and (SIPp's built-in uac) into its
+// Call-ID and From; every call completes with SIPp on both sides.
 func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 	tshark := testbed.RequireTool(t, "tshark", "tshark")
 	testenv.Root(t, "capturing with tshark")
@@ -85,28 +87,13 @@ func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 
 	// Call 0, trunk to PBX, with SIPp's built-in scenarios (their ACK and
 	// BYE go to the address the INVITE went to, not to the remote target).
-	sipp := testbed.RequireTool(t, "sipp", "sip-tester")
-	builtin := exec.Command(sipp, "-sn", "uas", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-nostdin", "-m", "1")
-	builtin.Dir = t.TempDir()
-	var builtinOut testbed.SyncBuffer
-	builtin.Stdout, builtin.Stderr = &builtinOut, &builtinOut
-	if err := builtin.Start(); err != nil {
-		t.Fatal(err)
-	}
-	builtinDone := make(chan struct{})
-	go func() { _ = builtin.Wait(); close(builtinDone) }()
-	t.Cleanup(func() { _ = builtin.Process.Kill(); <-builtinDone })
-	time.Sleep(300 * time.Millisecond) // let it bind, as testbed.StartUAS does
+	pbx0 := startBuiltinUAS(t, "127.0.0.3", pbxPort)
 	res := testbed.RunSipp(t, 60*time.Second, "-sn", "uac", "-i", "127.0.0.2", "-p", "0", "-s", "+15551230001", "-m", "1",
 		"-timeout", "60s", "-timeout_error", "-recv_timeout", "10000", "-d", "200", e.SIPAddr())
 	if res.Successful != 1 || res.Failed != 0 {
-		t.Fatalf("call from the trunk (built-in scenarios): %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, builtinOut.String())
+		t.Fatalf("call from the trunk (built-in scenarios): %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, pbx0.Out.String())
 	}
-	select {
-	case <-builtinDone:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the PBX's side of call 0 did not end:\n%s", builtinOut.String())
-	}
+	waitDone(t, pbx0, "the PBX's side of call 0")
 
 	// Call 1, trunk to PBX: re-INVITE both ways, the trunk hangs up.
 	pbx := testbed.StartUAS(t, "topo_pbx_uas.xml", pbxPort, "-m", "1")
@@ -114,25 +101,17 @@ func TestTrunkLearnsUpstreamTopology(t *testing.T) {
 	if res.Successful != 1 || res.Failed != 0 {
 		t.Fatalf("call from the trunk: %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, pbx.Out.String())
 	}
-	select {
-	case <-pbx.Done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the PBX's side of call 1 did not end:\n%s", pbx.Out.String())
-	}
+	waitDone(t, pbx, "the PBX's side of call 1")
 
-	// Call 2, PBX to trunk: the PBX hangs up.
-	phone := testbed.StartUASAt(t, "127.0.0.2", "uas.xml", trunkPort, "-m", "1")
-	res = testbed.RunSipp(t, 60*time.Second, "-sf", testbed.ScenarioPath("topo_pbx_uac.xml"), "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort),
-		"-s", "+15551230001", "-cid_str", "%u-%p@pbx.example.net", "-m", "1", "-timeout", "60s", "-timeout_error",
-		"-recv_timeout", "10000", e.SIPAddr())
+	// Call 2, PBX to trunk, with SIPp's built-in scenarios: the PBX writes
+	// its address into the Call-ID and the From too; it hangs up.
+	phone := startBuiltinUAS(t, "127.0.0.2", trunkPort)
+	res = testbed.RunSipp(t, 60*time.Second, "-sn", "uac", "-i", "127.0.0.3", "-p", strconv.Itoa(pbxPort), "-s", "+15551230001", "-m", "1",
+		"-timeout", "60s", "-timeout_error", "-recv_timeout", "10000", "-d", "200", e.SIPAddr())
 	if res.Successful != 1 || res.Failed != 0 {
-		t.Fatalf("call from the PBX: %s\n%s\ntrunk:\n%s", testbed.FmtCalls(res), res.Screen, phone.Out.String())
+		t.Fatalf("call from the PBX (built-in scenarios): %s\n%s\ntrunk:\n%s", testbed.FmtCalls(res), res.Screen, phone.Out.String())
 	}
-	select {
-	case <-phone.Done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the trunk's side of call 2 did not end:\n%s", phone.Out.String())
-	}
+	waitDone(t, phone, "the trunk's side of call 2")
 	stop()
 
 	// Every payload to and from the trunk, as text.
@@ -231,6 +210,33 @@ func TestInDialogRequestURISteering(t *testing.T) {
 	bye := recvRequest(t, pbx, "BYE")
 	if ruri := strings.Fields(bye.Raw)[1]; ruri != pbxContact || bye.Get("CSeq") != "3 BYE" {
 		t.Fatalf("the PBX got BYE %s (CSeq %s), want the trunk's real BYE to %s:\n%s", ruri, bye.Get("CSeq"), pbxContact, bye.Raw)
+	}
+}
+
+// startBuiltinUAS starts SIPp's built-in uas scenario on ip:port for one call.
+func startBuiltinUAS(t *testing.T, ip string, port int) *testbed.UAS {
+	t.Helper()
+	sipp := testbed.RequireTool(t, "sipp", "sip-tester")
+	u := &testbed.UAS{Cmd: exec.Command(sipp, "-sn", "uas", "-i", ip, "-p", strconv.Itoa(port), "-nostdin", "-m", "1"),
+		Done: make(chan struct{}), Out: &testbed.SyncBuffer{}}
+	u.Cmd.Dir = t.TempDir()
+	u.Cmd.Stdout, u.Cmd.Stderr = u.Out, u.Out
+	if err := u.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.Cmd.Wait(); close(u.Done) }()
+	t.Cleanup(func() { _ = u.Cmd.Process.Kill(); <-u.Done })
+	time.Sleep(300 * time.Millisecond) // let it bind, as testbed.StartUAS does
+	return u
+}
+
+// waitDone waits for a one-call SIPp UAS to end.
+func waitDone(t *testing.T, u *testbed.UAS, what string) {
+	t.Helper()
+	select {
+	case <-u.Done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not end:\n%s", what, u.Out.String())
 	}
 }
 
