@@ -9,7 +9,7 @@ package proxy
 // hidden upstream (topoHideCaller):
 //
 //   - the trunk sees another Call-ID, "swc" + an HMAC of the upstream's
-//     (hex) + "-" + a small counter. The counter is chosen so that the new
+//     and of its From tag (hex) + "-" + a small counter. The counter is chosen so that the new
 //     Call-ID hashes to the worker that owns the call (Proxy.HandlePacket
 //     picks the worker by a hash of the Call-ID): the trunk's requests and
 //     responses then reach the dialog without any change to the worker
@@ -47,6 +47,8 @@ func (w *worker) topoMaskCallID(m *sip.Msg, d *dialog, out *transport.Listener) 
 	mac.Reset()
 	_, _ = mac.Write(one[:])
 	_, _ = mac.Write(m.CallID())
+	_, _ = mac.Write(nul[:])
+	_, _ = mac.Write(m.FromTag()) // one masked Call-ID per dialog
 	sum := mac.Sum(w.topo.sum[:0])
 	b := append(w.topo.buf[:0], topoCallIDPrefix...)
 	b = hex.AppendEncode(b, sum[:12])
