@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 	"testing"
@@ -406,4 +407,34 @@ func TestTopologyHidingHangupFromUpstream(t *testing.T) {
 		t.Errorf("BYE to the PBX:\n%s", toPBX.Bytes())
 	}
 	checkHidden(t, rec, phone)
+}
+
+// TestMaskedCallIDStaysOnItsWorker: the Call-ID a trunk sees for a call from
+// the upstream brings the trunk's messages to the worker that owns the call.
+func TestMaskedCallIDStaysOnItsWorker(t *testing.T) {
+	p, _, rec, _ := newTestProxy(t)
+	q, err := New(Options{Sender: rec, Runtime: p.Runtime(), Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	seen := map[string]bool{}
+	for i := range 64 {
+		inv := msg(fmt.Sprintf("INVITE sip:+15551230001@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:5080;branch=z9hG4bK-%d\n"+
+			"From: <sip:a@127.0.0.3>;tag=t%d\nTo: <sip:b@example.net>\nCall-ID: %d@127.0.0.3\nCSeq: 1 INVITE\nContent-Length: 0\n\n", i, i, i))
+		w := q.workers[maphash.Bytes(q.seed, sip.ScanCallID(inv))%4]
+		var m sip.Msg
+		if err := m.Parse(inv); err != nil {
+			t.Fatal(err)
+		}
+		d := &dialog{}
+		w.topoHandle(d, m.CallID(), m.FromTag())
+		w.topoMaskCallID(&m, d, nil)
+		masked := []byte("BYE sip:x SIP/2.0\r\nCall-ID: " + d.topo.callID + "\r\n\r\n")
+		if got := q.workers[maphash.Bytes(q.seed, sip.ScanCallID(masked))%4]; got != w || !strings.HasPrefix(d.topo.callID, "swc") || seen[d.topo.callID] {
+			t.Fatalf("Call-ID %d: masked %q goes to worker %d, the call is on %d", i, d.topo.callID, got.id, w.id)
+		}
+		seen[d.topo.callID] = true
+		w.topoEnd(d)
+	}
 }
