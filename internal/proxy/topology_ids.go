@@ -169,7 +169,7 @@ func (w *worker) topoHostRewrite(value []byte, out *transport.Listener) ([]byte,
 	// u.Host is a subslice of value: its offset is the difference of capacities.
 	start := cap(value) - cap(u.Host)
 	end := start + len(u.Host)
-	if start < 0 || end > len(value) {
+	if start < 0 || end > len(value) || !bytes.Equal(value[start:end], u.Host) {
 		return nil, false
 	}
 	if start > 0 && value[start-1] == '[' {

@@ -438,3 +438,42 @@ func TestMaskedCallIDStaysOnItsWorker(t *testing.T) {
 		w.topoEnd(d)
 	}
 }
+
+func TestTopoHostRewrite(t *testing.T) {
+	_, w, _, _ := newTestProxy(t)
+	l := w.p.opt.Sender.ListenerFor(sip.UDP, uas.Addr())
+	for in, want := range map[string]string{
+		`<sip:+1555@10.0.0.5>;tag=a`:                   `<sip:+1555@127.0.0.1:5060>;tag=a`,
+		`"Al" <sip:al@10.0.0.5:5080;user=phone>;tag=a`: `"Al" <sip:al@127.0.0.1:5060;user=phone>;tag=a`,
+		`<sip:al@[2001:db8::5]:5080>`:                  `<sip:al@127.0.0.1:5060>`,
+		`sip:al@10.0.0.5;tag=a`:                        `sip:al@127.0.0.1:5060;tag=a`,
+		`"10.0.0.5" <sip:al@10.0.0.5>`:                 `"10.0.0.5" <sip:al@127.0.0.1:5060>`,
+		`<sip:al@pbx.example.net>;tag=a`:               "", // a name stays
+		`<tel:+15551234567>`:                           "",
+		`garbage`:                                      "",
+	} {
+		got, ok := w.topoHostRewrite([]byte(in), l)
+		if (want == "") == ok || ok && string(got) != want {
+			t.Errorf("topoHostRewrite(%s) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+// FuzzTopoHostRewrite: any From value is either left alone or rewritten
+// into a value that still parses, without the old host.
+func FuzzTopoHostRewrite(f *testing.F) {
+	for _, s := range []string{`<sip:+1555@10.0.0.5>;tag=a`, `"x" <sip:a@[::1]:5>`, `sip:a@1.2.3.4:5;x`, `<sips:a:b@1.2.3.4:99?h=v>`} {
+		f.Add(s)
+	}
+	_, w, _, _ := newTestProxy(f)
+	l := w.p.opt.Sender.ListenerFor(sip.UDP, uas.Addr())
+	f.Fuzz(func(t *testing.T, in string) {
+		got, ok := w.topoHostRewrite([]byte(in), l)
+		if !ok {
+			return
+		}
+		if _, _, err := sip.ParseNameAddr(got); err != nil {
+			t.Fatalf("%q became %q, which does not parse: %v", in, got, err)
+		}
+	})
+}
