@@ -271,6 +271,10 @@ type Trunk struct {
 	// with REFER, to targets the fraud destination policy would accept for
 	// a new call of the trunk; by default (deny) a REFER gets 403.
 	AllowTransfers bool
+	// TopologyHiding keeps the protected side's addresses (Contact, Via,
+	// Record-Route, Server/User-Agent, Warning) from this trunk and its
+	// phones (default true; see package proxy, topology.go).
+	TopologyHiding bool
 }
 
 // Values of Trunk.Auth.

@@ -163,6 +163,8 @@ type rawTrunk struct {
 	Media    rawTrunkMedia   `yaml:"media"`
 	// Transfers: deny (default) or allow.
 	Transfers string `yaml:"transfers"`
+	// TopologyHiding is a pointer so that absent means the default (on).
+	TopologyHiding *bool `yaml:"topology_hiding"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -199,7 +201,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -663,6 +665,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		base := p("trunks", i)
 		checkName(append(base, "name"), t.Name)
 		tr := Trunk{Name: t.Name, Auth: t.Auth, Upstream: t.Upstream, TLS: TrunkTLS{RequireClientCert: t.TLS.RequireClientCert}}
+		tr.TopologyHiding = t.TopologyHiding == nil || *t.TopologyHiding
 		switch t.Auth {
 		case "", AuthIP:
 			tr.Auth = AuthIP
