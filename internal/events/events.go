@@ -77,6 +77,13 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// CDRStore: the CDR writer's store became unreachable (Reason
+	// store_unavailable: records go to the local journal) or answered again
+	// (store_recovered), a record it refused was set aside in the
+	// dead-letter file (dead_letter), or records were lost because the
+	// journal is full (journal_full) or there is none and the queue is full
+	// (queue_full).
+	CDRStore
 )
 
 var kindNames = [...]string{
@@ -107,6 +114,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	CDRStore:              "cdr_store",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -1,6 +1,6 @@
 // Package postgres is the CDR store for clusters: several sipwarden nodes
-// write to one PostgreSQL database (pgx, a connection pool, batched inserts
-// with COPY).
+// write to one PostgreSQL database (pgx, a connection pool, one INSERT per
+// batch from arrays, skipping records whose UID is already stored).
 package postgres
 
 import (
@@ -17,8 +17,9 @@ import (
 
 // Store is a CDR store in PostgreSQL.
 type Store struct {
-	pool  *pgxpool.Pool
-	table string
+	pool   *pgxpool.Pool
+	table  string
+	insert string
 }
 
 var _ cdr.Store = (*Store)(nil)
@@ -39,8 +40,10 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool, table: pgx.Identifier{table}.Sanitize()}
+	s.insert = insertSQL(s.table)
 	ddl := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s (
 		id          BIGSERIAL PRIMARY KEY,
+		uid         TEXT,
 		call_id     TEXT NOT NULL,
 		trunk       TEXT NOT NULL,
 		upstream    TEXT NOT NULL,
@@ -64,9 +67,12 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS caller_media TEXT NOT NULL DEFAULT '';
 	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS callee_media TEXT NOT NULL DEFAULT '';
 	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS identity TEXT NOT NULL DEFAULT '';
+	ALTER TABLE %[1]s ADD COLUMN IF NOT EXISTS uid TEXT;
 	CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (start_at);
-	CREATE INDEX IF NOT EXISTS %[3]s ON %[1]s (trunk, start_at);`,
-		s.table, pgx.Identifier{table + "_start"}.Sanitize(), pgx.Identifier{table + "_trunk_start"}.Sanitize())
+	CREATE INDEX IF NOT EXISTS %[3]s ON %[1]s (trunk, start_at);
+	CREATE UNIQUE INDEX IF NOT EXISTS %[4]s ON %[1]s (uid);`,
+		s.table, pgx.Identifier{table + "_start"}.Sanitize(), pgx.Identifier{table + "_trunk_start"}.Sanitize(),
+		pgx.Identifier{table + "_uid"}.Sanitize())
 	if _, err := pool.Exec(ctx, ddl); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("create CDR schema: %w", err)
@@ -74,30 +80,70 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 	return s, nil
 }
 
-var columns = []string{"call_id", "trunk", "upstream", "direction", "src_addr", "transport", "from_num", "to_num",
+var columns = []string{"uid", "call_id", "trunk", "upstream", "direction", "src_addr", "transport", "from_num", "to_num",
 	"start_at", "answer_at", "end_at", "duration_ms", "final_code", "disposition", "stage", "reason",
 	"caller_media", "callee_media", "identity"}
 
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
+// columnTypes are the array types of columns, for unnest.
+var columnTypes = []string{"text", "text", "text", "text", "text", "text", "text", "text", "text",
+	"timestamptz", "timestamptz", "timestamptz", "bigint", "integer", "text", "text", "text",
+	"text", "text", "text"}
+
+func insertSQL(table string) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") SELECT * FROM unnest(")
+	for i, t := range columnTypes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d::%s[]", i+1, t)
 	}
-	return t
+	b.WriteString(") ON CONFLICT (uid) DO NOTHING")
+	return b.String()
 }
 
-// Insert stores recs with one COPY (one transaction).
+// Insert stores recs with one INSERT (one transaction), their text escaped
+// (cdr.EscapeText): PostgreSQL's text takes neither NUL nor invalid UTF-8.
+// A record whose UID is already stored is skipped.
 func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
-	rows := make([][]any, len(recs))
-	for i, r := range recs {
-		rows[i] = []any{r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport, r.From, r.To,
-			r.Start, nullTime(r.Answer), r.End, r.Duration.Milliseconds(), r.FinalCode, string(r.Disposition), r.Stage, r.Reason,
-			r.CallerMedia, r.CalleeMedia, r.Identity}
+	if len(recs) == 0 {
+		return nil
 	}
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{strings.Trim(s.table, `"`)}, columns, pgx.CopyFromRows(rows))
+	n := len(recs)
+	var (
+		uid                                                              = make([]*string, n)
+		callID, trunk, upstream, direction, srcAddr, transport, from, to = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		start, end                                                       = make([]time.Time, n), make([]time.Time, n)
+		answer                                                           = make([]*time.Time, n)
+		durMS                                                            = make([]int64, n)
+		code                                                             = make([]int32, n)
+		disp, stage, reason, callerMedia, calleeMedia, identity          = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	)
+	for i, r := range recs {
+		r = cdr.EscapeRecord(r)
+		if r.UID != "" {
+			uid[i] = &r.UID
+		}
+		callID[i], trunk[i], upstream[i], direction[i], srcAddr[i], transport[i], from[i], to[i] =
+			r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport, r.From, r.To
+		start[i], end[i] = r.Start, r.End
+		if !r.Answer.IsZero() {
+			answer[i] = &r.Answer
+		}
+		durMS[i], code[i] = r.Duration.Milliseconds(), int32(r.FinalCode)
+		disp[i], stage[i], reason[i], callerMedia[i], calleeMedia[i], identity[i] =
+			string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia, r.Identity
+	}
+	_, err := s.pool.Exec(ctx, s.insert, uid, callID, trunk, upstream, direction, srcAddr, transport, from, to,
+		start, answer, end, durMS, code, disp, stage, reason, callerMedia, calleeMedia, identity)
 	return err
 }
 
-// List returns the records matching f, ordered by start time.
+// Ping reports whether the server answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// List returns the records matching f, ordered by start time, their text
+// as stored (escaped).
 func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 	var where []string
 	var args []any
@@ -110,7 +156,7 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		where = append(where, fmt.Sprintf("start_at < $%d", len(args)))
 	}
 	if f.Trunk != "" {
-		args = append(args, f.Trunk)
+		args = append(args, cdr.EscapeText(f.Trunk))
 		where = append(where, fmt.Sprintf("trunk = $%d", len(args)))
 	}
 	q := `SELECT id, ` + strings.Join(columns, ", ") + ` FROM ` + s.table
@@ -132,9 +178,13 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		var answer *time.Time
 		var durMS int64
 		var disp string
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport, &r.From, &r.To,
+		var uid *string
+		if err := rows.Scan(&r.ID, &uid, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport, &r.From, &r.To,
 			&r.Start, &answer, &r.End, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason, &r.CallerMedia, &r.CalleeMedia, &r.Identity); err != nil {
 			return nil, err
+		}
+		if uid != nil {
+			r.UID = *uid
 		}
 		r.Start, r.End = r.Start.UTC(), r.End.UTC()
 		if answer != nil {
