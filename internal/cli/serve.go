@@ -202,12 +202,19 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cdrs = cdr.NewWriter(s.store, cdr.WriterOptions{
-		BatchSize:     cfg.CDR.BatchSize,
-		FlushInterval: cfg.CDR.FlushInterval,
-		Logger:        log,
-		Registerer:    reg,
+	// The journal and the dead-letter file live beside the other stores.
+	s.cdrs, err = cdr.OpenWriter(s.store, cdr.WriterOptions{
+		BatchSize:       cfg.CDR.BatchSize,
+		FlushInterval:   cfg.CDR.FlushInterval,
+		Dir:             cfg.Storage.Path,
+		JournalMaxBytes: cfg.CDR.JournalMaxBytes,
+		Logger:          log,
+		Registerer:      reg,
+		Bus:             bus,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("CDR writer: %w", err)
+	}
 
 	h := &lateHandler{}
 	s.transport, err = transport.NewManager(transport.Options{
@@ -372,6 +379,7 @@ func (s *server) status() any {
 		"active_calls": s.proxy.ActiveCalls(),
 		"draining":     s.proxy.Draining(),
 		"cdr_queue":    s.cdrs.QueueDepth(),
+		"cdr_backlog":  s.cdrs.Backlog(),
 	}
 }
 
