@@ -42,6 +42,7 @@ package cdr
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -121,6 +122,26 @@ type Store interface {
 	// List returns matching records ordered by Start, then ID.
 	List(ctx context.Context, f Filter) ([]Record, error)
 	Close() error
+}
+
+// ErrUnavailable marks an Insert error that says nothing about the records:
+// the store is busy, locked, full, read-only, shutting down or unreachable.
+// The Writer keeps such a batch (journal) and retries it, instead of
+// splitting it to find a bad record. Stores mark their errors with
+// Unavailable.
+var ErrUnavailable = errors.New("CDR store unavailable")
+
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string   { return e.err.Error() }
+func (e unavailableError) Unwrap() []error { return []error{e.err, ErrUnavailable} }
+
+// Unavailable marks err (non-nil) as ErrUnavailable, keeping it in the chain.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailableError{err}
 }
 
 // Pinger is implemented by stores that can tell whether they are reachable.

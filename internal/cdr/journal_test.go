@@ -120,6 +120,32 @@ func TestWriterSplitsRefusedBatch(t *testing.T) {
 	}
 }
 
+// A store that answers but says it cannot take the batch now (busy,
+// locked, full: cdr.ErrUnavailable) is not a bad record: the batch is kept
+// whole, journaled and retried, and nothing is set aside.
+func TestWriterKeepsBatchWhenStoreBusy(t *testing.T) {
+	st := &memStore{busyN: 3}
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	w, err := cdr.OpenWriter(st, cdr.WriterOptions{Dir: dir, BatchSize: 8, FlushInterval: time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		w.Write(cdr.Record{CallID: fmt.Sprintf("b%d", i)})
+	}
+	waitFor(t, "8 records stored", func() bool { n, _ := st.count(); return n == 8 })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cdr.DeadLetterFile)); err == nil {
+		t.Error("records of a busy store were set aside")
+	}
+	if v := gaugeValue(t, reg, "sipwarden_cdr_write_errors_total"); v != 3 {
+		t.Errorf("%v failed inserts, want 3 (the batch whole each time, never split)", v)
+	}
+}
+
 // While the store is down, Write returns at once, records go to the
 // journal, and when the store is back they arrive once each, in order.
 func TestWriterJournalsWhileDownAndReplaysInOrder(t *testing.T) {

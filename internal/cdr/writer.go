@@ -353,7 +353,7 @@ func (w *Writer) storeBatch(recs []Record) error {
 		return nil
 	}
 	w.errors.Inc()
-	if !w.reachable() {
+	if w.unavailable(err) {
 		return err
 	}
 	if len(recs) == 1 {
@@ -361,7 +361,7 @@ func (w *Writer) storeBatch(recs []Record) error {
 			return nil
 		}
 		w.errors.Inc()
-		if !w.reachable() {
+		if w.unavailable(err) {
 			return err
 		}
 		return w.deadLetter(recs[0], err)
@@ -382,6 +382,14 @@ func (w *Writer) insert(recs []Record) error {
 	w.written.Add(float64(len(recs)))
 	w.storeAnswers()
 	return nil
+}
+
+// unavailable tells a store that is down (or busy) from one that refused
+// the records: the store's own word (ErrUnavailable), a timeout, or a ping
+// that fails.
+func (w *Writer) unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		!w.reachable()
 }
 
 func (w *Writer) reachable() bool {

@@ -25,6 +25,7 @@ type memStore struct {
 	uids    map[string]bool
 	batches int
 	failN   int
+	busyN   int // inserts that fail with a busy store that still answers pings
 	refuse  func(cdr.Record) bool
 	block   chan struct{} // when set, Insert waits for it to close
 }
@@ -41,6 +42,10 @@ func (s *memStore) Insert(_ context.Context, recs []cdr.Record) error {
 	if s.failN > 0 {
 		s.failN--
 		return errors.New("database is down")
+	}
+	if s.busyN > 0 {
+		s.busyN--
+		return cdr.Unavailable(errors.New("database is locked"))
 	}
 	for _, r := range recs {
 		if s.refuse != nil && s.refuse(r) {

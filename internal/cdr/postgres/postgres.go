@@ -5,11 +5,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
@@ -136,7 +138,24 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	}
 	_, err := s.pool.Exec(ctx, s.insert, uid, callID, trunk, upstream, direction, srcAddr, transport, from, to,
 		start, answer, end, durMS, code, disp, stage, reason, callerMedia, calleeMedia, identity)
-	return err
+	return classify(err)
+}
+
+// classify marks the server's errors that are not about the records
+// (anything but a data exception, an integrity violation or a program
+// limit: the statement is fixed, so the rest is the server's state) as
+// cdr.ErrUnavailable. Other errors (the connection) are left to the
+// writer's ping.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch {
+	case strings.HasPrefix(pe.Code, "22"), strings.HasPrefix(pe.Code, "23"), strings.HasPrefix(pe.Code, "54"):
+		return err
+	}
+	return cdr.Unavailable(err)
 }
 
 // Ping reports whether the server answers.

@@ -5,13 +5,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
 )
@@ -127,6 +129,25 @@ func nullString(s string) any {
 // Insert stores recs in one transaction, their text escaped
 // (cdr.EscapeText); a record whose UID is already stored is skipped.
 func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
+	return classify(s.insert(ctx, recs))
+}
+
+// classify marks SQLite's errors that are not about the records (busy,
+// locked, full, I/O, read-only, interrupted...) as cdr.ErrUnavailable: only
+// a constraint, a mismatch or a value too big is the records' fault.
+func classify(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE:
+		return err
+	}
+	return cdr.Unavailable(err)
+}
+
+func (s *Store) insert(ctx context.Context, recs []cdr.Record) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
