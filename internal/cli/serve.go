@@ -198,7 +198,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		}
 	}()
 
-	s.store, err = openCDRStore(cfg)
+	s.store, err = openCDRStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -300,12 +300,17 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	return s, nil
 }
 
-func openCDRStore(cfg *config.Config) (cdr.Store, error) {
+func openCDRStore(cfg *config.Config, log *slog.Logger) (cdr.Store, error) {
 	switch cfg.CDR.Backend {
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		st, err := cdrpostgres.Open(ctx, cfg.CDR.DSN)
+		if cdrpostgres.Unreachable(err) {
+			// Unreachable, not refused: start, and journal CDRs until it answers.
+			log.Warn("CDR store (postgres) unreachable at start; CDRs go to the journal until it answers", "err", err)
+			st, err = cdrpostgres.OpenLater(cfg.CDR.DSN)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open CDR store (postgres): %w", err)
 		}

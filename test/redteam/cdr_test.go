@@ -244,8 +244,10 @@ func (c *pgCut) setDown(down bool) {
 // for 30 s under 200 calls/s. No call is refused or delayed (SIPp fails a
 // call whose answer takes over 3 s), the CDRs wait in the local journal and
 // each arrives once when the store is back. Then the store is cut again and
-// the edge stopped with CDRs still journaled: the next start stores them
-// (before, the stop lost them after retrying for 30 s).
+// the edge stopped with CDRs still journaled (before, the stop lost them
+// after retrying for 30 s); it starts again while PostgreSQL is still away
+// (before, it could not start), takes calls, and when PostgreSQL is back
+// every CDR is stored once.
 func TestCDRStoreOutageDoesNotBlockCalls(t *testing.T) {
 	testbed.RequireTool(t, "sipp", "sip-tester")
 	cut := startPGCut(t, pgAdminDSNHost())
@@ -307,12 +309,24 @@ func TestCDRStoreOutageDoesNotBlockCalls(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(data, "cdr-journal.jsonl")); err != nil || fi.Size() == 0 {
 		t.Fatalf("no journal left by the stop: %v %v", fi, err)
 	}
-	cut.setDown(false)
+	// It starts again while PostgreSQL is still away, takes calls, and
+	// stores everything once PostgreSQL is back.
 	e2 := testbed.StartEdge(t, cdrPGConfig, pbx, map[string]any{"dsn": dsn, "data": data})
-	waitCDRs(t, db, "", 6220, 30*time.Second)
+	res = testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("uac.xml", e2.SIPAddr(), 200, 100, "-recv_timeout", "3000")...)
+	if res.Successful != 200 || res.Failed != 0 {
+		t.Fatalf("calls after a start without PostgreSQL: %s", testbed.FmtCalls(res))
+	}
+	if n, _ := cdrCount(t, db, ""); n != 6020 {
+		t.Fatalf("%d CDRs in PostgreSQL while it was cut off, want 6020", n)
+	}
+	cut.setDown(false)
+	waitCDRs(t, db, "", 6420, 30*time.Second)
 	e2.Stop()
-	if n, d := cdrCount(t, db, ""); n != 6220 || d != 6220 {
-		t.Fatalf("after the restart: %d CDRs for %d Call-IDs, want 6220 once each", n, d)
+	if n, d := cdrCount(t, db, ""); n != 6420 || d != 6420 {
+		t.Fatalf("after the restart: %d CDRs for %d Call-IDs, want 6420 once each", n, d)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "cdr-journal.jsonl")); err != nil || fi.Size() != 0 {
+		t.Errorf("journal after the replay: %v %v", fi, err)
 	}
 }
 

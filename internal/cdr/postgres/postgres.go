@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +23,10 @@ type Store struct {
 	pool   *pgxpool.Pool
 	table  string
 	insert string
+	ddl    string
+
+	mu     sync.Mutex
+	schema bool // created (or found)
 }
 
 var _ cdr.Store = (*Store)(nil)
@@ -33,17 +38,31 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // OpenTable is Open with another table name (tests use a fresh table each).
 func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	s, err := OpenLaterTable(dsn, table)
 	if err != nil {
 		return nil, err
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+	if err := s.ready(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenLater is Open for a server that may be down: it only parses dsn. The
+// connection and the schema come with the first call that reaches the
+// server; until then every call fails.
+func OpenLater(dsn string) (*Store, error) { return OpenLaterTable(dsn, "sipwarden_cdr") }
+
+// OpenLaterTable is OpenLater with another table name.
+func OpenLaterTable(dsn, table string) (*Store, error) {
+	pool, err := pgxpool.New(context.Background(), dsn) // connects on first use
+	if err != nil {
 		return nil, err
 	}
 	s := &Store{pool: pool, table: pgx.Identifier{table}.Sanitize()}
 	s.insert = insertSQL(s.table)
-	ddl := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s (
+	s.ddl = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[1]s (
 		id          BIGSERIAL PRIMARY KEY,
 		uid         TEXT,
 		call_id     TEXT NOT NULL,
@@ -75,11 +94,33 @@ func OpenTable(ctx context.Context, dsn, table string) (*Store, error) {
 	CREATE UNIQUE INDEX IF NOT EXISTS %[4]s ON %[1]s (uid);`,
 		s.table, pgx.Identifier{table + "_start"}.Sanitize(), pgx.Identifier{table + "_trunk_start"}.Sanitize(),
 		pgx.Identifier{table + "_uid"}.Sanitize())
-	if _, err := pool.Exec(ctx, ddl); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("create CDR schema: %w", err)
-	}
 	return s, nil
+}
+
+// Unreachable reports whether err (from Open) says the server did not
+// answer, rather than refused (a bad password, no such database, no right
+// to create the table): a server that is down may come back, a refusal is a
+// configuration error.
+func Unreachable(err error) bool {
+	var pe *pgconn.PgError
+	return err != nil && !errors.As(err, &pe)
+}
+
+// ready creates the schema once the server answers.
+func (s *Store) ready(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.schema {
+		return nil
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, s.ddl); err != nil {
+		return fmt.Errorf("create CDR schema: %w", err)
+	}
+	s.schema = true
+	return nil
 }
 
 var columns = []string{"uid", "call_id", "trunk", "upstream", "direction", "src_addr", "transport", "from_num", "to_num",
@@ -110,6 +151,9 @@ func insertSQL(table string) string {
 func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	if err := s.ready(ctx); err != nil {
+		return classify(err)
 	}
 	n := len(recs)
 	var (
@@ -159,11 +203,19 @@ func classify(err error) error {
 }
 
 // Ping reports whether the server answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.ready(ctx); err != nil {
+		return err
+	}
+	return s.pool.Ping(ctx)
+}
 
 // List returns the records matching f, ordered by start time, their text
 // as stored (escaped).
 func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
+	if err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	var where []string
 	var args []any
 	if !f.Since.IsZero() {

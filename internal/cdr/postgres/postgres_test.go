@@ -85,3 +85,29 @@ func TestClassify(t *testing.T) {
 		t.Error("a connection error is left to the writer's ping")
 	}
 }
+
+// A server that is down at start is not a configuration error: Open says it
+// is unreachable, and OpenLater gives a store that fails until the server
+// answers (the writer journals meanwhile).
+func TestOpenLaterWhileDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	down := "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"
+	if _, err := Open(ctx, down); !Unreachable(err) {
+		t.Fatalf("Open of a closed port: %v, want unreachable", err)
+	}
+	s, err := OpenLater(down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("ping of a closed port succeeded")
+	}
+	if err := s.Insert(ctx, []cdr.Record{{CallID: "x"}}); err == nil {
+		t.Fatal("insert into a closed port succeeded")
+	}
+	if _, err := OpenLater("postgres://%zz"); err == nil {
+		t.Error("a malformed DSN accepted")
+	}
+}
