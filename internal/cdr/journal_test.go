@@ -385,3 +385,36 @@ func FuzzEscapeText(f *testing.F) {
 }
 
 func utf8ValidNoNUL(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// A journal line that does not decode (the file was edited or damaged) does
+// not stop the replay: it goes to the dead-letter file as it was.
+func TestWriterSetsAsideDamagedJournalLine(t *testing.T) {
+	dir := t.TempDir()
+	good := func(id string) string {
+		b, _ := json.Marshal(cdr.Record{UID: id, CallID: id})
+		return string(b) + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, cdr.JournalFile), []byte(good("a")+"{\"CallID\": 12, garbage\xff\n"+good("b")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := &memStore{}
+	w, err := cdr.OpenWriter(st, cdr.WriterOptions{Dir: dir, FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the two good records", func() bool { n, _ := st.count(); return n == 2 && w.Backlog() == 0 })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, cdr.DeadLetterFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Error string
+		Line  string `json:"journal_line"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil || d.Error != "journal line unreadable" || d.Line != `{"CallID": 12, garbage\xff` {
+		t.Fatalf("dead letter %q: %+v %v", b, d, err)
+	}
+}

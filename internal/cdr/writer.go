@@ -465,6 +465,12 @@ func (w *Writer) replayStep() {
 		w.storeDown(err) // try again later
 		return
 	}
+	if len(recs) == 0 && len(bad) == 0 && next < w.jrn.size.Load() {
+		// Bytes without a line end where a line should be: wait rather than spin.
+		w.log.Error("CDR journal has an incomplete line", "file", w.jrn.path, "offset", next)
+		w.retryAt = time.Now().Add(w.opt.FlushInterval)
+		return
+	}
 	for _, line := range bad {
 		if err := w.deadLetterLine(line); err != nil {
 			w.storeDown(err)
