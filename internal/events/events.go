@@ -77,6 +77,10 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// Unauthenticated: INVITEs challenged or refused while their source had
+	// not authenticated (they write no CDR); sampled, at most one event a
+	// second, Detail telling how many since the previous one.
+	Unauthenticated
 	// CDRStore: the CDR writer's store became unreachable (Reason
 	// store_unavailable: records go to the local journal) or answered again
 	// (store_recovered), a record it refused was set aside in the
@@ -114,6 +118,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	Unauthenticated:       "unauthenticated",
 	CDRStore:              "cdr_store",
 }
 
