@@ -10,10 +10,13 @@
 //     not part of valid UTF-8 as `\xNN`; all else is kept. The rule is the
 //     same for every store (SQLite and PostgreSQL escape in Insert, and List
 //     returns the text as stored); UnescapeText gives the exact bytes back.
-//   - A batch the store refuses while it is reachable (Pinger) is split in
-//     halves until the refused records are alone; each is appended, with the
-//     error, to the dead-letter file cdr-dead-letter.jsonl (JSON lines) in
-//     the writer's directory, with a cdr_store event (reason dead_letter).
+//   - A batch the store refuses while it is reachable (Pinger) and not
+//     merely busy (ErrUnavailable) is split in halves until the refused
+//     records are alone; each is appended to the dead-letter file
+//     cdr-dead-letter.jsonl in the writer's directory, one JSON object a
+//     line ({"time", "error", "record"} with the record escaped, or
+//     "journal_line" for a journal line that did not decode), with a
+//     cdr_store event (reason dead_letter).
 //   - When the store is unreachable, or the in-memory queue is full, records
 //     go to a local append-only journal, cdr-journal.jsonl (JSON lines of
 //     escaped records), in the same directory. Write never waits: it queues,
