@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,7 @@ type Writer struct {
 	uidRaw    []byte
 
 	inBatch atomic.Int64
+	writing atomic.Int64 // Writes under way
 
 	written, errors, full, lost, deadLetters prometheus.Counter
 	storeUp                                  prometheus.Gauge
@@ -158,6 +160,8 @@ var errQueueFull = errors.New("CDR queue full and no journal")
 // Write queues r. It never waits: when the queue is full, r goes to the
 // journal. A record written after Close is stored synchronously.
 func (w *Writer) Write(r Record) {
+	w.writing.Add(1) // Close's drain waits for this Write to hand r over
+	defer w.writing.Add(-1)
 	select {
 	case <-w.done:
 		w.log.Error("CDR written after close; storing it synchronously", "call_id", EscapeText(r.CallID))
@@ -241,6 +245,14 @@ func (w *Writer) add(r Record) {
 // empties the journal if the store answers; what it cannot store stays in
 // the journal for the next start.
 func (w *Writer) finish() {
+	for w.writing.Load() > 0 { // a Write that saw the writer open hands its record over
+		select {
+		case r := <-w.in:
+			w.add(r)
+		default:
+			runtime.Gosched()
+		}
+	}
 	for {
 		select {
 		case r := <-w.in:

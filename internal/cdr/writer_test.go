@@ -3,6 +3,7 @@ package cdr_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -189,5 +190,30 @@ func BenchmarkWriterWrite(b *testing.B) {
 	}
 	if err := w.Close(context.Background()); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// Records written while Close runs are stored, never dropped between the
+// last drain and the end of the writer.
+func TestWriterCloseRacesWrites(t *testing.T) {
+	st := &memStore{}
+	w := cdr.NewWriter(st, cdr.WriterOptions{BatchSize: 7, FlushInterval: time.Millisecond})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				w.Write(cdr.Record{CallID: fmt.Sprintf("%d-%d", g, i)})
+			}
+		}()
+	}
+	waitFor(t, "writes under way", func() bool { n, _ := st.count(); return n > 0 || w.Backlog() > 0 })
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if n, _ := st.count(); n != 2000 {
+		t.Fatalf("%d records stored, want 2000", n)
 	}
 }
