@@ -188,6 +188,9 @@ type CDR struct {
 	// BatchSize and FlushInterval tune the asynchronous writer.
 	BatchSize     int
 	FlushInterval time.Duration
+	// JournalMaxBytes bounds the journal that keeps records while the store
+	// is down (storage.path/cdr-journal.jsonl).
+	JournalMaxBytes int64
 }
 
 // Log configures logging.

@@ -123,6 +123,7 @@ type rawCDR struct {
 	DSN           string `yaml:"dsn"`
 	BatchSize     int    `yaml:"batch_size"`
 	FlushInterval string `yaml:"flush_interval"`
+	JournalMax    string `yaml:"journal_max_size"`
 }
 
 type rawLog struct {
@@ -197,7 +198,7 @@ var knownKeys = map[string][]string{
 	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
 	"rawAdmin":        {"listen"},
 	"rawStorage":      {"path"},
-	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
@@ -449,6 +450,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 	}
 	if c.CDR.BatchSize == 0 {
 		c.CDR.BatchSize = 256
+	}
+	c.CDR.JournalMaxBytes = int64(v.size(p("cdr", "journal_max_size"), raw.CDR.JournalMax, 1024<<20))
+	if c.CDR.JournalMaxBytes < 1<<20 {
+		v.fail(p("cdr", "journal_max_size"), "must be at least 1MiB, got %q", raw.CDR.JournalMax)
 	}
 
 	c.Log = Log{Level: raw.Log.Level, Format: raw.Log.Format}
