@@ -193,6 +193,9 @@ type CDR struct {
 	// BatchSize and FlushInterval tune the asynchronous writer.
 	BatchSize     int
 	FlushInterval time.Duration
+	// JournalMaxBytes bounds the journal that keeps records while the store
+	// is down (storage.path/cdr-journal.jsonl).
+	JournalMaxBytes int64
 }
 
 // Log configures logging.
@@ -278,6 +281,10 @@ type Trunk struct {
 	// with REFER, to targets the fraud destination policy would accept for
 	// a new call of the trunk; by default (deny) a REFER gets 403.
 	AllowTransfers bool
+	// TopologyHiding keeps the protected side's addresses (Contact, Via,
+	// Record-Route, Server/User-Agent, Warning) from this trunk and its
+	// phones (default true; see package proxy, topology.go).
+	TopologyHiding bool
 }
 
 // Values of Trunk.Auth.

@@ -123,6 +123,7 @@ type rawCDR struct {
 	DSN           string `yaml:"dsn"`
 	BatchSize     int    `yaml:"batch_size"`
 	FlushInterval string `yaml:"flush_interval"`
+	JournalMax    string `yaml:"journal_max_size"`
 }
 
 type rawLog struct {
@@ -163,6 +164,8 @@ type rawTrunk struct {
 	Media    rawTrunkMedia   `yaml:"media"`
 	// Transfers: deny (default) or allow.
 	Transfers string `yaml:"transfers"`
+	// TopologyHiding is a pointer so that absent means the default (on).
+	TopologyHiding *bool `yaml:"topology_hiding"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -195,11 +198,11 @@ var knownKeys = map[string][]string{
 	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
 	"rawAdmin":        {"listen"},
 	"rawStorage":      {"path"},
-	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -460,6 +463,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 	if c.CDR.BatchSize == 0 {
 		c.CDR.BatchSize = 256
 	}
+	c.CDR.JournalMaxBytes = int64(v.size(p("cdr", "journal_max_size"), raw.CDR.JournalMax, 1024<<20))
+	if c.CDR.JournalMaxBytes < 1<<20 {
+		v.fail(p("cdr", "journal_max_size"), "must be at least 1MiB, got %q", raw.CDR.JournalMax)
+	}
 
 	c.Log = Log{Level: raw.Log.Level, Format: raw.Log.Format}
 	switch c.Log.Level {
@@ -675,6 +682,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		base := p("trunks", i)
 		checkName(append(base, "name"), t.Name)
 		tr := Trunk{Name: t.Name, Auth: t.Auth, Upstream: t.Upstream, TLS: TrunkTLS{RequireClientCert: t.TLS.RequireClientCert}}
+		tr.TopologyHiding = t.TopologyHiding == nil || *t.TopologyHiding
 		switch t.Auth {
 		case "", AuthIP:
 			tr.Auth = AuthIP

@@ -81,6 +81,13 @@ const (
 	// not authenticated (they write no CDR); sampled, at most one event a
 	// second, Detail telling how many since the previous one.
 	Unauthenticated
+	// CDRStore: the CDR writer's store became unreachable (Reason
+	// store_unavailable: records go to the local journal) or answered again
+	// (store_recovered), a record it refused was set aside in the
+	// dead-letter file (dead_letter), or records were lost because the
+	// journal is full (journal_full) or there is none and the queue is full
+	// (queue_full).
+	CDRStore
 	// PeerOverBudget: a configured trunk or upstream went over a flood
 	// budget; its excess is shed (503 + Retry-After for INVITE and
 	// REGISTER, dropped otherwise), it is never banned (Reason: the class;
@@ -117,6 +124,7 @@ var kindNames = [...]string{
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
 	Unauthenticated:       "unauthenticated",
+	CDRStore:              "cdr_store",
 	PeerOverBudget:        "peer_over_budget",
 }
 

@@ -24,7 +24,7 @@ import (
 // that could not be delivered, a peer over its flood budget at most once a
 // minute), never one per packet or per call of a flood.
 var DefaultWebhookKinds = []Kind{Ban, AccountLocked, RegistrationNewSource, BindingReplaced,
-	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed, PeerOverBudget}
+	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed, CDRStore, PeerOverBudget}
 
 // Webhook body formats.
 const (

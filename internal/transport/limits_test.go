@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +199,44 @@ func TestKeepaliveFlood(t *testing.T) {
 	}
 	if v := counterValue(m.met.refused.WithLabelValues("TCP", "keepalive_rate")); v != 1 {
 		t.Fatalf("keepalive_rate refusals: %v", v)
+	}
+}
+
+// A connection a phone registered over (HoldFlow) stays open on keep-alives
+// alone until the hold ends; then the idle timeout closes it.
+func TestHeldFlowOutlivesIdleTimeout(t *testing.T) {
+	s := newSink()
+	idle := 300 * time.Millisecond
+	m, err := NewManager(Options{HandshakeTimeout: time.Second, IdleTimeout: idle}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	l, _ := m.Listen(sip.TCP, netip.MustParseAddrPort("127.0.0.1:0"), "")
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte(msg("register", "")))
+	s.wait(t, 1)
+	m.HoldFlow(sip.TCP, netip.MustParseAddrPort(c.LocalAddr().String()), time.Now().Add(time.Hour))
+	// Keep-alives for four idle timeouts: each gets its pong, the connection stays.
+	pong := make([]byte, 2)
+	for end := time.Now().Add(4 * idle); time.Now().Before(end); {
+		if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatalf("held connection closed: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := io.ReadFull(c, pong); err != nil {
+			t.Fatalf("held connection closed: %v", err)
+		}
+		time.Sleep(idle / 3) // a phone's ping interval, scaled down
+	}
+	// The hold ends (unregistered): the idle timeout applies again.
+	m.HoldFlow(sip.TCP, netip.MustParseAddrPort(c.LocalAddr().String()), time.Time{})
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(pong); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after the hold ended: %v, want the connection closed by the edge", err)
 	}
 }

@@ -36,6 +36,9 @@ type Conn struct {
 	// lastMsg is when the last complete message arrived (at first: when the
 	// connection was accepted or dialled); the idle timeout runs from it.
 	lastMsg time.Time
+	// heldUntil (Unix nanoseconds) keeps the connection open past its idle
+	// timeout while a registration made over it lasts (Manager.HoldFlow).
+	heldUntil atomic.Int64
 	// pingTokens is the keep-alive budget (reader only): keep-alives spend
 	// it, complete messages and time refill it.
 	pingTokens float64
@@ -327,10 +330,14 @@ func (m *Manager) readLoop(c *Conn) {
 	for {
 		// Only complete messages move the idle deadline (frame sets
 		// lastMsg): a trickle of bytes or of keep-alives cannot hold a
-		// connection open.
-		deadline := c.lastMsg.Add(m.opt.IdleTimeout)
+		// connection open, unless a registration over it holds it
+		// (HoldFlow). The read wakes at least once an idle period to see
+		// a hold that ended.
+		deadline := c.idleDeadline(m.opt.IdleTimeout)
 		if first {
 			deadline = start.Add(m.opt.HandshakeTimeout)
+		} else if wake := time.Now().Add(m.opt.IdleTimeout); wake.Before(deadline) {
+			deadline = wake
 		}
 		_ = c.nc.SetReadDeadline(deadline)
 		n, err := c.nc.Read(chunk)
@@ -353,11 +360,43 @@ func (m *Manager) readLoop(c *Conn) {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				if !first && time.Now().Before(c.idleDeadline(m.opt.IdleTimeout)) {
+					continue // held, or woken to look at the hold: wait on
+				}
 				m.met.refused.WithLabelValues(c.transport.String(), "timeout").Inc()
 			}
 			return
 		}
 	}
+}
+
+// idleDeadline is when c is idle for too long: an idle period after its
+// last complete message, or the end of its hold if that is later (reader only).
+func (c *Conn) idleDeadline(idle time.Duration) time.Time {
+	d := c.lastMsg.Add(idle)
+	if held := time.Unix(0, c.heldUntil.Load()); held.After(d) {
+		return held
+	}
+	return d
+}
+
+// HoldFlow keeps the TCP or TLS connection from remote open until until,
+// even when only keep-alives cross it (within their budget): the registrar
+// holds the flow a phone registered over (RFC 5626), so that calls reach it
+// between its registrations. A zero until ends the hold; the idle timeout
+// then runs from the last complete message again.
+func (m *Manager) HoldFlow(t sip.Transport, remote netip.AddrPort, until time.Time) {
+	m.mu.Lock()
+	c := m.conns[connKey{t, remote}]
+	m.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if until.IsZero() {
+		c.heldUntil.Store(0)
+		return
+	}
+	c.heldUntil.Store(until.UnixNano())
 }
 
 // Keep-alives (RFC 5626 section 4.4.1) a connection may send: keepaliveBurst
