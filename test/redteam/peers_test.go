@@ -77,9 +77,11 @@ func inviteFrom(ua *testbed.RawUA, target, callID, display string) string {
 	return strings.Replace(ua.InviteText(target, callID, "z9hG4bK-"+callID, 1), "From: <sip:", "From: \""+display+"\" <sip:", 1)
 }
 
-// expectRequest waits for a request with callID at ua (skipping anything
-// else, such as answers to an attack); when none comes, the test fails
-// (and goes on) and it returns nil.
+// expectRequest waits for a request of the call callID at ua (skipping
+// anything else, such as answers to an attack); when none comes, the test
+// fails (and goes on) and it returns nil. The call is recognised by the
+// From tag InviteText gives it ("f-" and the Call-ID): topology hiding
+// replaces the Call-ID of the PBX's calls on their way to a trunk.
 func expectRequest(t *testing.T, ua *testbed.RawUA, method, callID, why string) *testbed.RawMsg {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -88,7 +90,7 @@ func expectRequest(t *testing.T, ua *testbed.RawUA, method, callID, why string) 
 		if m == nil {
 			break
 		}
-		if m.Method == method && m.Get("Call-ID") == callID {
+		if m.Method == method && (m.Get("Call-ID") == callID || strings.HasSuffix(m.Get("From"), ";tag=f-"+callID)) {
 			return m
 		}
 	}
