@@ -111,7 +111,16 @@ type rawTLS struct {
 }
 
 type rawAdmin struct {
-	Listen string `yaml:"listen"`
+	Listen            string      `yaml:"listen"`
+	Hosts             []string    `yaml:"hosts"`
+	OpenMetrics       bool        `yaml:"open_metrics"`
+	TLS               rawAdminTLS `yaml:"tls"`
+	InsecurePlaintext bool        `yaml:"insecure_plaintext"`
+}
+
+type rawAdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 type rawStorage struct {
@@ -187,7 +196,8 @@ var knownKeys = map[string][]string{
 	"rawListen":       {"url", "advertise"},
 	"plain":           {"url", "advertise"},
 	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
-	"rawAdmin":        {"listen"},
+	"rawAdmin":        {"listen", "hosts", "open_metrics", "tls", "insecure_plaintext"},
+	"rawAdminTLS":     {"cert", "key"},
 	"rawStorage":      {"path"},
 	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
 	"rawLog":          {"level", "format"},
@@ -412,12 +422,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		v.fail(p("tls"), "tls.cert and tls.key go together")
 	}
 
-	c.Admin.Listen = raw.Admin.Listen
-	if c.Admin.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
-			v.fail(p("admin", "listen"), "must be an IP address and port such as 127.0.0.1:8080, got %q", c.Admin.Listen)
-		}
-	}
+	v.admin(c, &raw.Admin)
 	c.Storage.Path = raw.Storage.Path
 	if c.Storage.Path == "" {
 		c.Storage.Path = "./data"

@@ -235,7 +235,7 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 			Peak                                     float64
 		}
 	}
-	resp, err := http.Get("http://" + e.admin + "/api/v1/incidents")
+	resp, err := e.adminGet("/api/v1/incidents")
 	if err != nil {
 		t.Fatal(err)
 	}

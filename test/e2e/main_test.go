@@ -244,9 +244,24 @@ func (e *edge) cdrs() []cdr.Record {
 	return recs
 }
 
+// adminGet reads path of the admin API with the read token of the edge's
+// storage.path (reads need a token).
+func (e *edge) adminGet(path string) (*http.Response, error) {
+	tok, err := os.ReadFile(filepath.Join(e.dir, "data", "admin.read.token"))
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+e.admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return http.DefaultClient.Do(req)
+}
+
 // metric returns the value of one sample line of /metrics ("name{labels}"), or -1.
 func (e *edge) metric(sample string) float64 {
-	resp, err := http.Get("http://" + e.admin + "/metrics")
+	resp, err := e.adminGet("/metrics")
 	if err != nil {
 		return -1
 	}
