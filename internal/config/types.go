@@ -276,6 +276,14 @@ type Trunk struct {
 	Digest TrunkDigest
 	// Media is the trunk's media policy (media.go).
 	Media TrunkMedia
+	// TrustIdentity lets the trunk's P-Asserted-Identity,
+	// P-Preferred-Identity, Diversion and Remote-Party-ID reach the
+	// upstream; by default they are removed (identity.go).
+	TrustIdentity bool
+	// CallerID is what happens to a call of a digest account whose caller
+	// ID is none of its numbers: CallerIDRefuse (403, the default) or
+	// CallerIDRewrite.
+	CallerID string
 }
 
 // Values of Trunk.Auth.

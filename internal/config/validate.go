@@ -168,6 +168,9 @@ type rawTrunk struct {
 	Flood    rawFloodProfile `yaml:"flood"`
 	Fraud    rawTrunkFraud   `yaml:"fraud"`
 	Media    rawTrunkMedia   `yaml:"media"`
+	// identity.go
+	TrustIdentity bool   `yaml:"trust_identity"`
+	CallerID      string `yaml:"caller_id"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -203,7 +206,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "trust_identity", "caller_id"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -692,6 +695,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 			numbers[key] = t.Name
 			tr.Numbers = append(tr.Numbers, nr)
 		}
+		v.trunkIdentity(base, &t, &tr)
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)

@@ -77,6 +77,9 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// CallerID: a call of a digest account whose caller ID is none of the
+	// account's numbers, refused (Code 403) or rewritten (Code 0).
+	CallerID
 )
 
 var kindNames = [...]string{
@@ -107,6 +110,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	CallerID:              "caller_id",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).
