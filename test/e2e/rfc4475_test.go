@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/testenv"
+	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
 // refused are the RFC 4475 requests a proxy must refuse, with the status it
@@ -28,26 +30,18 @@ func TestRFC4475OnTheWire(t *testing.T) {
 	if len(files) != 49 {
 		t.Fatalf("%d torture messages, want 49", len(files))
 	}
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pbx.Close()
-	e := startEdge(t, baseConfig, pbxPort, params("udp"))
-	dst, _ := net.ResolveUDPAddr("udp", e.sipAddr())
+	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
+	dst, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
 
 	// Most torture messages have a Via without port: answers go to port 5060.
-	trunk, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.2"), Port: 5060})
-	if err != nil {
-		t.Skipf("127.0.0.2:5060 busy: %v", err)
-	}
-	defer trunk.Close()
-	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.9"), Port: 5060})
-	if err != nil {
-		t.Skipf("127.0.0.9:5060 busy: %v", err)
-	}
-	defer stranger.Close()
+	trunk := testenv.ListenUDP(t, "127.0.0.2:5060")
+	stranger := testenv.ListenUDP(t, "127.0.0.9:5060")
 
 	buf := make([]byte, 65536)
 	for _, f := range files {
