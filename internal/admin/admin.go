@@ -119,6 +119,9 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// TLS handshakes that fail (scanners, a client without the
+		// certificate) go to the log at debug level, not to stderr
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s
 }
