@@ -318,5 +318,15 @@ func rewriteFrom(v []byte, number string) ([]byte, error) {
 	out = append(out, number...)
 	out = append(out, na.URI[off+len(u.User):]...)
 	out = append(out, '>')
-	return append(out, na.Params...), nil
+	out = append(out, na.Params...)
+	// what a peer sent may not survive the brackets (an addr-spec whose
+	// URI holds '>'): only a From that reads back as the number goes on
+	na2, _, err := sip.ParseNameAddr(out)
+	if err != nil {
+		return nil, err
+	}
+	if u2, err := sip.ParseURI(na2.URI); err != nil || string(u2.User) != number {
+		return nil, rewriteError("identity: the rewritten From does not read back")
+	}
+	return out, nil
 }

@@ -192,11 +192,19 @@ trunks:
       - {username: "1", ha1: {sha-256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}, numbers: ["+15553330000/4"]}
   - {name: ip, allow: [192.0.2.1], upstream: pbx, caller_id: refuse}
   - {name: bad, allow: [192.0.2.2], upstream: pbx, caller_id: maybe}
+  - name: badnum
+    auth: digest
+    realm: bad.example
+    algorithms: [SHA-256]
+    upstream: pbx
+    accounts:
+      - {username: "1", ha1: {sha-256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}, numbers: ["5551234"]}
 `), "rw.yaml")
 	for _, want := range []string{
 		`rw.yaml:12:116: trunks[0].accounts[0].numbers: caller_id: rewrite needs one single number`,
 		`trunks[1].caller_id: applies to the accounts of a digest trunk`,
 		`trunks[2].caller_id: must be refuse (403) or rewrite`,
+		`trunks[3].accounts[0].numbers[0]: must be an E.164 number with its '+'`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q in %v", want, err)
@@ -239,4 +247,27 @@ func BenchmarkAccountCallerID(b *testing.B) {
 		req.Msg, req.PeerKind, req.Trunk, req.Account = m, chain.PeerTrunk, tr, "1001"
 		s.Handle(&req)
 	}
+}
+
+// FuzzRewriteFrom: any From value gives an error or a From whose URI
+// carries the number, and never panics.
+func FuzzRewriteFrom(f *testing.F) {
+	for _, s := range []string{`"Bob" <sip:+15550000009@rw.example;user=phone>;tag=xyz`, "<tel:+15550000009>;tag=1",
+		"sip:bob@x;tag=1", "<sip:@x>", `"a" <sips:+1%32@[::1]:5061;transport=tls?x=y>;tag=a;x`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		out, err := rewriteFrom([]byte(v), "+15553330001")
+		if err != nil {
+			return
+		}
+		na, _, err := sip.ParseNameAddr(out)
+		if err != nil {
+			t.Fatalf("%q -> %q does not parse: %v", v, out, err)
+		}
+		u, err := sip.ParseURI(na.URI)
+		if err != nil || string(u.User) != "+15553330001" {
+			t.Fatalf("%q -> %q: user %q %v", v, out, u.User, err)
+		}
+	})
 }
