@@ -276,6 +276,10 @@ type Trunk struct {
 	Digest TrunkDigest
 	// Media is the trunk's media policy (media.go).
 	Media TrunkMedia
+	// AllowTransfers (transfers: allow) lets the trunk transfer its calls
+	// with REFER, to targets the fraud destination policy would accept for
+	// a new call of the trunk; by default (deny) a REFER gets 403.
+	AllowTransfers bool
 	// TrustIdentity lets the trunk's P-Asserted-Identity,
 	// P-Preferred-Identity, Diversion and Remote-Party-ID reach the
 	// upstream; by default they are removed (identity.go).
