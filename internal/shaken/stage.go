@@ -152,7 +152,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	p := s.trunks[req.Trunk]
 	switch {
 	case p == nil:
-		stripVerstat(req, "")
+		if !stripVerstat(req) {
+			return tooManyHeaders()
+		}
 		return chain.Next()
 	case p.signer != nil:
 		return s.sign(req, p)
@@ -164,10 +166,15 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 func (s *Stage) sign(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	m := req.Msg
 	trunk := req.Trunk.Name
-	// a customer cannot assert a verstat, nor bring its own PASSporT
-	stripVerstat(req, "")
+	// a customer cannot assert a verstat, nor bring its own PASSporT: a
+	// request with more of them than the edits can remove is refused
+	if !stripVerstat(req) {
+		return tooManyHeaders()
+	}
 	for i := m.Find(sip.HdrIdentity, 0); i >= 0; i = m.Find(sip.HdrIdentity, i+1) {
-		req.DeleteHeader(i)
+		if !req.DeleteHeader(i) {
+			return tooManyHeaders()
+		}
 	}
 	orig, dest, err := callNumbers(req, p.cfg.DestFromRURI, s.countryCode)
 	if err != nil {
@@ -251,7 +258,9 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	if r.Passed() {
 		target = call.Field(r.OrigMatch) // the identity that verified
 	}
-	setVerstat(req, r.Verstat, target)
+	if !setVerstat(req, r.Verstat, target) {
+		return tooManyHeaders()
+	}
 	return chain.Next()
 }
 
@@ -302,7 +311,16 @@ func (s *Stage) publish(req *chain.Request, reason string, code int, detail stri
 }
 
 // stripVerstat removes every verstat from P-Asserted-Identity and From.
-func stripVerstat(req *chain.Request, _ string) { setVerstat(req, "", -1) }
+func stripVerstat(req *chain.Request) bool { return setVerstat(req, "", -1) }
+
+// tooManyHeaders refuses a request whose identity headers do not fit in
+// the edits of one request: forwarding it would let some of them (a
+// forged verstat, a PASSporT of the customer's own) through.
+func tooManyHeaders() chain.Verdict {
+	v := chain.ReplyWith(403, "shaken_too_many_headers")
+	v.Warning = "too many identity headers"
+	return v
+}
 
 // setVerstat removes every verstat from the P-Asserted-Identity and From
 // fields that will be forwarded and, when verstat is set, puts it on field
@@ -312,8 +330,9 @@ func stripVerstat(req *chain.Request, _ string) { setVerstat(req, "", -1) }
 // (a failure, no PASSporT) it goes on the first forwarded
 // P-Asserted-Identity, or on From when there is none, as 3GPP TS 24.229
 // section 5.7.1 has it. Values are read as forwarded (another stage may
-// have rewritten From or removed a P-Asserted-Identity).
-func setVerstat(req *chain.Request, verstat string, target int) {
+// have rewritten From or removed a P-Asserted-Identity). It reports false
+// when the edits of the request ran out.
+func setVerstat(req *chain.Request, verstat string, target int) bool {
 	m := req.Msg
 	if target < 0 {
 		for i := m.Find(sip.HdrPAssertedIdentity, 0); i >= 0; i = m.Find(sip.HdrPAssertedIdentity, i+1) {
@@ -343,11 +362,22 @@ func setVerstat(req *chain.Request, verstat string, target int) {
 			continue
 		}
 		v, err := AppendVerstat(nil, val, set)
-		if err != nil || bytes.Equal(v, val) {
+		switch {
+		case err != nil && containsFold(val, "verstat"):
+			// a verstat in a value that does not parse cannot be taken
+			// out of it: the field goes (a From cannot: refused)
+			if h.ID != sip.HdrPAssertedIdentity || !req.DeleteHeader(i) {
+				return false
+			}
+			continue
+		case err != nil || bytes.Equal(v, val):
 			continue
 		}
-		req.SetHeader(i, v)
+		if !req.SetHeader(i, v) {
+			return false
+		}
 	}
+	return true
 }
 
 // callNumbers is CallNumbers over the values that will be forwarded: the

@@ -321,6 +321,40 @@ func TestSignReadsTheForwardedIdentity(t *testing.T) {
 	}
 }
 
+// TestIdentityHeadersBeyondTheEdits: identity headers that the edits of
+// one request cannot all remove or fix (a forged verstat, the customer's
+// own PASSporTs) refuse the request instead of passing some on; a verstat
+// in a P-Asserted-Identity that does not parse removes the field.
+func TestIdentityHeadersBeyondTheEdits(t *testing.T) {
+	l := newStageLab(t)
+	ids := make([]string, chain.MaxEdits+1)
+	for i := range ids {
+		ids[i] = "forged.identity.token;info=<https://evil.example/x>"
+	}
+	m := inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "", ids...)
+	if v, _ := l.run(t, "acme", m); v.Action != chain.Reply || v.Code != 403 || v.Reason != "shaken_too_many_headers" {
+		t.Fatalf("%d Identity headers from a signing trunk: %+v", len(ids), v)
+	}
+	var b strings.Builder
+	for range chain.MaxEdits + 1 {
+		b.WriteString("P-Asserted-Identity: <sip:+15551230001;verstat=TN-Validation-Passed@x>\r\n")
+	}
+	raw := strings.Replace(string(inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "").Bytes()),
+		"Call-ID:", strings.TrimSuffix(b.String(), "\r\n")+"\r\nCall-ID:", 1)
+	m = new(sip.Msg)
+	if err := m.Parse([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := l.run(t, "plain", m); v.Action != chain.Reply || v.Code != 403 {
+		t.Fatalf("%d forged verstats from a trunk without policy: %+v", chain.MaxEdits+1, v)
+	}
+	m = inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "<sip:+15551230001;verstat=TN-Validation-Passed@x")
+	v, fwd := l.run(t, "plain", m)
+	if v.Action != chain.Continue || strings.Contains(string(fwd.Bytes()), "verstat") {
+		t.Fatalf("a forged verstat in a P-Asserted-Identity that does not parse: %+v\n%s", v, fwd.Bytes())
+	}
+}
+
 // verstatOf is the verstat parameter in a From or P-Asserted-Identity value.
 func verstatOf(v []byte) string {
 	_, after, ok := strings.Cut(string(v), "verstat=")
