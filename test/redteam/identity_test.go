@@ -266,3 +266,50 @@ shaken:
 	e.WaitLog("configuration reloaded", 1)
 	check("carrier-trusted")
 }
+
+// TestOwnPASSporTPastTheSigner: a customer of a signing trunk sends more
+// Identity headers of its own than the edits of one request can remove;
+// those left over reached the carrier, next to no signature of ours (the
+// edits were full) or instead of it. Such a request is refused (403), and
+// a call with none gets exactly one Identity: ours.
+func TestOwnPASSporTPastTheSigner(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := shaken.NewTestPKI(shaken.TestPKIOptions{SPC: "709J"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := shaken.KeyPEM(pki.LeafKey)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := identityConfig + `shaken:
+  trust_anchors: "{{index .Extra "root"}}"
+  relax_x5u_for_tests: true
+  signers: [{name: main, key: "{{index .Extra "key"}}", x5u: "https://cert.example.org/sp.pem"}]
+  trunks:
+    - {trunk: acme, sign: main}
+`
+	pbx := newRawPBX(t)
+	e := testbed.StartEdge(t, cfg, pbx.port, map[string]any{"root": write("root.pem", shaken.CertPEM(pki.Root)), "key": write("sp.key", keyPEM)})
+	acme := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	forged := make([]string, 17)
+	for i := range forged {
+		forged[i] = fmt.Sprintf("Identity: eyJhbGciOiJFUzI1NiJ9.forged%d.c2ln;info=<https://evil.example/x.pem>;alg=ES256;ppt=shaken", i)
+	}
+	acme.Send(e.SIPAddr(), invite(acme, e.SIPAddr(), "127.0.0.1", "own-passports", "+15551230001", 1, forged...))
+	if r := response(acme, "own-passports"); r == nil || r.Code != 403 {
+		t.Errorf("%d Identity headers of the customer's own: %+v, want 403", len(forged), r)
+	}
+	acme.Send(e.SIPAddr(), invite(acme, e.SIPAddr(), "127.0.0.1", "plain-call", "+15551230001", 1))
+	m := pbx.nextInvite()
+	if m == nil || m.Get("Call-ID") != "plain-call" {
+		t.Fatalf("the first INVITE at the PBX: %+v, want the plain call", m)
+	}
+	if ids := m.Headers["identity"]; len(ids) != 1 || strings.Contains(ids[0], "forged") {
+		t.Fatalf("Identity headers at the PBX: %q, want ours only", ids)
+	}
+}
