@@ -223,7 +223,7 @@ var stageSummaries = map[string]string{
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number, or to a registered phone",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",
-	"identity":  "remove P-Asserted-Identity, P-Preferred-Identity, Diversion and Remote-Party-ID of trunks without trust_identity; digest accounts call with their own numbers (403 or rewrite)",
+	"identity":  "remove P-Asserted-Identity, P-Preferred-Identity, Diversion and Remote-Party-ID of trunks without trust_identity (in dialogs too); digest accounts call with their own numbers (403 or rewrite)",
 	"registrar": "answer authenticated REGISTERs of digest trunks with a registrar (bindings, 423 Min-Expires, contact limits)",
 }
 

@@ -130,7 +130,13 @@ func (s *Stage) Name() string { return "identity" }
 // Handle removes the identity headers of an untrusted trunk and checks the
 // caller ID of a digest account's call.
 func (s *Stage) Handle(req *chain.Request) chain.Verdict {
-	if req.ParseErr != nil || req.PeerKind != chain.PeerTrunk || !req.Initial() {
+	if req.ParseErr != nil || req.PeerKind != chain.PeerTrunk || req.Msg == nil {
+		return chain.Next()
+	}
+	// in-dialog requests too (a re-INVITE or UPDATE can carry a new
+	// asserted identity); not ACK and CANCEL, which the proxy builds or
+	// relays hop by hop without edits
+	if meth := req.Msg.Method(); meth == sip.ACK || meth == sip.CANCEL {
 		return chain.Next()
 	}
 	tp := s.trunks[req.Trunk]
@@ -142,7 +148,7 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 			return v
 		}
 	}
-	if req.Account != "" && req.Msg.Method() == sip.INVITE {
+	if req.Account != "" && req.Initial() && req.Msg.Method() == sip.INVITE {
 		if a := s.accounts[req.Trunk][req.Account]; a != nil {
 			return s.checkCaller(req, a)
 		}

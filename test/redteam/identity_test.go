@@ -313,3 +313,59 @@ func TestOwnPASSporTPastTheSigner(t *testing.T) {
 		t.Fatalf("Identity headers at the PBX: %q, want ours only", ids)
 	}
 }
+
+// TestForgedPAIInReInvite: the same forged P-Asserted-Identity, sent by a
+// trunk in a re-INVITE of an answered call, where the PBX reads it as the
+// caller's new asserted identity. In-dialog requests of a trunk outside
+// the trust domain lose their identity headers too.
+func TestForgedPAIInReInvite(t *testing.T) {
+	pbx := newRawPBX(t)
+	e := testbed.StartEdge(t, identityConfig, pbx.port, nil)
+	acme := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	acme.Send(e.SIPAddr(), invite(acme, e.SIPAddr(), "127.0.0.1", "reinvite", "+15551230001", 1))
+	in := pbx.nextInvite()
+	if in == nil {
+		t.Fatal("the call did not reach the PBX")
+	}
+	// the PBX answers 200 with its tag and Contact
+	contact := fmt.Sprintf("<sip:pbx@%s>", pbx.conn.LocalAddr())
+	var b strings.Builder
+	b.WriteString("SIP/2.0 200 OK\r\n")
+	for _, v := range in.Headers["via"] {
+		fmt.Fprintf(&b, "Via: %s\r\n", v)
+	}
+	for _, v := range in.Headers["record-route"] {
+		fmt.Fprintf(&b, "Record-Route: %s\r\n", v)
+	}
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s;tag=pbx-1\r\nCall-ID: %s\r\nCSeq: %s\r\nContact: %s\r\nContent-Length: 0\r\n\r\n",
+		in.Get("From"), in.Get("To"), in.Get("Call-ID"), in.Get("CSeq"), contact)
+	edgeAddr, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
+	if _, err := pbx.conn.WriteToUDP([]byte(b.String()), edgeAddr); err != nil {
+		t.Fatal(err)
+	}
+	ok := response(acme, "reinvite")
+	if ok == nil || ok.Code != 200 {
+		t.Fatalf("the caller got %+v, want the 200", ok)
+	}
+	route := ""
+	if rr := ok.Headers["record-route"]; len(rr) > 0 {
+		route = "Route: " + strings.Join(rr, ", ") + "\n"
+	}
+	target := strings.Trim(ok.Get("Contact"), "<>")
+	inDialog := func(method string, cseq int, extra string) string {
+		return fmt.Sprintf("%s %s SIP/2.0\nVia: %s\n%sFrom: <sip:+15551230001@127.0.0.1>;tag=f-reinvite\nTo: %s\nCall-ID: reinvite\nCSeq: %d %s\nContact: <sip:caller@%s>\nMax-Forwards: 70\n%sContent-Length: 0\n\n",
+			method, target, acme.Via(fmt.Sprintf("z9hG4bK-reinvite-%s-%d", method, cseq)), route, ok.Get("To"), cseq, method, acme.LocalAddr(), extra)
+	}
+	acme.Send(e.SIPAddr(), inDialog("ACK", 1, ""))
+	acme.Send(e.SIPAddr(), inDialog("INVITE", 2, "P-Asserted-Identity: \"Bank\" <sip:+18005550199@bank.example>\nDiversion: <sip:+18005550100@bank.example>\n"))
+	re := pbx.nextInvite()
+	for re != nil && strings.HasPrefix(re.Get("CSeq"), "1 ") { // a retransmission of the first
+		re = pbx.nextInvite()
+	}
+	if re == nil || re.Get("Call-ID") != "reinvite" || !strings.HasPrefix(re.Get("CSeq"), "2 ") {
+		t.Fatalf("the re-INVITE did not reach the PBX: %+v", re)
+	}
+	if strings.Contains(re.Raw, "+18005550") {
+		t.Fatalf("the forged identity of the re-INVITE reached the PBX:\n%s", re.Raw)
+	}
+}
