@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/sanity"
 	"github.com/sipwarden/sipwarden/internal/scanner"
 	"github.com/sipwarden/sipwarden/internal/shaken"
+	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
 // deps are what lives for the whole process and every chain shares: the
@@ -54,6 +56,14 @@ type deps struct {
 	// geo is the country database, opened at start (nil: none).
 	geo   *geoip.DB
 	fraud *fraud.State
+	// flows holds the stream connections phones registered over (the
+	// transport, set by serve once it exists; nil for check-config).
+	flows flowHolder
+}
+
+// flowHolder keeps a registered TCP or TLS connection open (transport.Manager).
+type flowHolder interface {
+	HoldFlow(t sip.Transport, remote netip.AddrPort, until time.Time)
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -139,6 +149,13 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
+	}
+	if registrarStage.Enabled() {
+		registrarStage.SetFlowHold(func(t sip.Transport, src netip.AddrPort, until time.Time) {
+			if d.flows != nil {
+				d.flows.HoldFlow(t, src, until)
+			}
+		})
 	}
 	if registrarStage.Enabled() && d.geo != nil {
 		registrarStage.SetCountry(d.geo.Country)

@@ -198,16 +198,23 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		}
 	}()
 
-	s.store, err = openCDRStore(cfg)
+	s.store, err = openCDRStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s.cdrs = cdr.NewWriter(s.store, cdr.WriterOptions{
-		BatchSize:     cfg.CDR.BatchSize,
-		FlushInterval: cfg.CDR.FlushInterval,
-		Logger:        log,
-		Registerer:    reg,
+	// The journal and the dead-letter file live beside the other stores.
+	s.cdrs, err = cdr.OpenWriter(s.store, cdr.WriterOptions{
+		BatchSize:       cfg.CDR.BatchSize,
+		FlushInterval:   cfg.CDR.FlushInterval,
+		Dir:             cfg.Storage.Path,
+		JournalMaxBytes: cfg.CDR.JournalMaxBytes,
+		Logger:          log,
+		Registerer:      reg,
+		Bus:             bus,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("CDR writer: %w", err)
+	}
 
 	h := &lateHandler{}
 	s.transport, err = transport.NewManager(transport.Options{
@@ -215,7 +222,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		IdleTimeout:       cfg.SIP.TCPIdleTimeout,
 		HandshakeTimeout:  cfg.TLS.HandshakeTimeout,
 		MaxConnsPerSource: cfg.SIP.MaxConnsPerSource,
+		MaxConnsPerPrefix: cfg.SIP.MaxConnsPerPrefix,
 		MaxConns:          cfg.SIP.MaxConns,
+		ReservedPeerConns: cfg.SIP.ReservedPeerConns,
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
@@ -228,6 +237,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
+	s.transport.SetPeers(connPeers(cfg))
+	s.deps.flows = s.transport // before the listeners start: no request has run a stage yet
 	workers := cfg.SIP.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -311,12 +322,17 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	return s, nil
 }
 
-func openCDRStore(cfg *config.Config) (cdr.Store, error) {
+func openCDRStore(cfg *config.Config, log *slog.Logger) (cdr.Store, error) {
 	switch cfg.CDR.Backend {
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		st, err := cdrpostgres.Open(ctx, cfg.CDR.DSN)
+		if cdrpostgres.Unreachable(err) {
+			// Unreachable, not refused: start, and journal CDRs until it answers.
+			log.Warn("CDR store (postgres) unreachable at start; CDRs go to the journal until it answers", "err", err)
+			st, err = cdrpostgres.OpenLater(cfg.CDR.DSN)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open CDR store (postgres): %w", err)
 		}
@@ -357,6 +373,7 @@ func (s *server) reload() error {
 				s.log.Warn("TLS certificate reload failed; the old certificate stays", "err", err)
 			}
 			s.proxy.SetRuntime(rt)
+			s.transport.SetPeers(connPeers(cfg))
 			s.cfg = cfg
 			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})
 			s.log.Info("configuration reloaded", "file", s.file, "trunks", len(cfg.Trunks))
@@ -390,6 +407,7 @@ func (s *server) status() any {
 		"active_calls": s.proxy.ActiveCalls(),
 		"draining":     s.proxy.Draining(),
 		"cdr_queue":    s.cdrs.QueueDepth(),
+		"cdr_backlog":  s.cdrs.Backlog(),
 	}
 }
 

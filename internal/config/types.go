@@ -203,6 +203,9 @@ type CDR struct {
 	// BatchSize and FlushInterval tune the asynchronous writer.
 	BatchSize     int
 	FlushInterval time.Duration
+	// JournalMaxBytes bounds the journal that keeps records while the store
+	// is down (storage.path/cdr-journal.jsonl).
+	JournalMaxBytes int64
 }
 
 // Log configures logging.
@@ -225,6 +228,12 @@ type SIP struct {
 	MaxConnsPerSource int
 	// MaxConns caps all concurrent TCP/TLS connections (default 10000).
 	MaxConns int
+	// MaxConnsPerPrefix caps the TCP/TLS connections of the strangers of one
+	// IPv6 /64 (default twice MaxConnsPerSource).
+	MaxConnsPerPrefix int
+	// ReservedPeerConns is the part of MaxConns that only configured peers
+	// may use (default MaxConns/4).
+	ReservedPeerConns int
 	// DialogTimeout ends confirmed dialogs that see no traffic for this long (default 2h).
 	DialogTimeout time.Duration
 	// DrainTimeout is how long a graceful stop waits for calls to end (default 30s).
@@ -280,6 +289,10 @@ type Trunk struct {
 	// with REFER, to targets the fraud destination policy would accept for
 	// a new call of the trunk; by default (deny) a REFER gets 403.
 	AllowTransfers bool
+	// TopologyHiding keeps the protected side's addresses (Contact, Via,
+	// Record-Route, Server/User-Agent, Warning) from this trunk and its
+	// phones (default true; see package proxy, topology.go).
+	TopologyHiding bool
 	// TrustIdentity lets the trunk's P-Asserted-Identity,
 	// P-Preferred-Identity, Diversion and Remote-Party-ID reach the
 	// upstream; by default they are removed (identity.go).
@@ -303,6 +316,10 @@ type TrunkLimits struct {
 	Burst int
 	// Concurrent caps the calls in progress (0: unlimited).
 	Concurrent int
+	// MaxConnections caps the trunk's concurrent TCP/TLS connections, from
+	// its allow prefixes and its accounts' register_from prefixes together
+	// (default DefaultTrunkConns).
+	MaxConnections int
 	// Registrations is a budget of REGISTER requests ("600/1m": 600 at once,
 	// 600 more a minute; zero Rate: unlimited), answered 429 when exceeded.
 	Registrations Budget

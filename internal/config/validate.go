@@ -132,6 +132,7 @@ type rawCDR struct {
 	DSN           string `yaml:"dsn"`
 	BatchSize     int    `yaml:"batch_size"`
 	FlushInterval string `yaml:"flush_interval"`
+	JournalMax    string `yaml:"journal_max_size"`
 }
 
 type rawLog struct {
@@ -145,7 +146,9 @@ type rawSIP struct {
 	Workers           int    `yaml:"workers"`
 	TCPIdleTimeout    string `yaml:"tcp_idle_timeout"`
 	MaxConnsPerSource int    `yaml:"max_conns_per_source"`
+	MaxConnsPerPrefix int    `yaml:"max_conns_per_prefix"`
 	MaxConns          int    `yaml:"max_conns"`
+	ReservedPeerConns int    `yaml:"reserved_peer_conns"`
 	DialogTimeout     string `yaml:"dialog_timeout"`
 	DrainTimeout      string `yaml:"drain_timeout"`
 }
@@ -170,6 +173,8 @@ type rawTrunk struct {
 	Media    rawTrunkMedia   `yaml:"media"`
 	// Transfers: deny (default) or allow.
 	Transfers string `yaml:"transfers"`
+	// TopologyHiding is a pointer so that absent means the default (on).
+	TopologyHiding *bool `yaml:"topology_hiding"`
 	// identity.go
 	TrustIdentity bool   `yaml:"trust_identity"`
 	CallerID      string `yaml:"caller_id"`
@@ -182,6 +187,8 @@ type rawTrunkLimits struct {
 	Burst         int    `yaml:"burst"`
 	Concurrent    int    `yaml:"concurrent"`
 	Registrations string `yaml:"registrations"`
+	// MaxConnections caps the trunk's TCP/TLS connections (0: the default).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 type rawTrunkTLS struct {
@@ -204,12 +211,12 @@ var knownKeys = map[string][]string{
 	"rawAdmin":        {"listen", "hosts", "open_metrics", "tls", "insecure_plaintext"},
 	"rawAdminTLS":     {"cert", "key"},
 	"rawStorage":      {"path"},
-	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
 	"rawLog":          {"level", "format"},
-	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
+	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "trust_identity", "caller_id"},
-	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding", "trust_identity", "caller_id"},
+	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
 
@@ -452,6 +459,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 	if c.CDR.BatchSize == 0 {
 		c.CDR.BatchSize = 256
 	}
+	c.CDR.JournalMaxBytes = int64(v.size(p("cdr", "journal_max_size"), raw.CDR.JournalMax, 1024<<20))
+	if c.CDR.JournalMaxBytes < 1<<20 {
+		v.fail(p("cdr", "journal_max_size"), "must be at least 1MiB, got %q", raw.CDR.JournalMax)
+	}
 
 	c.Log = Log{Level: raw.Log.Level, Format: raw.Log.Format}
 	switch c.Log.Level {
@@ -476,7 +487,9 @@ func (v *validator) build(raw *rawConfig) *Config {
 		Workers:           s.Workers,
 		TCPIdleTimeout:    v.duration(p("sip", "tcp_idle_timeout"), s.TCPIdleTimeout, 3*time.Minute),
 		MaxConnsPerSource: s.MaxConnsPerSource,
+		MaxConnsPerPrefix: s.MaxConnsPerPrefix,
 		MaxConns:          s.MaxConns,
+		ReservedPeerConns: s.ReservedPeerConns,
 		DialogTimeout:     v.duration(p("sip", "dialog_timeout"), s.DialogTimeout, 2*time.Hour),
 		DrainTimeout:      v.duration(p("sip", "drain_timeout"), s.DrainTimeout, 30*time.Second),
 	}
@@ -487,7 +500,8 @@ func (v *validator) build(raw *rawConfig) *Config {
 		key string
 		val *int
 		def int
-	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000}} {
+	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000},
+		{"max_conns_per_prefix", &c.SIP.MaxConnsPerPrefix, 0}, {"reserved_peer_conns", &c.SIP.ReservedPeerConns, 0}} {
 		if *f.val < 0 {
 			v.fail(p("sip", f.key), "must be >= 0, got %d", *f.val)
 		}
@@ -495,6 +509,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 			*f.val = f.def
 		}
 	}
+	v.sipConns(&c.SIP)
 
 	switch raw.UnknownSources {
 	case "":
@@ -663,6 +678,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		base := p("trunks", i)
 		checkName(append(base, "name"), t.Name)
 		tr := Trunk{Name: t.Name, Auth: t.Auth, Upstream: t.Upstream, TLS: TrunkTLS{RequireClientCert: t.TLS.RequireClientCert}}
+		tr.TopologyHiding = t.TopologyHiding == nil || *t.TopologyHiding
 		switch t.Auth {
 		case "", AuthIP:
 			tr.Auth = AuthIP
@@ -739,6 +755,14 @@ func (v *validator) limits(base []any, l rawTrunkLimits) TrunkLimits {
 		v.fail(append(base, "concurrent"), "must be >= 0 (0: unlimited), got %d", l.Concurrent)
 	}
 	out.Concurrent = l.Concurrent
+	switch {
+	case l.MaxConnections < 0:
+		v.fail(append(base, "max_connections"), "must be >= 0 (0: %d), got %d", DefaultTrunkConns, l.MaxConnections)
+	case l.MaxConnections == 0:
+		out.MaxConnections = DefaultTrunkConns
+	default:
+		out.MaxConnections = l.MaxConnections
+	}
 	if l.Registrations != "" {
 		out.Registrations = v.budget(append(base, "registrations"), l.Registrations)
 	}

@@ -81,6 +81,13 @@ const (
 	// not authenticated (they write no CDR); sampled, at most one event a
 	// second, Detail telling how many since the previous one.
 	Unauthenticated
+	// CDRStore: the CDR writer's store became unreachable (Reason
+	// store_unavailable: records go to the local journal) or answered again
+	// (store_recovered), a record it refused was set aside in the
+	// dead-letter file (dead_letter), or records were lost because the
+	// journal is full (journal_full) or there is none and the queue is full
+	// (queue_full).
+	CDRStore
 	// CallerID: a call of a digest account whose caller ID is none of the
 	// account's numbers, refused (Code 403) or rewritten (Code 0).
 	CallerID
@@ -115,6 +122,7 @@ var kindNames = [...]string{
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
 	Unauthenticated:       "unauthenticated",
+	CDRStore:              "cdr_store",
 	CallerID:              "caller_id",
 }
 

@@ -23,7 +23,7 @@ import (
 // each rare by construction (a ban, an incident, a lockout, a notification
 // that could not be delivered), never one per packet or per call of a flood.
 var DefaultWebhookKinds = []Kind{Ban, AccountLocked, RegistrationNewSource, BindingReplaced,
-	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed}
+	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed, CDRStore}
 
 // Webhook body formats.
 const (

@@ -26,6 +26,7 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 		return
 	}
 	delete(w.dialogs, d.key)
+	w.topoEnd(d) // topology_ids.go
 	w.activeCalls.Add(-1)
 	w.p.met.activeCalls.Dec()
 	w.p.met.dialogs.Dec()

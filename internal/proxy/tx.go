@@ -119,6 +119,8 @@ type dialog struct {
 	callerCSeq, calleeCSeq    uint32
 	endStage, endReason       string
 	ackAnswer, ackFromCaller  bool
+	// topo hides the protected party of the call (topology.go).
+	topo topoDialog
 }
 
 // answered tells the call's holds that implement chain.Answerer.

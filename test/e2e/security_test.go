@@ -183,9 +183,11 @@ func TestTLSCall(t *testing.T) {
 		t.Fatalf("200 OK without Record-Route:\n%s", ok.Raw)
 	}
 	toTag := ok.Get("To")
+	// the remote target is the 200's Contact: sipwarden's, with topology hiding
+	remote := strings.Trim(ok.Get("Contact"), "<>")
 	inDialog := func(method, branch string, cseq int) string {
-		return fmt.Sprintf("%s sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-tls-call-1\nTo: %s\nCall-ID: tls-call-1\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
-			method, pbxPort, ua.Via(branch), strings.Join(routes, ", "), toTag, cseq, method)
+		return fmt.Sprintf("%s %s SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-tls-call-1\nTo: %s\nCall-ID: tls-call-1\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
+			method, remote, ua.Via(branch), strings.Join(routes, ", "), toTag, cseq, method)
 	}
 	ua.Send(target, inDialog("ACK", "z9hG4bK-tls-ack", 1))
 	time.Sleep(200 * time.Millisecond)
