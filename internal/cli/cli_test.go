@@ -53,7 +53,7 @@ func TestCheckConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "bad.yaml:2:18: unknown_sources: must be drop") {
 		t.Errorf("bad: %d %q", code, errs)
 	}
-	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "6. route") {
+	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "5. identity") || !strings.Contains(out, "7. route") {
 		t.Errorf("chain: %d %q", code, out)
 	}
 }

@@ -88,6 +88,9 @@ const (
 	// journal is full (journal_full) or there is none and the queue is full
 	// (queue_full).
 	CDRStore
+	// CallerID: a call of a digest account whose caller ID is none of the
+	// account's numbers, refused (Code 403) or rewritten (Code 0).
+	CallerID
 )
 
 var kindNames = [...]string{
@@ -120,6 +123,7 @@ var kindNames = [...]string{
 	NotifyFailed:          "notify_failed",
 	Unauthenticated:       "unauthenticated",
 	CDRStore:              "cdr_store",
+	CallerID:              "caller_id",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

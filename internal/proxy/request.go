@@ -673,10 +673,14 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 			rt.body = body
 		}
 	}
+	raw := bytes.Clone(pkt.Buf)
+	if edits := w.req.HeaderEdits(); len(edits) > 0 {
+		raw = w.applyEdits(m, raw, edits) // edits.go (identities of an untrusted trunk)
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
