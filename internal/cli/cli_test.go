@@ -62,7 +62,7 @@ func TestCheckConfig(t *testing.T) {
 		!strings.Contains(errs, "warning: "+contra+":5:67: trunks[0].limits.cps: allows 300 calls/s (burst 300), more than the flood invite budget 100/1s (flood.trunk.invite)") {
 		t.Errorf("contradicting limits: %d %q %q", code, out, errs)
 	}
-	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "6. route") {
+	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "5. identity") || !strings.Contains(out, "7. route") {
 		t.Errorf("chain: %d %q", code, out)
 	}
 }

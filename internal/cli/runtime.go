@@ -17,6 +17,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/flood"
 	"github.com/sipwarden/sipwarden/internal/fraud"
 	"github.com/sipwarden/sipwarden/internal/geoip"
+	"github.com/sipwarden/sipwarden/internal/identity"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
@@ -47,6 +48,7 @@ type deps struct {
 	registrar    *registrar.Registrar
 	registrarMet *registrar.Metrics
 	shaken       *shaken.State
+	identity     *identity.Metrics
 	media        *media.StageMetrics
 	// relay is the process-wide media relay, started with a configuration
 	// that enables media (nil: media passes untouched).
@@ -78,7 +80,9 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		route:   route.NewMetrics(reg),
 		shaken:  shaken.NewState(reg),
 		media:   media.NewStageMetrics(reg),
-		fraud:   fraud.NewState(reg, bus, 0, 0),
+
+		identity: identity.NewMetrics(reg),
+		fraud:    fraud.NewState(reg, bus, 0, 0),
 	}
 }
 
@@ -140,6 +144,8 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		aclStage.SetResolver(authStage.Resolve)
 		stages = append(stages, authStage)
 	}
+	// always: every trunk is outside the trust domain unless it says otherwise
+	stages = append(stages, identity.NewStage(cfg, d.identity, d.bus))
 	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
@@ -236,6 +242,7 @@ var stageSummaries = map[string]string{
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number, or to a registered phone",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",
+	"identity":  "remove P-Asserted-Identity, P-Preferred-Identity, Diversion and Remote-Party-ID of trunks without trust_identity (in dialogs too); digest accounts call with their own numbers (403 or rewrite)",
 	"registrar": "answer authenticated REGISTERs of digest trunks with a registrar (bindings, 423 Min-Expires, contact limits)",
 }
 

@@ -294,6 +294,19 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		if created {
 			log.Info("admin API token created", "file", adminTokenPath(cfg))
 		}
+		// Reads (metrics, status, incidents, bans) need a token too: this
+		// one reads and changes nothing (a Prometheus scrape, a dashboard).
+		readToken, created, err := admin.LoadToken(adminReadTokenPath(cfg), true)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("admin API read token created", "file", adminReadTokenPath(cfg))
+		}
+		tlsConf, err := adminTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
 		s.admin = admin.New(cfg.Admin.Listen, reg, admin.Hooks{
 			Ready:  func() bool { return !s.proxy.Draining() },
 			Reload: s.reload,
@@ -301,6 +314,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 			Fraud:  s.deps.fraud.Engine,
 			Bans:   bans,
 			Token:  token,
+
+			ReadToken:   readToken,
+			OpenMetrics: cfg.Admin.OpenMetrics,
+			Hosts:       cfg.Admin.Hosts,
+			TLS:         tlsConf,
 		}, log)
 		if err := s.admin.Start(); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)

@@ -174,9 +174,24 @@ type TLS struct {
 	HandshakeTimeout time.Duration
 }
 
-// Admin is the admin HTTP server.
+// Admin is the admin HTTP server (admin.go).
 type Admin struct {
 	Listen string // host:port; empty disables the admin server
+	// Hosts are the names a request's Host header may carry (without the
+	// port), against DNS rebinding: the listen address, localhost,
+	// 127.0.0.1 and ::1 by default; "*" accepts any.
+	Hosts []string
+	// OpenMetrics serves /metrics without a token.
+	OpenMetrics bool
+	// TLS serves HTTPS with this certificate and key.
+	TLS AdminTLS
+	// InsecurePlaintext allows plain HTTP on an address that is not loopback.
+	InsecurePlaintext bool
+}
+
+// AdminTLS is the admin server's certificate.
+type AdminTLS struct {
+	Cert, Key string // PEM files
 }
 
 // Storage locates the embedded stores.
@@ -285,6 +300,14 @@ type Trunk struct {
 	// Record-Route, Server/User-Agent, Warning) from this trunk and its
 	// phones (default true; see package proxy, topology.go).
 	TopologyHiding bool
+	// TrustIdentity lets the trunk's P-Asserted-Identity,
+	// P-Preferred-Identity, Diversion and Remote-Party-ID reach the
+	// upstream; by default they are removed (identity.go).
+	TrustIdentity bool
+	// CallerID is what happens to a call of a digest account whose caller
+	// ID is none of its numbers: CallerIDRefuse (403, the default) or
+	// CallerIDRewrite.
+	CallerID string
 }
 
 // Values of Trunk.Auth.

@@ -111,7 +111,16 @@ type rawTLS struct {
 }
 
 type rawAdmin struct {
-	Listen string `yaml:"listen"`
+	Listen            string      `yaml:"listen"`
+	Hosts             []string    `yaml:"hosts"`
+	OpenMetrics       bool        `yaml:"open_metrics"`
+	TLS               rawAdminTLS `yaml:"tls"`
+	InsecurePlaintext bool        `yaml:"insecure_plaintext"`
+}
+
+type rawAdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 type rawStorage struct {
@@ -166,6 +175,9 @@ type rawTrunk struct {
 	Transfers string `yaml:"transfers"`
 	// TopologyHiding is a pointer so that absent means the default (on).
 	TopologyHiding *bool `yaml:"topology_hiding"`
+	// identity.go
+	TrustIdentity bool   `yaml:"trust_identity"`
+	CallerID      string `yaml:"caller_id"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -196,13 +208,14 @@ var knownKeys = map[string][]string{
 	"rawListen":       {"url", "advertise"},
 	"plain":           {"url", "advertise"},
 	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
-	"rawAdmin":        {"listen"},
+	"rawAdmin":        {"listen", "hosts", "open_metrics", "tls", "insecure_plaintext"},
+	"rawAdminTLS":     {"cert", "key"},
 	"rawStorage":      {"path"},
 	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding", "trust_identity", "caller_id"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -433,12 +446,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		v.fail(p("tls"), "tls.cert and tls.key go together")
 	}
 
-	c.Admin.Listen = raw.Admin.Listen
-	if c.Admin.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
-			v.fail(p("admin", "listen"), "must be an IP address and port such as 127.0.0.1:8080, got %q", c.Admin.Listen)
-		}
-	}
+	v.admin(c, &raw.Admin)
 	c.Storage.Path = raw.Storage.Path
 	if c.Storage.Path == "" {
 		c.Storage.Path = "./data"
@@ -717,6 +725,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 			numbers[key] = t.Name
 			tr.Numbers = append(tr.Numbers, nr)
 		}
+		v.trunkIdentity(base, &t, &tr)
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)

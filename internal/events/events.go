@@ -88,6 +88,9 @@ const (
 	// journal is full (journal_full) or there is none and the queue is full
 	// (queue_full).
 	CDRStore
+	// CallerID: a call of a digest account whose caller ID is none of the
+	// account's numbers, refused (Code 403) or rewritten (Code 0).
+	CallerID
 	// PeerOverBudget: a configured trunk or upstream went over a flood
 	// budget; its excess is shed (503 + Retry-After for INVITE and
 	// REGISTER, dropped otherwise), it is never banned (Reason: the class;
@@ -125,6 +128,7 @@ var kindNames = [...]string{
 	NotifyFailed:          "notify_failed",
 	Unauthenticated:       "unauthenticated",
 	CDRStore:              "cdr_store",
+	CallerID:              "caller_id",
 	PeerOverBudget:        "peer_over_budget",
 }
 

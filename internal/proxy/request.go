@@ -392,7 +392,13 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	}
 	raw := bytes.Clone(pkt.Buf)
 	if edits := req.HeaderEdits(); len(edits) > 0 {
-		raw = w.applyEdits(m, raw, edits) // edits.go
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			w.blockedCDR(pkt, req, "proxy", editFailedVerdict.Reason, int(editFailedVerdict.Code))
+			return
+		}
 	}
 	// The call's media session, and its offer (media.go).
 	var sess chain.MediaSession
@@ -673,10 +679,18 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 			rt.body = body
 		}
 	}
+	raw := bytes.Clone(pkt.Buf)
+	if edits := w.req.HeaderEdits(); len(edits) > 0 {
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go (identities of an untrusted trunk)
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			return
+		}
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
