@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -176,10 +178,26 @@ func TestTrunkWithinItsCPSIsNotBannedByFloodProfile(t *testing.T) {
 // TestTrunkOverItsBudgetIsShedNotBanned: a trunk (a customer's PBX gone
 // wild, or a stranger spoofing its address) sends 1,000 INVITEs at once,
 // beyond its budget of 300 at once. The excess is answered 503 with
-// Retry-After, counted and raised as a peer_over_budget event; the trunk is
-// not banned and its next call goes through.
+// Retry-After, counted and raised as a peer_over_budget alert (a webhook
+// with the default kinds gets it); the trunk is not banned and its next
+// call goes through.
 func TestTrunkOverItsBudgetIsShedNotBanned(t *testing.T) {
-	b := startPeerBed(t, "")
+	// the alert: a webhook with the default kinds
+	alerts := make(chan string, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Events []struct{ Kind, Trunk, Reason string }
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		for _, e := range body.Events {
+			select {
+			case alerts <- e.Kind + " " + e.Trunk + " " + e.Reason:
+			default:
+			}
+		}
+	}))
+	defer hook.Close()
+	b := startPeerBed(t, "notify: {webhooks: [{url: \""+hook.URL+"/alerts\"}]}\n")
 	for i := range 1000 {
 		id := "burst-" + strconv.Itoa(i)
 		b.trunk.Send(b.e.SIPAddr(), b.trunk.InviteText(b.e.SIPAddr(), id, "z9hG4bK-"+id, 1))
@@ -193,7 +211,14 @@ func TestTrunkOverItsBudgetIsShedNotBanned(t *testing.T) {
 	if shed == nil || shed.RetryAfter == "" {
 		t.Fatalf("no 503 with Retry-After for the INVITEs over budget: %v", shed)
 	}
-	b.e.WaitLog(`"kind":"peer_over_budget"`, 1)
+	select {
+	case a := <-alerts:
+		if a != "peer_over_budget acme flood_shed_invite" {
+			t.Errorf("alert %q, want peer_over_budget acme flood_shed_invite", a)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no peer_over_budget alert at the webhook within 5 s")
+	}
 	if v := b.e.Metric(`sipwarden_flood_shed_total{class="invite",trunk="acme"}`); v < 1 {
 		t.Errorf("shed INVITEs: %v", v)
 	}
