@@ -63,3 +63,34 @@ trunks:
 		}
 	}
 }
+
+// An allow prefix wider than a /8 (IPv4) or a /32 (IPv6) makes a whole
+// swathe of the internet a configured peer, which no rule bans: a warning
+// with file, line and key.
+func TestWideAllowWarns(t *testing.T) {
+	const src = `listen: [udp://127.0.0.1:5060]
+upstreams: [{name: pbx, targets: [udp://127.0.0.3:5080]}]
+trunks:
+  - {name: world, allow: [0.0.0.0/0], upstream: pbx}
+  - {name: isp, allow: [10.0.0.0/8, "2001:db8::/32"], upstream: pbx}
+  - {name: v6, allow: ["2001::/16"], upstream: pbx}
+`
+	cfg, err := Parse([]byte(src), "w.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range cfg.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{"w.yaml:4:", "trunks[0].allow[0]", "0.0.0.0/0 makes every address", "w.yaml:6:", "trunks[2].allow[0]", "2001::/16"}
+	all := strings.Join(got, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("warnings lack %q:\n%s", w, all)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("%d warnings, want 2 (a /8 and a /32 are fine):\n%s", len(got), all)
+	}
+}

@@ -227,6 +227,15 @@ type validator struct {
 	warns Errors
 }
 
+// wideAllowBits is the shortest allow prefix that check-config accepts without
+// a warning: a /8 of IPv4, a /32 of IPv6 (an ISP's allocation).
+func wideAllowBits(a netip.Addr) int {
+	if a.Is4() {
+		return 8
+	}
+	return 32
+}
+
 // warn records a warning at the node of path: the file is valid, but a
 // setting contradicts another (check-config prints it, serve logs it).
 func (v *validator) warn(path []any, format string, args ...any) {
@@ -655,6 +664,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 				v.fail(append(append([]any{}, base...), i), "prefix %s is also in %s: the source would be ambiguous", pf, other)
 			}
 			prefixes[pf] = owner
+			if pf.Bits() < wideAllowBits(pf.Addr()) {
+				v.warn(append(append([]any{}, base...), i), "%s makes every address in it a configured peer of %s, "+
+					"which no rule ever bans (a flood from it is only shed): list the peer's own addresses", pf, owner)
+			}
 			out = append(out, pf)
 		}
 		return out
