@@ -58,6 +58,9 @@ func TestCallsComplete(t *testing.T) {
 			if res.Successful != calls || res.Failed != 0 {
 				t.Fatalf("calls: %s, want %d successful\n%s", testbed.FmtCalls(res), calls, res.Screen)
 			}
+			if v := e.Metric(`sipwarden_events_lost_total{subscriber="log"}`); v != 0 {
+				t.Errorf("events lost by the log sink: %v, want 0 (-1: not exported)", v)
+			}
 			e.Stop()
 			recs := e.CDRs()
 			if len(recs) != calls || testbed.CountDisposition(recs, cdr.Answered) != calls {
