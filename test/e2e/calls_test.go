@@ -114,7 +114,8 @@ func TestSIGTERMMidCall(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // answered, not only early
+	// answered, not only early: each caller's ACK for its 200 has reached sipwarden
+	waitMetric(t, e, `sipwarden_proxy_requests_total{method="ACK"}`, calls)
 	e.Stop()
 	recs := e.CDRs()
 	if n := testbed.CountDisposition(recs, cdr.Interrupted); n != calls {
