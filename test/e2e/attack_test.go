@@ -161,8 +161,9 @@ func TestUnderAttack(t *testing.T) {
 	}
 	blocked := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`)
 	rssAfter := rss(t, e.Cmd.Process.Pid)
-	t.Logf("attack: %d messages in %v (%.0f/s), %.0f dropped before parsing; legitimate: %s; RSS %d -> %d KiB",
-		sent.Load(), elapsed.Round(time.Millisecond), perSec, blocked, testbed.FmtCalls(res), rssBefore, rssAfter)
+	t.Logf("attack: %d messages in %v (%.0f/s), %.0f dropped before parsing; legitimate: %s; RSS %d -> %d KiB; events lost by the log sink: %.0f",
+		sent.Load(), elapsed.Round(time.Millisecond), perSec, blocked, testbed.FmtCalls(res), rssBefore, rssAfter,
+		e.Metric(`sipwarden_events_lost_total{subscriber="log"}`))
 	if rssAfter > 256*1024 {
 		t.Errorf("RSS %d KiB after the attack: memory not bounded", rssAfter)
 	}
