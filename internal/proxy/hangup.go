@@ -85,6 +85,13 @@ func (w *worker) sendBye(d *dialog, toCallee bool, reason string) {
 		return
 	}
 	target.listener = l
+	callID := d.callID
+	if toCallee && d.topo.callID != "" { // towards a trunk called by a hidden upstream (topology_ids.go)
+		callID = d.topo.callID
+		if d.topo.from != "" {
+			from = d.topo.from
+		}
+	}
 	branch := w.nextBranch()
 	b := w.out[:0]
 	b = append(b, "BYE "...)
@@ -103,7 +110,7 @@ func (w *worker) sendBye(d *dialog, toCallee bool, reason string) {
 	b = append(b, "\r\nTo: "...)
 	b = append(b, to...)
 	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, d.callID...)
+	b = append(b, callID...)
 	b = append(b, "\r\nCSeq: "...)
 	b = strconv.AppendUint(b, uint64(cseq), 10)
 	b = append(b, " BYE\r\nReason: SIP ;cause=403 ;text=\""...)

@@ -78,6 +78,7 @@ type Proxy struct {
 	seed     maphash.Seed
 	instance string // random per process: part of every branch and tag we make
 	met      *metrics
+	refl     *reflectGuard // reply budgets and counts for unauthenticated sources (reflect.go)
 	log      *slog.Logger
 
 	locals   atomic.Pointer[[]localAddr]
@@ -126,6 +127,7 @@ func New(opt Options) (*Proxy, error) {
 		log:      opt.Logger,
 		stop:     make(chan struct{}),
 	}
+	p.refl = newReflectGuard(opt.Registerer, p.met.dropVec)
 	p.runtime.Store(opt.Runtime)
 	p.workers = make([]*worker, opt.Workers)
 	for i := range p.workers {

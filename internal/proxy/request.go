@@ -92,6 +92,9 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 	}
 
 	v, stage := rt.Chain.Run(req)
+	if req.Account != "" && pkt.Transport == sip.UDP {
+		w.p.refl.prove(pkt.Src.Addr(), w.now) // reflect.go: it answered our nonce there
+	}
 	switch v.Action {
 	case chain.Drop:
 		req.ReleaseHolds()
@@ -179,9 +182,15 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 		extra = append(extra, "\r\n"...)
 	}
 	w.extra = extra
+	f := flowFrom(pkt, via)
+	// A UDP source that proved nothing may be a forged one: the reply goes
+	// once, within its destination's budget (reflect.go).
+	unauth := pkt.Transport == sip.UDP && unauthenticated(&w.req)
+	if unauth && !w.p.refl.allow(f.addr.Addr(), w.now) {
+		return
+	}
 	out := sip.AppendResponse(w.out[:0], m, int(v.Code), sip.ReasonText(int(v.Code)), w.localTag(m), w.p.opt.ServerHeader, extra)
 	w.out = out
-	f := flowFrom(pkt, via)
 	w.send(f, out, "reply")
 	w.p.met.replies.WithLabelValues(strconv.Itoa(int(v.Code))).Inc()
 	if m.Method() == sip.INVITE && pkt.Transport == sip.UDP && len(w.stx) < maxServerTx {
@@ -192,10 +201,13 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 			state:    stateCompleted,
 			lastResp: bytes.Clone(out),
 			created:  w.now,
+			unauth:   unauth,
 		}
 		st.interval = w.p.opt.T1
 		w.addServerTx(st)
-		w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		if !unauth {
+			w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		}
 		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
 	}
 }
@@ -247,6 +259,9 @@ func (w *worker) removeServerTx(st *serverTx) {
 
 // serverRetransmit answers a retransmitted request with the last response.
 func (w *worker) serverRetransmit(st *serverTx) {
+	if st.unauth && !w.p.refl.allow(st.from.addr.Addr(), w.now) {
+		return
+	}
 	switch {
 	case st.lastResp != nil && st.state != stateAccepted:
 		w.send(st.from, st.lastResp, "retransmission")
@@ -377,7 +392,13 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	}
 	raw := bytes.Clone(pkt.Buf)
 	if edits := req.HeaderEdits(); len(edits) > 0 {
-		raw = w.applyEdits(m, raw, edits) // edits.go
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			w.blockedCDR(pkt, req, "proxy", editFailedVerdict.Reason, int(editFailedVerdict.Code))
+			return
+		}
 	}
 	// The call's media session, and its offer (media.go).
 	var sess chain.MediaSession
@@ -422,6 +443,7 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 			st.mediaDlg, st.fromCaller, st.offered = d, true, offer != nil
 		}
 	}
+	st.retarget.topo = w.topoInitial(req, st.dialog)
 	// Only an INVITE dialog keeps what stages held for the request; anything
 	// held for another request is given back now.
 	req.ReleaseHolds()
@@ -565,6 +587,9 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	m := &w.msg
 	d, fromCaller := w.findDialog(m)
 	if d == nil {
+		d, fromCaller = w.topoFindDialog(m) // a masked Call-ID (topology_ids.go)
+	}
+	if d == nil {
 		w.p.met.dropped(reasonNoDialog)
 		if m.Method() != sip.ACK {
 			w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "no_dialog"))
@@ -598,8 +623,15 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	} else {
 		target = d.caller
 	}
-	d.lastSeen = w.now
 	meth := m.Method()
+	topo, ok := w.topoInDialog(d, fromCaller) // topology.go
+	if !ok {
+		if meth != sip.ACK {
+			w.replyVerdict(pkt, true, via, chain.ReplyWith(404, "topology_handle_mismatch"))
+		}
+		return
+	}
+	d.lastSeen = w.now
 	if n, _ := m.CSeq(); fromCaller && n > d.callerCSeq {
 		d.callerCSeq = n
 	} else if !fromCaller && n > d.calleeCSeq && meth != sip.ACK {
@@ -614,7 +646,7 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		if target.listener == nil {
 			target.listener = l
 		}
-		var rt retarget
+		rt := retarget{topo: topo}
 		if d.media != nil && d.ackAnswer && d.ackFromCaller == fromCaller {
 			if b := sdpBody(m); b != nil {
 				d.ackAnswer = false
@@ -635,7 +667,7 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	}
 	// A re-INVITE or UPDATE of an anchored call: its offer goes through the
 	// session; a refused offer is answered here and goes no further.
-	var rt retarget
+	rt := retarget{topo: topo}
 	anchored := d.media != nil && (meth == sip.INVITE || meth == sip.UPDATE)
 	if anchored {
 		if b := sdpBody(m); b != nil {
@@ -647,15 +679,23 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 			rt.body = body
 		}
 	}
+	raw := bytes.Clone(pkt.Buf)
+	if edits := w.req.HeaderEdits(); len(edits) > 0 {
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go (identities of an untrusted trunk)
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			return
+		}
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
+	st.retarget = rt
 	if anchored {
-		st.retarget = rt
 		st.mediaDlg, st.fromCaller, st.offered = d, fromCaller, rt.body != nil
 	}
 	w.addServerTx(st)

@@ -55,6 +55,10 @@ type serverTx struct {
 	mediaDlg   *dialog
 	fromCaller bool
 	offered    bool
+	// unauth: a reply of ours to a source that had not authenticated
+	// (reflect.go): never retransmitted by timer G, resent only within
+	// the destination's reply budget.
+	unauth bool
 }
 
 // clientTx is a request we sent (RFC 3261 17.1).
@@ -115,6 +119,8 @@ type dialog struct {
 	callerCSeq, calleeCSeq    uint32
 	endStage, endReason       string
 	ackAnswer, ackFromCaller  bool
+	// topo hides the protected party of the call (topology.go).
+	topo topoDialog
 }
 
 // answered tells the call's holds that implement chain.Answerer.
