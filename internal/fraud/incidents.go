@@ -17,23 +17,26 @@ type repeat struct {
 
 // forgiveness is the value of a released rule's metric at the release,
 // subtracted from the rule's value until the counted traffic has aged out.
+// A ratio (low_asr) cannot be subtracted from: it counts only the traffic
+// after the release, at.
 type forgiveness struct {
 	value float64
+	at    time.Time
 	until time.Time
 }
 
-// forgivenValue returns what the released rule name may not count again at
-// now (0 when nothing is forgiven), forgetting expired forgiveness.
-func (a *account) forgivenValue(name string, now time.Time) float64 {
+// forgivenOf returns what the released rule name may not count again at now
+// (the zero forgiveness when nothing is forgiven), forgetting expired forgiveness.
+func (a *account) forgivenOf(name string, now time.Time) forgiveness {
 	f, ok := a.forgiven[name]
 	if !ok {
-		return 0
+		return forgiveness{}
 	}
 	if !now.Before(f.until) {
 		delete(a.forgiven, name)
-		return 0
+		return forgiveness{}
 	}
-	return f.value
+	return f
 }
 
 // countedSpan is how far back the metric of r counts traffic: what an
@@ -42,16 +45,14 @@ func (a *account) forgivenValue(name string, now time.Time) float64 {
 // the rule trips again).
 func (r *Rule) countedSpan() time.Duration {
 	switch r.Metric {
-	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber,
-		MetricNewCountryScore, MetricSequential, MetricNewRange, MetricShortCalls, MetricNewCountrySpend:
+	case MetricCalls, MetricIntlCalls, MetricScore, MetricSpend, MetricSameNumber, MetricCountryScore,
+		MetricNewCountryScore, MetricSequential, MetricNewRange, MetricLowASR, MetricShortCalls, MetricNewCountrySpend:
 		return r.Window
 	case MetricCallsSpike, MetricIntlSpike, MetricSpendSpike, MetricOffHours, MetricUnusualHour:
 		return time.Hour
 	case MetricSpend24h:
 		return 24 * time.Hour
 	}
-	// country_score is kept per country and low_asr is a ratio: a release
-	// forgives neither; if the traffic still breaches, the rule trips again.
 	return 0
 }
 
@@ -104,7 +105,7 @@ func (e *Engine) ReleaseBy(account, rule, by string) bool {
 	delete(a.repeats, rule) // the operator vouched for the trunk: no escalation
 	if in != nil {
 		if span := in.rule.countedSpan(); span > 0 {
-			a.forgiven[rule] = forgiveness{value: in.peak, until: now.Add(span)}
+			a.forgiven[rule] = forgiveness{value: in.peak, at: now, until: now.Add(span)}
 		}
 	}
 	a.mu.Unlock()

@@ -28,9 +28,9 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 	x := evalCtx{a: a, now: now}
 	for i := range a.rules {
 		r := &a.rules[i]
-		x.forgiven = 0
+		x.forgiven = forgiveness{}
 		if len(a.forgiven) > 0 {
-			x.forgiven = a.forgivenValue(r.Name, now)
+			x.forgiven = a.forgivenOf(r.Name, now)
 		}
 		value, limit, ok := x.measure(r, at)
 		if !ok {
@@ -42,7 +42,7 @@ func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.E
 			}
 			continue
 		}
-		if value -= x.forgiven; value > limit {
+		if value -= x.forgiven.value; value > limit {
 			key := "" // what the figure is of: a country_score incident names its country
 			if r.Metric == MetricCountryScore {
 				key = at.country.key
@@ -63,9 +63,8 @@ type evalCtx struct {
 	a   *account
 	now time.Time
 	// forgiven is what a release forgave of the current rule's figure: the
-	// caller subtracts it from the value; a metric that compares its figure
-	// with something else than the limit subtracts it itself.
-	forgiven float64
+	// caller subtracts its value (lowASR counts from its time instead).
+	forgiven forgiveness
 	// The few distinct windows of the rules, each summed once.
 	cache [6]winSum
 	n     int
@@ -258,8 +257,14 @@ func (x *evalCtx) newRange(r *Rule, at *attempt) (float64, float64, bool) {
 
 // lowASR is the answer ratio of the non-domestic calls started in the
 // window's complete minutes, once they are at least Floor (Metric.below).
+// After a release it counts the complete minutes that followed it: the calls
+// the incident was about are forgiven, the ratio of new ones is not.
 func (x *evalCtx) lowASR(r *Rule, at *attempt) (float64, float64, bool) {
-	started, answered := x.a.asr(x.now, minutes(r))
+	w := minutes(r)
+	if rel := x.forgiven.at; !rel.IsZero() {
+		w = min(w, int(x.now.Unix()/60-rel.Unix()/60-1))
+	}
+	started, answered := x.a.asr(x.now, w)
 	if started == 0 || float64(started) < r.Floor {
 		return 0, 0, false
 	}
@@ -282,7 +287,7 @@ func (x *evalCtx) newCountrySpend(r *Rule, at *attempt) (float64, float64, bool)
 	// (a hotel guest, a travelling employee) calls one or two
 	// numbers, at length; a pump spreads its channels over the
 	// many numbers of the ranges that pay it, and redials new ones.
-	if r.Floor > 0 && value-x.forgiven > r.Limit && a.recent != nil &&
+	if r.Floor > 0 && value-x.forgiven.value > r.Limit && a.recent != nil &&
 		float64(a.recent.newNumbers(x.now.Unix()-int64(w)*60)) < r.Floor {
 		return 0, 0, false
 	}
