@@ -26,10 +26,10 @@ type attempt struct {
 // and the incident.
 func (a *account) evaluate(e *Engine, now time.Time, at *attempt, evs []events.Event) []events.Event {
 	x := evalCtx{a: a, now: now}
+	anyForgiven := len(a.forgiven) > 0 // most of the time none: x.forgiven stays zero
 	for i := range a.rules {
 		r := &a.rules[i]
-		x.forgiven = forgiveness{}
-		if len(a.forgiven) > 0 {
+		if anyForgiven {
 			x.forgiven = a.forgivenOf(r.Name, now)
 		}
 		value, limit, ok := x.measure(r, at)
