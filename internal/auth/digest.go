@@ -57,6 +57,7 @@ func (a *Account) MayRegisterFrom(src netip.Addr) bool {
 type Verifier struct {
 	realm    string
 	offer    []Algorithm
+	noMD5    []Algorithm // offer without MD5 (SHA-only accounts); offer when that would be empty
 	accounts map[string]*Account
 	nonces   *Nonces
 	replay   *ReplayGuard
@@ -67,7 +68,8 @@ type Verifier struct {
 }
 
 // NewVerifier builds the verifier of realm. offer lists the algorithms to
-// challenge with, strongest first (nil: Algorithms). Every account must have
+// challenge with, in the order of the challenges (nil: DefaultOffer): many
+// phones answer only the first one. Every account must have
 // an HA1 for every offered algorithm (MD5 excepted for SHA-only accounts).
 // Nonces are accepted for lifetime after their issue.
 func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *Nonces, replay *ReplayGuard, lifetime time.Duration) (*Verifier, error) {
@@ -75,9 +77,18 @@ func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *No
 		return nil, fmt.Errorf("realm %q must be non-empty without quotes, backslashes or line breaks", realm)
 	}
 	if offer == nil {
-		offer = Algorithms
+		offer = DefaultOffer
 	}
-	v := &Verifier{realm: realm, offer: offer, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay, lifetime: lifetime}
+	noMD5 := make([]Algorithm, 0, len(offer))
+	for _, alg := range offer {
+		if alg != MD5 {
+			noMD5 = append(noMD5, alg)
+		}
+	}
+	if len(noMD5) == 0 {
+		noMD5 = offer // never an empty offer
+	}
+	v := &Verifier{realm: realm, offer: offer, noMD5: noMD5, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay, lifetime: lifetime}
 	shaOnly := 0
 	for i := range accounts {
 		a := &accounts[i]
@@ -330,10 +341,10 @@ func (v *Verifier) Offer(user []byte) []Algorithm {
 	} else if v.shaOnlyShare > 0 && len(user) > 0 {
 		noMD5 = v.nonces.Pick(user) < v.shaOnlyShare
 	}
-	if !noMD5 || len(v.offer) < 2 || v.offer[len(v.offer)-1] != MD5 {
-		return v.offer // never an empty offer
+	if noMD5 {
+		return v.noMD5
 	}
-	return v.offer[:len(v.offer)-1]
+	return v.offer
 }
 
 // AppendChallenge appends one challenge header line per algorithm of offer

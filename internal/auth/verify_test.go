@@ -35,7 +35,7 @@ func newVerifier(t testing.TB, lifetime time.Duration) *Verifier {
 	t.Helper()
 	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), account("1002", "7yH#e2Wq!pL0$vN4", true)}
 	accts[1].RegisterFrom = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	v, err := NewVerifier(testRealm, nil, accts, NewNonces([]byte("k")), NewReplayGuard(1024), lifetime)
+	v, err := NewVerifier(testRealm, Algorithms, accts, NewNonces([]byte("k")), NewReplayGuard(1024), lifetime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +148,47 @@ func upperResponse(h string) string {
 	return respRe.ReplaceAllStringFunc(h, func(s string) string { return `response="` + strings.ToUpper(s[10:len(s)-1]) + `"` })
 }
 
+// TestOfferOrder: the challenges go out in the order of the offer (phones
+// answer only the first one), SHA-256 alone by default, and a SHA-only
+// account is never offered MD5 wherever MD5 stands in the offer.
+func TestOfferOrder(t *testing.T) {
+	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), account("1002", "7yH#e2Wq!pL0$vN4", true)}
+	src := netip.MustParseAddr("192.0.2.10")
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		offer       []Algorithm
+		user        string
+		want        []string
+		firstAccept Algorithm
+	}{
+		{nil, "1001", []string{"SHA-256"}, SHA256},
+		{nil, "1002", []string{"SHA-256"}, SHA256},
+		{[]Algorithm{MD5, SHA256}, "1001", []string{"MD5", "SHA-256"}, MD5},
+		{[]Algorithm{MD5, SHA256}, "1002", []string{"SHA-256"}, SHA256},
+		{[]Algorithm{SHA256, MD5, SHA512256}, "1001", []string{"SHA-256", "MD5", "SHA-512-256"}, SHA256},
+		{[]Algorithm{SHA256, MD5, SHA512256}, "1002", []string{"SHA-256", "SHA-512-256"}, SHA256},
+	} {
+		v, err := NewVerifier(testRealm, tc.offer, accts, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := string(v.AppendChallenge(nil, "WWW-Authenticate", v.Offer([]byte(tc.user)), src, false, now))
+		var got []string
+		for _, l := range strings.Split(strings.TrimSuffix(ch, "\r\n"), "\r\n") {
+			got = append(got, l[strings.Index(l, "algorithm=")+len("algorithm="):strings.Index(l, ", qop")])
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("offer %v to %s: challenges %v, want %v", tc.offer, tc.user, got, tc.want)
+		}
+		if !v.Account(tc.user).Accepts(tc.firstAccept) {
+			t.Errorf("offer %v: %s does not accept %v", tc.offer, tc.user, tc.firstAccept)
+		}
+		if v.Account("1002").Accepts(MD5) {
+			t.Errorf("offer %v: the SHA-only account accepts MD5", tc.offer)
+		}
+	}
+}
+
 func TestChallenge(t *testing.T) {
 	v := newVerifier(t, time.Minute)
 	src := netip.MustParseAddr("192.0.2.10")
@@ -176,7 +217,7 @@ func TestChallenge(t *testing.T) {
 		t.Fatal("a realm with a quote was accepted")
 	}
 	a := Account{Username: "x"}
-	a.HA1[SHA256] = "00"
+	a.HA1[MD5] = "00" // the default offer is SHA-256
 	if _, err := NewVerifier("r", nil, []Account{a}, nil, nil, 0); err == nil {
 		t.Fatal("an account without the HA1 of an offered algorithm was accepted")
 	}

@@ -62,8 +62,8 @@ type TrunkDigest struct {
 	// Domains are the SIP domains (Request-URI hosts, lower case) that
 	// identify the trunk for sources outside its allow prefixes. Default: the realm.
 	Domains []string
-	// Algorithms are offered in this order, strongest first (default
-	// SHA-512-256, SHA-256, MD5).
+	// Algorithms are offered in this order, one challenge each (default
+	// SHA-256 alone: phones that read only the first challenge know it).
 	Algorithms []string
 	// RequireTLS refuses digest authentication over UDP and TCP.
 	RequireTLS bool
@@ -235,6 +235,8 @@ var (
 	hexRe   = regexp.MustCompile(`^[0-9a-f]+$`)
 	// algorithmOrder is the strength order (strongest first).
 	algorithmOrder = []string{"SHA-512-256", "SHA-256", "MD5"}
+	// defaultAlgorithms is the offer of a trunk that names none (auth.DefaultOffer).
+	defaultAlgorithms = []string{"SHA-256"}
 )
 
 // digestTrunk validates the digest keys of trunk i; tr.Auth is AuthDigest.
@@ -266,7 +268,7 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 		}
 	}
 	if len(r.Algorithms) == 0 {
-		d.Algorithms = algorithmOrder
+		d.Algorithms = defaultAlgorithms
 	}
 	for i, alg := range r.Algorithms {
 		j := slices.IndexFunc(algorithmOrder, func(s string) bool { return strings.EqualFold(s, alg) })
@@ -278,10 +280,7 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 			d.Algorithms = append(d.Algorithms, algorithmOrder[j])
 		}
 	}
-	// strongest first, whatever the order written
-	slices.SortFunc(d.Algorithms, func(a, b string) int {
-		return slices.Index(algorithmOrder, a) - slices.Index(algorithmOrder, b)
-	})
+	// In the order written: many phones answer only the first challenge.
 	if d.RequireTLS && !hasTLS {
 		v.fail(append(base, "require_tls"), "needs a tls:// listener")
 	}

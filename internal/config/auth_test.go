@@ -22,7 +22,7 @@ func TestAuthGood(t *testing.T) {
 	ph := c.Trunk("phones")
 	d := ph.Digest
 	if ph.Auth != AuthDigest || d.Realm != "sip.example.com" || !slices.Equal(d.Domains, []string{"sip.example.com", "192.0.2.1"}) ||
-		!slices.Equal(d.Algorithms, []string{"SHA-256", "MD5"}) || !d.RequireTLS || len(d.Accounts) != 2 || len(ph.Allow) != 0 {
+		!slices.Equal(d.Algorithms, []string{"MD5", "SHA-256"}) /* the order written */ || !d.RequireTLS || len(d.Accounts) != 2 || len(ph.Allow) != 0 {
 		t.Fatalf("phones: %+v", d)
 	}
 	a0 := d.Accounts[0]
@@ -40,7 +40,7 @@ func TestAuthGood(t *testing.T) {
 		t.Fatal("sha_only lost")
 	}
 	of := c.Trunk("office").Digest
-	if !slices.Equal(of.Algorithms, []string{"SHA-512-256", "SHA-256", "MD5"}) || !slices.Equal(of.Domains, []string{"office.example.com"}) {
+	if !slices.Equal(of.Algorithms, []string{"SHA-256"}) || !slices.Equal(of.Domains, []string{"office.example.com"}) {
 		t.Fatalf("defaults: %+v", of)
 	}
 }
