@@ -36,6 +36,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/fraud"
+	"github.com/sipwarden/sipwarden/internal/registrar"
 )
 
 // Hooks connect the admin server to the running process. A nil hook turns
@@ -51,6 +52,8 @@ type Hooks struct {
 	Fraud *fraud.Engine
 	// Bans is the ban list the API reads and changes (it persists to its store).
 	Bans *banlist.List
+	// Registrar holds the bindings GET /api/v1/registrations lists.
+	Registrar *registrar.Registrar
 	// Token is the bearer token that requests changing state must carry
 	// (it reads too). Empty refuses every such request (403): nothing is
 	// open by accident.
@@ -106,6 +109,7 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 	s.route(mux, "/api/v1/incidents/{id}", methods{http.MethodGet: s.getIncident})
 	s.route(mux, "/api/v1/incidents/{id}/release", methods{http.MethodPost: s.auth(s.releaseIncident)})
 	s.route(mux, "/api/v1/bans", methods{http.MethodGet: s.listBans, http.MethodPost: s.auth(s.addBan)})
+	s.route(mux, "/api/v1/registrations", methods{http.MethodGet: s.listRegistrations})
 	s.route(mux, "/api/v1/bans/{prefix...}", methods{http.MethodDelete: s.auth(s.removeBan)})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API endpoint "+r.URL.Path)

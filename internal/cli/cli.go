@@ -22,6 +22,7 @@ Commands:
   cdr           list or export call detail records
   ban           add, remove or list bans
   incidents     list or release toll-fraud incidents (through the admin API)
+  registrations list the phones registered to sipwarden's registrar (through the admin API)
   passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
@@ -52,6 +53,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return BanCommand(rest, stdout, stderr)
 	case "incidents":
 		return IncidentsCommand(rest, stdout, stderr)
+	case "registrations":
+		return RegistrationsCommand(rest, stdout, stderr)
 	case "passwd":
 		return PasswdCommand(rest, os.Stdin, stdout, stderr)
 	case "firewall":

@@ -316,6 +316,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 			Bans:   bans,
 			Token:  token,
 
+			Registrar: s.deps.registrar,
+
 			ReadToken:   readToken,
 			OpenMetrics: cfg.Admin.OpenMetrics,
 			Hosts:       cfg.Admin.Hosts,
