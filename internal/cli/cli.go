@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 const usage = `sipwarden — a SIP security edge
@@ -76,12 +77,50 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// Version is the module version the binary was built from, or "devel".
+// version and commit are stamped at build time by `make build`
+// (-ldflags "-X .../internal/cli.version=... -X .../internal/cli.commit=...");
+// without them Version reads what the Go toolchain recorded.
+var version, commit string
+
+// Version names the build: the stamped version, else the module version
+// (go install module@v1.2.3), else "devel"; followed by the commit, stamped
+// or recorded by go build in a git checkout (vcs.revision, "+dirty" when
+// the tree had changes): "devel (commit 0ff07ea1c2d3+dirty)".
 func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	bi, ok := debug.ReadBuildInfo()
+	return versionOf(version, commit, bi, ok)
+}
+
+func versionOf(version, commit string, bi *debug.BuildInfo, ok bool) string {
+	v := version
+	if v == "" && ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
 	}
-	return "devel"
+	if v == "" {
+		v = "devel"
+	}
+	c := commit
+	if c == "" && ok {
+		dirty := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				c = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(c) > 12 {
+			c = c[:12]
+		}
+		if c != "" && dirty {
+			c += "+dirty"
+		}
+	}
+	if c == "" || strings.Contains(v, c) {
+		return v
+	}
+	return v + " (commit " + c + ")"
 }
 
 // newFlagSet returns a flag set that reports usage errors as exit code 2.
@@ -89,8 +128,13 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: sipwarden %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "Usage: sipwarden %s\n", synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 { // no empty heading for a command without flags
+			fmt.Fprint(stderr, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }

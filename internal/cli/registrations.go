@@ -25,7 +25,7 @@ the process): at admin.listen of the configuration (or --admin; https://
 when admin.tls is set), with the read token of storage.path/admin.read.token
 (or --token-file).
 
-Flags:
+Flags of list:
 `
 
 // RegistrationsCommand lists the registrar's bindings through the admin

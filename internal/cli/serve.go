@@ -3,13 +3,16 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,21 +63,42 @@ func Serve(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// configCommand parses the flags of a command that takes only --config and
-// loads the file. It returns nil and the exit code when the command must stop.
+// configCommand parses the flags of a command that takes only a
+// configuration file (--config FILE, or FILE alone) and loads the file. It
+// returns nil and the exit code when the command must stop.
 func configCommand(name string, args []string, stderr io.Writer) (*config.Config, int) {
-	fs := newFlagSet(name, name+" --config FILE", stderr)
-	file := fs.String("config", "sipwarden.yaml", "configuration file")
+	fs := newFlagSet(name, name+" [--config] FILE", stderr)
+	file := fs.String("config", defaultConfigFile, "configuration file (may also be given without --config)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return nil, code
 	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "config" })
+	switch {
+	case fs.NArg() > 1:
+		fmt.Fprintf(stderr, "sipwarden %s: one configuration file expected, got %d: %s\n", name, fs.NArg(), strings.Join(fs.Args(), " "))
+		return nil, 2
+	case fs.NArg() == 1 && given && fs.Arg(0) != *file:
+		fmt.Fprintf(stderr, "sipwarden %s: two configuration files, --config %s and %s: give one\n", name, *file, fs.Arg(0))
+		return nil, 2
+	case fs.NArg() == 1:
+		*file, given = fs.Arg(0), true
+	}
 	cfg, err := config.Load(*file)
 	if err != nil {
+		if !given && errors.Is(err, iofs.ErrNotExist) {
+			fmt.Fprintf(stderr, "sipwarden %s: no configuration file: %s is not in this directory.\n"+
+				"Give one: sipwarden %s --config FILE (examples/quickstart.yaml is a start; README.md, \"Run it\").\n", name, *file, name)
+			return nil, 2
+		}
 		printConfigError(stderr, *file, err)
 		return nil, 1
 	}
 	return cfg, 0
 }
+
+// defaultConfigFile is the configuration a command reads without --config.
+const defaultConfigFile = "sipwarden.yaml"
 
 func printConfigError(w io.Writer, file string, err error) {
 	var errs config.Errors
