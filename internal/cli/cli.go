@@ -26,6 +26,7 @@ Commands:
   registrations list the phones registered to sipwarden's registrar (through the admin API)
   passwd        check a password against the policy and print a digest account entry (HA1 values)
   firewall      print an nftables ruleset for the SIP ports (firewall nft)
+  certs         write a private test CA and the TLS files the examples name (sipwarden certs examples/certs)
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
   fraudsim      replay synthetic traffic and attacks through the toll-fraud engine
   fraud         toll-fraud tools: learn (baselines from CDR history)
@@ -60,6 +61,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return PasswdCommand(rest, os.Stdin, stdout, stderr)
 	case "firewall":
 		return FirewallCommand(rest, stdout, stderr)
+	case "certs":
+		return CertsCommand(rest, stdout, stderr)
 	case "shaken":
 		return ShakenCommand(rest, stdout, stderr)
 	case "fraudsim":

@@ -158,6 +158,11 @@ func TestExamples(t *testing.T) {
 		b, _ := os.ReadFile(f)
 		path := filepath.Join(dir, filepath.Base(f))
 		_ = os.WriteFile(path, b, 0o600)
+		decks, _ := filepath.Glob("../../examples/*.csv") // the sample rate deck
+		for _, d := range decks {
+			b, _ := os.ReadFile(d)
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(d)), b, 0o600)
+		}
 		writeCert(t, filepath.Join(dir, "certs/server.pem"), filepath.Join(dir, "certs/server-key.pem"))
 		writeCert(t, filepath.Join(dir, "certs/clients-ca.pem"), filepath.Join(dir, "certs/clients-ca-key.pem"))
 		if _, err := Load(path); err != nil {
