@@ -68,13 +68,16 @@ func CertsCommand(args []string, stdout, stderr io.Writer) int {
 	var ips []net.IP
 	for _, h := range strings.Split(*hosts, ",") {
 		h = strings.TrimSpace(h)
-		switch {
-		case h == "":
-		case net.ParseIP(h) != nil:
-			ips = append(ips, net.ParseIP(h))
-		default:
-			names = append(names, h)
+		if h == "" {
+			continue
 		}
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		}
+		// An address is a DNS name too: Linphone's TLS library (mbedTLS 2)
+		// matches the host it dialled against DNS names only, never
+		// against IP address entries.
+		names = append(names, h)
 	}
 	if len(names)+len(ips) == 0 {
 		fmt.Fprintln(stderr, "sipwarden certs: --hosts names no host")
@@ -190,10 +193,7 @@ func makeTestCerts(names []string, ips []net.IP, now time.Time, valid time.Durat
 			certFile{name + "-key.pem", kp, true})
 		return nil
 	}
-	cn := "localhost"
-	if len(names) > 0 {
-		cn = names[0]
-	}
+	cn := names[0] // the first of --hosts
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	if err := leaf("server", cn, both, names, ips); err != nil {
 		return nil, err
