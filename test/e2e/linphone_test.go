@@ -121,68 +121,9 @@ func TestLinphoneRegistersOverTLSAndCallsWithSRTP(t *testing.T) {
 		"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"),
 		"ports": fmt.Sprintf("%d-%d", base, base+39), "ha1": auth.HA1(auth.SHA256, "1001", realm, e2ePass)})
 
-	// Without its database directory linphonec never starts its core
-	// (no listening point, no REGISTER, no word of why on the console).
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	rc := filepath.Join(dir, "linphonerc")
 	writeFile(t, rc, linphonerc(filepath.Join(certs, "ca.pem"), fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", e.TLSPort), testbed.FreePort(t)))
-	cmd := exec.Command(linphonec, "-c", rc, "-d", "6", "-l", filepath.Join(dir, "linphone.log"))
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out testbed.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// linphonec runs its SIP stack only between two lines of its input
-	// when that is no terminal: a line every 100 ms keeps it going.
-	var stdinMu sync.Mutex
-	send := func(line string) {
-		stdinMu.Lock()
-		defer stdinMu.Unlock()
-		_, _ = io.WriteString(stdin, line+"\n")
-	}
-	pump := make(chan struct{})
-	pumped := make(chan struct{})
-	go func() {
-		defer close(pumped)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-pump:
-				return
-			case <-tick.C:
-				send("")
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(pump)
-		<-pumped
-		send("quit")
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "linphone.log"))
-			if len(log) > 20000 {
-				log = log[len(log)-20000:]
-			}
-			t.Logf("linphonec output:\n%s\nlinphone.log (end):\n%s", out.String(), log)
-		}
-	})
+	send, _ := startLinphone(t, linphonec, dir, rc)
 
 	// It registers at the first try, with the default challenge.
 	deadline := time.Now().Add(15 * time.Second)
@@ -308,4 +249,157 @@ func sineWAV(rate, freq int, d time.Duration) []byte {
 		le16(44+2*i, uint16(v))
 	}
 	return b
+}
+
+// startLinphone starts linphonec on the configuration rc, with its home in
+// dir; it returns a function that sends it a command line, and its output.
+func startLinphone(t *testing.T, linphonec, dir, rc string) (send func(string), out *testbed.SyncBuffer) {
+	t.Helper()
+	// Without its database directory linphonec never starts its core
+	// (no listening point, no REGISTER, no word of why on the console).
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(linphonec, "-c", rc, "-d", "6", "-l", filepath.Join(dir, "linphone.log"))
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = &testbed.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// linphonec runs its SIP stack only between two lines of its input
+	// when that is no terminal: a line every 100 ms keeps it going.
+	var stdinMu sync.Mutex
+	send = func(line string) {
+		stdinMu.Lock()
+		defer stdinMu.Unlock()
+		_, _ = io.WriteString(stdin, line+"\n")
+	}
+	pump := make(chan struct{})
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-pump:
+				return
+			case <-tick.C:
+				send("")
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(pump)
+		<-pumped
+		send("quit")
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "linphone.log"))
+			if len(log) > 20000 {
+				log = log[len(log)-20000:]
+			}
+			t.Logf("linphonec output:\n%s\nlinphone.log (end):\n%s", out.String(), log)
+		}
+	})
+	return send, out
+}
+
+// linphoneOrderConfig: a digest trunk on TLS whose challenge order the
+// test chooses (none: the default), every HA1 given.
+const linphoneOrderConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}, tls://127.0.0.1:{{.TLSPort}}]
+tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: phones
+    auth: digest
+    realm: phones.example.test
+{{- with index .Extra "algs"}}
+    algorithms: {{.}}
+{{- end}}
+    require_tls: true
+    upstream: pbx
+    registrar: {enabled: true}
+    accounts:
+      - {username: "1001", ha1: {sha-256: {{index .Extra "sha256"}}, sha-512-256: {{index .Extra "sha512"}}, md5: {{index .Extra "md5"}}}}
+`
+
+// TestLinphoneChallengeOrders is the Linphone row of docs/clients.md:
+// linphonec answers only the first challenge of a 401. It registers when
+// that one is SHA-256 (the default) or MD5, and never when it is
+// SHA-512-256 (sipwarden's default before), which it does not know.
+func TestLinphoneChallengeOrders(t *testing.T) {
+	linphonec := testbed.RequireTool(t, "linphonec", "linphone-cli")
+	const realm = "phones.example.test"
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
+		t.Fatalf("sipwarden certs: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		algs      string
+		registers bool
+	}{
+		{"", true},
+		{"[MD5]", true},
+		{"[SHA-256, MD5]", true},
+		{"[SHA-512-256, SHA-256, MD5]", false},
+	} {
+		name := tc.algs
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			sub := t.TempDir()
+			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
+				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
+				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
+				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
+			rc := filepath.Join(sub, "linphonerc")
+			writeFile(t, rc, linphonerc(filepath.Join(certs, "ca.pem"), fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", e.TLSPort), testbed.FreePort(t)))
+			startLinphone(t, linphonec, sub, rc)
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
+					if !tc.registers {
+						t.Fatalf("Linphone registered with %s first", tc.algs)
+					}
+					return
+				}
+				// Linphone's own word (in its log) that it cannot answer the first challenge.
+				if log, _ := os.ReadFile(filepath.Join(sub, "linphone.log")); strings.Contains(string(log), "Given algorithm is not correct") {
+					if tc.registers {
+						t.Fatalf("Linphone refused the first challenge of %s", name)
+					}
+					if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v > 0 {
+						t.Fatalf("successes: %v", v)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Linphone neither registered nor refused the challenge within 15 s")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
 }
