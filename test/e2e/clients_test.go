@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sipwarden/sipwarden/internal/auth"
+	"github.com/sipwarden/sipwarden/test/testbed"
+)
+
+// TestBaresipChallengeOrders is the baresip row of docs/clients.md:
+// Debian's baresip 1.0 (libre 1.x) knows only MD5 and gives up ("Function
+// not implemented") on a 401 that holds any other challenge, even after an
+// MD5 one: it registers only where MD5 is offered alone.
+func TestBaresipChallengeOrders(t *testing.T) {
+	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
+	const realm = "phones.example.test"
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
+		t.Fatalf("sipwarden certs: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		algs      string
+		registers bool
+	}{
+		{"[MD5]", true},
+		{"[MD5, SHA-256]", false},
+		{"", false},
+	} {
+		name := tc.algs
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			sub := t.TempDir()
+			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
+				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
+				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
+				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
+			writeFile(t, filepath.Join(sub, "config"), phoneConfig(
+				fmt.Sprintf("sip_listen 127.0.0.45:%d", testbed.FreePort(t)), "sip_cafile "+filepath.Join(certs, "ca.pem")))
+			writeFile(t, filepath.Join(sub, "accounts"), fmt.Sprintf(
+				"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600\n",
+				realm, e2ePass, e.TLSPort))
+			cmd := exec.Command(baresip, "-f", sub, "-t", "20")
+			var out testbed.SyncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				if t.Failed() {
+					t.Logf("baresip output:\n%s", out.String())
+				}
+			})
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
+					if !tc.registers {
+						t.Fatalf("baresip registered with %s first", name)
+					}
+					return
+				}
+				// baresip's own word: the registration failed.
+				if o := out.String(); strings.Contains(o, "reg: sip:1001@") && strings.Contains(o, "401") ||
+					strings.Contains(o, "Function not implemented") || strings.Contains(o, "register failed") {
+					if tc.registers {
+						t.Fatalf("baresip did not register with %s first", name)
+					}
+					if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v > 0 {
+						t.Fatalf("successes: %v", v)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("baresip neither registered nor failed within 10 s")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
