@@ -87,3 +87,79 @@ func TestBaresipChallengeOrders(t *testing.T) {
 		})
 	}
 }
+
+// TestSipsakChallengeOrders is the sipsak row of docs/clients.md: sipsak
+// 0.9.8 (usrloc mode) computes MD5 only and stops at a first challenge of
+// another algorithm ("unsupported authentication algorithm"); it registers
+// when MD5 comes first. Over UDP: with --transport=tls, Debian's sipsak
+// 0.9.8.1 reported "nothing received, select returned error" for its first
+// REGISTER (not investigated further).
+func TestSipsakChallengeOrders(t *testing.T) {
+	sipsak := testbed.RequireTool(t, "sipsak", "sipsak")
+	const realm = "phones.example.test"
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
+		t.Fatalf("sipwarden certs: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		algs      string
+		registers bool
+	}{
+		{"[MD5]", true},
+		{"[MD5, SHA-256]", true},
+		{"[SHA-256, MD5]", false},
+		{"", false},
+	} {
+		name := tc.algs
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
+				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
+				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
+				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass), "domains": "[127.0.0.1]", "udp": true})
+			// sipsak resolves the host of its URI: the trunk's domain is the address.
+			cmd := exec.Command(sipsak, "-U", "-s", "sip:1001@127.0.0.1", "-p", e.SIPAddr(),
+				"-a", e2ePass, "-u", "1001",
+				"-x", "600", "-H", "127.0.0.1", "-vv")
+			var out testbed.SyncBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-exited
+				if t.Failed() {
+					t.Logf("sipsak output:\n%s", out.String())
+				}
+			})
+			deadline := time.After(10 * time.Second)
+			for {
+				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
+					if !tc.registers {
+						t.Fatalf("sipsak registered with %s first", name)
+					}
+					return
+				}
+				select {
+				case <-exited:
+					if tc.registers && e.Metric(`sipwarden_registrar_bindings`) != 1 {
+						t.Fatalf("sipsak ended without registering with %s first", name)
+					}
+					if !tc.registers && !strings.Contains(out.String(), "unsupported authentication algorithm") {
+						t.Fatalf("sipsak ended for another reason than the algorithm")
+					}
+					return
+				case <-deadline:
+					t.Fatal("sipsak neither registered nor ended within 10 s")
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+}

@@ -333,10 +333,13 @@ trunks:
   - name: phones
     auth: digest
     realm: phones.example.test
+{{- with index .Extra "domains"}}
+    domains: {{.}}
+{{- end}}
 {{- with index .Extra "algs"}}
     algorithms: {{.}}
 {{- end}}
-    require_tls: true
+    require_tls: {{if index .Extra "udp"}}false{{else}}true{{end}}
     upstream: pbx
     registrar: {enabled: true}
     accounts:
