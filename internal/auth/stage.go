@@ -120,6 +120,9 @@ func NewStage(cfg *config.Config, st *State, bus *events.Bus) (*Stage, error) {
 		accts := make([]Account, len(t.Digest.Accounts))
 		for j, ca := range t.Digest.Accounts {
 			a := Account{Username: ca.Username, SHAOnly: ca.SHAOnly, RegisterFrom: ca.RegisterFrom}
+			for _, name := range ca.Algorithms {
+				a.Offer = append(a.Offer, ParseAlgorithm([]byte(name)))
+			}
 			for _, alg := range Algorithms {
 				a.HA1[alg] = ca.HA1[alg.Key()]
 			}

@@ -302,3 +302,41 @@ func FuzzParseCredentials(f *testing.F) {
 		v.Verify(&c, []byte("REGISTER"), c.URI, src, time.Now())
 	})
 }
+
+// TestAccountOffer: an account with its own offer is challenged with it,
+// in its order, and accepts only those algorithms; unknown names get the
+// accounts' offers in their proportion, so no offer tells a name exists.
+func TestAccountOffer(t *testing.T) {
+	old := account("1003", "7yH#e2Wq!pL0$vN4", false)
+	old.Offer = []Algorithm{MD5}
+	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), old}
+	v, err := NewVerifier(testRealm, []Algorithm{SHA256, MD5}, accts, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := v.Offer([]byte("1003")); len(o) != 1 || o[0] != MD5 {
+		t.Errorf("1003 is offered %v, want [MD5]", o)
+	}
+	if o := v.Offer([]byte("1001")); len(o) != 2 || o[0] != SHA256 || o[1] != MD5 {
+		t.Errorf("1001 is offered %v, want [SHA-256 MD5]", o)
+	}
+	if a := v.Account("1003"); a.Accepts(SHA256) || !a.Accepts(MD5) {
+		t.Errorf("1003 accepts SHA-256 %v, MD5 %v", a.Accepts(SHA256), a.Accepts(MD5))
+	}
+	seen := map[int]int{}
+	for i := range 200 {
+		seen[len(v.Offer(fmt.Appendf(nil, "u%d", i)))]++
+	}
+	if seen[1] == 0 || seen[2] == 0 || seen[1]+seen[2] != 200 {
+		t.Errorf("offers to unknown names: %v", seen)
+	}
+	if o1, o2 := v.Offer([]byte("u7")), v.Offer([]byte("u7")); len(o1) != len(o2) {
+		t.Error("an unknown name's offer changes between requests")
+	}
+	// An account's offer must be within the realm's.
+	bad := account("1004", "7yH#e2Wq!pL0$vN4", false)
+	bad.Offer = []Algorithm{SHA512256}
+	if _, err := NewVerifier(testRealm, []Algorithm{SHA256}, []Account{bad}, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute); err == nil {
+		t.Error("an account offered an algorithm the realm does not offer was accepted")
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -161,5 +162,87 @@ func TestSipsakChallengeOrders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// mixedPhonesConfig: one trunk of [SHA-256, MD5] for Linphone (1001) and
+// an old baresip (1002) whose account has its own order, MD5 alone.
+const mixedPhonesConfig = `
+listen: [udp://127.0.0.1:{{.SIPPort}}, tls://127.0.0.1:{{.TLSPort}}]
+tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
+admin: {listen: "127.0.0.1:{{.AdminPort}}"}
+storage: {path: "{{.Dir}}/data"}
+log: {level: info}
+upstreams:
+  - name: pbx
+    targets: ["udp://127.0.0.3:{{.PBXPort}}"]
+trunks:
+  - name: phones
+    auth: digest
+    realm: phones.example.test
+    algorithms: [SHA-256, MD5]
+    require_tls: true
+    upstream: pbx
+    registrar: {enabled: true}
+    accounts:
+      - {username: "1001", ha1: {sha-256: {{index .Extra "sha256"}}, md5: {{index .Extra "md5"}}}}
+      - {username: "1002", ha1: {md5: {{index .Extra "md5b"}}}, algorithms: [MD5]}
+`
+
+// TestLinphoneAndBaresipShareATrunk: phones that need different challenge
+// orders register to one trunk, each account challenged in its own order:
+// Linphone with the trunk's (SHA-256 first), Debian's baresip 1.0 with MD5
+// alone, which it needs. Both bindings are listed by the admin API.
+func TestLinphoneAndBaresipShareATrunk(t *testing.T) {
+	linphonec := testbed.RequireTool(t, "linphonec", "linphone-cli")
+	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
+	const realm = "phones.example.test"
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
+		t.Fatalf("sipwarden certs: %v\n%s", err, out)
+	}
+	e := testbed.StartEdge(t, mixedPhonesConfig, testbed.FreePort(t), map[string]any{
+		"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"),
+		"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "md5": auth.HA1(auth.MD5, "1001", realm, e2ePass),
+		"md5b": auth.HA1(auth.MD5, "1002", realm, e2ePass)})
+	lin := filepath.Join(dir, "linphone")
+	rc := filepath.Join(dir, "linphonerc")
+	writeFile(t, rc, linphonerc(filepath.Join(certs, "ca.pem"), fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", e.TLSPort), testbed.FreePort(t)))
+	startLinphone(t, linphonec, lin, rc)
+	bs := filepath.Join(dir, "baresip")
+	if err := os.MkdirAll(bs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(bs, "config"), phoneConfig(
+		fmt.Sprintf("sip_listen 127.0.0.45:%d", testbed.FreePort(t)), "sip_cafile "+filepath.Join(certs, "ca.pem")))
+	writeFile(t, filepath.Join(bs, "accounts"), fmt.Sprintf(
+		"<sip:1002@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600\n", realm, e2ePass, e.TLSPort))
+	cmd := exec.Command(baresip, "-f", bs, "-t", "30")
+	var out testbed.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("baresip output:\n%s", out.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for e.Metric(`sipwarden_registrar_bindings`) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bindings: %v, want 2 (Linphone and baresip)", e.Metric(`sipwarden_registrar_bindings`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	list, err := exec.Command(testbed.Binary, "registrations", "list", "--config", filepath.Join(e.Dir, "sipwarden.yaml"), "--format", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(list), `"account": "1001"`) || !strings.Contains(string(list), `"account": "1002"`) {
+		t.Errorf("registrations list: %v\n%s", err, list)
+	}
+	if v := e.Metric(`sipwarden_auth_requests_total{result="failure",trunk="phones"}`); v != 0 {
+		t.Errorf("auth failures: %v, want 0", v)
 	}
 }
