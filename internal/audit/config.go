@@ -56,6 +56,9 @@ type configAudit struct {
 // add records a finding at the key path.
 func (a *configAudit) add(check string, sev Severity, resp Responsibility, path []any, why, fix string) {
 	line, _, key := config.Locate(a.root, path...)
+	if !hasKey(a.root, path) {
+		key += " (not set)"
+	}
 	a.out = append(a.out, Finding{Check: check, Severity: sev, Responsibility: resp,
 		File: a.cfg.File, Line: line, Key: key, Why: why, Fix: fix})
 }
