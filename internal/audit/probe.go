@@ -206,9 +206,9 @@ func token() string {
 // request is one out-of-dialog request of the probe.
 type request struct {
 	method, user, branch, callID, fromTag string
-	cseq                                   int
-	toTag                                  string
-	sdp                                    bool
+	cseq                                  int
+	toTag                                 string
+	sdp                                   bool
 }
 
 func (p *prober) newRequest(method, user string) *request {
