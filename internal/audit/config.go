@@ -13,14 +13,18 @@ import (
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
-// ConfigFile loads and audits a configuration file. A file that does not
-// load is an error (check-config says why), not a finding.
+// ConfigFile reads, validates and audits a configuration file. A file that
+// is not valid is an error (check-config says why), not a finding; the
+// files it names are not opened.
 func ConfigFile(path string) (*Report, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	cfg, err := config.Load(path)
+	// Parse, not Load: the files the configuration names (certificates,
+	// rate deck) are check-config's concern, and an audit is often run
+	// away from the machine that has them.
+	cfg, err := config.Parse(data, path)
 	if err != nil {
 		return nil, err
 	}

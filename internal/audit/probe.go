@@ -36,6 +36,9 @@ type ProbeOptions struct {
 	Timeout time.Duration
 	// Extensions are the users tried for enumeration (default: common ones).
 	Extensions []string
+	// Source is the local address the probe sends from ("": chosen by the
+	// system); pick one that is no configured peer of the target.
+	Source string
 	// Number is the international number of the open-relay check (default +442079460000,
 	// a UK range reserved for drama, never allocated).
 	Number string
@@ -93,7 +96,15 @@ func Probe(ctx context.Context, opt ProbeOptions) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", host, err)
 	}
-	conn, err := net.DialUDP("udp", nil, ua)
+	var laddr *net.UDPAddr
+	if opt.Source != "" {
+		ip, err := netip.ParseAddr(opt.Source)
+		if err != nil {
+			return nil, fmt.Errorf("source must be an IP address, got %q", opt.Source)
+		}
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
+	}
+	conn, err := net.DialUDP("udp", laddr, ua)
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: %w", opt.Target, err)
 	}
@@ -104,7 +115,9 @@ func Probe(ctx context.Context, opt ProbeOptions) (*Report, error) {
 		p.host = "[" + host + "]"
 	}
 	p.r = &Report{Kind: "probe", Subject: p.target}
-	steps := []func(context.Context) error{p.options, p.relay, p.enumeration, p.malformed, p.tlsCheck}
+	// TLS first: an edge that bans a stranger for probing (sipwarden does)
+	// would refuse the handshake after the SIP checks.
+	steps := []func(context.Context) error{p.tlsCheck, p.options, p.relay, p.enumeration, p.malformed}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			if errors.Is(err, ErrBudget) {
@@ -338,6 +351,9 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 		if r == nil || !strings.Contains(r.get("via"), rq.branch) {
 			continue
 		}
+		if !strings.Contains(r.get("cseq"), rq.method) {
+			continue // the answer to our CANCEL
+		}
 		p.observe(r)
 		got = append(got, r)
 		if r.code < 200 {
@@ -349,9 +365,6 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 				deadline = time.Now().Add(p.opt.Timeout)
 			}
 			continue
-		}
-		if !strings.Contains(r.get("cseq"), rq.method) {
-			continue // the 200 of our CANCEL
 		}
 		if rq.method == "INVITE" {
 			rq.toTag = tagOf(r.get("to"))
@@ -520,26 +533,38 @@ func (p *prober) leaks() {
 }
 
 func (p *prober) malformed(ctx context.Context) error {
-	msgs := [][]byte{
+	b1, b2 := "z9hG4bK-audit-"+token(), "z9hG4bK-audit-"+token()
+	msgs := []struct {
+		branch string
+		text   []byte
+	}{
 		// no From, To or Call-ID, and a CSeq that is no number
-		fmt.Appendf(nil, "OPTIONS %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-audit-%s;rport\r\nCSeq: x OPTIONS\r\nContent-Length: 0\r\n\r\n",
-			p.ruri(""), p.local, token()),
+		{b1, fmt.Appendf(nil, "OPTIONS %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=%s;rport\r\nCSeq: x OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			p.ruri(""), p.local, b1)},
 		// a start line of no protocol
-		fmt.Appendf(nil, "OPTIONS %s SIP/9.9 audit\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-audit-%s\r\n\r\n", p.ruri(""), p.local, token()),
+		{b2, fmt.Appendf(nil, "OPTIONS %s SIP/9.9 audit\r\nVia: SIP/2.0/UDP %s;branch=%s\r\n\r\n", p.ruri(""), p.local, b2)},
 	}
 	var seen []string
 	reveal := false
 	buf := make([]byte, 65535)
 	for _, m := range msgs {
-		if err := p.send(ctx, m); err != nil {
+		if err := p.send(ctx, m.text); err != nil {
 			return err
 		}
-		_ = p.conn.SetReadDeadline(time.Now().Add(p.opt.Timeout / 2))
-		n, err := p.conn.Read(buf)
-		if err != nil {
-			continue
+		deadline := time.Now().Add(p.opt.Timeout / 2)
+		var r *response
+		for r == nil {
+			_ = p.conn.SetReadDeadline(deadline)
+			n, err := p.conn.Read(buf)
+			if err != nil {
+				break
+			}
+			// late answers to earlier requests are not this one's
+			if x := parseResponse(buf[:n]); x != nil && strings.Contains(x.get("via"), m.branch) {
+				r = x
+			}
 		}
-		if r := parseResponse(buf[:n]); r != nil {
+		if r != nil {
 			p.observe(r)
 			s := strconv.Itoa(r.code) + " " + r.reason
 			for _, h := range []string{"server", "user-agent", "warning"} {
@@ -581,7 +606,11 @@ func (p *prober) tlsCheck(ctx context.Context) error {
 		}
 		// a handshake takes longer than a SIP answer: at least 3s
 		timeout := max(p.opt.Timeout, 3*time.Second)
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
+		nd := &net.Dialer{Timeout: timeout}
+		if p.opt.Source != "" {
+			nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(p.opt.Source)}
+		}
+		d := &tls.Dialer{NetDialer: nd, Config: cfg}
 		dctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		c, err := d.DialContext(dctx, "tcp", addr)

@@ -107,6 +107,7 @@ func auditProbe(args []string, stdout, stderr io.Writer) int {
 	caFile := fs.String("ca", "", "PEM bundle that verifies the TLS certificate (default: the system roots)")
 	serverName := fs.String("server-name", "", "name the TLS certificate must carry (default: the host)")
 	exts := fs.String("extensions", strings.Join(audit.DefaultExtensions, ","), "users tried for enumeration, comma-separated")
+	source := fs.String("source", "", "local address to send from (pick one that is no configured peer)")
 	number := fs.String("number", "+442079460000", "international number of the open-relay check")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -124,7 +125,7 @@ func auditProbe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opt := audit.ProbeOptions{Target: fs.Arg(0), TLSPort: *tlsPort, ServerName: *serverName, Rate: *rate,
-		MaxMessages: *maxMsgs, Timeout: *timeout, Number: *number, Extensions: []string{}}
+		MaxMessages: *maxMsgs, Timeout: *timeout, Number: *number, Source: *source, Extensions: []string{}}
 	for _, e := range strings.Split(*exts, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			opt.Extensions = append(opt.Extensions, e)
