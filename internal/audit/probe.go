@@ -179,6 +179,11 @@ func (p *prober) pace(ctx context.Context) error {
 	if p.sent >= p.opt.MaxMessages {
 		return ErrBudget
 	}
+	return p.wait(ctx)
+}
+
+// wait waits for the rate and counts a message.
+func (p *prober) wait(ctx context.Context) error {
 	gap := time.Duration(float64(time.Second) / p.opt.Rate)
 	if wait := time.Until(p.last.Add(gap)); wait > 0 {
 		t := time.NewTimer(wait)
@@ -205,6 +210,17 @@ func (p *prober) send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
+// sendReserved sends a message the budget has already made room for.
+func (p *prober) sendReserved(ctx context.Context, msg []byte) error {
+	if err := p.wait(ctx); err != nil {
+		return err
+	}
+	if _, err := p.conn.Write(msg); err != nil && !isRefused(err) {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
 func isRefused(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "refused")
@@ -222,6 +238,8 @@ type request struct {
 	cseq                                  int
 	toTag                                 string
 	sdp                                   bool
+	// timedOut: no final answer came in time and the probe cancelled it
+	timedOut bool
 }
 
 func (p *prober) newRequest(method, user string) *request {
@@ -327,6 +345,9 @@ func parseResponse(b []byte) *response {
 // An INVITE that rings or is answered is ended at once (CANCEL, or ACK and
 // BYE); a refused one is acknowledged.
 func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error) {
+	if rq.method == "INVITE" && p.sent+inviteCost > p.opt.MaxMessages {
+		return nil, ErrBudget // no room to end the call it might start
+	}
 	if err := p.send(ctx, p.build(rq, rq.method, rq.cseq, rq.branch)); err != nil {
 		return nil, err
 	}
@@ -334,14 +355,25 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 	deadline := time.Now().Add(p.opt.Timeout)
 	buf := make([]byte, 65535)
 	cancelled := false
+	// end sends what ends a call the probe started: within the budget
+	// reserved for it (inviteCost), so never refused.
+	end := func(method string, cseq int, branch string) error {
+		return p.sendReserved(ctx, p.build(rq, method, cseq, branch))
+	}
 	for {
 		_ = p.conn.SetReadDeadline(deadline)
 		n, err := p.conn.Read(buf)
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() || isRefused(err) {
 				if rq.method == "INVITE" && !cancelled && len(got) > 0 {
-					// only provisional answers: withdraw the call
-					_ = p.send(ctx, p.build(rq, "CANCEL", rq.cseq, rq.branch))
+					// only 100 Trying, no final answer: withdraw the call,
+					// and wait once more for its 487 to acknowledge it
+					cancelled, rq.timedOut = true, true
+					if err := end("CANCEL", rq.cseq, rq.branch); err != nil {
+						return got, err
+					}
+					deadline = time.Now().Add(p.opt.Timeout)
+					continue
 				}
 				return got, nil
 			}
@@ -359,7 +391,7 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 		if r.code < 200 {
 			if rq.method == "INVITE" && r.code > 100 && !cancelled {
 				cancelled = true
-				if err := p.send(ctx, p.build(rq, "CANCEL", rq.cseq, rq.branch)); err != nil {
+				if err := end("CANCEL", rq.cseq, rq.branch); err != nil {
 					return got, err
 				}
 				deadline = time.Now().Add(p.opt.Timeout)
@@ -369,10 +401,10 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 		if rq.method == "INVITE" {
 			rq.toTag = tagOf(r.get("to"))
 			if r.code < 300 {
-				_ = p.send(ctx, p.build(rq, "ACK", rq.cseq, "z9hG4bK-audit-"+token()))
-				err = p.send(ctx, p.build(rq, "BYE", rq.cseq+1, "z9hG4bK-audit-"+token()))
+				_ = end("ACK", rq.cseq, "z9hG4bK-audit-"+token())
+				err = end("BYE", rq.cseq+1, "z9hG4bK-audit-"+token())
 			} else {
-				err = p.send(ctx, p.build(rq, "ACK", rq.cseq, rq.branch))
+				err = end("ACK", rq.cseq, rq.branch)
 			}
 			if err != nil {
 				return got, err
@@ -381,6 +413,10 @@ func (p *prober) exchange(ctx context.Context, rq *request) ([]*response, error)
 		return got, nil
 	}
 }
+
+// inviteCost is what an INVITE may take of the budget: itself and what
+// ends it (CANCEL, then ACK, or ACK and BYE when it was answered anyway).
+const inviteCost = 4
 
 func tagOf(h string) string {
 	_, t, ok := strings.Cut(h, ";tag=")
@@ -450,7 +486,6 @@ func (p *prober) relay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	f := final(rs)
 	rang := slices.ContainsFunc(rs, func(r *response) bool { return r.code > 100 && r.code < 300 })
 	switch {
 	case rang:
@@ -458,7 +493,7 @@ func (p *prober) relay(ctx context.Context) error {
 			fmt.Sprintf("It accepted an unauthenticated INVITE to the international number %s and relayed it (the probe cancelled it at once): anyone can make calls the operator pays for.", p.opt.Number),
 			"Require authentication (digest) or a known source for every call, and refuse international destinations that are not needed.",
 			signature(rs))
-	case f == nil && len(rs) > 0:
+	case rq.timedOut:
 		p.finding("invite_not_refused", Medium, TollFraud, "",
 			fmt.Sprintf("It took an unauthenticated INVITE to %s (100 Trying) and gave no final answer within %s: it may be trying to relay it.", p.opt.Number, p.opt.Timeout),
 			"Challenge or refuse calls from unknown sources at once.", signature(rs))

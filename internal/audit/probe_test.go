@@ -24,17 +24,24 @@ import (
 type fakePBX struct {
 	conn  *net.UDPConn
 	users []string
-	mu    sync.Mutex
-	got   []string // methods received
+	// tryingOnly: an INVITE abroad gets 100 Trying and nothing more
+	tryingOnly bool
+	mu         sync.Mutex
+	got        []string // methods received
 }
 
 func startFakePBX(t *testing.T, users ...string) *fakePBX {
+	t.Helper()
+	return startFakePBXWith(t, false, users...)
+}
+
+func startFakePBXWith(t *testing.T, tryingOnly bool, users ...string) *fakePBX {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakePBX{conn: c, users: users}
+	f := &fakePBX{conn: c, users: users, tryingOnly: tryingOnly}
 	t.Cleanup(func() { c.Close() })
 	go f.serve()
 	return f
@@ -93,7 +100,9 @@ func (f *fakePBX) serve() {
 		case "INVITE":
 			if strings.HasPrefix(user, "+") {
 				reply(100, "Trying", "")
-				reply(180, "Ringing", "")
+				if !f.tryingOnly {
+					reply(180, "Ringing", "")
+				}
 			} else if known {
 				reply(407, "Proxy Authentication Required", "Proxy-Authenticate: Digest realm=\"fake\", nonce=\"abc\"\r\n")
 			} else {
@@ -156,6 +165,23 @@ func TestProbeSilentEndpoint(t *testing.T) {
 	}
 	if len(r.Findings) != 0 || r.Score != 100 {
 		t.Errorf("findings %v, score %d", describe(r), r.Score)
+	}
+}
+
+// An endpoint that takes an INVITE abroad (100 Trying) and says no more
+// may be relaying it: the probe cancels it and reports it.
+func TestProbeInviteNotRefused(t *testing.T) {
+	f := startFakePBXWith(t, true)
+	r, err := Probe(context.Background(), ProbeOptions{Target: fmt.Sprintf("sip:127.0.0.1:%d", f.port()),
+		TLSPort: -1, Rate: 100, Timeout: 200 * time.Millisecond, Extensions: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(r.Checks(), "invite_not_refused") || slices.Contains(r.Checks(), "open_relay") {
+		t.Errorf("checks %v", describe(r))
+	}
+	if !slices.Contains(f.methods(), "CANCEL") {
+		t.Errorf("the unanswered INVITE was not cancelled: %v", f.methods())
 	}
 }
 
