@@ -256,11 +256,11 @@ func startOpenKamailio(t *testing.T, addr string, port int, uas string) {
 // probe must find the open relay (and cancel the call it placed), the
 // Server header, and the REGISTER enumeration, and exit 1.
 func TestAuditProbeOpenKamailio(t *testing.T) {
-	uas := startUASStub(t, "127.0.0.6")
+	uas := startUASStub(t, "127.0.0.46")
 	port := testbed.FreePort(t)
-	startOpenKamailio(t, "127.0.0.5", port, fmt.Sprintf("sip:127.0.0.6:%d", uas.port()))
+	startOpenKamailio(t, "127.0.0.45", port, fmt.Sprintf("sip:127.0.0.46:%d", uas.port()))
 
-	r, code := runAudit(t, "probe", fmt.Sprintf("sip:127.0.0.5:%d", port), "--i-own-this", "--format", "json",
+	r, code := runAudit(t, "probe", fmt.Sprintf("sip:127.0.0.45:%d", port), "--i-own-this", "--format", "json",
 		"--source", "127.0.0.9", "--tls-port", fmt.Sprint(testbed.FreePort(t)), "--rate", "50", "--timeout", "500ms")
 	if code != 1 || !r.HasHigh() {
 		t.Errorf("exit %d, want 1 (a high finding); findings %v", code, findingsOf(r))
