@@ -285,3 +285,43 @@ func TestAuditProbeOpenKamailio(t *testing.T) {
 	}
 	t.Logf("kamailio: score %d, findings %v", r.Score, findingsOf(r))
 }
+
+// TestAuditHTMLReportInChromium opens the HTML report of an example in
+// headless Chromium: the page loads on its own (no external resources),
+// shows the score and puts each finding under its responsibility.
+func TestAuditHTMLReportInChromium(t *testing.T) {
+	chromium := testbed.RequireTool(t, "chromium", "chromium")
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	var html bytes.Buffer
+	cmd := exec.Command(testbed.Binary, "audit", "config", "../../examples/fraud.yaml", "--format", "html")
+	cmd.Stdout = &html
+	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("audit of fraud.yaml: %v (want exit 1: it has a high finding)", err)
+	}
+	if err := os.WriteFile(page, html.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dom, errb bytes.Buffer
+	c := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir="+filepath.Join(dir, "profile"),
+		"--dump-dom", "file://"+page)
+	c.Stdout, c.Stderr = &dom, &errb
+	if err := c.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, errb.String())
+	}
+	d := dom.String()
+	if !strings.Contains(d, `id="score">40/100`) {
+		t.Errorf("the rendered page shows no score of 40/100:\n%s", d)
+	}
+	group := strings.Index(d, "<h2>International dialling and spend</h2>")
+	next := strings.Index(d, "<h2>Monitoring and notification</h2>")
+	finding := strings.Index(d, `data-check="international_unbounded"`)
+	if group < 0 || next < 0 || finding < group || finding > next {
+		t.Errorf("international_unbounded (at %d) is not in its group (%d to %d)", finding, group, next)
+	}
+	if n := strings.Count(d, `class="finding"`); n != 10 {
+		t.Errorf("%d findings rendered, want 10 (1 high, 4 medium, 4 low, 1 info)", n)
+	}
+}
