@@ -128,7 +128,7 @@ func TestBadConfigs(t *testing.T) {
 	}{
 		{"unknown sources answered", [][2]string{{"unknown_sources: drop", "unknown_sources: reject"}},
 			[]want{{"unknown_sources_answered", Medium, "unknown_sources", 6}}},
-		{"registration from anywhere", [][2]string{{"    allow: [192.0.2.10/32]\n", "    allow: [192.0.2.10/32]\n"},
+		{"registration from anywhere", [][2]string{
 			{"        register_from: [198.51.100.0/24]\n      - username: bob", "      - username: bob"}},
 			[]want{{"registration_source_unlimited", Low, "trunks[1].accounts[0]", 32}}},
 		{"no kernel firewall", [][2]string{{"firewall: {nftables: true}\n", ""}}, []want{{"kernel_firewall_off", Info, "firewall", 0}}},
