@@ -9,13 +9,12 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -79,39 +78,25 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse validates a configuration given as bytes; file names it in errors.
-// It does not touch the file system.
+// It does not touch the file system. Every problem is reported at once:
+// values of the wrong type and unknown keys (each at its own line, column
+// and full key path) as well as invalid values.
 func Parse(data []byte, file string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{yamlError(file, err)}
 	}
 	var raw rawConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, errEOF) {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var es Errors
-			for _, msg := range te.Errors {
-				es = append(es, typeError(file, msg))
-			}
-			return nil, es
-		}
-		if err.Error() != "EOF" {
-			return nil, Errors{yamlError(file, err)}
-		}
-	}
 	v := &validator{file: file, root: &root}
+	v.decode(nil, &root, reflect.ValueOf(&raw).Elem())
 	cfg := v.build(&raw)
-	if len(v.errs) > 0 {
-		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
-		return nil, v.errs
+	if err := v.Err(); err != nil {
+		return nil, err
 	}
 	cfg.Warnings = v.warns
+	cfg.root = &root
 	return cfg, nil
 }
-
-var errEOF = errors.New("EOF")
 
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
@@ -122,50 +107,6 @@ func yamlError(file string, err error) *Error {
 		return &Error{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
 	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-}
-
-var (
-	unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
-	unmarshalRe    = regexp.MustCompile("cannot unmarshal !!(\\w+) `(.*)` into (.+)")
-)
-
-func typeError(file, msg string) *Error {
-	e := &Error{File: file, Msg: msg}
-	if m := lineRe.FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		e.Msg = msg
-	}
-	if m := unknownFieldRe.FindStringSubmatch(msg); m != nil {
-		key := m[1]
-		valid := knownKeys[strings.TrimPrefix(m[2], "config.")]
-		e.Key = key
-		e.Msg = "unknown key"
-		if s := suggest(key, valid); s != "" {
-			e.Msg += fmt.Sprintf(" (did you mean %q?)", s)
-		}
-		if len(valid) > 0 {
-			e.Msg += "; valid keys here: " + strings.Join(valid, ", ")
-		}
-		return e
-	}
-	if m := unmarshalRe.FindStringSubmatch(msg); m != nil {
-		want := m[3]
-		switch {
-		case strings.HasPrefix(want, "[]"):
-			want = "a list"
-		case strings.HasPrefix(want, "config.") || strings.HasPrefix(want, "struct"):
-			want = "a mapping"
-		case strings.HasPrefix(want, "int") || strings.HasPrefix(want, "uint"):
-			want = "an integer"
-		case want == "bool":
-			want = "true or false"
-		case want == "string":
-			want = "a string"
-		}
-		e.Msg = fmt.Sprintf("must be %s, got %s %q", want, m[1], m[2])
-	}
-	return e
 }
 
 // suggest returns the valid key closest to key (edit distance <= 2).
