@@ -94,15 +94,15 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	}
 	aclStage, err := acl.NewStage(cfg, d.bus, d.acl, d.bans, d.probes)
 	if err != nil {
-		return nil, fmt.Errorf("acl: %w", err)
+		return nil, cfg.Locate("acl", err)
 	}
 	floodStage, err := flood.NewStage(cfg, d.flood, d.bans, d.bus)
 	if err != nil {
-		return nil, fmt.Errorf("flood: %w", err)
+		return nil, cfg.Locate("flood", err)
 	}
 	scannerStage, err := scanner.NewStage(cfg, d.bans, d.bus, d.scanner)
 	if err != nil {
-		return nil, fmt.Errorf("scanner: %w", err)
+		return nil, cfg.Locate("scanner", err)
 	}
 	if d.auth == nil {
 		// created with the first configuration: its table sizes hold for the process
@@ -110,7 +110,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	}
 	authStage, err := auth.NewStage(cfg, d.auth, d.bus)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+		return nil, cfg.Locate("auth", err)
 	}
 	if d.registrar == nil {
 		d.registrar = registrar.New()
@@ -118,19 +118,19 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	}
 	registrarStage, err := registrar.NewStage(cfg, d.registrar, d.registrarMet, d.bus)
 	if err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
+		return nil, cfg.Locate("registrar", err)
 	}
 	limitsStage, err := limits.NewStage(cfg, d.limits, d.bus)
 	if err != nil {
-		return nil, fmt.Errorf("limits: %w", err)
+		return nil, cfg.Locate("limits", err)
 	}
 	shakenStage, err := shaken.NewStage(cfg, &cfg.Shaken, d.shaken, d.bus)
 	if err != nil {
-		return nil, fmt.Errorf("shaken: %w", err)
+		return nil, cfg.Locate("shaken", err)
 	}
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
 	if err != nil {
-		return nil, fmt.Errorf("route: %w", err)
+		return nil, cfg.Locate("route", err)
 	}
 	stages := []chain.Stage{aclStage}
 	if !cfg.Flood.Disabled {
@@ -174,7 +174,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Fraud.Enabled {
 		fraudStage, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
 		if err != nil {
-			return nil, fmt.Errorf("fraud: %w", err)
+			return nil, cfg.Locate("fraud", err)
 		}
 		stages = append(stages, fraudStage)
 		transfers = fraudStage
@@ -185,7 +185,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Media.Enabled {
 		mediaStage, err := media.NewStage(cfg, d.bus, d.media)
 		if err != nil {
-			return nil, fmt.Errorf("media: %w", err)
+			return nil, cfg.Locate("media", err)
 		}
 		stages = append(stages, mediaStage)
 	}
@@ -202,7 +202,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Media.Enabled && d.relay != nil {
 		anchor, err := media.NewAnchor(d.relay, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("media: %w", err)
+			return nil, cfg.Locate("media", err)
 		}
 		rt.Media = anchor
 	}
@@ -254,7 +254,7 @@ func ChainCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	rt, err := buildRuntime(cfg, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", cfg.File, err)
+		printConfigError(stderr, cfg.File, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "chain of %s (fixed order; the configuration enables and configures stages):\n", cfg.File)

@@ -9,11 +9,10 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -186,37 +185,4 @@ func (c *Config) resolvePaths(dir string) {
 		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
 	}
 	c.Shaken.resolvePaths(dir)
-}
-
-// CheckFiles verifies that the files the configuration names can be read.
-func (c *Config) CheckFiles() error {
-	var es Errors
-	check := func(key, path string) {
-		if path == "" {
-			return
-		}
-		if _, err := os.Stat(path); err != nil {
-			es = append(es, &Error{File: c.File, Key: key, Msg: fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))})
-		}
-	}
-	check("tls.cert", c.TLS.Cert)
-	check("tls.key", c.TLS.Key)
-	check("tls.client_ca", c.TLS.ClientCA)
-	check("tls.upstream_ca", c.TLS.UpstreamCA)
-	check("admin.tls.cert", c.Admin.TLS.Cert)
-	check("admin.tls.key", c.Admin.TLS.Key)
-	check("geoip.country_db", c.GeoIP.CountryDB)
-	for i, w := range c.Notify.Webhooks {
-		check(fmt.Sprintf("notify.webhooks[%d].secret_file", i), w.SecretFile)
-	}
-	if e := c.Notify.Email; e != nil {
-		check("notify.email.password_file", e.PasswordFile)
-		check("notify.email.ca_file", e.CAFile)
-	}
-	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
-	check("fraud.rate_deck", c.Fraud.RateDeck)
-	if len(es) > 0 {
-		return es
-	}
-	return nil
 }
