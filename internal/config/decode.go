@@ -173,6 +173,11 @@ func (v *validator) decode(path []any, n *yaml.Node, dst reflect.Value) {
 			v.failAt(path, n, "must be %s, got %s", want(t), describe(n))
 			return
 		}
+		if k := t.Kind(); k >= reflect.Int && k <= reflect.Uint64 && n.ShortTag() != "!!int" {
+			// the YAML library would truncate 1.5 to 1
+			v.failAt(path, n, "must be %s, got %s", want(t), describe(n))
+			return
+		}
 		if err := n.Decode(dst.Addr().Interface()); err != nil {
 			v.failAt(path, n, "%s", typeErrorMsg(err, t, n))
 		}

@@ -48,6 +48,12 @@ func (c *Config) Locate(stage string, err error) error {
 	var out Errors
 	var walk func(err error)
 	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // a joined error's parts
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
 		var es Errors
 		var e *Error
 		var ke *KeyError
@@ -61,12 +67,6 @@ func (c *Config) Locate(stage string, err error) error {
 		case errors.As(err, &ke):
 			out = append(out, c.place(&Error{Key: ke.Key, Msg: ke.Err.Error()}))
 		default:
-			if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // a joined error's parts
-				for _, e := range j.Unwrap() {
-					walk(e)
-				}
-				return
-			}
 			out = append(out, &Error{File: c.File, Key: stage, Msg: err.Error()})
 		}
 	}
@@ -123,7 +123,7 @@ func (c *Config) CheckFiles() error {
 		}
 		if err := readable(file); err != nil {
 			es = append(es, c.place(&Error{Key: keyString(path),
-				Msg: fmt.Sprintf("%v; give the path of a readable file (a relative path is relative to the configuration file's directory)", err)}))
+				Msg: fmt.Sprintf("%v: give the path of a readable file (relative to the configuration file)", err)}))
 		}
 	}
 	check(p("tls", "cert"), c.TLS.Cert)

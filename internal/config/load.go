@@ -65,12 +65,22 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	cfg, err := Parse(data, path)
-	if err != nil {
-		return nil, err
+	cfg, v := parse(data, path)
+	if cfg == nil {
+		return nil, v.errs
 	}
+	// the files are checked even when a value is wrong: every problem at once
 	cfg.resolvePaths(filepath.Dir(path))
+	var files Errors
 	if err := cfg.CheckFiles(); err != nil {
+		files = err.(Errors) //nolint:errorlint // CheckFiles returns Errors or nil
+	}
+	for _, e := range files {
+		if !v.suppressed(e.Key) {
+			v.errs = append(v.errs, e)
+		}
+	}
+	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -81,20 +91,28 @@ func Load(path string) (*Config, error) {
 // values of the wrong type and unknown keys (each at its own line, column
 // and full key path) as well as invalid values.
 func Parse(data []byte, file string) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{yamlError(file, err)}
-	}
-	var raw rawConfig
-	v := &validator{file: file, root: &root}
-	v.decode(nil, &root, reflect.ValueOf(&raw).Elem())
-	cfg := v.build(&raw)
+	cfg, v := parse(data, file)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	return cfg, nil
+}
+
+// parse decodes and checks data. The Config is nil only if the YAML cannot
+// be read at all; with errors in v it is incomplete and must not be used.
+func parse(data []byte, file string) (*Config, *validator) {
+	var root yaml.Node
+	v := &validator{file: file, root: &root}
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		v.errs = Errors{yamlError(file, err)}
+		return nil, v
+	}
+	var raw rawConfig
+	v.decode(nil, &root, reflect.ValueOf(&raw).Elem())
+	cfg := v.build(&raw)
 	cfg.Warnings = v.warns
 	cfg.root = &root
-	return cfg, nil
+	return cfg, v
 }
 
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
