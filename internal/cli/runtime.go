@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -92,45 +93,42 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if d == nil {
 		d = newDeps(nil, nil, nil, 16)
 	}
+	// every stage's errors at once, each at its key's line
+	var errs config.Errors
+	fail := func(stage string, err error) {
+		if err != nil {
+			var es config.Errors
+			if errors.As(cfg.Locate(stage, err), &es) {
+				errs = append(errs, es...)
+			}
+		}
+	}
 	aclStage, err := acl.NewStage(cfg, d.bus, d.acl, d.bans, d.probes)
-	if err != nil {
-		return nil, cfg.Locate("acl", err)
-	}
+	fail("acl", err)
 	floodStage, err := flood.NewStage(cfg, d.flood, d.bans, d.bus)
-	if err != nil {
-		return nil, cfg.Locate("flood", err)
-	}
+	fail("flood", err)
 	scannerStage, err := scanner.NewStage(cfg, d.bans, d.bus, d.scanner)
-	if err != nil {
-		return nil, cfg.Locate("scanner", err)
-	}
+	fail("scanner", err)
 	if d.auth == nil {
 		// created with the first configuration: its table sizes hold for the process
 		d.auth = auth.NewState(cfg, d.bans, d.reg)
 	}
 	authStage, err := auth.NewStage(cfg, d.auth, d.bus)
-	if err != nil {
-		return nil, cfg.Locate("auth", err)
-	}
+	fail("auth", err)
 	if d.registrar == nil {
 		d.registrar = registrar.New()
 		d.registrarMet = registrar.NewMetrics(d.reg, d.registrar)
 	}
 	registrarStage, err := registrar.NewStage(cfg, d.registrar, d.registrarMet, d.bus)
-	if err != nil {
-		return nil, cfg.Locate("registrar", err)
-	}
+	fail("registrar", err)
 	limitsStage, err := limits.NewStage(cfg, d.limits, d.bus)
-	if err != nil {
-		return nil, cfg.Locate("limits", err)
-	}
+	fail("limits", err)
 	shakenStage, err := shaken.NewStage(cfg, &cfg.Shaken, d.shaken, d.bus)
-	if err != nil {
-		return nil, cfg.Locate("shaken", err)
-	}
+	fail("shaken", err)
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
-	if err != nil {
-		return nil, cfg.Locate("route", err)
+	fail("route", err)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	stages := []chain.Stage{aclStage}
 	if !cfg.Flood.Disabled {
