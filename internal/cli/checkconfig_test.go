@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +24,8 @@ func TestCheckConfigErrors(t *testing.T) {
 	const base = "listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targets: [udp://127.0.0.1:5080]}]\n" +
 		"trunks:\n  - {name: acme, allow: [192.0.2.1], upstream: pbx}\n"
 	write("garbage.pem", "not a key\n")
+	sum := md5.Sum([]byte("alice:office:password")) // a common password: the auth stage refuses it
+	weakHA1 := hex.EncodeToString(sum[:])
 	write("deck.csv", "this,is\nnot,a,rate,deck,at,all\n")
 	tests := []struct {
 		name, file string
@@ -39,6 +43,13 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"signing key", write("signer.yaml", base+"shaken:\n  signers:\n    - {name: main, key: garbage.pem, x5u: \"https://cert.example.com/sp.pem\"}\n"+
 			"  trunks:\n    - {trunk: acme, sign: main}\n"), []string{
 			filepath.Join(dir, "signer.yaml") + ":7:25: shaken.signers[0].key: signing key " + filepath.Join(dir, "garbage.pem") + ": no PEM private key",
+		}},
+		{"two stages at once", write("two.yaml", base+"  - name: office\n    auth: digest\n    realm: office\n    algorithms: [MD5]\n    upstream: pbx\n"+
+			"    accounts:\n      - {username: alice, ha1: {md5: "+weakHA1+"}}\n"+
+			"shaken:\n  signers:\n    - {name: main, key: garbage.pem, x5u: \"https://cert.example.com/sp.pem\"}\n"+
+			"  trunks:\n    - {trunk: acme, sign: main}\n"), []string{
+			filepath.Join(dir, "two.yaml") + ":11:9: trunks[1].accounts[0]: account \"alice\": its HA1 is that of a weak password",
+			filepath.Join(dir, "two.yaml") + ":14:25: shaken.signers[0].key: signing key " + filepath.Join(dir, "garbage.pem") + ": no PEM private key",
 		}},
 		{"rate deck", write("deck.yaml", base+"fraud:\n  enabled: true\n  rate_deck: deck.csv\n  default: {country: US}\n"), []string{
 			filepath.Join(dir, "deck.yaml") + ":7:14: fraud.rate_deck: load rate deck " + filepath.Join(dir, "deck.csv") + ": line 1: no currency",

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,6 +130,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
 	fail("route", err)
 	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b *config.Error) int { return cmp.Or(a.Line-b.Line, a.Column-b.Column) })
 		return nil, errs
 	}
 	stages := []chain.Stage{aclStage}
