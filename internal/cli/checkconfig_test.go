@@ -44,12 +44,14 @@ func TestCheckConfigErrors(t *testing.T) {
 			"  trunks:\n    - {trunk: acme, sign: main}\n"), []string{
 			filepath.Join(dir, "signer.yaml") + ":7:25: shaken.signers[0].key: signing key " + filepath.Join(dir, "garbage.pem") + ": no PEM private key",
 		}},
-		{"two stages at once", write("two.yaml", base+"  - name: office\n    auth: digest\n    realm: office\n    algorithms: [MD5]\n    upstream: pbx\n"+
+		{"three stages at once", write("two.yaml", base+"  - name: office\n    auth: digest\n    realm: office\n    algorithms: [MD5]\n    upstream: pbx\n"+
 			"    accounts:\n      - {username: alice, ha1: {md5: "+weakHA1+"}}\n"+
 			"shaken:\n  signers:\n    - {name: main, key: garbage.pem, x5u: \"https://cert.example.com/sp.pem\"}\n"+
-			"  trunks:\n    - {trunk: acme, sign: main}\n"), []string{
+			"  trunks:\n    - {trunk: acme, sign: main}\n"+
+			"fraud:\n  enabled: true\n  rate_deck: deck.csv\n  default: {country: US}\n"), []string{
 			filepath.Join(dir, "two.yaml") + ":11:9: trunks[1].accounts[0]: account \"alice\": its HA1 is that of a weak password",
 			filepath.Join(dir, "two.yaml") + ":14:25: shaken.signers[0].key: signing key " + filepath.Join(dir, "garbage.pem") + ": no PEM private key",
+			filepath.Join(dir, "two.yaml") + ":19:14: fraud.rate_deck: load rate deck " + filepath.Join(dir, "deck.csv") + ": line 1: no currency",
 		}},
 		{"rate deck", write("deck.yaml", base+"fraud:\n  enabled: true\n  rate_deck: deck.csv\n  default: {country: US}\n"), []string{
 			filepath.Join(dir, "deck.yaml") + ":7:14: fraud.rate_deck: load rate deck " + filepath.Join(dir, "deck.csv") + ": line 1: no currency",

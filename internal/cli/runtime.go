@@ -92,7 +92,8 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 // buildRuntime builds every stage of cfg, in the canonical order of
 // chain.Order. d nil builds a throw-away runtime (check-config, chain).
 func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
-	if d == nil {
+	throwaway := d == nil
+	if throwaway {
 		d = newDeps(nil, nil, nil, 16)
 	}
 	// every stage's errors at once, each at its key's line
@@ -130,6 +131,18 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
 	fail("route", err)
 	if len(errs) > 0 {
+		if throwaway {
+			// nothing here is shared with a running proxy: the errors of
+			// the stages built after the chain's assembly are wanted too
+			if cfg.Fraud.Enabled {
+				_, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
+				fail("fraud", err)
+			}
+			if cfg.Media.Enabled {
+				_, err := media.NewStage(cfg, d.bus, d.media)
+				fail("media", err)
+			}
+		}
 		slices.SortStableFunc(errs, func(a, b *config.Error) int { return cmp.Or(a.Line-b.Line, a.Column-b.Column) })
 		return nil, errs
 	}

@@ -153,7 +153,11 @@ func (v *validator) decode(path []any, n *yaml.Node, dst reflect.Value) {
 			return
 		}
 		m := reflect.MakeMapWithSize(t, len(n.Content)/2)
+		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if v.duplicate(path, seen, n.Content[i]) {
+				continue
+			}
 			k := reflect.New(t.Key())
 			if err := n.Content[i].Decode(k.Interface()); err != nil {
 				v.failAt(path, n.Content[i], "key %s: %s", describe(n.Content[i]), typeErrorMsg(err, t.Key(), n.Content[i]))
@@ -188,10 +192,14 @@ func (v *validator) decode(path []any, n *yaml.Node, dst reflect.Value) {
 func (v *validator) decodeStruct(path []any, n *yaml.Node, dst reflect.Value) {
 	fields := map[string][]int{}
 	collectFields(dst.Type(), nil, fields)
+	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn, vn := n.Content[i], n.Content[i+1]
 		if kn.Kind == yaml.ScalarNode && kn.Value == "<<" && kn.Tag == "!!merge" {
 			v.merge(path, vn, dst)
+			continue
+		}
+		if v.duplicate(path, seen, kn) {
 			continue
 		}
 		idx, ok := fields[kn.Value]
@@ -206,6 +214,22 @@ func (v *validator) decodeStruct(path []any, n *yaml.Node, dst reflect.Value) {
 		}
 		v.decode(at(path, kn.Value), vn, fieldByIndexAlloc(dst, idx))
 	}
+}
+
+// duplicate reports the key kn as an error if seen (the earlier keys of
+// its mapping, by name, with their lines) holds it: the YAML library would
+// silently keep the last.
+func (v *validator) duplicate(path []any, seen map[string]int, kn *yaml.Node) bool {
+	if kn.Kind != yaml.ScalarNode {
+		return false
+	}
+	if line, dup := seen[kn.Value]; dup {
+		v.errs = append(v.errs, &Error{File: v.file, Line: kn.Line, Column: kn.Column, Key: keyString(at(path, kn.Value)),
+			Msg: fmt.Sprintf("given twice (first at line %d): keep one", line)})
+		return true
+	}
+	seen[kn.Value] = kn.Line
+	return false
 }
 
 // merge applies a "<<: *anchor" (or a list of them) to dst.

@@ -44,6 +44,7 @@ func TestBadFileErrors(t *testing.T) {
 			`types.bad.yaml:13:3: upstreams: must be a list ([a, b] or one "- item" a line), got a mapping`,
 			`types.bad.yaml:14:6: log: must be a mapping with the keys level, format, got a list`,
 			`types.bad.yaml:15:18: unknown_sources: must be drop (no reply) or reject (403), got "ignore"`,
+			`types.bad.yaml:16:1: log: given twice (first at line 14): keep one`,
 		}},
 		{"files.bad.yaml", true, []string{
 			`testdata/files.bad.yaml:5:9: tls.cert: cannot read testdata/files/missing-cert.pem: no such file or directory: give the path of a readable file`,
