@@ -1,8 +1,17 @@
 // Package config loads, validates and describes sipwarden's one YAML
 // configuration file.
 //
-// Load checks the whole file and reports every problem at once, each with
-// the file, line and key, and what would be valid. A Config is immutable:
+// Load checks the whole file and reports every problem at once, each as an
+// Error with the file, line, column and full dotted key
+// (trunks[2].limits.concurrent), and what would be valid: values of the
+// wrong type and unknown keys (the decoder reads the file node by node, so
+// one mistake does not hide the next), invalid values, and missing or
+// unreadable files the configuration names. A stage whose constructor finds
+// a problem in a valid Config (a key file that is no key) returns it with At
+// (the key's dotted path), and Config.Locate places it at the key's line; a
+// stage that checks a section of its own decodes and checks the section's
+// yaml.Node with a Validator (NewValidator, Decode, Fail), so that its
+// errors read like every other. A Config is immutable:
 // a reload loads a new one and the proxy swaps it atomically, so a file with
 // an error never replaces a running configuration. docs/config.md is the
 // reference of every key.
