@@ -63,6 +63,13 @@ func TestBadFileErrors(t *testing.T) {
 			`testdata/files.bad.yaml:39:18: shaken.trust_anchors: cannot read testdata/files/missing-sti-ca.pem: no such file`,
 			`testdata/files.bad.yaml:41:25: shaken.signers[0].key: cannot read testdata/files/missing-shaken.key: no such file`,
 		}},
+		{"contents.bad.yaml", true, []string{
+			`testdata/contents.bad.yaml:4:9: tls.cert: testdata/contents/garbage.pem and testdata/contents/garbage.pem are not a certificate and its private key (`,
+			`testdata/contents.bad.yaml:6:14: tls.client_ca: testdata/contents/garbage.pem holds no PEM certificate: give a file of PEM CA certificates`,
+			`testdata/contents.bad.yaml:9:15: admin.tls.cert: testdata/contents/garbage.pem and testdata/contents/garbage.pem are not a certificate and its private key (`,
+			`testdata/contents.bad.yaml:12:62: notify.webhooks[0].secret_file: testdata/contents/empty.txt is empty: write the secret in it`,
+			`testdata/contents.bad.yaml:14:18: shaken.trust_anchors: testdata/contents/garbage.pem holds no PEM certificate`,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

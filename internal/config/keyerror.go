@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -112,40 +114,68 @@ func ParseKey(key string) []any {
 	return path
 }
 
-// CheckFiles verifies that every file the configuration names can be read,
-// so check-config refuses what serve would: each problem is an error at the
-// key's line and column.
+// CheckFiles verifies that every file the configuration names can be read
+// and holds what serve will look for (a certificate and its key, CA
+// certificates, a secret), so check-config refuses what serve would: each
+// problem is an error at the key's line and column.
 func (c *Config) CheckFiles() error {
 	var es Errors
-	check := func(path []any, file string) {
+	fail := func(path []any, format string, args ...any) {
+		es = append(es, c.place(&Error{Key: keyString(path), Msg: fmt.Sprintf(format, args...)}))
+	}
+	// check reports a missing or unreadable file and says whether it can be read.
+	check := func(path []any, file string) bool {
 		if file == "" {
-			return
+			return false
 		}
 		if err := readable(file); err != nil {
-			es = append(es, c.place(&Error{Key: keyString(path),
-				Msg: fmt.Sprintf("%v: give the path of a readable file (relative to the configuration file)", err)}))
+			fail(path, "%v: give the path of a readable file (relative to the configuration file)", err)
+			return false
+		}
+		return true
+	}
+	pair := func(base []any, cert, key string) {
+		certOK, keyOK := check(at(base, "cert"), cert), check(at(base, "key"), key)
+		if certOK && keyOK {
+			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+				fail(at(base, "cert"), "%s and %s are not a certificate and its private key (%v): give a PEM certificate chain in cert and its PEM private key in key", cert, key, err)
+			}
 		}
 	}
-	check(p("tls", "cert"), c.TLS.Cert)
-	check(p("tls", "key"), c.TLS.Key)
-	check(p("tls", "client_ca"), c.TLS.ClientCA)
-	check(p("tls", "upstream_ca"), c.TLS.UpstreamCA)
-	check(p("admin", "tls", "cert"), c.Admin.TLS.Cert)
-	check(p("admin", "tls", "key"), c.Admin.TLS.Key)
+	cas := func(path []any, file string) {
+		if !check(path, file) {
+			return
+		}
+		if b, err := os.ReadFile(file); err == nil && !x509.NewCertPool().AppendCertsFromPEM(b) {
+			fail(path, "%s holds no PEM certificate: give a file of PEM CA certificates (-----BEGIN CERTIFICATE-----)", file)
+		}
+	}
+	secret := func(path []any, file string) {
+		if !check(path, file) {
+			return
+		}
+		if b, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(b)) == "" {
+			fail(path, "%s is empty: write the secret in it (one line)", file)
+		}
+	}
+	pair(p("tls"), c.TLS.Cert, c.TLS.Key)
+	cas(p("tls", "client_ca"), c.TLS.ClientCA)
+	cas(p("tls", "upstream_ca"), c.TLS.UpstreamCA)
+	pair(p("admin", "tls"), c.Admin.TLS.Cert, c.Admin.TLS.Key)
 	check(p("geoip", "country_db"), c.GeoIP.CountryDB)
 	for i, w := range c.Notify.Webhooks {
-		check(p("notify", "webhooks", i, "secret_file"), w.SecretFile)
+		secret(p("notify", "webhooks", i, "secret_file"), w.SecretFile)
 	}
 	if e := c.Notify.Email; e != nil {
-		check(p("notify", "email", "password_file"), e.PasswordFile)
-		check(p("notify", "email", "ca_file"), e.CAFile)
+		secret(p("notify", "email", "password_file"), e.PasswordFile)
+		cas(p("notify", "email", "ca_file"), e.CAFile)
 	}
 	check(p("auth", "policy", "extra_file"), c.Auth.Policy.ExtraFile)
 	check(p("fraud", "rate_deck"), c.Fraud.RateDeck)
 	for i, f := range c.Bans.Feeds {
 		check(p("bans", "feeds", i, "file"), f.File)
 	}
-	check(p("shaken", "trust_anchors"), c.Shaken.TrustAnchors)
+	cas(p("shaken", "trust_anchors"), c.Shaken.TrustAnchors)
 	for i, s := range c.Shaken.Signers {
 		check(p("shaken", "signers", i, "key"), s.Key)
 	}
