@@ -119,7 +119,9 @@ func (v *validator) decode(path []any, n *yaml.Node, dst reflect.Value) {
 		nv := reflect.New(t.Elem())
 		before := len(v.errs)
 		v.decode(path, n, nv.Elem())
-		if len(v.errs) == before {
+		// a section with a mistake inside still counts as given (its other
+		// keys are checked); a scalar that did not decode stays absent
+		if len(v.errs) == before || t.Elem().Kind() == reflect.Struct {
 			dst.Set(nv)
 		}
 		return
