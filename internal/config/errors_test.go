@@ -136,6 +136,33 @@ func TestValidatorForASection(t *testing.T) {
 	}
 }
 
+// TestNodeOfASection: a stage finds its section's node in a parsed Config
+// and checks it with the shared validator.
+func TestNodeOfASection(t *testing.T) {
+	b, _ := os.ReadFile("testdata/fraud.good.yaml")
+	c, err := Parse(b, "fraud.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node("trunks[9]") != nil || c.Node("nope") != nil {
+		t.Error("Node of a key the file does not give")
+	}
+	n := c.Node("fraud.rules[1]")
+	if n == nil {
+		t.Fatal("no node for fraud.rules[1]")
+	}
+	var rule struct {
+		Name   string `yaml:"name"`
+		Metric string `yaml:"metric"`
+	}
+	v := NewValidator(c.File, n)
+	v.Decode(ParseKey("fraud.rules[1]"), n, &rule)
+	want := "fraud.good.yaml:13:43: fraud.rules[1].window: unknown key; valid keys here: name, metric"
+	if err := v.Err(); err == nil || !strings.HasPrefix(err.Error(), want) || rule.Name != "intl_5m" {
+		t.Errorf("got %v (rule %+v), want %s...", err, rule, want)
+	}
+}
+
 // TestLocate: a stage constructor's error names its key; Locate gives it
 // the key's line and column, once, without the stage's name in front.
 func TestLocate(t *testing.T) {
