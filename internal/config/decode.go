@@ -14,8 +14,8 @@ import (
 // with the same one, so its errors read like every other.
 type Validator = validator
 
-// NewValidator returns a validator of the YAML tree root (a document or a
-// mapping node) of file.
+// NewValidator returns a validator of file, whose whole YAML tree is root
+// (a document or a mapping node): Fail finds a key's line in it.
 func NewValidator(file string, root *yaml.Node) *Validator {
 	return &validator{file: file, root: root}
 }

@@ -155,9 +155,11 @@ func TestNodeOfASection(t *testing.T) {
 		Name   string `yaml:"name"`
 		Metric string `yaml:"metric"`
 	}
-	v := NewValidator(c.File, n)
+	v := c.NewValidator()
 	v.Decode(ParseKey("fraud.rules[1]"), n, &rule)
-	want := "fraud.good.yaml:13:43: fraud.rules[1].window: unknown key; valid keys here: name, metric"
+	v.Fail(ParseKey("fraud.rules[1].metric"), "must be score")
+	want := "fraud.good.yaml:13:31: fraud.rules[1].metric: must be score\n" +
+		"fraud.good.yaml:13:43: fraud.rules[1].window: unknown key; valid keys here: name, metric"
 	if err := v.Err(); err == nil || !strings.HasPrefix(err.Error(), want) || rule.Name != "intl_5m" {
 		t.Errorf("got %v (rule %+v), want %s...", err, rule, want)
 	}

@@ -256,10 +256,16 @@ func lookupExact(root *yaml.Node, path []any) *yaml.Node {
 // Node returns the YAML node of the value at key (a dotted path such as
 // "fraud" or "trunks[0].media"), or nil if the file does not give it: a
 // stage that reads a section of its own decodes and checks it with
-// NewValidator(c.File, ...), so its errors carry the file's lines.
+// c.NewValidator(), so its errors carry the file's lines.
 func (c *Config) Node(key string) *yaml.Node {
 	if c.root == nil {
 		return nil
 	}
 	return lookupExact(c.root, ParseKey(key))
+}
+
+// NewValidator returns a validator of c's file, for a stage to decode and
+// check a section of its own (Node) with the lines and keys of the file.
+func (c *Config) NewValidator() *Validator {
+	return NewValidator(c.File, c.root)
 }
