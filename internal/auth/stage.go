@@ -97,12 +97,12 @@ func NewStage(cfg *config.Config, st *State, bus *events.Bus) (*Stage, error) {
 	if f := cfg.Auth.Policy.ExtraFile; f != "" && cfg.Auth.Policy.RejectCommon {
 		fh, err := os.Open(f)
 		if err != nil {
-			return nil, fmt.Errorf("auth.policy.extra_file: %w", err)
+			return nil, config.At("auth.policy.extra_file", err)
 		}
 		extra, err = ParseList(fh)
 		_ = fh.Close()
 		if err != nil {
-			return nil, fmt.Errorf("auth.policy.extra_file %s: %w", f, err)
+			return nil, config.At("auth.policy.extra_file", fmt.Errorf("%s: %w", f, err))
 		}
 	}
 	var errs config.Errors

@@ -30,6 +30,7 @@ Commands:
   shaken        STIR/SHAKEN tools: keygen, testpki, sign, verify, inspect
   fraudsim      replay synthetic traffic and attacks through the toll-fraud engine
   fraud         toll-fraud tools: learn (baselines from CDR history)
+  audit         judge a configuration (audit config) or probe your own SIP endpoint (audit probe)
   version       print the version
 
 Run 'sipwarden <command> --help' for a command's flags.
@@ -69,6 +70,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return FraudsimCommand(rest, stdout, stderr)
 	case "fraud":
 		return FraudCommand(rest, stdout, stderr)
+	case "audit":
+		return AuditCommand(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sipwarden %s\n", Version())
 		return 0

@@ -152,8 +152,7 @@ tls: {cert: c.pem, key: k.pem}
 upstreams: [{name: pbx, targets: [udp://10.0.0.5:5060]}]
 trunks: [{name: acme, auth: ip, allow: [192.0.2.0/24], upstream: pbx, targets: [udp://192.0.2.1:5060]}]
 `), 0o600)
-	_ = os.WriteFile(filepath.Join(dir, "c.pem"), nil, 0o600)
-	_ = os.WriteFile(filepath.Join(dir, "k.pem"), nil, 0o600)
+	writeTestCert(t, filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")) // the files are checked as serve would
 	code, out, errs := run("firewall", "nft", "--config", cfg, "--rtp-ports", "10000-20000")
 	if code != 0 {
 		t.Fatalf("firewall nft: %d %q", code, errs)

@@ -114,7 +114,7 @@ func printConfigError(w io.Writer, file string, err error) {
 // logConfigWarnings logs the settings of cfg that contradict one another.
 func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
-		log.Warn("configuration warning", "file", w.File, "line", w.Line, "key", w.Key, "msg", w.Msg)
+		log.Warn("configuration warning", "file", w.File, "line", w.Line, "column", w.Column, "key", w.Key, "msg", w.Msg)
 	}
 }
 

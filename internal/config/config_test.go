@@ -76,7 +76,8 @@ func TestBadFiles(t *testing.T) {
 		want []string // "line: substring"
 	}{
 		{"errors.bad.yaml", []string{
-			"6: levl: unknown key (did you mean \"level\"?)", // reported by the decoder, before the rest
+			"6:7: log.levl: unknown key (did you mean \"level\"?); valid keys here: level, format",
+			"3:5: listen[1]: unknown scheme", // and the rest, all at once
 		}},
 		{"syntax.bad.yaml", []string{"1: invalid YAML: did not find expected ',' or ']'"}},
 	}
