@@ -81,6 +81,9 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	// pendingByes counts BYEs of our own not yet answered (EndCalls waits for them).
+	pendingByes atomic.Int64
 }
 
 // New builds a proxy and starts its workers.

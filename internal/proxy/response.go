@@ -58,7 +58,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 		}
 		ct.gotProvisional = true
 		if ct.method == sip.INVITE {
-			ct.timerC = w.schedule(w.p.opt.TimerC, timerEntry{kind: timerC, ct: ct})
+			w.clientTimer(ct, &ct.life, timerC, w.p.opt.TimerC) // replaces B, or restarts C
 			if ct.cancelPending {
 				w.sendCancel(ct)
 			}
@@ -75,7 +75,8 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			first := ct.state != stateAccepted
 			ct.state = stateAccepted
 			if first {
-				w.schedule(64*w.p.opt.T1, timerEntry{kind: timerL, ct: ct})
+				w.timers.cancel(&ct.retr)
+				w.clientTimer(ct, &ct.life, timerL, 64*w.p.opt.T1)
 			}
 			if st != nil && st.dialog != nil {
 				d := st.dialog
@@ -88,7 +89,9 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
 						d.calleeContact = string(na.URI)
 					}
-					w.schedule(w.p.opt.DialogTimeout, timerEntry{kind: timerDialog, dlg: d})
+					w.routeSets(d, m)
+					d.idle.dlg = d
+					w.schedule(&d.idle, timerDialog, w.p.opt.DialogTimeout)
 				}
 				d.lastSeen = w.now
 			}
@@ -101,7 +104,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			w.relayResponse(st, code, vi, rest)
 			// A hangup came while the call rang and the callee answered
 			// before our CANCEL reached it: end the call now.
-			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" {
+			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" && w.dialogs[d.key] == d {
 				w.hangup(d.callID, d.endStage, d.endReason)
 			}
 		}
@@ -132,15 +135,17 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 // clientCompleted moves a client transaction to completed and schedules its end.
 func (w *worker) clientCompleted(ct *clientTx) {
 	ct.state = stateCompleted
+	w.byeDone(ct)
 	if ct.to.transport.Reliable() {
 		w.removeClientTx(ct)
 		return
 	}
+	w.timers.cancel(&ct.retr)
 	if ct.method == sip.INVITE {
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerD, ct: ct}) // timer D: >= 32 s
+		w.clientTimer(ct, &ct.life, timerD, 64*w.p.opt.T1) // timer D: >= 32 s
 		return
 	}
-	w.schedule(w.p.opt.T4, timerEntry{kind: timerK, ct: ct})
+	w.clientTimer(ct, &ct.life, timerK, w.p.opt.T4)
 }
 
 // sendAck acknowledges a non-2xx final response hop by hop (RFC 3261 17.1.1.3).
