@@ -24,7 +24,7 @@
 # both = sipwarden kamailio; all = the three.
 #
 # Client: bench/regload (default; MD5 and SHA-256) or SIPp 3.6 with
-# test/e2e/scenarios/register_digest.xml (MD5 only: SIPp computes no other).
+# test/testbed/scenarios/register_digest.xml (MD5 only: SIPp computes no other).
 # Loopback only: servers on 127.0.0.1, the client on 127.0.0.46; every run is
 # bounded by `timeout`; everything started is killed on exit.
 set -euo pipefail
@@ -166,7 +166,7 @@ client() {
 			} >"$inf"
 		fi
 		rm -f "$screen"
-		timeout $((limit + 10)) sipp -sf test/e2e/scenarios/register_digest.xml -inf "$inf" -i $CLIENT_IP -p 0 \
+		timeout $((limit + 10)) sipp -sf test/testbed/scenarios/register_digest.xml -inf "$inf" -i $CLIENT_IP -p 0 \
 			-r "$rate" -m "$n" -l $((rate * 4)) -nostdin -timeout ${limit}s -recv_timeout 8000 \
 			-trace_screen -screen_file "$screen" 127.0.0.1:$PROXY_PORT >/dev/null 2>&1 || true
 		local ok failed

@@ -32,7 +32,7 @@ for tool in sipp; do command -v $tool >/dev/null || { echo "$tool missing: apt-g
 
 PROXY_PORT=15060 PBX_PORT=15080 ADMIN_PORT=18080
 WORK=$(mktemp -d /tmp/sipwarden-bench.XXXXXX)
-SCEN=test/e2e/scenarios
+SCEN=test/testbed/scenarios
 TICK=$(getconf CLK_TCK)
 PIDS=()
 cleanup() {

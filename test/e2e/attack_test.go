@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"encoding/json"
 	"fmt"
 	"net"
@@ -33,11 +35,11 @@ func TestUnderAttack(t *testing.T) {
 	attackers := envInt("SIPWARDEN_ATTACKERS", 10)
 	perSecond := envInt("SIPWARDEN_ATTACK_PPS", 2000) // per attacker
 	attackFor := time.Duration(calls/rate) * time.Second
-	pbx := freePort(t)
-	startUAS(t, "uas.xml", pbx)
-	e := startEdge(t, baseConfig, pbx, params("udp"))
-	target, _ := net.ResolveUDPAddr("udp", e.sipAddr())
-	rssBefore := rss(t, e.cmd.Process.Pid)
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas.xml", pbx)
+	e := testbed.StartEdge(t, baseConfig, pbx, params("udp"))
+	target, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
+	rssBefore := rss(t, e.Cmd.Process.Pid)
 
 	var sent, answered atomic.Int64
 	var wg sync.WaitGroup
@@ -91,17 +93,17 @@ func TestUnderAttack(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sc := newRawUA(t, "udp", "127.0.0.30")
+		sc := testbed.NewRawUA(t, "udp", "127.0.0.30")
 		for ext := 100; ext < 200; ext++ {
-			sc.send(e.sipAddr(), fmt.Sprintf("OPTIONS sip:%d@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-s%d\nFrom: \"sipvicious\"<sip:%d@127.0.0.1>;tag=1\nTo: <sip:%d@127.0.0.1>\nCall-ID: scan-%d\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n", ext, sc.localAddr(), ext, ext, ext, ext))
+			sc.Send(e.SIPAddr(), fmt.Sprintf("OPTIONS sip:%d@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-s%d\nFrom: \"sipvicious\"<sip:%d@127.0.0.1>;tag=1\nTo: <sip:%d@127.0.0.1>\nCall-ID: scan-%d\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n", ext, sc.LocalAddr(), ext, ext, ext, ext))
 			time.Sleep(5 * time.Millisecond)
 		}
-		if m := sc.recv(300 * time.Millisecond); m != nil {
-			t.Errorf("the scanner got an answer:\n%s", m.raw)
+		if m := sc.Recv(300 * time.Millisecond); m != nil {
+			t.Errorf("the scanner got an answer:\n%s", m.Raw)
 		}
 	}()
 
-	res := runSipp(t, attackFor+90*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, rate)...)
+	res := testbed.RunSipp(t, attackFor+90*time.Second, testbed.UACArgs("uac.xml", e.SIPAddr(), calls, rate)...)
 	if time.Since(start) < attackFor {
 		time.Sleep(attackFor - time.Since(start))
 	}
@@ -110,7 +112,7 @@ func TestUnderAttack(t *testing.T) {
 	elapsed := time.Since(start)
 
 	if min := calls * 999 / 1000; res.Successful < min {
-		t.Errorf("legitimate calls under attack: %s, want >= %d successful", fmtCalls(res), min)
+		t.Errorf("legitimate calls under attack: %s, want >= %d successful", testbed.FmtCalls(res), min)
 	}
 	if n := answered.Load(); n != 0 {
 		t.Errorf("attackers got %d answers, want none", n)
@@ -120,7 +122,7 @@ func TestUnderAttack(t *testing.T) {
 		t.Logf("attack rate only %.0f messages/s on this machine (aim: 20,000)", perSec)
 	}
 	// every flooder banned, each within a second of the attack's start
-	out, err := exec.Command(binary, "ban", "list", "--config", filepath.Join(e.dir, "sipwarden.yaml"), "--format", "json").CombinedOutput()
+	out, err := exec.Command(testbed.Binary, "ban", "list", "--config", filepath.Join(e.Dir, "sipwarden.yaml"), "--format", "json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ban list: %v\n%s", err, out)
 	}
@@ -147,10 +149,10 @@ func TestUnderAttack(t *testing.T) {
 			t.Errorf("flooder %s not banned (bans: %v)", a, bans)
 		}
 	}
-	blocked := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`)
-	rssAfter := rss(t, e.cmd.Process.Pid)
+	blocked := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`)
+	rssAfter := rss(t, e.Cmd.Process.Pid)
 	t.Logf("attack: %d messages in %v (%.0f/s), %.0f dropped before parsing; legitimate: %s; RSS %d -> %d KiB",
-		sent.Load(), elapsed.Round(time.Millisecond), perSec, blocked, fmtCalls(res), rssBefore, rssAfter)
+		sent.Load(), elapsed.Round(time.Millisecond), perSec, blocked, testbed.FmtCalls(res), rssBefore, rssAfter)
 	if rssAfter > 256*1024 {
 		t.Errorf("RSS %d KiB after the attack: memory not bounded", rssAfter)
 	}

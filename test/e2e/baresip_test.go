@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"fmt"
 	"net"
 	"os"
@@ -46,25 +48,25 @@ trunks:
 // then the PBX calls the phone, which answers through the TLS connection it
 // registered on; that call is hung up and recorded.
 func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
-	baresip := requireTool(t, "baresip", "baresip-core")
+	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
 	const realm = "phones.example.test"
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeCert(t, dir)
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pbxConn.Close() })
-	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
-	e := startEdge(t, tlsPhonesConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
+	pbx := &testbed.RawUA{T: t, Network: "udp", IP: "127.0.0.3", UDP: pbxConn}
+	e := testbed.StartEdge(t, tlsPhonesConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
 		"ha1": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
 
 	// Digest over UDP is refused on this trunk.
-	udpPhone := newRawUA(t, "udp", "127.0.0.44")
-	udpPhone.send(e.sipAddr(), fmt.Sprintf("REGISTER sip:%[1]s SIP/2.0\nVia: %[2]s\nFrom: <sip:1001@%[1]s>;tag=u\nTo: <sip:1001@%[1]s>\nCall-ID: udp-reg\nCSeq: 1 REGISTER\nContact: <sip:1001@%[3]s>\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		realm, udpPhone.via("z9hG4bK-udp"), udpPhone.localAddr()))
-	if m := waitCode(udpPhone, "udp-reg", 0); m == nil || m.code != 403 || !strings.Contains(m.get("Warning"), "TLS") {
+	udpPhone := testbed.NewRawUA(t, "udp", "127.0.0.44")
+	udpPhone.Send(e.SIPAddr(), fmt.Sprintf("REGISTER sip:%[1]s SIP/2.0\nVia: %[2]s\nFrom: <sip:1001@%[1]s>;tag=u\nTo: <sip:1001@%[1]s>\nCall-ID: udp-reg\nCSeq: 1 REGISTER\nContact: <sip:1001@%[3]s>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		realm, udpPhone.Via("z9hG4bK-udp"), udpPhone.LocalAddr()))
+	if m := waitCode(udpPhone, "udp-reg", 0); m == nil || m.Code != 403 || !strings.Contains(m.Get("Warning"), "TLS") {
 		t.Fatalf("REGISTER over UDP to a require_tls trunk: %+v, want 403 with a Warning", m)
 	}
 
@@ -73,13 +75,13 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(cfgDir, "config"), phoneConfig(
-		fmt.Sprintf("sip_listen 127.0.0.45:%d", freePort(t)), "sip_cafile "+certFile))
+		fmt.Sprintf("sip_listen 127.0.0.45:%d", testbed.FreePort(t)), "sip_cafile "+certFile))
 	writeFile(t, filepath.Join(cfgDir, "accounts"), fmt.Sprintf(
 		"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600;answermode=auto\n",
-		realm, e2ePass, e.tlsPort))
+		realm, e2ePass, e.TLSPort))
 	// baresip places a call at once (through a 407 challenge), then waits.
 	cmd := exec.Command(baresip, "-f", cfgDir, "-e", "/dial sip:+15559990000@"+realm, "-t", "30")
-	var out syncBuffer
+	var out testbed.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -92,7 +94,7 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for e.metric(`sipwarden_registrar_bindings`) != 1 {
+	for e.Metric(`sipwarden_registrar_bindings`) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("baresip did not register within 10 s")
 		}
@@ -101,36 +103,36 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 
 	// The phone's own call reaches the PBX, authenticated and without
 	// credentials; the PBX answers, then hangs up.
-	var out1 *rawMsg
+	var out1 *testbed.RawMsg
 	deadline = time.Now().Add(10 * time.Second)
 	for out1 == nil && time.Now().Before(deadline) {
-		if m := pbx.recv(time.Until(deadline)); m != nil && m.method == "INVITE" {
+		if m := pbx.Recv(time.Until(deadline)); m != nil && m.Method == "INVITE" {
 			out1 = m
 		}
 	}
 	if out1 == nil {
 		t.Fatal("the phone's call did not reach the PBX")
 	}
-	if out1.get("Proxy-Authorization") != "" || !strings.Contains(out1.raw, "+15559990000") {
-		t.Fatalf("the phone's INVITE at the PBX:\n%s", out1.raw)
+	if out1.Get("Proxy-Authorization") != "" || !strings.Contains(out1.Raw, "+15559990000") {
+		t.Fatalf("the phone's INVITE at the PBX:\n%s", out1.Raw)
 	}
-	pbx.send(e.sipAddr(), strings.Replace(responseTo(out1, 200, "OK"), "Content-Length: 0\n\n",
+	pbx.Send(e.SIPAddr(), strings.Replace(responseTo(out1, 200, "OK"), "Content-Length: 0\n\n",
 		fmt.Sprintf("Contact: <sip:pbx@127.0.0.3:%d>\nContent-Type: application/sdp\nContent-Length: %d\n\n", pbxPort, len(sdpPBXAnswer))+
 			strings.ReplaceAll(sdpPBXAnswer, "\r\n", "\n"), 1))
-	if ack := waitMethod(pbx, out1.get("Call-ID"), "ACK"); ack == nil {
+	if ack := waitMethod(pbx, out1.Get("Call-ID"), "ACK"); ack == nil {
 		t.Fatal("the phone did not ACK the PBX's 200")
 	}
 	bye := fmt.Sprintf("BYE %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%d;branch=z9hG4bK-pbxbye\nRoute: %s\nFrom: %s;tag=callee\nTo: %s\nCall-ID: %s\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		strings.Trim(strings.SplitN(out1.get("Contact"), ">", 2)[0], "<"), pbxPort, strings.Join(out1.headers["record-route"], ", "),
-		out1.get("To"), out1.get("From"), out1.get("Call-ID"))
-	pbx.send(e.sipAddr(), bye)
-	if m := waitCode(pbx, out1.get("Call-ID"), 200); m == nil {
+		strings.Trim(strings.SplitN(out1.Get("Contact"), ">", 2)[0], "<"), pbxPort, strings.Join(out1.Headers["record-route"], ", "),
+		out1.Get("To"), out1.Get("From"), out1.Get("Call-ID"))
+	pbx.Send(e.SIPAddr(), bye)
+	if m := waitCode(pbx, out1.Get("Call-ID"), 200); m == nil {
 		t.Fatal("the phone did not answer the PBX's BYE")
 	}
 
 	// The PBX calls the phone; baresip answers on its own.
 	sdp := "v=0\r\no=pbx 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-	pbx.send(e.sipAddr(), fmt.Sprintf("INVITE sip:1001@%[1]s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%[2]d;branch=z9hG4bK-bs1\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: <sip:1001@%[1]s>\nCall-ID: baresip-call\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:%[2]d>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %[3]d\n\n",
+	pbx.Send(e.SIPAddr(), fmt.Sprintf("INVITE sip:1001@%[1]s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%[2]d;branch=z9hG4bK-bs1\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: <sip:1001@%[1]s>\nCall-ID: baresip-call\nCSeq: 1 INVITE\nContact: <sip:pbx@127.0.0.3:%[2]d>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: %[3]d\n\n",
 		realm, pbxPort, len(sdp))+strings.ReplaceAll(sdp, "\r\n", "\n"))
 	ok := waitCode(pbx, "baresip-call", 200)
 	if ok == nil {
@@ -139,29 +141,29 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 	// ACK and BYE along the route set: the Record-Route entries in reverse
 	// order, to the phone's contact.
 	var routes []string
-	for _, rr := range ok.headers["record-route"] {
+	for _, rr := range ok.Headers["record-route"] {
 		for _, r := range strings.Split(rr, ",") {
 			routes = append([]string{strings.TrimSpace(r)}, routes...)
 		}
 	}
-	contact := strings.Trim(strings.SplitN(ok.get("Contact"), ";expires", 2)[0], "<>")
+	contact := strings.Trim(strings.SplitN(ok.Get("Contact"), ";expires", 2)[0], "<>")
 	if i := strings.Index(contact, ">"); i >= 0 {
 		contact = contact[:i]
 	}
 	inDialog := func(method string, cseq int) string {
 		return fmt.Sprintf("%s %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%d;branch=z9hG4bK-bs-%s\nRoute: %s\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: %s\nCall-ID: baresip-call\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
-			method, contact, pbxPort, method, strings.Join(routes, ", "), ok.get("To"), cseq, method)
+			method, contact, pbxPort, method, strings.Join(routes, ", "), ok.Get("To"), cseq, method)
 	}
-	pbx.send(e.sipAddr(), inDialog("ACK", 1))
+	pbx.Send(e.SIPAddr(), inDialog("ACK", 1))
 	time.Sleep(300 * time.Millisecond)
-	pbx.send(e.sipAddr(), inDialog("BYE", 2))
-	if m := waitCode(pbx, "baresip-call", 200); m == nil || !strings.Contains(m.get("CSeq"), "BYE") {
+	pbx.Send(e.SIPAddr(), inDialog("BYE", 2))
+	if m := waitCode(pbx, "baresip-call", 200); m == nil || !strings.Contains(m.Get("CSeq"), "BYE") {
 		t.Fatalf("BYE not answered by baresip: %+v", m)
 	}
 
-	e.stop()
+	e.Stop()
 	var call *cdr.Record
-	for _, r := range e.cdrs() {
+	for _, r := range e.CDRs() {
 		if r.CallID == "baresip-call" {
 			call = &r
 		}
@@ -174,19 +176,19 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 const sdpPBXAnswer = "v=0\r\no=pbx 2 2 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
 // waitMethod waits (3 s) for a request with Call-ID callID and method.
-func waitMethod(ua *rawUA, callID, method string) *rawMsg {
+func waitMethod(ua *testbed.RawUA, callID, method string) *testbed.RawMsg {
 	return waitMethodFor(ua, callID, method, 3*time.Second)
 }
 
 // waitMethodFor waits up to d for a request with Call-ID callID and method.
-func waitMethodFor(ua *rawUA, callID, method string, d time.Duration) *rawMsg {
+func waitMethodFor(ua *testbed.RawUA, callID, method string, d time.Duration) *testbed.RawMsg {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		m := ua.recv(time.Until(deadline))
+		m := ua.Recv(time.Until(deadline))
 		if m == nil {
 			return nil
 		}
-		if m.method == method && m.get("Call-ID") == callID {
+		if m.Method == method && m.Get("Call-ID") == callID {
 			return m
 		}
 	}

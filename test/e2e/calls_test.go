@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"context"
 	"strconv"
 	"strings"
@@ -49,17 +51,17 @@ func TestCallsComplete(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const calls = 20
-			pbx := freePort(t)
-			startUAS(t, "uas.xml", pbx, "-t", tc.sippTransport)
-			e := startEdge(t, baseConfig, pbx, params(tc.pbxTransport))
-			res := runSipp(t, 60*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, 20, "-t", tc.sippTransport)...)
+			pbx := testbed.FreePort(t)
+			testbed.StartUAS(t, "uas.xml", pbx, "-t", tc.sippTransport)
+			e := testbed.StartEdge(t, baseConfig, pbx, params(tc.pbxTransport))
+			res := testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("uac.xml", e.SIPAddr(), calls, 20, "-t", tc.sippTransport)...)
 			if res.Successful != calls || res.Failed != 0 {
-				t.Fatalf("calls: %s, want %d successful\n%s", fmtCalls(res), calls, res.Screen)
+				t.Fatalf("calls: %s, want %d successful\n%s", testbed.FmtCalls(res), calls, res.Screen)
 			}
-			e.stop()
-			recs := e.cdrs()
-			if len(recs) != calls || countDisposition(recs, cdr.Answered) != calls {
-				t.Fatalf("CDRs: %d records, %d answered; want %d answered: %+v", len(recs), countDisposition(recs, cdr.Answered), calls, recs)
+			e.Stop()
+			recs := e.CDRs()
+			if len(recs) != calls || testbed.CountDisposition(recs, cdr.Answered) != calls {
+				t.Fatalf("CDRs: %d records, %d answered; want %d answered: %+v", len(recs), testbed.CountDisposition(recs, cdr.Answered), calls, recs)
 			}
 			r := recs[0]
 			if r.Trunk != "acme" || r.Upstream != "pbx" || r.Direction != "originating" || r.FinalCode != 200 ||
@@ -74,16 +76,16 @@ func TestCallsComplete(t *testing.T) {
 // its CANCEL and 487 for the INVITE, the PBX sees the CANCEL, the CDR says cancelled.
 func TestCancelRinging(t *testing.T) {
 	const calls = 5
-	pbx := freePort(t)
-	startUAS(t, "uas_ring.xml", pbx)
-	e := startEdge(t, baseConfig, pbx, params("udp"))
-	res := runSipp(t, 60*time.Second, uacArgs("uac_cancel.xml", e.sipAddr(), calls, 5)...)
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas_ring.xml", pbx)
+	e := testbed.StartEdge(t, baseConfig, pbx, params("udp"))
+	res := testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("uac_cancel.xml", e.SIPAddr(), calls, 5)...)
 	if res.Successful != calls {
-		t.Fatalf("cancelled calls: %s\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("cancelled calls: %s\n%s", testbed.FmtCalls(res), res.Screen)
 	}
-	e.stop()
-	recs := e.cdrs()
-	if n := countDisposition(recs, cdr.Cancelled); n != calls {
+	e.Stop()
+	recs := e.CDRs()
+	if n := testbed.CountDisposition(recs, cdr.Cancelled); n != calls {
 		t.Fatalf("CDRs: %d cancelled of %d records, want %d: %+v", n, len(recs), calls, recs)
 	}
 }
@@ -92,27 +94,27 @@ func TestCancelRinging(t *testing.T) {
 // a CDR, marked interrupted.
 func TestSIGTERMMidCall(t *testing.T) {
 	const calls = 4
-	pbx := freePort(t)
-	startUAS(t, "uas.xml", pbx)
-	e := startEdge(t, baseConfig, pbx, params("udp"))
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas.xml", pbx)
+	e := testbed.StartEdge(t, baseConfig, pbx, params("udp"))
 	// Callers that stay on the line for 20 s; sipwarden's drain timeout is 2 s.
-	done := make(chan sippResult, 1)
+	done := make(chan testbed.SippResult, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		done <- runSippCtx(ctx, t, 40*time.Second, uacArgs("uac.xml", e.sipAddr(), calls, 10, "-d", "20000")...)
+		done <- testbed.RunSippCtx(ctx, t, 40*time.Second, testbed.UACArgs("uac.xml", e.SIPAddr(), calls, 10, "-d", "20000")...)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for e.metric("sipwarden_proxy_active_calls") < calls {
+	for e.Metric("sipwarden_proxy_active_calls") < calls {
 		if time.Now().After(deadline) {
-			t.Fatalf("calls not up: active=%v", e.metric("sipwarden_proxy_active_calls"))
+			t.Fatalf("calls not up: active=%v", e.Metric("sipwarden_proxy_active_calls"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // answered, not only early
-	e.stop()
-	recs := e.cdrs()
-	if n := countDisposition(recs, cdr.Interrupted); n != calls {
+	e.Stop()
+	recs := e.CDRs()
+	if n := testbed.CountDisposition(recs, cdr.Interrupted); n != calls {
 		t.Fatalf("CDRs after SIGTERM: %d interrupted of %d records, want %d: %+v", n, len(recs), calls, recs)
 	}
 	for _, r := range recs {
@@ -128,17 +130,17 @@ func TestSIGTERMMidCall(t *testing.T) {
 // answer 503 with Retry-After, and record blocked CDRs.
 func TestLimits(t *testing.T) {
 	t.Run("concurrent", func(t *testing.T) {
-		pbx := freePort(t)
-		startUAS(t, "uas_ring.xml", pbx)
+		pbx := testbed.FreePort(t)
+		testbed.StartUAS(t, "uas_ring.xml", pbx)
 		p := params("udp")
 		p["concurrent"] = 3
-		e := startEdge(t, baseConfig, pbx, p)
-		ua := newRawUA(t, "udp", "127.0.0.2")
+		e := testbed.StartEdge(t, baseConfig, pbx, p)
+		ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
 		var codes []int
 		for i := range 5 {
-			resp := ua.invite(e.sipAddr(), "conc-"+strconv.Itoa(i))
-			codes = append(codes, resp.code)
-			if resp.code == 503 && resp.retryAfter == "" {
+			resp := ua.Invite(e.SIPAddr(), "conc-"+strconv.Itoa(i))
+			codes = append(codes, resp.Code)
+			if resp.Code == 503 && resp.RetryAfter == "" {
 				t.Errorf("503 without Retry-After")
 			}
 		}
@@ -148,21 +150,21 @@ func TestLimits(t *testing.T) {
 				t.Fatalf("final-or-ringing codes %v, want %v", codes, want)
 			}
 		}
-		e.stop()
-		if n := countDisposition(e.cdrs(), cdr.Blocked); n != 2 {
+		e.Stop()
+		if n := testbed.CountDisposition(e.CDRs(), cdr.Blocked); n != 2 {
 			t.Errorf("blocked CDRs: %d, want 2", n)
 		}
 	})
 	t.Run("cps", func(t *testing.T) {
-		pbx := freePort(t)
-		startUAS(t, "uas_ring.xml", pbx)
+		pbx := testbed.FreePort(t)
+		testbed.StartUAS(t, "uas_ring.xml", pbx)
 		p := params("udp")
 		p["cps"] = 2
-		e := startEdge(t, baseConfig, pbx, p)
-		ua := newRawUA(t, "udp", "127.0.0.2")
+		e := testbed.StartEdge(t, baseConfig, pbx, p)
+		ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
 		got503 := 0
 		for i := range 8 {
-			if ua.invite(e.sipAddr(), "cps-"+strconv.Itoa(i)).code == 503 {
+			if ua.Invite(e.SIPAddr(), "cps-"+strconv.Itoa(i)).Code == 503 {
 				got503++
 			}
 		}
@@ -177,13 +179,13 @@ func TestLimits(t *testing.T) {
 // reach the trunk's phone system, and the CDRs say "terminating".
 func TestTerminatingCall(t *testing.T) {
 	const calls = 5
-	pbxPort, phonePort := freePort(t), freePort(t)
-	startUASAt(t, "127.0.0.2", "uas.xml", phonePort)
+	pbxPort, phonePort := testbed.FreePort(t), testbed.FreePort(t)
+	testbed.StartUASAt(t, "127.0.0.2", "uas.xml", phonePort)
 	p := params("udp")
 	p["trunkPort"] = phonePort
-	e := startEdge(t, baseConfig, pbxPort, p)
+	e := testbed.StartEdge(t, baseConfig, pbxPort, p)
 	// the PBX calls from its own address, so sipwarden knows it as the upstream
-	args := uacArgs("uac.xml", e.sipAddr(), calls, 10)
+	args := testbed.UACArgs("uac.xml", e.SIPAddr(), calls, 10)
 	for i, a := range args {
 		if a == "127.0.0.2" && args[i-1] == "-i" {
 			args[i] = "127.0.0.3"
@@ -192,9 +194,9 @@ func TestTerminatingCall(t *testing.T) {
 			args[i] = strconv.Itoa(pbxPort)
 		}
 	}
-	res := runSipp(t, 60*time.Second, args...)
+	res := testbed.RunSipp(t, 60*time.Second, args...)
 	if res.Successful != calls {
-		t.Fatalf("calls: %s\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("calls: %s\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 	// a number no trunk owns gets 404 and never leaves
 	for i, a := range args {
@@ -203,12 +205,12 @@ func TestTerminatingCall(t *testing.T) {
 		}
 	}
 	args = append(args[:len(args)-1], "-m", "1", args[len(args)-1])
-	res = runSipp(t, 30*time.Second, args...)
+	res = testbed.RunSipp(t, 30*time.Second, args...)
 	if res.Successful != 0 || res.Failed != 1 {
-		t.Fatalf("call to an unknown number: %s", fmtCalls(res))
+		t.Fatalf("call to an unknown number: %s", testbed.FmtCalls(res))
 	}
-	e.stop()
-	recs := e.cdrs()
+	e.Stop()
+	recs := e.CDRs()
 	n := 0
 	for _, r := range recs {
 		if r.Direction == "terminating" && r.Trunk == "acme" && r.Disposition == cdr.Answered {
@@ -224,39 +226,39 @@ func TestTerminatingCall(t *testing.T) {
 // progress keeps going, the new limit applies to the next call, and a broken
 // file is refused while the running configuration stays.
 func TestReload(t *testing.T) {
-	pbx := freePort(t)
-	startUAS(t, "uas_ring.xml", pbx)
-	e := startEdge(t, baseConfig, pbx, params("udp"))
-	ua := newRawUA(t, "udp", "127.0.0.2")
-	if r := ua.invite(e.sipAddr(), "reload-1"); r.code != 180 {
-		t.Fatalf("first call: %d, want 180", r.code)
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas_ring.xml", pbx)
+	e := testbed.StartEdge(t, baseConfig, pbx, params("udp"))
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	if r := ua.Invite(e.SIPAddr(), "reload-1"); r.Code != 180 {
+		t.Fatalf("first call: %d, want 180", r.Code)
 	}
 	p := params("udp")
 	p["concurrent"] = 1
-	e.reload(baseConfig, p)
-	e.waitLog("configuration reloaded", 1)
-	if r := ua.invite(e.sipAddr(), "reload-2"); r.code != 503 {
-		t.Fatalf("second call after the reload to concurrent: 1 (one call up): %d, want 503", r.code)
+	e.Reload(baseConfig, p)
+	e.WaitLog("configuration reloaded", 1)
+	if r := ua.Invite(e.SIPAddr(), "reload-2"); r.Code != 503 {
+		t.Fatalf("second call after the reload to concurrent: 1 (one call up): %d, want 503", r.Code)
 	}
-	e.reload("listen: [udp://127.0.0.1:{{.SIPPort}}\ntrunks: {broken", p)
-	e.waitLog("configuration reload refused", 1)
-	if r := ua.invite(e.sipAddr(), "reload-3"); r.code != 503 {
-		t.Fatalf("after a refused reload the old limit must hold: %d, want 503", r.code)
+	e.Reload("listen: [udp://127.0.0.1:{{.SIPPort}}\ntrunks: {broken", p)
+	e.WaitLog("configuration reload refused", 1)
+	if r := ua.Invite(e.SIPAddr(), "reload-3"); r.Code != 503 {
+		t.Fatalf("after a refused reload the old limit must hold: %d, want 503", r.Code)
 	}
 	// the first call, ringing through both reloads, can still be cancelled
-	ua.send(e.sipAddr(), strings.Replace(strings.Replace(ua.inviteText(e.sipAddr(), "reload-1", "z9hG4bK-reload-1", 1),
+	ua.Send(e.SIPAddr(), strings.Replace(strings.Replace(ua.InviteText(e.SIPAddr(), "reload-1", "z9hG4bK-reload-1", 1),
 		"INVITE sip:", "CANCEL sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1))
 	got200, got487 := false, false
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !(got200 && got487); {
-		m := ua.recv(time.Until(deadline))
+		m := ua.Recv(time.Until(deadline))
 		if m == nil {
 			break
 		}
-		if m.get("Call-ID") != "reload-1" {
+		if m.Get("Call-ID") != "reload-1" {
 			continue
 		}
-		got200 = got200 || (m.code == 200 && strings.Contains(m.get("CSeq"), "CANCEL"))
-		got487 = got487 || m.code == 487
+		got200 = got200 || (m.Code == 200 && strings.Contains(m.Get("CSeq"), "CANCEL"))
+		got487 = got487 || m.Code == 487
 	}
 	if !got200 || !got487 {
 		t.Fatalf("CANCEL of the call in progress: 200=%v 487=%v", got200, got487)

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -53,7 +55,7 @@ const (
 // authentication, or is answered by sipwarden's registrar); a wrong password and an unknown username get the same
 // answer; password guessing and enumeration get their sources banned.
 func TestDigestRegisterSipgo(t *testing.T) {
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	var registered atomic.Int32
 	pbxUA, err := sipgo.NewUA()
 	if err != nil {
@@ -86,7 +88,7 @@ func TestDigestRegisterSipgo(t *testing.T) {
 	// The MD5 trunk has sipwarden's registrar: its REGISTER is answered
 	// here and never reaches the PBX.
 	accounts["MD5"] = accounts["MD5"].(string) + "    registrar: {enabled: true, max_expires: 10m}\n"
-	e := startEdge(t, digestConfig, pbxPort, accounts)
+	e := testbed.StartEdge(t, digestConfig, pbxPort, accounts)
 
 	// 1. sipgo registers with each algorithm, from its own address.
 	i := 0
@@ -98,7 +100,7 @@ func TestDigestRegisterSipgo(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ua.Close()
-		local := fmt.Sprintf("127.0.0.%d:%d", 20+i, freePort(t))
+		local := fmt.Sprintf("127.0.0.%d:%d", 20+i, testbed.FreePort(t))
 		cl, err := sipgo.NewClient(ua, sipgo.WithClientConnectionAddr(local), sipgo.WithClientAddr(local))
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +109,7 @@ func TestDigestRegisterSipgo(t *testing.T) {
 		req.AppendHeader(sipgosip.NewHeader("To", fmt.Sprintf("<sip:%s@%s>", e2eUser, realm)))
 		req.AppendHeader(sipgosip.NewHeader("From", fmt.Sprintf("<sip:%s@%s>;tag=r%d", e2eUser, realm, i)))
 		req.AppendHeader(sipgosip.NewHeader("Contact", fmt.Sprintf("<sip:%s@%s>", e2eUser, local)))
-		req.SetDestination(e.sipAddr())
+		req.SetDestination(e.SIPAddr())
 		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 		res, err := cl.Do(rctx, req)
 		if err != nil {
@@ -134,25 +136,25 @@ func TestDigestRegisterSipgo(t *testing.T) {
 	if registered.Load() != 2 {
 		t.Fatalf("the PBX saw %d REGISTERs, want 2 (the third trunk has sipwarden's registrar)", registered.Load())
 	}
-	if v := e.metric(`sipwarden_registrar_bindings`); v != 1 {
+	if v := e.Metric(`sipwarden_registrar_bindings`); v != 1 {
 		t.Errorf("bindings: %v, want 1", v)
 	}
 
 	// 2. A wrong password and an unknown username get the same answer.
 	realm := "SHA-256.example.test"
-	attempt := func(ua *rawUA, user, pass string, cseq int) *rawMsg {
+	attempt := func(ua *testbed.RawUA, user, pass string, cseq int) *testbed.RawMsg {
 		t.Helper()
 		reg := func(authz string, n int) string {
 			return fmt.Sprintf("REGISTER sip:%s SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%s-%d-%d\nMax-Forwards: 70\n"+
 				"From: <sip:%s@%s>;tag=a%d\nTo: <sip:%s@%s>\nCall-ID: %s-%d@x\nCSeq: %d REGISTER\n%sContent-Length: 0\n\n",
-				realm, ua.localAddr(), user, cseq, n, user, realm, cseq, user, realm, user, cseq, n, authz)
+				realm, ua.LocalAddr(), user, cseq, n, user, realm, cseq, user, realm, user, cseq, n, authz)
 		}
-		ua.send(e.sipAddr(), reg("", 1))
-		ch := ua.recv(2 * time.Second)
-		if ch == nil || ch.code != 401 {
+		ua.Send(e.SIPAddr(), reg("", 1))
+		ch := ua.Recv(2 * time.Second)
+		if ch == nil || ch.Code != 401 {
 			t.Fatalf("no challenge: %v", ch)
 		}
-		c, err := digest.ParseChallenge(ch.get("WWW-Authenticate"))
+		c, err := digest.ParseChallenge(ch.Get("WWW-Authenticate"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,102 +162,102 @@ func TestDigestRegisterSipgo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ua.send(e.sipAddr(), reg("Authorization: "+cred.String()+"\n", 2))
-		return ua.recv(2 * time.Second)
+		ua.Send(e.SIPAddr(), reg("Authorization: "+cred.String()+"\n", 2))
+		return ua.Recv(2 * time.Second)
 	}
 	nonce := regexp.MustCompile(`nonce="[^"]+"|tag=[^;\s]+|branch=[^;\s]+|Call-ID: \S+|CSeq: \d+|sip:\w+@|a\d+`)
-	shape := func(m *rawMsg) string {
+	shape := func(m *testbed.RawMsg) string {
 		if m == nil {
 			return "<nothing>"
 		}
-		return nonce.ReplaceAllString(m.raw, "*")
+		return nonce.ReplaceAllString(m.Raw, "*")
 	}
-	prober := newRawUA(t, "udp", "127.0.0.31")
+	prober := testbed.NewRawUA(t, "udp", "127.0.0.31")
 	wrong := attempt(prober, e2eUser, "Wrong-password-99", 1)
 	unknown := attempt(prober, "4711", "Wrong-password-99", 2)
-	if wrong == nil || wrong.code != 401 || shape(wrong) != shape(unknown) {
+	if wrong == nil || wrong.Code != 401 || shape(wrong) != shape(unknown) {
 		t.Fatalf("a wrong password and an unknown user are told apart:\n%s\n---\n%s", shape(wrong), shape(unknown))
 	}
 
 	// 3. Password guessing: the 3rd wrong password from one address is
 	// dropped and the address banned (no answer to anything from then on).
-	guesser := newRawUA(t, "udp", "127.0.0.32")
+	guesser := testbed.NewRawUA(t, "udp", "127.0.0.32")
 	for n := 1; n <= 2; n++ {
-		if m := attempt(guesser, e2eUser, fmt.Sprintf("Guess-number-%04d", n), n); m == nil || m.code != 401 {
+		if m := attempt(guesser, e2eUser, fmt.Sprintf("Guess-number-%04d", n), n); m == nil || m.Code != 401 {
 			t.Fatalf("guess %d: %v", n, m)
 		}
 	}
 	if m := attempt(guesser, e2eUser, "Guess-number-0003", 3); m != nil {
-		t.Fatalf("3rd guess answered: %s", m.raw)
+		t.Fatalf("3rd guess answered: %s", m.Raw)
 	}
-	guesser.send(e.sipAddr(), "OPTIONS sip:"+realm+" SIP/2.0\nVia: SIP/2.0/UDP "+guesser.localAddr()+";branch=z9hG4bK-o\nFrom: <sip:x@y>;tag=1\nTo: <sip:x@y>\nCall-ID: o@x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
-	if m := guesser.recv(500 * time.Millisecond); m != nil {
-		t.Fatalf("a banned address got an answer: %s", m.raw)
+	guesser.Send(e.SIPAddr(), "OPTIONS sip:"+realm+" SIP/2.0\nVia: SIP/2.0/UDP "+guesser.LocalAddr()+";branch=z9hG4bK-o\nFrom: <sip:x@y>;tag=1\nTo: <sip:x@y>\nCall-ID: o@x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
+	if m := guesser.Recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("a banned address got an answer: %s", m.Raw)
 	}
-	if v := e.metric(`sipwarden_bruteforce_bans_total{reason="auth_bruteforce"}`); v != 1 {
+	if v := e.Metric(`sipwarden_bruteforce_bans_total{reason="auth_bruteforce"}`); v != 1 {
 		t.Errorf("auth_bruteforce bans: %v, want 1", v)
 	}
 
 	// 4. Enumeration: the 5th unknown username from one address bans it.
-	enum := newRawUA(t, "udp", "127.0.0.33")
+	enum := testbed.NewRawUA(t, "udp", "127.0.0.33")
 	for n := 1; n <= 4; n++ {
-		if m := attempt(enum, fmt.Sprintf("%d", 3000+n), "Whatever-pass-1", n); m == nil || m.code != 401 {
+		if m := attempt(enum, fmt.Sprintf("%d", 3000+n), "Whatever-pass-1", n); m == nil || m.Code != 401 {
 			t.Fatalf("probe %d: %v", n, m)
 		}
 	}
 	if m := attempt(enum, "3005", "Whatever-pass-1", 5); m != nil {
-		t.Fatalf("5th probe answered: %s", m.raw)
+		t.Fatalf("5th probe answered: %s", m.Raw)
 	}
-	if v := e.metric(`sipwarden_bruteforce_bans_total{reason="auth_enumeration"}`); v != 1 {
+	if v := e.Metric(`sipwarden_bruteforce_bans_total{reason="auth_enumeration"}`); v != 1 {
 		t.Errorf("auth_enumeration bans: %v, want 1", v)
 	}
-	if v := e.metric(`sipwarden_auth_requests_total{result="success",trunk="t-SHA-256"}`); v != 1 {
+	if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="t-SHA-256"}`); v != 1 {
 		t.Errorf("successes of t-SHA-256: %v, want 1", v)
 	}
 
 	// 5. The registrar's binding survives a restart (storage.path/registrar.db).
-	e.stop()
+	e.Stop()
 	e2 := restartEdge(t, e)
-	if v := e2.metric(`sipwarden_registrar_bindings`); v != 1 {
+	if v := e2.Metric(`sipwarden_registrar_bindings`); v != 1 {
 		t.Errorf("bindings after a restart: %v, want 1", v)
 	}
 }
 
 // restartEdge starts sipwarden again on the stopped edge's configuration and storage.
-func restartEdge(t *testing.T, old *edge) *edge {
+func restartEdge(t *testing.T, old *testbed.Edge) *testbed.Edge {
 	t.Helper()
 	e := *old
-	e.logs, e.done, e.exitErr = &syncBuffer{}, make(chan struct{}), nil
-	e.cmd = exec.Command(binary, "serve", "--config", filepath.Join(old.dir, "sipwarden.yaml"))
-	e.cmd.Stdout, e.cmd.Stderr = e.logs, e.logs
-	if err := e.cmd.Start(); err != nil {
+	e.Logs, e.Done, e.ExitErr = &testbed.SyncBuffer{}, make(chan struct{}), nil
+	e.Cmd = exec.Command(testbed.Binary, "serve", "--config", filepath.Join(old.Dir, "sipwarden.yaml"))
+	e.Cmd.Stdout, e.Cmd.Stderr = e.Logs, e.Logs
+	if err := e.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		e.exitErr = e.cmd.Wait()
-		close(e.done)
+		e.ExitErr = e.Cmd.Wait()
+		close(e.Done)
 	}()
 	t.Cleanup(func() {
-		e.kill()
+		e.Kill()
 		if t.Failed() {
-			t.Logf("restarted sipwarden output:\n%s", e.logs.String())
+			t.Logf("restarted sipwarden output:\n%s", e.Logs.String())
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if resp, err := http.Get("http://" + e.admin + "/readyz"); err == nil {
+		if resp, err := http.Get("http://" + e.Admin + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return &e
 			}
 		}
 		select {
-		case <-e.done:
-			t.Fatalf("sipwarden exited at restart: %v\n%s", e.exitErr, e.logs.String())
+		case <-e.Done:
+			t.Fatalf("sipwarden exited at restart: %v\n%s", e.ExitErr, e.Logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sipwarden not ready 15s after the restart\n%s", e.logs.String())
+			t.Fatalf("sipwarden not ready 15s after the restart\n%s", e.Logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

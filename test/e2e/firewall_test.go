@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,11 +26,11 @@ func TestBansMirroredIntoNftables(t *testing.T) {
 		}
 		t.Skip("the nftables mirror needs root")
 	}
-	nft := requireTool(t, "nft", "nftables")
+	nft := testbed.RequireTool(t, "nft", "nftables")
 	table := fmt.Sprintf("swe2e%d", os.Getpid())
 	t.Cleanup(func() { _ = exec.Command(nft, "delete", "table", "inet", table).Run() })
-	e := startEdge(t, baseConfig+"firewall: {nftables: true, table: "+table+"}\n", freePort(t), params("udp"))
-	cfgPath := filepath.Join(e.dir, "sipwarden.yaml")
+	e := testbed.StartEdge(t, baseConfig+"firewall: {nftables: true, table: "+table+"}\n", testbed.FreePort(t), params("udp"))
+	cfgPath := filepath.Join(e.Dir, "sipwarden.yaml")
 
 	list := func() string {
 		out, _ := exec.Command(nft, "list", "table", "inet", table).CombinedOutput()
@@ -48,7 +50,7 @@ func TestBansMirroredIntoNftables(t *testing.T) {
 
 	ban := func(args ...string) {
 		t.Helper()
-		out, err := exec.Command(binary, append([]string{"ban"}, append(args, "--config", cfgPath)...)...).CombinedOutput()
+		out, err := exec.Command(testbed.Binary, append([]string{"ban"}, append(args, "--config", cfgPath)...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("sipwarden ban %v: %v\n%s", args, err, out)
 		}
@@ -58,18 +60,18 @@ func TestBansMirroredIntoNftables(t *testing.T) {
 
 	blocked := `sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`
 	unknown := `sipwarden_acl_unknown_source_total{transport="UDP"}`
-	blockedBefore, unknownBefore := e.metric(blocked), e.metric(unknown)
-	banned := newRawUA(t, "udp", "127.0.0.9")
-	stranger := newRawUA(t, "udp", "127.0.0.8")
+	blockedBefore, unknownBefore := e.Metric(blocked), e.Metric(unknown)
+	banned := testbed.NewRawUA(t, "udp", "127.0.0.9")
+	stranger := testbed.NewRawUA(t, "udp", "127.0.0.8")
 	for i := range 50 {
-		banned.send(e.sipAddr(), banned.inviteText(e.sipAddr(), fmt.Sprintf("banned-%d", i), fmt.Sprintf("z9hG4bK-b%d", i), 1))
+		banned.Send(e.SIPAddr(), banned.InviteText(e.SIPAddr(), fmt.Sprintf("banned-%d", i), fmt.Sprintf("z9hG4bK-b%d", i), 1))
 	}
-	stranger.send(e.sipAddr(), stranger.inviteText(e.sipAddr(), "stranger-1", "z9hG4bK-s1", 1))
+	stranger.Send(e.SIPAddr(), stranger.InviteText(e.SIPAddr(), "stranger-1", "z9hG4bK-s1", 1))
 	time.Sleep(300 * time.Millisecond)
-	if got := e.metric(blocked); got != blockedBefore {
+	if got := e.Metric(blocked); got != blockedBefore {
 		t.Errorf("sipwarden's gate saw %v datagrams of the banned address: the kernel should have dropped them", got-blockedBefore)
 	}
-	if got := e.metric(unknown); got < unknownBefore+1 {
+	if got := e.Metric(unknown); got < unknownBefore+1 {
 		t.Errorf("the stranger's datagram did not reach sipwarden (unknown-source drops %v -> %v)", unknownBefore, got)
 	}
 	if n := dropCounter(list()); n < 50 {
@@ -79,7 +81,7 @@ func TestBansMirroredIntoNftables(t *testing.T) {
 	ban("remove", "127.0.0.9")
 	waitFor("unban mirrored", func(s string) bool { return !strings.Contains(s, "127.0.0.9") })
 
-	e.stop()
+	e.Stop()
 	if out, err := exec.Command(nft, "list", "table", "inet", table).CombinedOutput(); err == nil {
 		t.Errorf("the table outlived sipwarden:\n%s", out)
 	}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -57,34 +59,34 @@ func TestFraudThroughSipp(t *testing.T) {
 	if err := os.WriteFile(deck, []byte("# currency: USD\nprefix,description,rate,connect_fee,initial_increment,subsequent_increment,effective_from,effective_to,risk\n1212,New York,60.00,0,1,1,,,\n44,United Kingdom,0.01,0,1,1,,,\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pbxPort := freePort(t)
-	e := startEdge(t, fraudConfig, pbxPort, map[string]any{"deck": deck})
-	pbx := startUAS(t, "uas_hungup.xml", pbxPort, "-m", "1") // one call, then it exits
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, fraudConfig, pbxPort, map[string]any{"deck": deck})
+	pbx := testbed.StartUAS(t, "uas_hungup.xml", pbxPort, "-m", "1") // one call, then it exits
 
 	// (a) abroad: 403, and nothing reaches the PBX (it would answer).
-	res := runSipp(t, 30*time.Second, withService(uacArgs("uac_refused.xml", e.sipAddr(), 1, 1), "+442079460000")...)
+	res := testbed.RunSipp(t, 30*time.Second, withService(testbed.UACArgs("uac_refused.xml", e.SIPAddr(), 1, 1), "+442079460000")...)
 	if res.Successful != 1 || res.Failed != 0 {
-		t.Fatalf("the call abroad: %s, want it refused with 403 and a Warning\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("the call abroad: %s, want it refused with 403 and a Warning\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 
 	// (b) a costly domestic call: 0.50 at 60.00 a minute is half a second of talk.
 	start := time.Now()
-	res = runSipp(t, 60*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), 1, 1), "+12124567890")...)
+	res = testbed.RunSipp(t, 60*time.Second, withService(testbed.UACArgs("uac_hungup.xml", e.SIPAddr(), 1, 1), "+12124567890")...)
 	if res.Successful != 1 || res.Failed != 0 {
-		t.Fatalf("the costly call: %s, want it answered and ended by sipwarden's BYE\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("the costly call: %s, want it answered and ended by sipwarden's BYE\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 	t.Logf("the costly call ran %v from INVITE to the end of the caller's scenario", time.Since(start).Round(100*time.Millisecond))
 	select {
-	case <-pbx.done:
-		if code := pbx.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("the PBX's SIPp exited with %d: its call did not end with sipwarden's BYE\n%s", code, pbx.out.String())
+	case <-pbx.Done:
+		if code := pbx.Cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("the PBX's SIPp exited with %d: its call did not end with sipwarden's BYE\n%s", code, pbx.Out.String())
 		}
 	case <-time.After(15 * time.Second):
-		t.Errorf("the PBX's SIPp did not finish its call within 15 s of the caller's:\n%s", pbx.out.String())
+		t.Errorf("the PBX's SIPp did not finish its call within 15 s of the caller's:\n%s", pbx.Out.String())
 	}
 
-	e.stop()
-	recs := e.cdrs()
+	e.Stop()
+	recs := e.CDRs()
 	if len(recs) != 2 {
 		t.Fatalf("%d CDRs, want 2: %+v", len(recs), recs)
 	}
@@ -166,20 +168,20 @@ func TestIRSFBurstThroughSipp(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer hook.Close()
-	pbxPort := freePort(t)
-	e := startEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck, "hook": hook.URL})
-	startUAS(t, "uas.xml", pbxPort)
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck, "hook": hook.URL})
+	testbed.StartUAS(t, "uas.xml", pbxPort)
 	const calls = 20
 	// Each SIPp call stays up until sipwarden ends it (BYE with Reason
 	// fraud_hangup:irsf) or is refused with 403; anything else fails it.
-	res := runSipp(t, 90*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), calls, 10), "+442079460000")...)
+	res := testbed.RunSipp(t, 90*time.Second, withService(testbed.UACArgs("uac_hungup.xml", e.SIPAddr(), calls, 10), "+442079460000")...)
 	if res.Successful != calls || res.Failed != 0 {
-		t.Errorf("burst: %s, want every call ended by the rule or refused\n%s", fmtCalls(res), res.Screen)
+		t.Errorf("burst: %s, want every call ended by the rule or refused\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 
-	e.stop()
+	e.Stop()
 	var answered, hungUp, blocked int
-	for _, r := range e.cdrs() {
+	for _, r := range e.CDRs() {
 		switch {
 		case r.Reason == "fraud_hangup:irsf":
 			hungUp++
@@ -216,16 +218,16 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 	if err := os.WriteFile(deck, []byte("# currency: USD\nprefix,description,rate\n4420794,London premium (fiction range),5.00\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pbxPort := freePort(t)
-	e := startEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck})
-	startUAS(t, "uas.xml", pbxPort)
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, irsfConfig, pbxPort, map[string]any{"deck": deck})
+	testbed.StartUAS(t, "uas.xml", pbxPort)
 	const costly = "+442079460000"
 
 	// The burst: 20 long calls at 10 a second; the 5th passes the score limit.
 	const calls = 20
-	res := runSipp(t, 90*time.Second, withService(uacArgs("uac_hungup.xml", e.sipAddr(), calls, 10), costly)...)
+	res := testbed.RunSipp(t, 90*time.Second, withService(testbed.UACArgs("uac_hungup.xml", e.SIPAddr(), calls, 10), costly)...)
 	if res.Successful != calls || res.Failed != 0 {
-		t.Fatalf("burst: %s, want every call answered and ended by the rule, or refused\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("burst: %s, want every call answered and ended by the rule, or refused\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 
 	var list struct {
@@ -235,7 +237,7 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 			Peak                                     float64
 		}
 	}
-	resp, err := http.Get("http://" + e.admin + "/api/v1/incidents")
+	resp, err := http.Get("http://" + e.Admin + "/api/v1/incidents")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +258,12 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 	}
 
 	// Still open: a call to the range is refused.
-	if res := runSipp(t, 30*time.Second, withService(uacArgs("uac_refused.xml", e.sipAddr(), 1, 1), costly)...); res.Successful != 1 {
-		t.Fatalf("a call during the incident: %s, want 403\n%s", fmtCalls(res), res.Screen)
+	if res := testbed.RunSipp(t, 30*time.Second, withService(testbed.UACArgs("uac_refused.xml", e.SIPAddr(), 1, 1), costly)...); res.Successful != 1 {
+		t.Fatalf("a call during the incident: %s, want 403\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 
 	// A release needs the token: without it the API refuses.
-	resp, err = http.Post("http://"+e.admin+"/api/v1/incidents/acme:irsf/release", "application/json", strings.NewReader(`{"by":"mallory"}`))
+	resp, err = http.Post("http://"+e.Admin+"/api/v1/incidents/acme:irsf/release", "application/json", strings.NewReader(`{"by":"mallory"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,24 +271,24 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("release without the token: %d, want 401", resp.StatusCode)
 	}
-	cfg := filepath.Join(e.dir, "sipwarden.yaml")
-	out, err := exec.Command(binary, "incidents", "release", "acme:irsf", "--config", cfg, "--by", "e2e-operator").CombinedOutput()
+	cfg := filepath.Join(e.Dir, "sipwarden.yaml")
+	out, err := exec.Command(testbed.Binary, "incidents", "release", "acme:irsf", "--config", cfg, "--by", "e2e-operator").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "released acme:irsf (block, opened") {
 		t.Fatalf("sipwarden incidents release: %v\n%s", err, out)
 	}
-	e.waitLog("released by e2e-operator via admin API from 127.0.0.1", 1)
-	out, err = exec.Command(binary, "incidents", "list", "--config", cfg).CombinedOutput()
+	e.WaitLog("released by e2e-operator via admin API from 127.0.0.1", 1)
+	out, err = exec.Command(testbed.Binary, "incidents", "list", "--config", cfg).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "(0 incidents)") {
 		t.Fatalf("sipwarden incidents list after the release: %v\n%s", err, out)
 	}
 
 	// The next call to the same range goes through, answered and ended by the caller.
-	if res := runSipp(t, 30*time.Second, withService(uacArgs("uac.xml", e.sipAddr(), 1, 1), costly)...); res.Successful != 1 || res.Failed != 0 {
-		t.Fatalf("a call after the release: %s, want it through\n%s", fmtCalls(res), res.Screen)
+	if res := testbed.RunSipp(t, 30*time.Second, withService(testbed.UACArgs("uac.xml", e.SIPAddr(), 1, 1), costly)...); res.Successful != 1 || res.Failed != 0 {
+		t.Fatalf("a call after the release: %s, want it through\n%s", testbed.FmtCalls(res), res.Screen)
 	}
 
-	e.stop()
-	recs := e.cdrs()
+	e.Stop()
+	recs := e.CDRs()
 	slices.SortFunc(recs, func(a, b cdr.Record) int { return a.Start.Compare(b.Start) })
 	var answered, hungUp, blocked int
 	for _, r := range recs[:len(recs)-1] {

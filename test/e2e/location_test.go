@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
@@ -47,28 +49,28 @@ trunks:
 // credentials. A call to an account that is not registered gets 480.
 func TestCallToRegisteredPhone(t *testing.T) {
 	const realm = "phones.example.test"
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pbxConn.Close() })
-	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
+	pbx := &testbed.RawUA{T: t, Network: "udp", IP: "127.0.0.3", UDP: pbxConn}
 
 	var accounts strings.Builder
 	for _, u := range []string{"1001", "1002", "1003"} {
 		fmt.Fprintf(&accounts, "      - {username: %q, ha1: {md5: %s}}\n", u, auth.HA1(auth.MD5, u, realm, e2ePass))
 	}
-	e := startEdge(t, hostedConfig, pbxPort, map[string]any{"accounts": accounts.String()})
+	e := testbed.StartEdge(t, hostedConfig, pbxPort, map[string]any{"accounts": accounts.String()})
 
-	phones := map[string]*rawUA{"1001": newRawUA(t, "udp", "127.0.0.41"), "1002": newRawUA(t, "tcp", "127.0.0.42")}
+	phones := map[string]*testbed.RawUA{"1001": testbed.NewRawUA(t, "udp", "127.0.0.41"), "1002": testbed.NewRawUA(t, "tcp", "127.0.0.42")}
 	for user, ph := range phones {
-		registerDigest(t, ph, e.sipAddr(), user, realm)
+		registerDigest(t, ph, e.SIPAddr(), user, realm)
 	}
 
 	for user, ph := range phones {
 		callID := "to-" + user
-		pbx.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:%[1]s@%[2]s SIP/2.0
+		pbx.Send(e.SIPAddr(), fmt.Sprintf(`INVITE sip:%[1]s@%[2]s SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.3:%[3]d;branch=z9hG4bK-%[4]s
 From: <sip:pbx@127.0.0.3>;tag=p-%[4]s
 To: <sip:%[1]s@%[2]s>
@@ -79,31 +81,31 @@ Max-Forwards: 70
 Content-Length: 0
 
 `, user, realm, pbxPort, callID))
-		var inv *rawMsg
+		var inv *testbed.RawMsg
 		deadline := time.Now().Add(3 * time.Second)
 		for inv == nil && time.Now().Before(deadline) {
-			if m := ph.recv(time.Until(deadline)); m != nil && m.method == "INVITE" {
+			if m := ph.Recv(time.Until(deadline)); m != nil && m.Method == "INVITE" {
 				inv = m
 			}
 		}
 		if inv == nil {
-			t.Fatalf("phone %s (%s) got no INVITE", user, ph.network)
+			t.Fatalf("phone %s (%s) got no INVITE", user, ph.Network)
 		}
-		want := fmt.Sprintf("INVITE sip:%s@%s;transport=%s SIP/2.0", user, ph.localAddr(), ph.network)
-		if first, _, _ := strings.Cut(inv.raw, "\r\n"); first != want {
+		want := fmt.Sprintf("INVITE sip:%s@%s;transport=%s SIP/2.0", user, ph.LocalAddr(), ph.Network)
+		if first, _, _ := strings.Cut(inv.Raw, "\r\n"); first != want {
 			t.Errorf("phone %s: request line %q, want %q (its contact)", user, first, want)
 		}
-		if inv.get("Authorization") != "" || inv.get("Proxy-Authorization") != "" {
-			t.Errorf("phone %s: the INVITE carries credentials:\n%s", user, inv.raw)
+		if inv.Get("Authorization") != "" || inv.Get("Proxy-Authorization") != "" {
+			t.Errorf("phone %s: the INVITE carries credentials:\n%s", user, inv.Raw)
 		}
 		// The phone declines; the PBX hears it.
-		ph.send(e.sipAddr(), responseTo(inv, 486, "Busy Here"))
+		ph.Send(e.SIPAddr(), responseTo(inv, 486, "Busy Here"))
 		if m := waitCode(pbx, callID, 486); m == nil {
 			t.Errorf("phone %s: the PBX did not get the 486", user)
 		}
 	}
 
-	pbx.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:1003@%[1]s SIP/2.0
+	pbx.Send(e.SIPAddr(), fmt.Sprintf(`INVITE sip:1003@%[1]s SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.3:%[2]d;branch=z9hG4bK-nobody
 From: <sip:pbx@127.0.0.3>;tag=p-nobody
 To: <sip:1003@%[1]s>
@@ -123,9 +125,9 @@ var challengeRe = regexp.MustCompile(`realm="([^"]+)".*nonce="([^"]+)"`)
 // registerDigest registers ua as user with a contact of its own address,
 // answering the MD5 challenge (qop=auth) by hand; it fails the test unless
 // the registration succeeds.
-func registerDigest(t *testing.T, ua *rawUA, target, user, realm string) {
+func registerDigest(t *testing.T, ua *testbed.RawUA, target, user, realm string) {
 	t.Helper()
-	if ok := digestRegister(t, ua, target, user, realm, e2ePass); ok == nil || ok.code != 200 {
+	if ok := digestRegister(t, ua, target, user, realm, e2ePass); ok == nil || ok.Code != 200 {
 		t.Fatalf("%s: authenticated REGISTER: %+v", user, ok)
 	}
 }
@@ -134,13 +136,13 @@ var regSeq atomic.Int32
 
 // digestRegister sends a REGISTER, answers its challenge with pass and
 // returns the response to the authenticated REGISTER (nil: none).
-func digestRegister(t *testing.T, ua *rawUA, target, user, realm, pass string) *rawMsg {
+func digestRegister(t *testing.T, ua *testbed.RawUA, target, user, realm, pass string) *testbed.RawMsg {
 	t.Helper()
-	ua.dial(target) // a stream UA's contact names its connection's own address
-	contact := fmt.Sprintf("<sip:%s@%s;transport=%s>", user, ua.localAddr(), ua.network)
+	ua.Dial(target) // a stream UA's contact names its connection's own address
+	contact := fmt.Sprintf("<sip:%s@%s;transport=%s>", user, ua.LocalAddr(), ua.Network)
 	callID := fmt.Sprintf("reg-%s-%d", user, regSeq.Add(1))
-	reg := func(cseq int, authz string) *rawMsg {
-		ua.send(target, fmt.Sprintf(`REGISTER sip:%[1]s SIP/2.0
+	reg := func(cseq int, authz string) *testbed.RawMsg {
+		ua.Send(target, fmt.Sprintf(`REGISTER sip:%[1]s SIP/2.0
 Via: %[2]s
 From: <sip:%[3]s@%[1]s>;tag=r-%[3]s
 To: <sip:%[3]s@%[1]s>
@@ -151,16 +153,16 @@ Expires: 600
 Max-Forwards: 70
 %[6]sContent-Length: 0
 
-`, realm, ua.via(fmt.Sprintf("z9hG4bK-%s-%d", callID, cseq)), user, cseq, contact, authz, callID))
+`, realm, ua.Via(fmt.Sprintf("z9hG4bK-%s-%d", callID, cseq)), user, cseq, contact, authz, callID))
 		return waitCode(ua, callID, 0)
 	}
 	ch := reg(1, "")
-	if ch == nil || ch.code != 401 {
+	if ch == nil || ch.Code != 401 {
 		t.Fatalf("%s: first REGISTER: %+v", user, ch)
 	}
-	m := challengeRe.FindStringSubmatch(ch.get("WWW-Authenticate"))
+	m := challengeRe.FindStringSubmatch(ch.Get("WWW-Authenticate"))
 	if m == nil {
-		t.Fatalf("%s: challenge %q", user, ch.get("WWW-Authenticate"))
+		t.Fatalf("%s: challenge %q", user, ch.Get("WWW-Authenticate"))
 	}
 	h := func(s string) string { x := md5.Sum([]byte(s)); return hex.EncodeToString(x[:]) }
 	uri := "sip:" + realm
@@ -173,14 +175,14 @@ Max-Forwards: 70
 
 // waitCode waits for a response with Call-ID callID and code (0: any final
 // or challenge response above 100).
-func waitCode(ua *rawUA, callID string, code int) *rawMsg {
+func waitCode(ua *testbed.RawUA, callID string, code int) *testbed.RawMsg {
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		m := ua.recv(time.Until(deadline))
+		m := ua.Recv(time.Until(deadline))
 		if m == nil {
 			return nil
 		}
-		if m.get("Call-ID") == callID && m.code > 100 && (code == 0 || m.code == code) {
+		if m.Get("Call-ID") == callID && m.Code > 100 && (code == 0 || m.Code == code) {
 			return m
 		}
 	}
@@ -189,14 +191,14 @@ func waitCode(ua *rawUA, callID string, code int) *rawMsg {
 
 // responseTo builds a response to the request m (its Via, From, To with a
 // tag, Call-ID and CSeq).
-func responseTo(m *rawMsg, code int, reason string) string {
+func responseTo(m *testbed.RawMsg, code int, reason string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "SIP/2.0 %d %s\n", code, reason)
-	for _, v := range m.headers["via"] {
+	for _, v := range m.Headers["via"] {
 		fmt.Fprintf(&b, "Via: %s\n", v)
 	}
 	fmt.Fprintf(&b, "From: %s\nTo: %s;tag=callee\nCall-ID: %s\nCSeq: %s\nContent-Length: 0\n\n",
-		m.get("From"), m.get("To"), m.get("Call-ID"), m.get("CSeq"))
+		m.Get("From"), m.Get("To"), m.Get("Call-ID"), m.Get("CSeq"))
 	return b.String()
 }
 
@@ -215,34 +217,34 @@ func TestRegisterFromAndAccountLockout(t *testing.T) {
 	const realm = "phones.example.test"
 	accounts := fmt.Sprintf("      - {username: \"1001\", ha1: {md5: %s}}\n      - {username: \"1002\", ha1: {md5: %s}, register_from: [127.0.0.60/32]}\n",
 		auth.HA1(auth.MD5, "1001", realm, e2ePass), auth.HA1(auth.MD5, "1002", realm, e2ePass))
-	e := startEdge(t, lockoutConfig, freePort(t), map[string]any{"accounts": accounts})
+	e := testbed.StartEdge(t, lockoutConfig, testbed.FreePort(t), map[string]any{"accounts": accounts})
 
 	// register_from
-	outside := digestRegister(t, newRawUA(t, "udp", "127.0.0.61"), e.sipAddr(), "1002", realm, e2ePass)
-	wrong := digestRegister(t, newRawUA(t, "udp", "127.0.0.62"), e.sipAddr(), "1001", realm, "Not-the-password-1")
-	if outside == nil || wrong == nil || outside.code != 401 || wrong.code != 401 {
+	outside := digestRegister(t, testbed.NewRawUA(t, "udp", "127.0.0.61"), e.SIPAddr(), "1002", realm, e2ePass)
+	wrong := digestRegister(t, testbed.NewRawUA(t, "udp", "127.0.0.62"), e.SIPAddr(), "1001", realm, "Not-the-password-1")
+	if outside == nil || wrong == nil || outside.Code != 401 || wrong.Code != 401 {
 		t.Fatalf("right password from outside register_from: %+v; wrong password: %+v; want 401 for both", outside, wrong)
 	}
-	if m := digestRegister(t, newRawUA(t, "udp", "127.0.0.60"), e.sipAddr(), "1002", realm, e2ePass); m == nil || m.code != 200 {
+	if m := digestRegister(t, testbed.NewRawUA(t, "udp", "127.0.0.60"), e.SIPAddr(), "1002", realm, e2ePass); m == nil || m.Code != 200 {
 		t.Fatalf("right password from inside register_from: %+v", m)
 	}
 
 	// Distributed guessing of 1001: three more addresses, one guess each
 	// (127.0.0.62 already failed once): the fourth failure locks the account.
 	for i := range 3 {
-		if m := digestRegister(t, newRawUA(t, "udp", fmt.Sprintf("127.0.0.%d", 63+i)), e.sipAddr(), "1001", realm, fmt.Sprintf("Guess-%d-password", i)); m == nil || m.code != 401 {
+		if m := digestRegister(t, testbed.NewRawUA(t, "udp", fmt.Sprintf("127.0.0.%d", 63+i)), e.SIPAddr(), "1001", realm, fmt.Sprintf("Guess-%d-password", i)); m == nil || m.Code != 401 {
 			t.Fatalf("guess %d: %+v", i, m)
 		}
 	}
-	if v := e.metric(`sipwarden_bruteforce_lockouts_total`); v != 1 {
+	if v := e.Metric(`sipwarden_bruteforce_lockouts_total`); v != 1 {
 		t.Fatalf("lockouts: %v, want 1", v)
 	}
-	owner := newRawUA(t, "udp", "127.0.0.70")
-	if m := digestRegister(t, owner, e.sipAddr(), "1001", realm, e2ePass); m == nil || m.code != 401 {
+	owner := testbed.NewRawUA(t, "udp", "127.0.0.70")
+	if m := digestRegister(t, owner, e.SIPAddr(), "1001", realm, e2ePass); m == nil || m.Code != 401 {
 		t.Fatalf("the right password during the lockout: %+v, want 401", m)
 	}
 	time.Sleep(3200 * time.Millisecond)
-	if m := digestRegister(t, owner, e.sipAddr(), "1001", realm, e2ePass); m == nil || m.code != 200 {
+	if m := digestRegister(t, owner, e.SIPAddr(), "1001", realm, e2ePass); m == nil || m.Code != 200 {
 		t.Fatalf("the right password after the lockout: %+v, want 200", m)
 	}
 }
@@ -271,21 +273,21 @@ func TestNewCountryAlert(t *testing.T) {
 	}
 	f.Close()
 	accounts := fmt.Sprintf("      - {username: \"1001\", ha1: {md5: %s}}\n", auth.HA1(auth.MD5, "1001", realm, e2ePass))
-	e := startEdge(t, hostedConfig+"geoip: {country_db: \""+db+"\"}\n", freePort(t), map[string]any{"accounts": accounts})
-	registerDigest(t, newRawUA(t, "udp", "127.0.0.41"), e.sipAddr(), "1001", realm)
-	registerDigest(t, newRawUA(t, "udp", "127.0.0.42"), e.sipAddr(), "1001", realm)
-	if strings.Contains(e.logs.String(), "new_country") {
-		t.Fatalf("a new country reported within the same country:\n%s", e.logs.String())
+	e := testbed.StartEdge(t, hostedConfig+"geoip: {country_db: \""+db+"\"}\n", testbed.FreePort(t), map[string]any{"accounts": accounts})
+	registerDigest(t, testbed.NewRawUA(t, "udp", "127.0.0.41"), e.SIPAddr(), "1001", realm)
+	registerDigest(t, testbed.NewRawUA(t, "udp", "127.0.0.42"), e.SIPAddr(), "1001", realm)
+	if strings.Contains(e.Logs.String(), "new_country") {
+		t.Fatalf("a new country reported within the same country:\n%s", e.Logs.String())
 	}
-	registerDigest(t, newRawUA(t, "udp", "127.0.1.41"), e.sipAddr(), "1001", realm)
+	registerDigest(t, testbed.NewRawUA(t, "udp", "127.0.1.41"), e.SIPAddr(), "1001", realm)
 	deadline := time.Now().Add(3 * time.Second)
-	for !strings.Contains(e.logs.String(), `"reason":"new_country"`) {
+	for !strings.Contains(e.Logs.String(), `"reason":"new_country"`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no new_country event:\n%s", e.logs.String())
+			t.Fatalf("no new_country event:\n%s", e.Logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(e.logs.String(), "country FR, before from US") {
-		t.Errorf("the event does not say which countries:\n%s", e.logs.String())
+	if !strings.Contains(e.Logs.String(), "country FR, before from US") {
+		t.Errorf("the event does not say which countries:\n%s", e.Logs.String())
 	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"fmt"
 	"net"
 	"os"
@@ -40,16 +42,16 @@ trunks:
 // encrypts the echo back, both ways; an offer without SRTP is refused with
 // 488; the CDR records the media security of both legs.
 func TestSRTPBridgeBaresipToSipp(t *testing.T) {
-	baresip := requireTool(t, "baresip", "baresip-core")
-	sipp := requireTool(t, "sipp", "sip-tester")
+	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
+	sipp := testbed.RequireTool(t, "sipp", "sip-tester")
 	base := 40000 + os.Getpid()%200*100
-	pbxPort := freePort(t)
-	e := startEdge(t, mediaConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+99)})
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, mediaConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+99)})
 
 	// An offer with plain RTP from the trunk: 488 and a Warning.
-	plain := newRawUA(t, "udp", "127.0.0.2")
-	if m := plain.invite(e.sipAddr(), "plain-rtp"); m.code != 488 || !strings.Contains(m.get("Warning"), "SRTP required") {
-		t.Fatalf("plain RTP offer from an SRTP trunk: %d %q, want 488 with a Warning", m.code, m.get("Warning"))
+	plain := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	if m := plain.Invite(e.SIPAddr(), "plain-rtp"); m.Code != 488 || !strings.Contains(m.Get("Warning"), "SRTP required") {
+		t.Fatalf("plain RTP offer from an SRTP trunk: %d %q, want 488 with a Warning", m.Code, m.Get("Warning"))
 	}
 
 	// The PBX: SIPp's built-in UAS, echoing RTP.
@@ -58,10 +60,10 @@ func TestSRTPBridgeBaresipToSipp(t *testing.T) {
 	startPeer(t, "SIPp", pbx)
 
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", freePort(t)),
+	writeFile(t, filepath.Join(dir, "config"), phoneConfig(fmt.Sprintf("sip_listen 127.0.0.2:%d", testbed.FreePort(t)),
 		"module srtp.so", fmt.Sprintf("rtp_ports %d-%d", base+200, base+299)))
 	writeFile(t, filepath.Join(dir, "accounts"),
-		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=srtp-mand;outbound=\"sip:%s\"\n", e.sipAddr()))
+		fmt.Sprintf("<sip:+15550001000@127.0.0.1>;regint=0;mediaenc=srtp-mand;outbound=\"sip:%s\"\n", e.SIPAddr()))
 	out := startPeer(t, "baresip", exec.Command(baresip, "-f", dir, "-e", "/dial sip:+15551230001@127.0.0.1", "-t", "20"))
 
 	// Media flows both ways through the relay: the phone's SRTP decrypted
@@ -69,9 +71,9 @@ func TestSRTPBridgeBaresipToSipp(t *testing.T) {
 	// libsrtp accepts it.
 	forwarded := `sipwarden_media_packets_forwarded_total{kind="rtp"}`
 	deadline := time.Now().Add(10 * time.Second)
-	for e.metric(forwarded) < 200 || !strings.Contains(out.String(), "incoming rtp for 'audio' established") {
+	for e.Metric(forwarded) < 200 || !strings.Contains(out.String(), "incoming rtp for 'audio' established") {
 		if time.Now().After(deadline) {
-			t.Fatalf("media through the relay: %v RTP packets forwarded", e.metric(forwarded))
+			t.Fatalf("media through the relay: %v RTP packets forwarded", e.Metric(forwarded))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -81,16 +83,16 @@ func TestSRTPBridgeBaresipToSipp(t *testing.T) {
 	expectNoMediaDrops(t, e)
 
 	// A graceful stop ends the call; its CDR says how each leg was protected.
-	e.stop()
+	e.Stop()
 	expectMediaCDR(t, e, "srtp:AES_CM_128_HMAC_SHA1_80", "rtp")
 }
 
 // startPeer starts a real peer (SIPp, baresip) for the test and returns its
 // gathered output; the process is killed when the test ends, and its output
 // is logged when the test failed.
-func startPeer(t *testing.T, name string, cmd *exec.Cmd) *syncBuffer {
+func startPeer(t *testing.T, name string, cmd *exec.Cmd) *testbed.SyncBuffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testbed.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -107,10 +109,10 @@ func startPeer(t *testing.T, name string, cmd *exec.Cmd) *syncBuffer {
 
 // expectNoMediaDrops fails the test when the relay dropped RTP for failed
 // authentication, replay or a crypto error.
-func expectNoMediaDrops(t *testing.T, e *edge) {
+func expectNoMediaDrops(t *testing.T, e *testbed.Edge) {
 	t.Helper()
 	for _, reason := range []string{"auth", "replay", "crypto_error"} {
-		if v := e.metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v > 0 {
+		if v := e.Metric(fmt.Sprintf(`sipwarden_media_packets_dropped_total{kind="rtp",reason=%q}`, reason)); v > 0 {
 			t.Errorf("%v RTP packets dropped for %s", v, reason)
 		}
 	}
@@ -118,7 +120,7 @@ func expectNoMediaDrops(t *testing.T, e *edge) {
 
 // expectMediaCDR checks the media security in the CDR of acme's answered
 // call (stop the edge first); a wanted value ending in ':' is a prefix.
-func expectMediaCDR(t *testing.T, e *edge, caller, callee string) {
+func expectMediaCDR(t *testing.T, e *testbed.Edge, caller, callee string) {
 	t.Helper()
 	match := func(got, want string) bool {
 		if strings.HasSuffix(want, ":") {
@@ -127,7 +129,7 @@ func expectMediaCDR(t *testing.T, e *edge, caller, callee string) {
 		return got == want
 	}
 	var found bool
-	for _, r := range e.cdrs() {
+	for _, r := range e.CDRs() {
 		if r.Trunk == "acme" && !r.Answer.IsZero() {
 			found = true
 			if !match(r.CallerMedia, caller) || !match(r.CalleeMedia, callee) {
@@ -136,7 +138,7 @@ func expectMediaCDR(t *testing.T, e *edge, caller, callee string) {
 		}
 	}
 	if !found {
-		t.Errorf("no CDR of the answered call: %+v", e.cdrs())
+		t.Errorf("no CDR of the answered call: %+v", e.CDRs())
 	}
 }
 
@@ -161,25 +163,25 @@ trunks:
 // inactivity timeout fires: BYE to both sides, and a CDR that says why.
 func TestMediaTimeoutEndsTheCall(t *testing.T) {
 	base := 46000 + os.Getpid()%100*40
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbxConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pbxConn.Close() })
-	pbx := &rawUA{t: t, network: "udp", ip: "127.0.0.3", udp: pbxConn}
-	e := startEdge(t, mediaTimeoutConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+39)})
-	caller := newRawUA(t, "udp", "127.0.0.2")
+	pbx := &testbed.RawUA{T: t, Network: "udp", IP: "127.0.0.3", UDP: pbxConn}
+	e := testbed.StartEdge(t, mediaTimeoutConfig, pbxPort, map[string]any{"ports": fmt.Sprintf("%d-%d", base, base+39)})
+	caller := testbed.NewRawUA(t, "udp", "127.0.0.2")
 
-	caller.send(e.sipAddr(), caller.inviteText(e.sipAddr(), "silent", "z9hG4bK-silent", 1))
+	caller.Send(e.SIPAddr(), caller.InviteText(e.SIPAddr(), "silent", "z9hG4bK-silent", 1))
 	inv := waitMethod(pbx, "silent", "INVITE")
 	if inv == nil {
 		t.Fatal("the INVITE did not reach the PBX")
 	}
-	if !strings.Contains(inv.raw, "c=IN IP4 127.0.0.1") {
-		t.Fatalf("the offer was not anchored:\n%s", inv.raw)
+	if !strings.Contains(inv.Raw, "c=IN IP4 127.0.0.1") {
+		t.Fatalf("the offer was not anchored:\n%s", inv.Raw)
 	}
-	pbx.send(e.sipAddr(), strings.Replace(responseTo(inv, 200, "OK"), "Content-Length: 0\n\n",
+	pbx.Send(e.SIPAddr(), strings.Replace(responseTo(inv, 200, "OK"), "Content-Length: 0\n\n",
 		fmt.Sprintf("Contact: <sip:pbx@127.0.0.3:%d>\nContent-Type: application/sdp\nContent-Length: %d\n\n", pbxPort, len(sdpPBXAnswer))+
 			strings.ReplaceAll(sdpPBXAnswer, "\r\n", "\n"), 1))
 	ok := waitCode(caller, "silent", 200)
@@ -187,28 +189,28 @@ func TestMediaTimeoutEndsTheCall(t *testing.T) {
 		t.Fatal("the caller got no 200")
 	}
 	var routes []string
-	for _, rr := range ok.headers["record-route"] {
+	for _, rr := range ok.Headers["record-route"] {
 		routes = append([]string{rr}, routes...)
 	}
-	caller.send(e.sipAddr(), fmt.Sprintf("ACK sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-silent\nTo: %s\nCall-ID: silent\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		pbxPort, caller.via("z9hG4bK-silent-ack"), strings.Join(routes, ", "), ok.get("To")))
+	caller.Send(e.SIPAddr(), fmt.Sprintf("ACK sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-silent\nTo: %s\nCall-ID: silent\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		pbxPort, caller.Via("z9hG4bK-silent-ack"), strings.Join(routes, ", "), ok.Get("To")))
 
 	for _, side := range []struct {
 		name string
-		ua   *rawUA
+		ua   *testbed.RawUA
 	}{{"PBX", pbx}, {"caller", caller}} {
 		bye := waitMethodFor(side.ua, "silent", "BYE", 10*time.Second)
 		if bye == nil {
 			t.Fatalf("the %s got no BYE", side.name)
 		}
-		if !strings.Contains(bye.get("Reason"), "media_timeout") {
-			t.Errorf("BYE to the %s: Reason %q", side.name, bye.get("Reason"))
+		if !strings.Contains(bye.Get("Reason"), "media_timeout") {
+			t.Errorf("BYE to the %s: Reason %q", side.name, bye.Get("Reason"))
 		}
-		side.ua.send(e.sipAddr(), responseTo(bye, 200, "OK"))
+		side.ua.Send(e.SIPAddr(), responseTo(bye, 200, "OK"))
 	}
-	e.stop()
+	e.Stop()
 	found := false
-	for _, r := range e.cdrs() {
+	for _, r := range e.CDRs() {
 		if r.CallID != "silent" {
 			continue
 		}

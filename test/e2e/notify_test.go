@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"encoding/json"
 	"io"
 	"mime/quotedprintable"
@@ -25,7 +27,7 @@ const notifyConfig = baseConfig + `notify:
     ca_file: "{{index .Extra "ca"}}"
     username: alerts
     password_file: "{{index .Extra "pass"}}"
-    from: "sipwarden <edge@example.net>"
+    from: "sipwarden <Edge@example.net>"
     to: [noc@example.net]
     subject_prefix: "[e2e]"
 `
@@ -52,10 +54,10 @@ func TestBanIsNotified(t *testing.T) {
 	defer hook.Close()
 	extra := params("udp")
 	extra["hook"], extra["smtp"], extra["ca"], extra["pass"] = hook.URL, peer.Addr, caFile, passFile
-	pbx := freePort(t)
-	e := startEdge(t, notifyConfig, pbx, extra)
-	ua := newRawUA(t, "udp", "127.0.0.2")
-	ua.send(e.sipAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.localAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
+	pbx := testbed.FreePort(t)
+	e := testbed.StartEdge(t, notifyConfig, pbx, extra)
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	ua.Send(e.SIPAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.LocalAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -69,7 +71,7 @@ func TestBanIsNotified(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.stop() // the e-mail digest waits 10 s for company; the shutdown sends it
+	e.Stop() // the e-mail digest waits 10 s for company; the shutdown sends it
 	mu.Lock()
 	defer mu.Unlock()
 	if len(texts) != 1 || !strings.HasPrefix(texts[0], "sipwarden: 1 event\n• ") || !strings.Contains(texts[0], " ban reason=scanner: ban 127.0.0.2/32") {
@@ -87,7 +89,7 @@ func TestBanIsNotified(t *testing.T) {
 	if subj := m.Header.Get("Subject"); subj != "[e2e] ban scanner" || !strings.Contains(string(body), " ban reason=scanner: ban 127.0.0.2/32") {
 		t.Errorf("subject %q, body:\n%s", subj, body)
 	}
-	if logs := e.logs.String(); strings.Contains(logs, "e2e-pa55") || strings.Contains(logs, "T0KEN") {
+	if logs := e.Logs.String(); strings.Contains(logs, "e2e-pa55") || strings.Contains(logs, "T0KEN") {
 		t.Errorf("a secret in the log:\n%s", logs)
 	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,21 +50,21 @@ func TestSippRegistersWithDigest(t *testing.T) {
 		fmt.Fprintf(&accounts, "      - {username: %q, ha1: {md5: %s}}\n", u, auth.HA1(auth.MD5, u, realm, pass))
 		fmt.Fprintf(&csv, "%s;[authentication username=%s password=%s];EDGE\n", u, u, pass)
 	}
-	pbxPort := freePort(t)
-	e := startEdge(t, registerConfig, pbxPort, map[string]any{"accounts": accounts.String()})
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, registerConfig, pbxPort, map[string]any{"accounts": accounts.String()})
 	inf := filepath.Join(t.TempDir(), "users.csv")
-	if err := os.WriteFile(inf, []byte(strings.ReplaceAll(csv.String(), "EDGE", e.sipAddr())), 0o600); err != nil {
+	if err := os.WriteFile(inf, []byte(strings.ReplaceAll(csv.String(), "EDGE", e.SIPAddr())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res := runSipp(t, 60*time.Second, "-sf", scenarioPath("register_digest.xml"), "-inf", inf, "-i", "127.0.0.46", "-p", "0",
-		"-m", strconv.Itoa(users), "-r", "20", "-timeout", "50s", "-timeout_error", "-recv_timeout", "5000", e.sipAddr())
+	res := testbed.RunSipp(t, 60*time.Second, "-sf", testbed.ScenarioPath("register_digest.xml"), "-inf", inf, "-i", "127.0.0.46", "-p", "0",
+		"-m", strconv.Itoa(users), "-r", "20", "-timeout", "50s", "-timeout_error", "-recv_timeout", "5000", e.SIPAddr())
 	if res.Successful != users || res.Failed != 0 {
-		t.Fatalf("SIPp registrations: %s\n%s", fmtCalls(res), res.Screen)
+		t.Fatalf("SIPp registrations: %s\n%s", testbed.FmtCalls(res), res.Screen)
 	}
-	if v := e.metric(`sipwarden_registrar_bindings`); v != users {
+	if v := e.Metric(`sipwarden_registrar_bindings`); v != users {
 		t.Errorf("bindings: %v, want %d", v, users)
 	}
-	if v := e.metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v != users {
+	if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v != users {
 		t.Errorf("authenticated REGISTERs: %v, want %d", v, users)
 	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"net"
 	"os"
 	"path/filepath"
@@ -28,14 +30,14 @@ func TestRFC4475OnTheWire(t *testing.T) {
 	if len(files) != 49 {
 		t.Fatalf("%d torture messages, want 49", len(files))
 	}
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pbx.Close()
-	e := startEdge(t, baseConfig, pbxPort, params("udp"))
-	dst, _ := net.ResolveUDPAddr("udp", e.sipAddr())
+	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
+	dst, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
 
 	// Most torture messages have a Via without port: answers go to port 5060.
 	trunk, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.2"), Port: 5060})

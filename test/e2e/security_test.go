@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,30 +29,30 @@ import (
 // TestUnknownSourceGetsSilence sends requests and garbage from an address
 // that is on no trunk: nothing at all may come back, and the drops are counted.
 func TestUnknownSourceGetsSilence(t *testing.T) {
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pbx.Close()
-	e := startEdge(t, baseConfig, pbxPort, params("udp"))
-	stranger := newRawUA(t, "udp", "127.0.0.9")
-	target := e.sipAddr()
-	stranger.send(target, stranger.inviteText(target, "stranger-1", "z9hG4bK-s1", 1))
-	stranger.send(target, strings.Replace(stranger.inviteText(target, "stranger-2", "z9hG4bK-s2", 1), "INVITE", "OPTIONS", 2))
-	stranger.send(target, "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK-r\nFrom: <sip:100@127.0.0.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nContent-Length: 0\n\n")
-	stranger.send(target, "\x16\x03\x01 garbage that is no SIP at all")
-	if m := stranger.recv(1500 * time.Millisecond); m != nil {
-		t.Fatalf("unknown source got a reply:\n%s", m.raw)
+	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
+	stranger := testbed.NewRawUA(t, "udp", "127.0.0.9")
+	target := e.SIPAddr()
+	stranger.Send(target, stranger.InviteText(target, "stranger-1", "z9hG4bK-s1", 1))
+	stranger.Send(target, strings.Replace(stranger.InviteText(target, "stranger-2", "z9hG4bK-s2", 1), "INVITE", "OPTIONS", 2))
+	stranger.Send(target, "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK-r\nFrom: <sip:100@127.0.0.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nContent-Length: 0\n\n")
+	stranger.Send(target, "\x16\x03\x01 garbage that is no SIP at all")
+	if m := stranger.Recv(1500 * time.Millisecond); m != nil {
+		t.Fatalf("unknown source got a reply:\n%s", m.Raw)
 	}
 	_ = pbx.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, _, err := pbx.ReadFromUDP(make([]byte, 4096)); err == nil {
 		t.Fatalf("a request from an unknown source reached the PBX (%d bytes)", n)
 	}
-	if v := e.metric(`sipwarden_acl_unknown_source_total{transport="UDP"}`); v < 3 {
+	if v := e.Metric(`sipwarden_acl_unknown_source_total{transport="UDP"}`); v < 3 {
 		t.Errorf("unknown-source drops counted: %v, want >= 3", v)
 	}
-	if v := e.metric(`sipwarden_transport_dropped_total{reason="garbage",transport="UDP"}`); v < 1 {
+	if v := e.Metric(`sipwarden_transport_dropped_total{reason="garbage",transport="UDP"}`); v < 1 {
 		t.Errorf("garbage drops counted: %v, want >= 1", v)
 	}
 }
@@ -59,7 +61,7 @@ func TestUnknownSourceGetsSilence(t *testing.T) {
 // rings at once, so the proxy's own retransmission timer stays quiet) sees it
 // once, the caller gets 100 Trying for each copy.
 func TestRetransmissionsAbsorbed(t *testing.T) {
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
@@ -81,20 +83,20 @@ func TestRetransmissionsAbsorbed(t *testing.T) {
 			_, _ = pbx.WriteToUDPAddrPort(sip.AppendResponse(nil, &m, 180, "Ringing", []byte("pbx1"), "", nil), from)
 		}
 	}()
-	e := startEdge(t, baseConfig, pbxPort, params("udp"))
-	ua := newRawUA(t, "udp", "127.0.0.2")
-	inv := ua.inviteText(e.sipAddr(), "retrans-1", "z9hG4bK-retrans-1", 1)
+	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	inv := ua.InviteText(e.SIPAddr(), "retrans-1", "z9hG4bK-retrans-1", 1)
 	for range 3 {
-		ua.send(e.sipAddr(), inv)
+		ua.Send(e.SIPAddr(), inv)
 		time.Sleep(100 * time.Millisecond)
 	}
 	trying, ringing := 0, 0
 	for {
-		m := ua.recv(700 * time.Millisecond)
+		m := ua.Recv(700 * time.Millisecond)
 		if m == nil {
 			break
 		}
-		switch m.code {
+		switch m.Code {
 		case 100:
 			trying++
 		case 180:
@@ -150,24 +152,24 @@ tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
 // no TLS) to the PBX on UDP, and checks its CDR.
 func TestTLSCall(t *testing.T) {
 	certFile, keyFile, pool := writeCert(t, t.TempDir())
-	pbxPort := freePort(t)
-	startUAS(t, "uas.xml", pbxPort)
+	pbxPort := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas.xml", pbxPort)
 	p := params("udp")
 	p["cert"], p["key"] = certFile, keyFile
 	cfg := strings.Replace(tlsConfig, "  - tcp://127.0.0.1:{{.SIPPort}}\n", "  - tcp://127.0.0.1:{{.SIPPort}}\n  - tls://127.0.0.1:{{.TLSPort}}\n", 1)
-	e := startEdge(t, cfg, pbxPort, p)
-	target := fmt.Sprintf("127.0.0.1:%d", e.tlsPort)
+	e := testbed.StartEdge(t, cfg, pbxPort, p)
+	target := fmt.Sprintf("127.0.0.1:%d", e.TLSPort)
 
-	ua := newRawUA(t, "tls", "127.0.0.2")
-	ua.tlsConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
-	ua.send(target, ua.inviteText(target, "tls-call-1", "z9hG4bK-tls-1", 1))
-	var ok *rawMsg
+	ua := testbed.NewRawUA(t, "tls", "127.0.0.2")
+	ua.TLSConf = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	ua.Send(target, ua.InviteText(target, "tls-call-1", "z9hG4bK-tls-1", 1))
+	var ok *testbed.RawMsg
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		m := ua.recv(time.Until(deadline))
+		m := ua.Recv(time.Until(deadline))
 		if m == nil {
 			break
 		}
-		if m.code == 200 {
+		if m.Code == 200 {
 			ok = m
 			break
 		}
@@ -176,25 +178,25 @@ func TestTLSCall(t *testing.T) {
 		t.Fatal("no 200 OK over TLS")
 	}
 	// The route set is the Record-Route of the 200, in order.
-	routes := ok.headers["record-route"]
+	routes := ok.Headers["record-route"]
 	if len(routes) == 0 {
-		t.Fatalf("200 OK without Record-Route:\n%s", ok.raw)
+		t.Fatalf("200 OK without Record-Route:\n%s", ok.Raw)
 	}
-	toTag := ok.get("To")
+	toTag := ok.Get("To")
 	inDialog := func(method, branch string, cseq int) string {
 		return fmt.Sprintf("%s sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-tls-call-1\nTo: %s\nCall-ID: tls-call-1\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
-			method, pbxPort, ua.via(branch), strings.Join(routes, ", "), toTag, cseq, method)
+			method, pbxPort, ua.Via(branch), strings.Join(routes, ", "), toTag, cseq, method)
 	}
-	ua.send(target, inDialog("ACK", "z9hG4bK-tls-ack", 1))
+	ua.Send(target, inDialog("ACK", "z9hG4bK-tls-ack", 1))
 	time.Sleep(200 * time.Millisecond)
-	ua.send(target, inDialog("BYE", "z9hG4bK-tls-bye", 2))
+	ua.Send(target, inDialog("BYE", "z9hG4bK-tls-bye", 2))
 	var byeOK bool
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		m := ua.recv(time.Until(deadline))
+		m := ua.Recv(time.Until(deadline))
 		if m == nil {
 			break
 		}
-		if m.code == 200 && strings.Contains(m.get("CSeq"), "BYE") {
+		if m.Code == 200 && strings.Contains(m.Get("CSeq"), "BYE") {
 			byeOK = true
 			break
 		}
@@ -202,8 +204,8 @@ func TestTLSCall(t *testing.T) {
 	if !byeOK {
 		t.Fatal("no 200 OK for BYE over TLS")
 	}
-	e.stop()
-	recs := e.cdrs()
+	e.Stop()
+	recs := e.CDRs()
 	if len(recs) != 1 || recs[0].Disposition != cdr.Answered || recs[0].Transport != "TLS" {
 		t.Fatalf("CDRs: %+v, want one answered TLS call", recs)
 	}
@@ -214,27 +216,27 @@ func TestTLSCall(t *testing.T) {
 // dropped before parsing. `sipwarden ban remove` lifts the ban while the
 // process runs.
 func TestScannerIsBanned(t *testing.T) {
-	pbx := freePort(t)
-	startUAS(t, "uas_ring.xml", pbx)
-	e := startEdge(t, baseConfig, pbx, params("udp"))
-	ua := newRawUA(t, "udp", "127.0.0.2")
-	ua.send(e.sipAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.localAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
-	if m := ua.recv(700 * time.Millisecond); m != nil {
-		t.Fatalf("the scanner got an answer:\n%s", m.raw)
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas_ring.xml", pbx)
+	e := testbed.StartEdge(t, baseConfig, pbx, params("udp"))
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	ua.Send(e.SIPAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.LocalAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
+	if m := ua.Recv(700 * time.Millisecond); m != nil {
+		t.Fatalf("the scanner got an answer:\n%s", m.Raw)
 	}
-	if r := ua.invite(e.sipAddr(), "after-scan"); r.code != 0 {
-		t.Fatalf("a banned source got %d", r.code)
+	if r := ua.Invite(e.SIPAddr(), "after-scan"); r.Code != 0 {
+		t.Fatalf("a banned source got %d", r.Code)
 	}
-	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 1 {
+	if v := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 1 {
 		t.Fatalf("blocked drops: %v", v)
 	}
-	cmd := exec.Command(binary, "ban", "remove", "--config", filepath.Join(e.dir, "sipwarden.yaml"), "127.0.0.2")
+	cmd := exec.Command(testbed.Binary, "ban", "remove", "--config", filepath.Join(e.Dir, "sipwarden.yaml"), "127.0.0.2")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ban remove: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(6 * time.Second)
 	for n := 0; ; n++ {
-		if r := ua.invite(e.sipAddr(), "after-unban-"+strconv.Itoa(n)); r.code == 180 {
+		if r := ua.Invite(e.SIPAddr(), "after-unban-"+strconv.Itoa(n)); r.Code == 180 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -247,21 +249,21 @@ func TestScannerIsBanned(t *testing.T) {
 // than 20 requests at once with the default rule) is banned; from then on
 // its packets are dropped before parsing. It never gets a reply.
 func TestProbingStrangerIsBanned(t *testing.T) {
-	e := startEdge(t, baseConfig, freePort(t), params("udp"))
-	stranger := newRawUA(t, "udp", "127.0.0.9")
+	e := testbed.StartEdge(t, baseConfig, testbed.FreePort(t), params("udp"))
+	stranger := testbed.NewRawUA(t, "udp", "127.0.0.9")
 	for i := range 40 {
 		if i == 30 {
 			time.Sleep(300 * time.Millisecond) // the first 30 may all have passed the gate in one batch
 		}
-		stranger.send(e.sipAddr(), strings.Replace(stranger.inviteText(e.sipAddr(), "probe-"+strconv.Itoa(i), "z9hG4bK-p"+strconv.Itoa(i), 1), "INVITE", "OPTIONS", 2))
+		stranger.Send(e.SIPAddr(), strings.Replace(stranger.InviteText(e.SIPAddr(), "probe-"+strconv.Itoa(i), "z9hG4bK-p"+strconv.Itoa(i), 1), "INVITE", "OPTIONS", 2))
 	}
-	if m := stranger.recv(500 * time.Millisecond); m != nil {
-		t.Fatalf("stranger got an answer:\n%s", m.raw)
+	if m := stranger.Recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("stranger got an answer:\n%s", m.Raw)
 	}
-	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 5 {
+	if v := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 5 {
 		t.Fatalf("blocked drops after the ban: %v, want >= 5", v)
 	}
-	if v := e.metric(`sipwarden_banlist_bans_total{reason="unknown_source_probe"}`); v != 1 {
+	if v := e.Metric(`sipwarden_banlist_bans_total{reason="unknown_source_probe"}`); v != 1 {
 		t.Fatalf("probe bans: %v, want 1", v)
 	}
 }
@@ -274,22 +276,22 @@ func TestFeedNeverBlocksPeers(t *testing.T) {
 	if err := os.WriteFile(feed, []byte("127.0.0.9\n127.0.0.2/32\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pbx := freePort(t)
-	startUAS(t, "uas_ring.xml", pbx)
+	pbx := testbed.FreePort(t)
+	testbed.StartUAS(t, "uas_ring.xml", pbx)
 	p := params("udp")
 	p["feed"] = feed
-	e := startEdge(t, baseConfig+"bans: {feeds: [{name: test, file: \"{{index .Extra \"feed\"}}\", refresh: 1m}]}\n", pbx, p)
-	e.waitLog("reputation feed refreshed", 1)
-	stranger := newRawUA(t, "udp", "127.0.0.9")
-	stranger.send(e.sipAddr(), stranger.inviteText(e.sipAddr(), "feed-1", "z9hG4bK-feed1", 1))
-	if m := stranger.recv(500 * time.Millisecond); m != nil {
-		t.Fatalf("stranger got an answer:\n%s", m.raw)
+	e := testbed.StartEdge(t, baseConfig+"bans: {feeds: [{name: test, file: \"{{index .Extra \"feed\"}}\", refresh: 1m}]}\n", pbx, p)
+	e.WaitLog("reputation feed refreshed", 1)
+	stranger := testbed.NewRawUA(t, "udp", "127.0.0.9")
+	stranger.Send(e.SIPAddr(), stranger.InviteText(e.SIPAddr(), "feed-1", "z9hG4bK-feed1", 1))
+	if m := stranger.Recv(500 * time.Millisecond); m != nil {
+		t.Fatalf("stranger got an answer:\n%s", m.Raw)
 	}
-	if v := e.metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v != 1 {
+	if v := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v != 1 {
 		t.Fatalf("blocked drops: %v, want 1 (the stranger, before parsing)", v)
 	}
-	ua := newRawUA(t, "udp", "127.0.0.2")
-	if r := ua.invite(e.sipAddr(), "feed-trunk"); r.code != 180 {
-		t.Fatalf("trunk listed in a feed got %d, want 180: feeds never block peers", r.code)
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
+	if r := ua.Invite(e.SIPAddr(), "feed-trunk"); r.Code != 180 {
+		t.Fatalf("trunk listed in a feed got %d, want 180: feeds never block peers", r.Code)
 	}
 }

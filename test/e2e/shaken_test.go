@@ -1,13 +1,14 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,17 +77,17 @@ func TestShaken(t *testing.T) {
 	x5u := srv.URL + "/sp.pem"
 	// sipwarden trusts the test HTTPS server through its system roots
 	t.Setenv("SSL_CERT_FILE", write("https.pem", shaken.CertPEM(srv.Certificate())))
-	pbxPort := freePort(t)
+	pbxPort := testbed.FreePort(t)
 	pbx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3"), Port: pbxPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pbx.Close()
-	e := startEdge(t, shakenConfig, pbxPort, map[string]any{
+	e := testbed.StartEdge(t, shakenConfig, pbxPort, map[string]any{
 		"root": write("root.pem", shaken.CertPEM(pki.Root)), "key": write("sp.key", keyPEM), "x5u": x5u})
 
 	// received returns the INVITE of callID that reached the PBX (nil after 3 s).
-	received := func(callID string) *rawMsg {
+	received := func(callID string) *testbed.RawMsg {
 		t.Helper()
 		buf := make([]byte, 65536)
 		deadline := time.Now().Add(3 * time.Second)
@@ -96,19 +97,19 @@ func TestShaken(t *testing.T) {
 			if err != nil {
 				return nil
 			}
-			if m := parseRaw(buf[:n]); m.method == "INVITE" && m.get("Call-ID") == callID {
+			if m := testbed.ParseRaw(buf[:n]); m.Method == "INVITE" && m.Get("Call-ID") == callID {
 				return m
 			}
 		}
 		return nil
 	}
-	send := func(ua *rawUA, callID, from, identity string) {
+	send := func(ua *testbed.RawUA, callID, from, identity string) {
 		t.Helper()
 		extra := ""
 		if identity != "" {
 			extra = "Identity: " + identity + "\n"
 		}
-		ua.send(e.sipAddr(), fmt.Sprintf(`INVITE sip:+15559870002@127.0.0.1 SIP/2.0
+		ua.Send(e.SIPAddr(), fmt.Sprintf(`INVITE sip:+15559870002@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP %s;branch=z9hG4bK-%s;rport
 From: <sip:%s@%s>;tag=f-%s
 To: <sip:+15559870002@127.0.0.1>
@@ -118,19 +119,19 @@ Contact: <sip:caller@%s>
 Max-Forwards: 70
 %sContent-Length: 0
 
-`, ua.localAddr(), callID, from, ua.ip, callID, callID, ua.localAddr(), extra))
+`, ua.LocalAddr(), callID, from, ua.IP, callID, callID, ua.LocalAddr(), extra))
 	}
 	verifier, err := shaken.NewVerifier(shaken.VerifierConfig{Roots: pki.Roots(), Certs: mustStatic(t, pki)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	attestOf := func(m *rawMsg) string {
+	attestOf := func(m *testbed.RawMsg) string {
 		t.Helper()
-		id, err := shaken.ParseIdentity([]byte(m.get("Identity")))
+		id, err := shaken.ParseIdentity([]byte(m.Get("Identity")))
 		if err != nil {
-			t.Fatalf("Identity %q: %v", m.get("Identity"), err)
+			t.Fatalf("Identity %q: %v", m.Get("Identity"), err)
 		}
-		vals := [][]byte{[]byte(m.get("Identity"))}
+		vals := [][]byte{[]byte(m.Get("Identity"))}
 		if r := verifier.Verify(vals, shaken.Call{Orig: []string{"15551230001", "15559990001"}, Dest: []string{"15559870002"}}); !r.Passed() {
 			t.Fatalf("the Identity sipwarden added does not verify: %+v", r)
 		}
@@ -138,13 +139,13 @@ Max-Forwards: 70
 		return p.Claims.Attest
 	}
 
-	acme := newRawUA(t, "udp", "127.0.0.2")
+	acme := testbed.NewRawUA(t, "udp", "127.0.0.2")
 	send(acme, "own", "+15551230001", "")
-	if m := received("own"); m == nil || attestOf(m) != "A" || m.get("Date") == "" {
+	if m := received("own"); m == nil || attestOf(m) != "A" || m.Get("Date") == "" {
 		t.Fatalf("own number: %+v", m)
 	}
 	send(acme, "other", "+15559990001", "forged.identity.token;info=<https://evil.example/x>")
-	if m := received("other"); m == nil || attestOf(m) != "B" || len(m.headers["identity"]) != 1 {
+	if m := received("other"); m == nil || attestOf(m) != "B" || len(m.Headers["identity"]) != 1 {
 		t.Fatalf("another number: %+v", m)
 	}
 
@@ -167,14 +168,14 @@ Max-Forwards: 70
 		}
 		return id[:i] + string(c) + id[i+1:]
 	}
-	carrier := newRawUA(t, "udp", "127.0.0.4")
+	carrier := testbed.NewRawUA(t, "udp", "127.0.0.4")
 	send(carrier, "valid", "+15551230001;verstat=TN-Validation-Passed", sign())
-	if m := received("valid"); m == nil || !strings.Contains(m.get("From"), ";verstat=TN-Validation-Passed@") || strings.Count(m.get("From"), "verstat") != 1 {
+	if m := received("valid"); m == nil || !strings.Contains(m.Get("From"), ";verstat=TN-Validation-Passed@") || strings.Count(m.Get("From"), "verstat") != 1 {
 		t.Fatalf("valid identity: %+v", m)
 	}
 	send(carrier, "tampered", "+15551230001", tamper(sign()))
-	if m := received("tampered"); m == nil || !strings.Contains(m.get("From"), "verstat=TN-Validation-Failed") ||
-		m.get("Reason") != `SIP ;cause=438 ;text="Invalid Identity Header"` {
+	if m := received("tampered"); m == nil || !strings.Contains(m.Get("From"), "verstat=TN-Validation-Failed") ||
+		m.Get("Reason") != `SIP ;cause=438 ;text="Invalid Identity Header"` {
 		t.Fatalf("tampered identity, marked: %+v", m)
 	}
 	// an x5u that never answers: the call goes on after the budget (300ms), marked 436
@@ -183,39 +184,39 @@ Max-Forwards: 70
 	slow, _ := s.SignCall("15551230001", []string{"15559870002"}, "A", "", nil)
 	send(carrier, "slow", "+15551230001", slow.Identity)
 	m := received("slow")
-	if el := time.Since(start); m == nil || el > 1500*time.Millisecond || !strings.Contains(m.get("Reason"), "cause=436") {
+	if el := time.Since(start); m == nil || el > 1500*time.Millisecond || !strings.Contains(m.Get("Reason"), "cause=436") {
 		t.Fatalf("unreachable x5u: after %v: %+v", el, m)
 	}
 
-	strict := newRawUA(t, "udp", "127.0.0.5")
+	strict := testbed.NewRawUA(t, "udp", "127.0.0.5")
 	send(strict, "refused", "+15551230001", tamper(sign()))
-	var resp *rawMsg
+	var resp *testbed.RawMsg
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-		if r := strict.recv(time.Until(deadline)); r != nil && r.code > 100 {
+		if r := strict.Recv(time.Until(deadline)); r != nil && r.Code > 100 {
 			resp = r
 			break
 		}
 	}
-	if resp == nil || resp.code != 438 || !strings.Contains(resp.get("Warning"), "Invalid Identity Header") {
+	if resp == nil || resp.Code != 438 || !strings.Contains(resp.Get("Warning"), "Invalid Identity Header") {
 		t.Fatalf("tampered identity, strict: %+v", resp)
 	}
 	if m := received("refused"); m != nil {
 		t.Fatal("a refused call reached the PBX")
 	}
-	if v := e.metric(`sipwarden_shaken_signed_total{attest="A",trunk="acme"}`); v != 1 {
+	if v := e.Metric(`sipwarden_shaken_signed_total{attest="A",trunk="acme"}`); v != 1 {
 		t.Errorf("signed A metric = %v", v)
 	}
-	e.stop()
+	e.Stop()
 	found := false
 	identity := map[string]string{}
-	for _, r := range e.cdrs() {
+	for _, r := range e.CDRs() {
 		identity[r.CallID] = r.Identity
 		if r.CallID == "refused" && r.Disposition == cdr.Blocked && r.Stage == "shaken" && r.Reason == "shaken_bad_signature" && r.FinalCode == 438 {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no CDR for the refused call: %+v", e.cdrs())
+		t.Fatalf("no CDR for the refused call: %+v", e.CDRs())
 	}
 	// every CDR says what STIR/SHAKEN made of the call
 	for callID, want := range map[string]string{"own": "signed:A", "other": "signed:B", "valid": "TN-Validation-Passed;attest=A;spc=709J",
@@ -257,44 +258,35 @@ func TestShakenSipp(t *testing.T) {
 	keyPEM, _ := shaken.KeyPEM(pki.LeafKey)
 	x5u := srv.URL + "/sp.pem"
 	t.Setenv("SSL_CERT_FILE", write("https.pem", shaken.CertPEM(srv.Certificate())))
-	pbxPort := freePort(t)
-	e := startEdge(t, shakenConfig, pbxPort, map[string]any{
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, shakenConfig, pbxPort, map[string]any{
 		"root": write("root.pem", shaken.CertPEM(pki.Root)), "key": write("sp.key", keyPEM), "x5u": x5u})
 	const calls = 10
 
 	// pbxResult waits for SIPp's PBX to end and reads its final screen: its
 	// scenario fails a call whose INVITE lacks what it checks.
-	pbxResult := func(u *uas, screen string) sippResult {
+	pbxResult := func(u *testbed.UAS, screen string) testbed.SippResult {
 		t.Helper()
 		select {
-		case <-u.done:
+		case <-u.Done:
 		case <-time.After(15 * time.Second):
 			t.Fatal("the PBX did not end after its calls")
 		}
-		b, _ := os.ReadFile(screen)
-		var r sippResult
-		r.Screen = string(b)
-		if m := screenRe["ok"].FindStringSubmatch(r.Screen); m != nil {
-			r.Successful, _ = strconv.Atoi(m[1])
-		}
-		if m := screenRe["fail"].FindStringSubmatch(r.Screen); m != nil {
-			r.Failed, _ = strconv.Atoi(m[1])
-		}
-		return r
+		return testbed.ReadScreen(screen)
 	}
 
 	// Outbound: acme owns +15551230001.
 	screen := filepath.Join(dir, "pbx1.txt")
-	u := startUAS(t, "uas_identity.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
-	res := runSipp(t, 60*time.Second, uacArgs("uac_caller.xml", e.sipAddr(), calls, 5, "-key", "caller", "+15551230001")...)
+	u := testbed.StartUAS(t, "uas_identity.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
+	res := testbed.RunSipp(t, 60*time.Second, testbed.UACArgs("uac_caller.xml", e.SIPAddr(), calls, 5, "-key", "caller", "+15551230001")...)
 	if res.Successful != calls {
-		t.Fatalf("signed calls through SIPp: %s\n%s\nPBX:\n%s", fmtCalls(res), res.Screen, u.out.String())
+		t.Fatalf("signed calls through SIPp: %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, u.Out.String())
 	}
-	if v := e.metric(`sipwarden_shaken_signed_total{attest="A",trunk="acme"}`); v != calls {
+	if v := e.Metric(`sipwarden_shaken_signed_total{attest="A",trunk="acme"}`); v != calls {
 		t.Errorf("calls signed with attestation A: %v, want %d", v, calls)
 	}
 	if r := pbxResult(u, screen); r.Successful != calls || r.Failed != 0 {
-		t.Fatalf("the PBX's checks of the Identity header: %s\n%s", fmtCalls(r), r.Screen)
+		t.Fatalf("the PBX's checks of the Identity header: %s\n%s", testbed.FmtCalls(r), r.Screen)
 	}
 
 	// Inbound: the carrier's calls carry a valid Identity (iat is fresh for 60 s).
@@ -307,18 +299,18 @@ func TestShakenSipp(t *testing.T) {
 		t.Fatal(err)
 	}
 	screen = filepath.Join(dir, "pbx2.txt")
-	u = startUAS(t, "uas_verstat.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
-	args := uacArgs("uac_identity.xml", e.sipAddr(), calls, 5, "-key", "caller", "+15559990001", "-key", "identity", sg.Identity)
+	u = testbed.StartUAS(t, "uas_verstat.xml", pbxPort, "-m", fmt.Sprint(calls), "-trace_screen", "-screen_file", screen)
+	args := testbed.UACArgs("uac_identity.xml", e.SIPAddr(), calls, 5, "-key", "caller", "+15559990001", "-key", "identity", sg.Identity)
 	for i := range args {
 		if args[i] == "127.0.0.2" { // the carrier's address instead of acme's
 			args[i] = "127.0.0.4"
 		}
 	}
-	res = runSipp(t, 60*time.Second, args...)
+	res = testbed.RunSipp(t, 60*time.Second, args...)
 	if res.Successful != calls {
-		t.Fatalf("verified calls through SIPp: %s\n%s\nPBX:\n%s", fmtCalls(res), res.Screen, u.out.String())
+		t.Fatalf("verified calls through SIPp: %s\n%s\nPBX:\n%s", testbed.FmtCalls(res), res.Screen, u.Out.String())
 	}
 	if r := pbxResult(u, screen); r.Successful != calls || r.Failed != 0 {
-		t.Fatalf("the PBX's checks of verstat: %s\n%s", fmtCalls(r), r.Screen)
+		t.Fatalf("the PBX's checks of verstat: %s\n%s", testbed.FmtCalls(r), r.Screen)
 	}
 }

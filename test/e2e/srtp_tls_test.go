@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"github.com/sipwarden/sipwarden/test/testbed"
+
 	"context"
 	"fmt"
 	"os"
@@ -42,8 +44,8 @@ trunks:
 // AES_CM_128_HMAC_SHA1_80 (20 ms of PCMU: 12 + 160 + 10 bytes), none is a
 // plain 172-byte RTP packet (both legs are captured: the relay re-keys).
 func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
-	baresip := requireTool(t, "baresip", "baresip-core")
-	tshark := requireTool(t, "tshark", "tshark")
+	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
+	tshark := testbed.RequireTool(t, "tshark", "tshark")
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("capturing with tshark needs root; CI runs as root")
@@ -58,8 +60,8 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 	writeFile(t, both, string(c)+string(k))
 
 	base := 42000 + os.Getpid()%100*100
-	pbxPort := freePort(t)
-	e := startEdge(t, tlsMediaConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
+	pbxPort := testbed.FreePort(t)
+	e := testbed.StartEdge(t, tlsMediaConfig, pbxPort, map[string]any{"cert": certFile, "key": keyFile,
 		"ports": fmt.Sprintf("%d-%d", base, base+99), "pbxTLS": pbxPort + 1}) // baresip listens for TLS on its port + 1
 
 	// Capture both media legs: UDP to and from the relay's ports.
@@ -68,7 +70,7 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 	defer cancel()
 	capture := exec.CommandContext(ctx, tshark, "-i", "lo", "-w", pcap, "-f",
 		fmt.Sprintf("udp portrange %d-%d", base, base+99))
-	var capOut syncBuffer
+	var capOut testbed.SyncBuffer
 	capture.Stdout, capture.Stderr = &capOut, &capOut
 	if err := capture.Start(); err != nil {
 		t.Fatal(err)
@@ -81,7 +83,7 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	phone := func(name, listen, account string, extra ...string) *syncBuffer {
+	phone := func(name, listen, account string, extra ...string) *testbed.SyncBuffer {
 		d := filepath.Join(dir, name)
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -94,7 +96,7 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 			"sip_cafile "+certFile, "module srtp.so", fmt.Sprintf("rtp_ports %d-%d", rtpBase, rtpBase+99)))
 		writeFile(t, filepath.Join(d, "accounts"), account+"\n")
 		cmd := exec.Command(baresip, append([]string{"-f", d, "-t", "25"}, extra...)...)
-		out := &syncBuffer{}
+		out := &testbed.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -110,19 +112,19 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 	}
 	b := phone("b", "127.0.0.23:"+strconv.Itoa(pbxPort), "<sip:+15551230001@127.0.0.23;transport=tls>;regint=0;mediaenc=srtp-mand;answermode=auto")
 	time.Sleep(500 * time.Millisecond) // B listens before A calls
-	a := phone("a", "127.0.0.22:"+strconv.Itoa(freePort(t)),
-		fmt.Sprintf("<sip:+15550001000@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;outbound=\"sip:127.0.0.1:%d;transport=tls\"", e.tlsPort),
+	a := phone("a", "127.0.0.22:"+strconv.Itoa(testbed.FreePort(t)),
+		fmt.Sprintf("<sip:+15550001000@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;outbound=\"sip:127.0.0.1:%d;transport=tls\"", e.TLSPort),
 		"-e", "/dial sip:+15551230001@127.0.0.1")
 
 	established := "incoming rtp for 'audio' established"
 	deadline = time.Now().Add(15 * time.Second)
-	for !strings.Contains(a.String(), established) || !strings.Contains(b.String(), established) || e.metric(`sipwarden_media_packets_forwarded_total{kind="rtp"}`) < 300 {
+	for !strings.Contains(a.String(), established) || !strings.Contains(b.String(), established) || e.Metric(`sipwarden_media_packets_forwarded_total{kind="rtp"}`) < 300 {
 		if time.Now().After(deadline) {
-			t.Fatalf("audio did not flow both ways: %v RTP packets relayed", e.metric(`sipwarden_media_packets_forwarded_total{kind="rtp"}`))
+			t.Fatalf("audio did not flow both ways: %v RTP packets relayed", e.Metric(`sipwarden_media_packets_forwarded_total{kind="rtp"}`))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, out := range []*syncBuffer{a, b} {
+	for _, out := range []*testbed.SyncBuffer{a, b} {
 		if !strings.Contains(out.String(), "SRTP is Enabled") {
 			t.Fatalf("a phone did not use SRTP:\n%s", out.String())
 		}
@@ -152,8 +154,8 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 		t.Errorf("captured packet sizes (UDP length): %v; want SRTP (182-byte payloads)", counts)
 	}
 
-	e.stop()
-	for _, r := range e.cdrs() {
+	e.Stop()
+	for _, r := range e.CDRs() {
 		if r.Trunk == "acme" && (r.CallerMedia != "srtp:AES_CM_128_HMAC_SHA1_80" || !strings.HasPrefix(r.CalleeMedia, "srtp:")) {
 			t.Errorf("CDR media: caller %q callee %q", r.CallerMedia, r.CalleeMedia)
 		}
