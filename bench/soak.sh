@@ -45,7 +45,7 @@ command -v sipp >/dev/null || { echo "sipp missing: apt-get install sip-tester" 
 PROXY_PORT=${PROXY_PORT:-16060} PBX_PORT=${PBX_PORT:-16080} ADMIN_PORT=${ADMIN_PORT:-18090}
 OUT=${OUT:-$(mktemp -d /tmp/sipwarden-soak.XXXXXX)}
 mkdir -p "$OUT/data"
-SCEN=test/e2e/scenarios
+SCEN=test/testbed/scenarios
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
