@@ -19,9 +19,10 @@
 #            (forced GC) is the warm level (default 2000)
 #   --out    directory for samples.tsv, heap profiles and logs (default: a temp dir, kept)
 #
-# Prints one line per sample and a summary: warm heap, peak heap, heap after
-# the timers, RSS, goroutines, descriptors. Loopback only; every SIPp run is
-# bounded by `timeout`; everything started is stopped on exit.
+# Prints one line per sample and a summary: warm heap, live heap halfway
+# through the calls, peak heap, heap after the timers, RSS, goroutines,
+# descriptors. Loopback only; every SIPp run is bounded by `timeout`;
+# everything started is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ while (($#)); do
 	--every) EVERY=$2; shift ;;
 	--warm) WARM=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -108,12 +109,14 @@ sample warm
 run_calls "$CALLS" "$RATE" "$OUT/screen.txt" &
 UAC=$!
 PIDS+=("$UAC")
-PEAK=0
+PEAK=0 MID_HEAP=0 STARTED=$(date +%s)
 while kill -0 "$UAC" 2>/dev/null; do
 	sleep "$EVERY"
 	sample calls
 	h=$(awk -F'\t' 'END { print $4 }' "$OUT/samples.tsv")
 	((h > PEAK)) && PEAK=$h
+	# halfway: the live heap under load (calls up + the last 32 s of transactions)
+	if ((MID_HEAP == 0 && $(date +%s) - STARTED >= CALLS / RATE / 2)); then MID_HEAP=$(heap_after_gc mid); fi
 done
 wait "$UAC" || true
 END=$(date +%s)
@@ -129,6 +132,6 @@ read -r _ _ _ _ RSS GOR FDS DLG TX CDRQ < <(tail -1 "$OUT/samples.tsv")
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1048576 }'; }
 echo
 echo "calls: ${OK:-0} successful, ${FAILED:-0} failed, at $RATE calls/s (hold ${HOLD} ms); ${AFTER} s after the last"
-echo "heap in use after GC: warm $(mb "$WARM_HEAP"), after the timers $(mb "$AFTER_HEAP"); peak sampled (no forced GC) $(mb "$PEAK")"
+echo "heap in use after GC: warm $(mb "$WARM_HEAP"), halfway through the calls $(mb "$MID_HEAP"), after the timers $(mb "$AFTER_HEAP"); peak sampled (no forced GC) $(mb "$PEAK")"
 echo "after the timers: RSS $(mb "$RSS"), goroutines $GOR, descriptors $FDS, dialogs $DLG, transactions $TX, CDR queue $CDRQ"
 echo "samples, heap profiles (heap-warm.pb.gz, heap-after.pb.gz: go tool pprof -sample_index=inuse_space) and logs in $OUT"

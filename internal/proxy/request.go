@@ -331,6 +331,11 @@ func (w *worker) serverRespond(st *serverTx, code int, resp []byte) {
 			w.serverTimer(st, &st.life, timerJ, 64*w.p.opt.T1)
 		}
 	}
+	if code >= 200 {
+		// The request's copy served our own answers and failover, both
+		// over now; only the final response stays for retransmissions.
+		st.req, st.trying, st.alternates = nil, nil, nil
+	}
 }
 
 // serverReply generates a response of our own on a server transaction

@@ -77,6 +77,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			if first {
 				w.timers.cancel(&ct.retr)
 				w.clientTimer(ct, &ct.life, timerL, 64*w.p.opt.T1)
+				ct.sent = nil // no retransmission, CANCEL or hop-by-hop ACK after a 2xx
 			}
 			if st != nil && st.dialog != nil {
 				d := st.dialog
@@ -142,9 +143,11 @@ func (w *worker) clientCompleted(ct *clientTx) {
 	}
 	w.timers.cancel(&ct.retr)
 	if ct.method == sip.INVITE {
-		w.clientTimer(ct, &ct.life, timerD, 64*w.p.opt.T1) // timer D: >= 32 s
+		// timer D: >= 32 s; the request stays for the ACK of a retransmitted final response
+		w.clientTimer(ct, &ct.life, timerD, 64*w.p.opt.T1)
 		return
 	}
+	ct.sent = nil // timer K only absorbs retransmitted responses
 	w.clientTimer(ct, &ct.life, timerK, w.p.opt.T4)
 }
 
