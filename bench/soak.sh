@@ -61,7 +61,8 @@ sed -e "s/PROXY_PORT/$PROXY_PORT/" -e "s/PBX_PORT/$PBX_PORT/" -e "s#STORAGE#$OUT
 	-e "s/ADMIN_PORT/$ADMIN_PORT/" bench/sipwarden.yaml >"$OUT/sipwarden.yaml"
 
 timeout $((CALLS / RATE + WARM / RATE + AFTER + 300)) \
-	sipp -sf $SCEN/uas.xml -i 127.0.0.3 -p $PBX_PORT -nostdin -bg >/dev/null 2>&1 || true
+	sipp -sf $SCEN/uas.xml -i 127.0.0.3 -p $PBX_PORT -nostdin >/dev/null 2>&1 &
+PIDS+=("$!")
 "$BIN" serve --config "$OUT/sipwarden.yaml" >"$OUT/sipwarden.log" 2>&1 &
 PID=$!
 PIDS+=("$PID")
