@@ -4,11 +4,12 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 BENCHOUT  ?= bench/latest.txt
 BENCHBASE ?= bench/base.txt
+SHELL     := /bin/bash
 
 .PHONY: help build test test-unit test-e2e vet fmtcheck fuzz bench benchcmp run clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/sipwarden
 	$(GO) build -o bin/sipwarden ./cmd/sipwarden
@@ -19,14 +20,14 @@ vet: ## go vet every package
 fmtcheck: ## fail when a Go file is not gofmt-formatted
 	@out=$$(gofmt -l cmd internal test bench); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
 
-test: fmtcheck vet ## gofmt check, vet, then every test with the race detector (unit and end-to-end)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: fmtcheck vet ## gofmt check, vet, then every test with the race detector (unit, end-to-end, red team); under CI=true a skipped test fails the run
+	set -o pipefail; $(GO) test -race -count=1 -timeout 20m -json $(PKGS) | $(GO) run ./test/testreport
 
 test-unit: ## unit tests only (no real peers)
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/redteam)
 
-test-e2e: ## end-to-end tests: the real binary with SIPp and Go clients
-	$(GO) test -race -count=1 -v -timeout 15m ./test/e2e/...
+test-e2e: ## end-to-end and red-team tests: the real binary with SIPp, baresip, secsipidx, tshark and Go clients
+	$(GO) test -race -count=1 -v -timeout 15m ./test/e2e/... ./test/redteam/...
 
 fuzz: ## run every Fuzz* target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \
@@ -36,7 +37,7 @@ fuzz: ## run every Fuzz* target for FUZZTIME each
 	done
 
 bench: ## Go benchmarks, -count=10 -benchmem, into BENCHOUT
-	$(GO) test -run '^$$' -bench . -benchmem -count=10 $$($(GO) list ./... | grep -v /test/e2e) | tee $(BENCHOUT)
+	$(GO) test -run '^$$' -bench . -benchmem -count=10 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/redteam) | tee $(BENCHOUT)
 
 benchcmp: ## compare BENCHBASE with BENCHOUT using benchstat
 	$(GO) run golang.org/x/perf/cmd/benchstat@latest $(BENCHBASE) $(BENCHOUT)

@@ -25,11 +25,16 @@ type Account struct {
 	RegisterFrom []netip.Prefix
 
 	detail string // "account <name>", built once for events
+	// offered has bit alg set for each algorithm its realm offers (set by NewVerifier).
+	offered uint8
 }
 
-// Accepts reports whether the account may authenticate with alg.
+// Accepts reports whether the account may authenticate with alg: its realm
+// offers alg (an HA1 kept for an algorithm the realm no longer offers is
+// never used), the account has an HA1 for it, and it is not MD5 for a
+// SHA-only account. An account that belongs to no Verifier accepts nothing.
 func (a *Account) Accepts(alg Algorithm) bool {
-	return alg > AlgUnknown && alg < numAlgorithms && a.HA1[alg] != "" && !(a.SHAOnly && alg == MD5)
+	return alg > AlgUnknown && alg < numAlgorithms && a.offered&(1<<alg) != 0 && a.HA1[alg] != "" && !(a.SHAOnly && alg == MD5)
 }
 
 // MayRegisterFrom reports whether src is within the account's RegisterFrom (or it is empty).
@@ -85,6 +90,12 @@ func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *No
 			}
 		}
 		a.detail = "account " + a.Username
+		a.offered = 0
+		for _, alg := range offer {
+			if alg > AlgUnknown && alg < numAlgorithms {
+				a.offered |= 1 << alg
+			}
+		}
 		v.accounts[a.Username] = a
 		if a.SHAOnly {
 			shaOnly++
@@ -146,30 +157,90 @@ type Outcome struct {
 // ErrNoRealm is returned by FindCredentials when no credentials name the realm.
 var ErrNoRealm = errors.New("auth: no credentials for this realm")
 
+// Pending is a verification between its two halves (Check and Finish): the
+// credentials are well formed, their nonce is ours, fresh and bound to the
+// source, and Account is the account they name (nil: no such username).
+// Nothing about the response has been looked at yet, so a caller may refuse
+// the account here (a lockout, a source restriction) without telling a right
+// password from a wrong one.
+type Pending struct {
+	Account *Account
+	key     NonceKey
+	issued  time.Time
+}
+
 // Verify checks c, received from src in a request with method and
-// requestURI. It allocates nothing. Its timing does not depend on whether
-// the username exists or on where the response differs.
+// requestURI: Check, then Finish. It allocates nothing. Its timing does not
+// depend on whether the username exists or on where the response differs.
 func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.Addr, now time.Time) Outcome {
+	p, o, ok := v.Check(c, requestURI, src, now)
+	if !ok {
+		return o
+	}
+	return v.Finish(c, method, &p, now)
+}
+
+// Check is the first half of a verification: everything that does not
+// depend on the password, in this order: the syntax (Malformed); the nonce,
+// which must be ours, for this realm, fresh and bound to src (Stale
+// otherwise, whatever the response: a right and a wrong password get the
+// same answer); the algorithm, which must be one the realm offers and the
+// account may use (Failure "algorithm_refused", UnknownAccount for an
+// unknown username). ok is false when o is the final outcome.
+func (v *Verifier) Check(c *Credentials, requestURI []byte, src netip.Addr, now time.Time) (p Pending, o Outcome, ok bool) {
 	switch {
 	case len(c.Username) == 0 || len(c.Nonce) == 0 || len(c.URI) == 0 || len(c.Response) == 0:
-		return Outcome{Result: Malformed, Why: "missing_parameter"}
+		return p, Outcome{Result: Malformed, Why: "missing_parameter"}, false
 	case !equalFold(c.QOP, "auth"):
-		return Outcome{Result: Malformed, Why: "qop_required"}
+		return p, Outcome{Result: Malformed, Why: "qop_required"}, false
 	case len(c.CNonce) == 0 || len(c.NC) == 0:
-		return Outcome{Result: Malformed, Why: "missing_parameter"}
+		return p, Outcome{Result: Malformed, Why: "missing_parameter"}, false
 	case c.UserHash:
-		return Outcome{Result: Malformed, Why: "userhash_unsupported"}
+		return p, Outcome{Result: Malformed, Why: "userhash_unsupported"}, false
 	case string(c.Realm) != v.realm:
-		return Outcome{Result: Malformed, Why: "realm_mismatch"}
+		return p, Outcome{Result: Malformed, Why: "realm_mismatch"}, false
 	case !sameURI(c.URI, requestURI):
-		return Outcome{Result: Malformed, Why: "uri_mismatch"}
+		return p, Outcome{Result: Malformed, Why: "uri_mismatch"}, false
+	}
+	st, key, issued := v.nonces.Check(c.Nonce, v.realm, src, now, v.lifetime)
+	switch st {
+	case NonceExpired:
+		return p, Outcome{Result: Stale, Why: "nonce_expired"}, false
+	case NonceInvalid:
+		return p, Outcome{Result: Stale, Why: "nonce_invalid"}, false
 	}
 	acct := v.accounts[string(c.Username)]
-	alg := c.Algorithm
+	switch {
+	case acct == nil && !v.offers(c.Algorithm):
+		return p, Outcome{Result: UnknownAccount, Why: "unknown_account"}, false
+	case acct != nil && !acct.Accepts(c.Algorithm):
+		if v.offers(c.Algorithm) {
+			v.Spend(c) // MD5 for a SHA-only account: as long as an unknown name's MD5
+		}
+		return p, Outcome{Result: Failure, Account: acct, Why: "algorithm_refused"}, false
+	}
+	return Pending{Account: acct, key: key, issued: issued}, Outcome{}, true
+}
+
+// offers reports whether alg is one of the realm's algorithms.
+func (v *Verifier) offers(alg Algorithm) bool {
+	for _, a := range v.offer {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// Finish is the second half of a verification (after Check): the response,
+// compared in constant time (an unknown username against a pseudo-HA1, so
+// that it costs the same), then the nonce-count, recorded only for a right
+// response. It allocates nothing.
+func (v *Verifier) Finish(c *Credentials, method []byte, p *Pending, now time.Time) Outcome {
+	acct, alg := p.Account, c.Algorithm
 	var ha1buf [64]byte
 	var ha1 []byte
-	usable := acct != nil && acct.Accepts(alg)
-	if usable {
+	if acct != nil {
 		ha1 = append(ha1buf[:0], acct.HA1[alg]...)
 	} else {
 		ha1 = v.nonces.pseudoHA1(ha1buf[:0], alg, c.Username, []byte(v.realm))
@@ -184,29 +255,31 @@ func (v *Verifier) Verify(c *Credentials, method, requestURI []byte, src netip.A
 			got[i] = x + 'a' - 'A'
 		}
 	}
-	ok = subtle.ConstantTimeCompare(got[:n], expected) == 1 && ok && usable
+	ok = subtle.ConstantTimeCompare(got[:n], expected) == 1 && ok
 	switch {
 	case acct == nil:
 		return Outcome{Result: UnknownAccount, Why: "unknown_account"}
-	case !acct.Accepts(alg):
-		return Outcome{Result: Failure, Account: acct, Why: "algorithm_refused"}
 	case !ok:
 		return Outcome{Result: Failure, Account: acct, Why: "wrong_response"}
 	}
-	st, key, issued := v.nonces.Check(c.Nonce, v.realm, src, now, v.lifetime)
-	switch st {
-	case NonceExpired:
-		return Outcome{Result: Stale, Account: acct, Why: "nonce_expired"}
-	case NonceInvalid:
-		return Outcome{Result: Stale, Account: acct, Why: "nonce_invalid"}
-	}
-	switch v.replay.Use(key, issued, c.NonceCnt, now) {
+	switch v.replay.Use(p.key, p.issued, c.NonceCnt, now) {
 	case NCReplay:
 		return Outcome{Result: Replay, Account: acct, Why: "nonce_count_reused"}
 	case NCForgotten:
 		return Outcome{Result: Stale, Account: acct, Why: "nonce_forgotten"}
 	}
 	return Outcome{Result: Success, Account: acct}
+}
+
+// Spend costs what Finish costs for an unknown username, deciding nothing:
+// a refusal decided before the response (a lockout, register_from, MD5 for
+// a SHA-only account) then takes as long as a verification, so that its
+// timing does not tell a refused account from a name that does not exist.
+// It allocates nothing.
+func (v *Verifier) Spend(c *Credentials) {
+	var ha1buf, exp [64]byte
+	ha1 := v.nonces.pseudoHA1(ha1buf[:0], c.Algorithm, c.Username, []byte(v.realm))
+	_ = appendResponse(exp[:0], c.Algorithm, ha1, []byte("REGISTER"), c.URI, c.Nonce, c.NC, c.CNonce, c.QOP)
 }
 
 // sameURI reports whether the digest uri names the Request-URI (RFC 3261

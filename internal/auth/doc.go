@@ -28,6 +28,13 @@
 // 64-entry window, in a table of bounded size. A nonce that fell out of the
 // table is answered stale (the client takes a new one), never accepted twice.
 //
+// Verification is in two halves (Check, then Finish) so that nothing about
+// the response is looked at before the nonce is known to be ours, fresh and
+// bound to the source, the algorithm one the realm offers, and the account
+// free to authenticate from there (lockout, register_from: decided by the
+// stage between the halves). A right and a wrong password get the same
+// answer unless all of those hold: no stale=true password oracle.
+//
 // The expected response is compared in constant time (crypto/subtle). An
 // unknown username is verified against a pseudo-HA1 derived from the secret,
 // so that it costs the same time and gets exactly the same answer as a wrong

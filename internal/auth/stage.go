@@ -246,7 +246,31 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		s.count(ta, "challenge")
 		return s.challenge(req, ta, register, challengeUser(m, register), false, "challenge")
 	}
-	o := ta.v.Verify(c, m.MethodName(), m.RequestURI(), src, now)
+	// The order is what keeps the answer from telling anything: first
+	// what does not depend on the password (syntax, then the nonce: ours,
+	// fresh, bound to this source; then the algorithm), then the account's
+	// lockout and register_from, and only then the response. A right
+	// password with an invented nonce is answered like a wrong one, and a
+	// locked account or a REGISTER from outside register_from is refused
+	// before the response is looked at.
+	p, o, ok := ta.v.Check(c, m.RequestURI(), src, now)
+	if ok {
+		if acct := p.Account; acct != nil {
+			result, why := "", ""
+			switch {
+			case s.st.Guard.Refused(&s.bf, src, trunk, acct.Username):
+				result, why = "locked", "account_locked"
+			case register && !acct.MayRegisterFrom(src):
+				result, why = "register_source", "register_source_refused"
+			}
+			if why != "" {
+				ta.v.Spend(c) // as long as a verification: the timing tells nothing either
+				s.count(ta, result)
+				return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, why, acct)
+			}
+		}
+		o = ta.v.Finish(c, m.MethodName(), &p, now)
+	}
 	switch o.Result {
 	case Malformed:
 		s.count(ta, "bad_credentials")
@@ -268,16 +292,6 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	case Success:
 	}
 	acct := o.Account
-	// The right password is not enough: these are refused exactly like a
-	// wrong one (same answer), and counted, so that they tell nothing.
-	if s.st.Guard.Refused(&s.bf, src, trunk, acct.Username) {
-		s.count(ta, "locked")
-		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "account_locked", acct)
-	}
-	if register && !acct.MayRegisterFrom(src) {
-		s.count(ta, "register_source")
-		return s.fail(req, ta, register, c, bruteforce.Attempt{Src: src, Trunk: trunk, Account: acct.Username}, "register_source_refused", acct)
-	}
 	s.st.Guard.Success(&s.bf, src, trunk, acct.Username)
 	s.st.presence.mark(src, trunk, now, s.remember)
 	req.Account = acct.Username

@@ -326,6 +326,101 @@ func TestStageRegisterFromAndTLS(t *testing.T) {
 	}
 }
 
+// TestStageNoPasswordOracle: whatever the nonce, the lockout or the source
+// restriction, the right password and a wrong one get the same answer
+// unless everything else is in order: the nonce is checked before the
+// response, the lockout and register_from before the response is looked at.
+func TestStageNoPasswordOracle(t *testing.T) {
+	const ruri = "sip:sip.example.com"
+	invented := strings.Repeat("A", NonceLen)
+	strip := regexp.MustCompile(`nonce="[^"]+"`)
+	tests := []struct {
+		name  string
+		user  string
+		pass  string // the right one
+		src   string
+		nonce func(f *fixture, src string) string
+		setup func(f *fixture)
+		want  string // reason of the verdict for both passwords
+	}{
+		{"invented nonce", "1001", pass1001, "203.0.113.70:5060",
+			func(*fixture, string) string { return invented }, nil, "stale_nonce"},
+		{"nonce of another source", "1001", pass1001, "203.0.113.71:5060",
+			func(f *fixture, _ string) string {
+				_, n := f.challengeFor("REGISTER", ruri, "1001", "203.0.113.99:5060")
+				return n
+			}, nil, "stale_nonce"},
+		{"expired nonce", "1001", pass1001, "203.0.113.72:5060",
+			func(f *fixture, src string) string {
+				_, n := f.challengeFor("REGISTER", ruri, "1001", src)
+				f.now = f.now.Add(f.cfg.Auth.NonceLifetime + time.Second)
+				return n
+			}, nil, "stale_nonce"},
+		{"outside register_from, invented nonce", "1002", pass1002, "203.0.113.73:5060",
+			func(*fixture, string) string { return invented }, nil, "stale_nonce"},
+		{"outside register_from", "1002", pass1002, "203.0.113.74:5060",
+			func(f *fixture, src string) string { _, n := f.challengeFor("REGISTER", ruri, "1002", src); return n }, nil, "auth_failed"},
+		{"locked account", "1001", pass1001, "203.0.113.75:5060",
+			func(f *fixture, src string) string { _, n := f.challengeFor("REGISTER", ruri, "1001", src); return n },
+			func(f *fixture) { lockAccount(f, "1001") }, "auth_failed"},
+		{"locked account, invented nonce", "1001", pass1001, "203.0.113.76:5060",
+			func(*fixture, string) string { return invented },
+			func(f *fixture) { lockAccount(f, "1001") }, "stale_nonce"},
+	}
+	for _, tc := range tests {
+		var got [2]string
+		for i, pass := range []string{tc.pass, "Wrong-password-77"} {
+			f := newFixture(t)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			nonce := tc.nonce(f, tc.src)
+			v, req := f.handle(msg(t, "REGISTER", ruri, tc.user, authLine("REGISTER", SHA256, tc.user, pass, nonce, ruri, 1)), tc.src, sip.UDP, "phones")
+			if v.Action != chain.Reply || v.Reason != tc.want || req.Account != "" {
+				t.Errorf("%s, password %d: %+v, want a reply %s", tc.name, i, v, tc.want)
+			}
+			v.Header = strip.ReplaceAllString(v.Header, `nonce="-"`)
+			got[i] = fmt.Sprint(v)
+		}
+		if got[0] != got[1] {
+			t.Errorf("%s: the right and a wrong password are told apart:\n%s\n%s", tc.name, got[0], got[1])
+		}
+	}
+}
+
+// TestStageRefusalBeforeResponse: a locked account's right answer is
+// refused without being looked at, so its nonce-count is not used up: once
+// the lockout is lifted, the same answer succeeds.
+func TestStageRefusalBeforeResponse(t *testing.T) {
+	f := newFixture(t)
+	const ruri, src = "sip:sip.example.com", "203.0.113.80:5060"
+	lockAccount(f, "1001")
+	_, nonce := f.challengeFor("REGISTER", ruri, "1001", src)
+	hdr := authLine("REGISTER", SHA256, "1001", pass1001, nonce, ruri, 1)
+	if v, _ := f.handle(msg(t, "REGISTER", ruri, "1001", hdr), src, sip.UDP, "phones"); v.Reason != "auth_failed" {
+		t.Fatalf("locked: %+v", v)
+	}
+	f.st.Guard.Unlock("phones", "1001")
+	if v, req := f.handle(msg(t, "REGISTER", ruri, "1001", hdr), src, sip.UDP, "phones"); v.Action != chain.Continue || req.Account != "1001" {
+		t.Fatalf("after the lockout: %+v", v)
+	}
+}
+
+// lockAccount locks an account of the fixture through distributed failures
+// (account_failures: 6, from 6 sources).
+func lockAccount(f *fixture, user string) {
+	f.t.Helper()
+	const ruri = "sip:sip.example.com"
+	for i := range 6 {
+		src := fmt.Sprintf("198.18.7.%d:5060", i)
+		_, nonce := f.challengeFor("REGISTER", ruri, user, src)
+		f.handle(msg(f.t, "REGISTER", ruri, user, authLine("REGISTER", SHA256, user, "Nope-nope-nope-9", nonce, ruri, 1)), src, sip.UDP, "phones")
+	}
+	if !f.st.Guard.Locked("phones", user) {
+		f.t.Fatalf("%s not locked", user)
+	}
+}
+
 func TestStageMalformedAndOtherRealms(t *testing.T) {
 	f := newFixture(t)
 	const ruri, src = "sip:sip.example.com", "203.0.113.60:5060"

@@ -76,9 +76,16 @@ func TestVerify(t *testing.T) {
 		{"md5 for a sha-only account", clientAuth(MD5, "1002", "7yH#e2Wq!pL0$vN4", nonce, "REGISTER", uri, 6), src, now, Failure, "algorithm_refused"},
 		{"sha-only account with sha-256", clientAuth(SHA256, "1002", "7yH#e2Wq!pL0$vN4", nonce, "REGISTER", uri, 7), src, now, Success, ""},
 		{"expired nonce, right password", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", uri, 8), src, now.Add(2 * time.Minute), Stale, "nonce_expired"},
-		{"expired nonce, wrong password", clientAuth(SHA256, "1001", "nope-Nope-nope-1", nonce, "REGISTER", uri, 8), src, now.Add(2 * time.Minute), Failure, "wrong_response"},
+		// The nonce is checked before the response: a right and a wrong
+		// password get the same outcome with a nonce that is not valid here.
+		{"expired nonce, wrong password", clientAuth(SHA256, "1001", "nope-Nope-nope-1", nonce, "REGISTER", uri, 8), src, now.Add(2 * time.Minute), Stale, "nonce_expired"},
 		{"nonce of another address", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", uri, 9), netip.MustParseAddr("192.0.2.11"), now, Stale, "nonce_invalid"},
+		{"nonce of another address, wrong password", clientAuth(SHA256, "1001", "nope-Nope-nope-1", nonce, "REGISTER", uri, 9), netip.MustParseAddr("192.0.2.11"), now, Stale, "nonce_invalid"},
 		{"forged nonce", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", "forged", "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
+		{"forged nonce, wrong password", clientAuth(SHA256, "1001", "nope-Nope-nope-1", "forged", "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
+		{"forged nonce, unknown account", clientAuth(SHA256, "9999", "nope-Nope-nope-1", "forged", "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
+		{"invented nonce of the right length", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", strings.Repeat("A", NonceLen), "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
+		{"invented nonce of the right length, wrong password", clientAuth(SHA256, "1001", "nope-Nope-nope-1", strings.Repeat("A", NonceLen), "REGISTER", uri, 1), src, now, Stale, "nonce_invalid"},
 		{"other uri", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:other", 10), src, now, Malformed, "uri_mismatch"},
 		{"other user in the uri", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:x@sip.example.com", 10), src, now, Malformed, "uri_mismatch"},
 		{"uri without the Request-URI's parameters", clientAuth(SHA256, "1001", "gR8%xk2Lq!vT9#mZ", nonce, "REGISTER", "sip:SIP.example.com", 10), src, now, Success, ""},
@@ -90,6 +97,48 @@ func TestVerify(t *testing.T) {
 		if o.Result != tc.want || o.Why != tc.why {
 			t.Errorf("%s: %v (%s), want %v (%s)", tc.name, o.Result, o.Why, tc.want, tc.why)
 		}
+	}
+}
+
+// TestVerifyOfferedAlgorithmsOnly: a realm that offers only SHA-256 refuses
+// an MD5 (or SHA-512-256) answer even from an account that has those HA1s,
+// before the response is looked at: a right and a wrong password look alike.
+func TestVerifyOfferedAlgorithmsOnly(t *testing.T) {
+	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false)}
+	v, err := NewVerifier(testRealm, []Algorithm{SHA256}, accts, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("192.0.2.10")
+	now := time.Unix(1_800_000_000, 0)
+	nonce := string(v.nonces.Append(nil, testRealm, src, now))
+	const uri = "sip:sip.example.com"
+	tests := []struct {
+		name string
+		alg  Algorithm
+		user string
+		pass string
+		want Result
+		why  string
+	}{
+		{"md5, right password", MD5, "1001", "gR8%xk2Lq!vT9#mZ", Failure, "algorithm_refused"},
+		{"md5, wrong password", MD5, "1001", "nope-Nope-nope-1", Failure, "algorithm_refused"},
+		{"sha-512-256, right password", SHA512256, "1001", "gR8%xk2Lq!vT9#mZ", Failure, "algorithm_refused"},
+		{"md5, unknown account", MD5, "9999", "nope-Nope-nope-1", UnknownAccount, "unknown_account"},
+		{"sha-256, right password", SHA256, "1001", "gR8%xk2Lq!vT9#mZ", Success, ""},
+	}
+	for i, tc := range tests {
+		var c Credentials
+		if err := ParseCredentials(&c, []byte(clientAuth(tc.alg, tc.user, tc.pass, nonce, "REGISTER", uri, uint32(i+1)))); err != nil {
+			t.Fatal(err)
+		}
+		if o := v.Verify(&c, []byte("REGISTER"), []byte(uri), src, now); o.Result != tc.want || o.Why != tc.why {
+			t.Errorf("%s: %v (%s), want %v (%s)", tc.name, o.Result, o.Why, tc.want, tc.why)
+		}
+	}
+	a := v.Account("1001")
+	if a.Accepts(MD5) || a.Accepts(SHA512256) || !a.Accepts(SHA256) {
+		t.Errorf("Accepts on a SHA-256-only realm: md5 %v, sha-512-256 %v, sha-256 %v", a.Accepts(MD5), a.Accepts(SHA512256), a.Accepts(SHA256))
 	}
 }
 
@@ -147,6 +196,9 @@ func TestVerifyAllocs(t *testing.T) {
 			v.Verify(&c, []byte("INVITE"), []byte("sip:a@b"), src, now)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per verification", user, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { v.Spend(&c) }); n != 0 {
+			t.Errorf("%s: %v allocations per Spend", user, n)
 		}
 	}
 }

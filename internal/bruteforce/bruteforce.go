@@ -5,8 +5,8 @@
 // username, a REGISTER from outside an account's allowed prefixes) and every
 // success; the normal first challenge of a request without credentials is
 // never reported, so a phone that registers every minute never counts.
-// Three counters per source address and one per account, each over a window
-// that starts with the first failure:
+// Three counters per source address (and per IPv6 /64) and one per account,
+// each over a window that starts with the first failure:
 //
 //   - failures of one account from one source (password guessing): ban the source;
 //   - failures from one source over all accounts (password spraying): ban the source;
@@ -143,6 +143,8 @@ type Decision struct {
 	Reason string
 	// Locked is set when this failure locked (or restricted) the account.
 	Locked bool
+	// Banned is what was banned: the source address, or its IPv6 /64.
+	Banned netip.Prefix
 }
 
 // Ban reasons.
@@ -153,32 +155,49 @@ const (
 )
 
 // Failure counts one failed authentication and applies the thresholds of c.
+//
+// The source counters count the address and, for IPv6, its /64 as well,
+// with the same thresholds: a site gets a /64, so a guesser that rotates
+// addresses inside it meets one set of counters, as a NAT address does in
+// IPv4. When the address itself crosses a threshold, the address is banned;
+// when only its /64 does (the failures came from several addresses), the /64.
 func (g *Guard) Failure(c *Config, a Attempt) Decision {
 	now := g.now().UnixNano()
 	src := a.Src.Unmap()
 	win := int64(c.Window)
 	var d Decision
-	sk := g.key(src, "", "")
-	if a.Unknown {
-		if n := g.srcs.add(sk, 1, now, win); c.Unknown > 0 && n >= c.Unknown {
-			d = Decision{Ban: true, Reason: ReasonEnumeration}
-		}
-	} else {
-		if n := g.pairs.add(g.key(src, a.Trunk, a.Account), 0, now, win); c.SourceAccount > 0 && n >= c.SourceAccount {
-			d = Decision{Ban: true, Reason: ReasonBruteForce}
-		}
-		if c.Account > 0 && g.accountFailure(c, a.Trunk, a.Account, now) {
-			d.Locked = true
-			g.met.lockout.Inc()
-		}
+	if !a.Unknown && c.Account > 0 && g.accountFailure(c, a.Trunk, a.Account, now) {
+		d.Locked = true
+		g.met.lockout.Inc()
 	}
-	if n := g.srcs.add(sk, 0, now, win); !d.Ban && c.Source > 0 && n >= c.Source {
-		d.Ban, d.Reason = true, ReasonSpraying
+	scopes, n := [2]netip.Prefix{netip.PrefixFrom(src, src.BitLen())}, 1
+	if src.Is6() {
+		scopes[1], _ = src.Prefix(64)
+		n = 2
+	}
+	ban := scopes[0]
+	for _, p := range scopes[:n] {
+		reason := ""
+		sk := g.key(p, "", "")
+		if a.Unknown {
+			if k := g.srcs.add(sk, 1, now, win); c.Unknown > 0 && k >= c.Unknown {
+				reason = ReasonEnumeration
+			}
+		} else if k := g.pairs.add(g.key(p, a.Trunk, a.Account), 0, now, win); c.SourceAccount > 0 && k >= c.SourceAccount {
+			reason = ReasonBruteForce
+		}
+		if k := g.srcs.add(sk, 0, now, win); reason == "" && c.Source > 0 && k >= c.Source {
+			reason = ReasonSpraying
+		}
+		if reason != "" && !d.Ban {
+			d.Ban, d.Reason, ban = true, reason, p
+		}
 	}
 	if d.Ban {
+		d.Banned = ban
 		g.met.bans.WithLabelValues(d.Reason).Inc()
 		if g.bans != nil {
-			_, _ = g.bans.Add(netip.PrefixFrom(src, src.BitLen()), d.Reason, "auth", c.BanDuration)
+			_, _ = g.bans.Add(ban, d.Reason, "auth", c.BanDuration)
 		}
 	}
 	return d
@@ -218,7 +237,13 @@ func (g *Guard) account(trunk, account string) *accountState {
 func (g *Guard) Success(c *Config, src netip.Addr, trunk, account string) {
 	now := g.now().UnixNano()
 	src = src.Unmap()
-	g.pairs.reset(g.key(src, trunk, account))
+	g.pairs.reset(g.key(netip.PrefixFrom(src, src.BitLen()), trunk, account))
+	if src.Is6() {
+		// The /64's failures of this account go too, or a user's typos
+		// before a success would add up to a ban of the whole site.
+		p, _ := src.Prefix(64)
+		g.pairs.reset(g.key(p, trunk, account))
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.account(trunk, account)
@@ -275,12 +300,14 @@ func (g *Guard) Unlock(trunk, account string) {
 	}
 }
 
-// key hashes a source with an account (or alone) with the guard's secret seed.
-func (g *Guard) key(src netip.Addr, trunk, account string) uint64 {
+// key hashes a source (an address or an IPv6 /64) with an account (or
+// alone) with the guard's secret seed.
+func (g *Guard) key(src netip.Prefix, trunk, account string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(g.seed)
-	b := src.As16()
+	b := src.Addr().As16()
 	_, _ = h.Write(b[:])
+	_ = h.WriteByte(byte(src.Bits()))
 	if account != "" || trunk != "" {
 		_, _ = h.WriteString(trunk)
 		_ = h.WriteByte(0)

@@ -3,6 +3,7 @@ package bruteforce
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,72 @@ func TestDistributedLockout(t *testing.T) {
 	}
 }
 
+// TestIPv6SlashSixtyFour: a guesser that takes a new address of its /64 for
+// every attempt meets the /64's counters and gets the /64 banned; a single
+// address that crosses a threshold is banned alone; IPv4 neighbours and
+// other /64s never add up.
+func TestIPv6SlashSixtyFour(t *testing.T) {
+	c := Defaults
+	c.SourceAccount, c.Unknown, c.Source, c.Account = 3, 4, 6, 0
+	// addr numbers the attempts in the address ("%x"), or not (no verb: one address).
+	addr := func(s string, i int) netip.Addr {
+		if !strings.Contains(s, "%") {
+			return netip.MustParseAddr(s)
+		}
+		return netip.MustParseAddr(fmt.Sprintf(s, i))
+	}
+	tests := []struct {
+		name    string
+		src     string // with %x (%d): the attempt number
+		unknown bool
+		account func(i int) string
+		n       int // the attempt that bans
+		reason  string
+		banned  string
+	}{
+		{"one account, rotating addresses", "2001:db8:1:2::%x", false, func(int) string { return "1001" }, 3, ReasonBruteForce, "2001:db8:1:2::/64"},
+		{"unknown names, rotating addresses", "2001:db8:1:3:%x::1", true, func(i int) string { return fmt.Sprint("u", i) }, 4, ReasonEnumeration, "2001:db8:1:3::/64"},
+		{"spraying, rotating addresses", "2001:db8:1:4::%x:1", false, func(i int) string { return fmt.Sprint(1000 + i) }, 6, ReasonSpraying, "2001:db8:1:4::/64"},
+		{"one address", "2001:db8:1:5::7", false, func(int) string { return "1001" }, 3, ReasonBruteForce, "2001:db8:1:5::7/128"},
+		{"IPv4 neighbours", "192.0.2.%d", false, func(int) string { return "1001" }, 0, "", ""},
+		{"other /64s", "2001:db8:2:%x::1", false, func(int) string { return "1001" }, 0, "", ""},
+	}
+	for _, tc := range tests {
+		g, bans, _ := newGuard(1024)
+		for i := 1; i <= 8; i++ {
+			src := addr(tc.src, i)
+			d := g.Failure(&c, Attempt{Src: src, Trunk: "t", Account: tc.account(i), Unknown: tc.unknown})
+			if d.Ban != (i == tc.n) {
+				t.Fatalf("%s: attempt %d: %+v", tc.name, i, d)
+			}
+			if !d.Ban {
+				continue
+			}
+			if d.Reason != tc.reason || d.Banned.String() != tc.banned {
+				t.Fatalf("%s: ban %+v, want %s of %s", tc.name, d, tc.reason, tc.banned)
+			}
+			if b, ok := bans.Lookup(src); !ok || b.Reason != tc.reason {
+				t.Fatalf("%s: the source is not banned: %+v", tc.name, b)
+			}
+			break
+		}
+		if tc.n == 0 && len(bans.List(false)) != 0 {
+			t.Fatalf("%s: bans %v", tc.name, bans.List(false))
+		}
+	}
+	// A success forgets the /64's failures of the account as well as the
+	// address's: a user's typos before it never add up to a ban of its site.
+	g, bans, _ := newGuard(1024)
+	home := netip.MustParseAddr("2001:db8:9::1")
+	for range 2 {
+		g.Failure(&c, Attempt{Src: home, Trunk: "t", Account: "1001"})
+	}
+	g.Success(&c, home, "t", "1001")
+	if d := g.Failure(&c, Attempt{Src: netip.MustParseAddr("2001:db8:9::2"), Trunk: "t", Account: "1001"}); d.Ban || len(bans.List(false)) != 0 {
+		t.Fatalf("failures forgiven by a success banned the /64: %+v", d)
+	}
+}
+
 // TestBoundedMemory: a million spoofed sources do not grow the tables.
 func TestBoundedMemory(t *testing.T) {
 	c := Defaults
@@ -130,5 +197,16 @@ func BenchmarkFailure(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		g.Failure(&c, Attempt{Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Trunk: "t", Account: "1001"})
+	}
+}
+
+// BenchmarkFailureIPv6 counts the address and its /64.
+func BenchmarkFailureIPv6(b *testing.B) {
+	c := Defaults
+	c.SourceAccount, c.Source, c.Unknown = 0, 0, 0
+	g := New(65536, nil, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		g.Failure(&c, Attempt{Src: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}), Trunk: "t", Account: "1001"})
 	}
 }

@@ -254,3 +254,30 @@ func (r *Request) PeerName() string {
 	}
 	return ""
 }
+
+// CallKey is the identity under which sipwarden keeps the state of one call
+// (its dialog, fraud meter and media session): the Call-ID and the caller's
+// From tag, separated by a NUL byte (which neither may contain). Two INVITEs
+// that share a Call-ID but not a From tag are two calls (RFC 3261 12: a
+// dialog is Call-ID, local tag and remote tag); the callee's To tag is not
+// part of the key because it is unknown when the call starts, and the proxy
+// checks it on every in-dialog request once the call is answered.
+func CallKey(callID, fromTag []byte) string {
+	return string(callID) + "\x00" + string(fromTag) // one allocation
+}
+
+// CallKey returns the call key of the request (see CallKey).
+func (r *Request) CallKey() string {
+	return CallKey(r.Msg.CallID(), r.Msg.FromTag())
+}
+
+// CallIDOf returns the Call-ID part of a call key (logs and events show the
+// Call-ID, never the key). A string without a NUL byte is returned whole.
+func CallIDOf(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] == 0 {
+			return key[:i]
+		}
+	}
+	return key
+}

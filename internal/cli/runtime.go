@@ -147,12 +147,14 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 			return route.Location{URI: bs[0].Contact, Transport: bs[0].Transport, Addr: bs[0].Source}, true
 		})
 	}
+	var transfers chain.TransferPolicy // REFER and 3xx targets of trunks' calls
 	if cfg.Fraud.Enabled {
 		fraudStage, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
 		if err != nil {
 			return nil, fmt.Errorf("fraud: %w", err)
 		}
 		stages = append(stages, fraudStage)
+		transfers = fraudStage
 	}
 	if cfg.Shaken.Enabled() {
 		stages = append(stages, shakenStage)
@@ -176,6 +178,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		Config:     cfg,
 		Chain:      chain.New(d.chain, stages...),
 		Alternates: routeStage.Alternates,
+		Transfers:  transfers,
 	}
 	if cfg.Media.Enabled && d.relay != nil {
 		anchor, err := media.NewAnchor(d.relay, cfg)

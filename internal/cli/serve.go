@@ -169,9 +169,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		rc.Logger, rc.Registerer = log, reg
 		// A call whose media stopped (a phone gone behind its NAT, a
 		// half-dead call still billing) is ended: BYE both ways.
-		rc.OnTimeout = func(callID string) {
+		rc.OnTimeout = func(key string) {
 			if p := s.hangupTo.Load(); p != nil {
-				p.Hangup(callID, "media", "media_timeout")
+				p.Hangup(key, "media", "media_timeout")
 			}
 		}
 		if s.deps.relay, err = media.New(rc); err != nil {
@@ -250,8 +250,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	s.hangupTo.Store(s.proxy)
 	// A fraud rule with end_calls ends the risky calls already up: BYE both
 	// ways (answered calls are known to the engine through chain.Answerer).
-	s.deps.fraud.Engine.SetHangup(func(callID, _, rule string) {
-		s.proxy.Hangup(callID, "fraud", "fraud_hangup:"+rule)
+	s.deps.fraud.Engine.SetHangup(func(key, _, rule string) {
+		s.proxy.Hangup(key, "fraud", "fraud_hangup:"+rule)
 	})
 	for _, l := range cfg.Listen {
 		ln, err := s.transport.Listen(l.Transport, l.Addr, l.Advertise)

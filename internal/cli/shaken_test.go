@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/testenv"
 )
 
 func runShaken(args ...string) (int, string, string) {
@@ -182,13 +184,7 @@ func TestShakenTestPKIRevoked(t *testing.T) {
 // prints passes `sipwarden shaken verify`. Skipped locally without the tool;
 // in CI (CI=true) .ci/run installs the Debian package secsipidx.
 func TestShakenCLIInteropSecsipidx(t *testing.T) {
-	bin, err := exec.LookPath("secsipidx")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("secsipidx is not installed: .ci/run must install the Debian package secsipidx")
-		}
-		t.Skip("secsipidx is not installed (apt-get install secsipidx)")
-	}
+	bin := testenv.Tool(t, "secsipidx", "secsipidx")
 	dir := t.TempDir()
 	if code, _, errs := runShaken("testpki", dir); code != 0 {
 		t.Fatal(errs)

@@ -261,6 +261,10 @@ type Trunk struct {
 	Digest TrunkDigest
 	// Media is the trunk's media policy (media.go).
 	Media TrunkMedia
+	// AllowTransfers (transfers: allow) lets the trunk transfer its calls
+	// with REFER, to targets the fraud destination policy would accept for
+	// a new call of the trunk; by default (deny) a REFER gets 403.
+	AllowTransfers bool
 }
 
 // Values of Trunk.Auth.

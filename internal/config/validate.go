@@ -159,6 +159,8 @@ type rawTrunk struct {
 	Flood    rawFloodProfile `yaml:"flood"`
 	Fraud    rawTrunkFraud   `yaml:"fraud"`
 	Media    rawTrunkMedia   `yaml:"media"`
+	// Transfers: deny (default) or allow.
+	Transfers string `yaml:"transfers"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -193,7 +195,7 @@ var knownKeys = map[string][]string{
 	"rawLog":          {"level", "format"},
 	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers"},
 	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
@@ -691,6 +693,13 @@ func (v *validator) build(raw *rawConfig) *Config {
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
 		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
+		switch t.Transfers {
+		case "", "deny":
+		case "allow":
+			tr.AllowTransfers = true
+		default:
+			v.fail(append(base, "transfers"), "must be allow or deny, got %q", t.Transfers)
+		}
 		if tr.TLS.RequireClientCert && c.TLS.ClientCA == "" {
 			v.fail(append(base, "tls", "require_client_cert"), "needs tls.client_ca to verify client certificates")
 		}

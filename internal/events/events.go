@@ -77,6 +77,10 @@ const (
 	// of events (Reason: the sink type; Detail: its host, how many events,
 	// how many tries and the last error, never a URL path or a password).
 	NotifyFailed
+	// Unauthenticated: INVITEs challenged or refused while their source had
+	// not authenticated (they write no CDR); sampled, at most one event a
+	// second, Detail telling how many since the previous one.
+	Unauthenticated
 )
 
 var kindNames = [...]string{
@@ -107,6 +111,7 @@ var kindNames = [...]string{
 	FraudHangup:           "fraud_hangup",
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
+	Unauthenticated:       "unauthenticated",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sipwarden/sipwarden/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,18 +24,8 @@ var nsCount atomic.Int32
 // skipped without them, in CI (CI=true) it fails.
 func newNetNS(t *testing.T) int {
 	t.Helper()
-	need := func(why string) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s (CI installs iproute2 and runs as root)", why)
-		}
-		t.Skip(why)
-	}
-	if os.Geteuid() != 0 {
-		need("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		need("ip (iproute2) is not installed")
-	}
+	testenv.Root(t, "a network namespace")
+	testenv.Tool(t, "ip", "iproute2")
 	name := fmt.Sprintf("swfw-%d-%d", os.Getpid(), nsCount.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)

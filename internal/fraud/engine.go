@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/events"
 )
 
@@ -23,9 +24,12 @@ import (
 // The proxy's side of the contract:
 //
 //	d := e.Check(trunk, dest, rate.PerMinute)      // a new INVITE: refuse when !d.Allowed()
-//	call := e.CallStarted(callID, trunk, dest, rate) // the INVITE is forwarded
-//	e.CallAnswered(callID)                           // a 2xx to the INVITE
-//	call.Release() or e.CallEnded(callID)            // BYE, failure, CANCEL, timeout
+//	call := e.CallStarted(key, trunk, dest, rate) // the INVITE is forwarded
+//	call.Answered(at) or e.CallAnswered(key)      // a 2xx to the INVITE
+//	call.Release() or e.CallEnded(key)            // BYE, failure, CANCEL, timeout
+//
+// key is the call's identity (chain.CallKey: Call-ID and From tag); the
+// engine's hangup function is given that key back.
 //
 // and Run (or Tick) on a ticker, which updates the live exposure, ends
 // calls over a per-call cap through Options.Hangup, and expires incidents.
@@ -34,7 +38,7 @@ type Engine struct {
 	now func() time.Time
 
 	reportOnly atomic.Bool
-	hangup     atomic.Pointer[func(callID, account, rule string)]
+	hangup     atomic.Pointer[func(key, account, rule string)]
 	// baselinePath is where Run saves the baselines (nil: nowhere).
 	baselinePath atomic.Pointer[string]
 
@@ -55,8 +59,9 @@ type Options struct {
 	// Bus receives incidents, releases and hangups (nil: none).
 	Bus *events.Bus
 	// Hangup, when set, is called (outside any lock) to end a call in
-	// progress that a call_cost rule tripped on. The proxy sends BYE both ways.
-	Hangup func(callID, account, rule string)
+	// progress that a call_cost rule tripped on, with the key the call was
+	// started under (chain.CallKey). The proxy sends BYE both ways.
+	Hangup func(key, account, rule string)
 	// ReportOnly makes every rule report-only: incidents are published,
 	// no call is refused or ended.
 	ReportOnly bool
@@ -111,7 +116,7 @@ type callShard struct {
 // Call is a call in progress. Release (the chain.Releaser the fraud stage
 // holds on the request) ends it exactly once.
 type Call struct {
-	id       string
+	id       string // the call key (chain.CallKey)
 	e        *Engine
 	acct     *account
 	risky    bool
@@ -136,7 +141,7 @@ func (c *Call) Release() { c.e.endCall(c) }
 
 // Answered marks the call answered (chain.Answerer: the proxy calls it on the
 // first 2xx): the same as CallAnswered.
-func (c *Call) Answered(time.Time) { c.e.CallAnswered(c.id) }
+func (c *Call) Answered(time.Time) { c.e.answer(c) }
 
 type bucket struct {
 	min          int64 // Unix minute; a stale bucket is reset on write
@@ -363,7 +368,7 @@ func NewEngine(o Options) *Engine {
 
 // SetHangup sets the function that ends calls over a per-call cap (the
 // proxy's, once it exists). nil: calls are reported, not ended.
-func (e *Engine) SetHangup(f func(callID, account, rule string)) {
+func (e *Engine) SetHangup(f func(key, account, rule string)) {
 	if f == nil {
 		e.hangup.Store(nil)
 		return
@@ -570,22 +575,22 @@ func (a *account) decide(now time.Time, isRisky, isNew bool) Decision {
 	return d
 }
 
-// CallStarted registers a call in progress (the INVITE was forwarded). A
-// call still registered under the same callID is ended first: an INVITE
-// re-sent after a 401/407 challenge keeps its Call-ID, and the release of
-// the first attempt may come after the second starts (the late release
-// then finds the call already ended).
-func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate) *Call {
-	if old := e.lookup(callID); old != nil {
-		e.endCall(old)
-	}
+// CallStarted registers a call in progress (the INVITE was forwarded) under
+// key, its identity (chain.CallKey). A call still registered under the same
+// key keeps its place and its meter: a second INVITE that reuses a live
+// call's identity must not end the first call's metering (the first call
+// goes on at the far end). The second call is metered on its own, through
+// the *Call returned, and is not found by key.
+func (e *Engine) CallStarted(key, account string, dest Destination, rate Rate) *Call {
 	now := e.now()
-	sh := e.shard(callID)
+	sh := e.shard(key)
 	sh.mu.Lock()
 	a := e.account(account)
-	c := &Call{id: callID, e: e, acct: a, risky: riskyAt(&dest, rate.PerMinute), rate: rate, started: now,
+	c := &Call{id: key, e: e, acct: a, risky: riskyAt(&dest, rate.PerMinute), rate: rate, started: now,
 		country: noveltyKey(&dest, rate.PerMinute), rng: rangeKey(&dest)}
-	sh.calls[callID] = c
+	if sh.calls[key] == nil {
+		sh.calls[key] = c
+	}
 	sh.mu.Unlock()
 	a.mu.Lock()
 	if a.since == 0 {
@@ -602,13 +607,16 @@ func (e *Engine) CallStarted(callID, account string, dest Destination, rate Rate
 	return c
 }
 
-// CallAnswered marks the call answered (a 2xx to its INVITE): it starts
-// costing money. Unknown or already answered calls are ignored.
-func (e *Engine) CallAnswered(callID string) {
-	c := e.lookup(callID)
-	if c == nil {
-		return
+// CallAnswered marks the call registered under key answered (a 2xx to its
+// INVITE): it starts costing money. Unknown or already answered calls are
+// ignored.
+func (e *Engine) CallAnswered(key string) {
+	if c := e.lookup(key); c != nil {
+		e.answer(c)
 	}
+}
+
+func (e *Engine) answer(c *Call) {
 	now := e.now()
 	a := c.acct
 	a.mu.Lock()
@@ -624,9 +632,10 @@ func (e *Engine) CallAnswered(callID string) {
 	a.mu.Unlock()
 }
 
-// CallEnded ends the call: its cost (if answered) is counted as spent now.
-func (e *Engine) CallEnded(callID string) {
-	if c := e.lookup(callID); c != nil {
+// CallEnded ends the call registered under key: its cost (if answered) is
+// counted as spent now.
+func (e *Engine) CallEnded(key string) {
+	if c := e.lookup(key); c != nil {
 		e.endCall(c)
 	}
 }
@@ -756,7 +765,7 @@ func (e *Engine) Tick() {
 				if r.Metric != MetricCallCost || c.hungUp || cost.Float() < r.Limit {
 					continue
 				}
-				evs = a.trip(e, now, r, cost.Float(), c.id, "", evs)
+				evs = a.trip(e, now, r, cost.Float(), chain.CallIDOf(c.id), "", evs)
 				if !r.reporting(now) && !e.reportOnly.Load() {
 					c.hungUp = true
 					hangups = append(hangups, hangup{c.id, a.name, r.Name})
@@ -803,7 +812,7 @@ func (e *Engine) Tick() {
 	slices.SortFunc(hangups, func(x, y hangup) int { return strings.Compare(x.id, y.id) })
 	for _, h := range hangups {
 		e.opt.Bus.Publish(events.Event{Time: now, Kind: events.FraudHangup, Stage: "fraud", Reason: h.rule,
-			Trunk: h.account, CallID: h.id, Detail: "call ended by rule " + h.rule})
+			Trunk: h.account, CallID: chain.CallIDOf(h.id), Detail: "call ended by rule " + h.rule})
 		if m := e.opt.Metrics; m != nil {
 			m.hangups.WithLabelValues(h.account, h.rule).Inc()
 		}

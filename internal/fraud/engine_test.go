@@ -613,22 +613,33 @@ func TestRepeatIncidentsEscalate(t *testing.T) {
 	}
 }
 
-func TestCallIDReused(t *testing.T) {
+// A second INVITE that reuses a live call's key (Call-ID and From tag) must
+// not end the first call's meter: the first call goes on at the far end.
+func TestCallKeyReusedKeepsFirstMeter(t *testing.T) {
 	e, _, _ := newTestEngine(t)
-	first := e.CallStarted("same", "acme", intlDest, Rate{})
-	second := e.CallStarted("same", "acme", intlDest, Rate{}) // the INVITE re-sent after a 407
-	if first == second || e.Stats("acme").Live != 1 {
-		t.Fatalf("live %d", e.Stats("acme").Live)
+	rate := Rate{PerMinute: 6 * MoneyUnit, Initial: 1, Subsequent: 1}
+	first := e.CallStarted("same\x00tag", "acme", intlDest, rate)
+	first.Answered(time.Time{})
+	second := e.CallStarted("same\x00tag", "acme", intlDest, rate) // the replayed INVITE
+	if first == second || first.ended.Load() || e.Stats("acme").Live != 2 {
+		t.Fatalf("the second call displaced the first: live %d, first ended %v", e.Stats("acme").Live, first.ended.Load())
 	}
-	first.Release() // late release of the first attempt
-	if e.Stats("acme").Live != 1 {
-		t.Fatal("the late release ended the second call")
+	second.Release() // the proxy refuses the replay and releases what it held
+	if first.ended.Load() || e.Stats("acme").Live != 1 {
+		t.Fatalf("the release of the replay ended the first call (live %d)", e.Stats("acme").Live)
 	}
-	e.CallAnswered("same")
-	if second.answered.IsZero() || !first.answered.IsZero() {
-		t.Fatal("the answer did not go to the second call")
+	e.CallEnded("same\x00tag")
+	if !first.ended.Load() || e.Stats("acme").Live != 0 {
+		t.Fatal("the key no longer finds the first call")
 	}
-	second.Release()
+	// Once the first call is over its key is free again (an INVITE re-sent
+	// after the far end's 407 keeps Call-ID and From tag).
+	third := e.CallStarted("same\x00tag", "acme", intlDest, rate)
+	e.CallAnswered("same\x00tag")
+	if third.answered.IsZero() {
+		t.Fatal("the answer did not go to the new call")
+	}
+	third.Release()
 	if e.Stats("acme").Live != 0 {
 		t.Fatal("not ended")
 	}

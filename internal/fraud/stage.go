@@ -320,9 +320,65 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		return s.refuseRule(req, dest, chain.Verdict{Action: chain.Reply, Code: 503, RetryAfter: d.RetryAfter,
 			Reason: rt.throttle, Warning: rt.warning}, d.Rule)
 	}
-	call := s.st.Engine.CallStarted(string(req.Msg.CallID()), p.name, dest, rate)
+	call := s.st.Engine.CallStarted(req.CallKey(), p.name, dest, rate)
 	req.Hold(call)
 	return chain.Next()
+}
+
+// CheckTransfer implements chain.TransferPolicy: the destination policy of
+// req.Trunk for target (a REFER's Refer-To, a 3xx's Contact), as a new call
+// to it would meet it: hot list, Wangiri numbers, classes, countries, price
+// cap, unrated destinations, and, since a transferred call is a forwarded
+// one, allow_diverted_international. The rate rules of the engine are not
+// consulted: the transfer starts no call of the trunk here (the call the
+// far end then makes is its own). A refusal is counted and published like
+// a refused INVITE.
+func (s *Stage) CheckTransfer(req *chain.Request, target []byte) chain.Verdict {
+	p := s.policies[req.Trunk]
+	if p == nil {
+		return chain.Next()
+	}
+	var user []byte
+	if u, err := sip.ParseURI(target); err == nil {
+		user = u.User
+	}
+	var buf [24]byte
+	num, dest := s.st.Classifier.Classify(&p.dial, user, buf[:0])
+	now := s.st.Engine.Now()
+	var rate Rate
+	rated := false
+	if len(num) > 0 {
+		rate, rated = s.deck.Lookup(num, now)
+	}
+	reason := ""
+	switch {
+	case s.st.Wangiri.Tagged(&dest, now):
+		reason = ReasonWangiri
+	default:
+		switch p.hot.match(num) {
+		case hotBlock:
+			reason = ReasonHotList
+		case hotAllow:
+		default:
+			reason = p.check(dest, rate, rated, s.deck != nil)
+			if reason == "" && dest.International && !p.diverted {
+				reason = ReasonDiverted
+			}
+		}
+	}
+	if reason == "" {
+		return chain.Next()
+	}
+	v := chain.Verdict{Action: chain.Reply, Code: 403, Reason: reason, Warning: warnings[reason]}
+	s.st.met.refused.WithLabelValues(req.Trunk.Name, reason).Inc()
+	method := "INVITE" // a 3xx to the trunk's INVITE
+	if req.Msg.IsRequest() {
+		method = req.Msg.Method().String() // REFER
+	}
+	s.bus.Publish(events.Event{Kind: events.FraudBlocked, Stage: "fraud", Reason: reason, Src: req.Src,
+		Transport: req.Transport.String(), Trunk: req.Trunk.Name, Method: method, CallID: string(req.Msg.CallID()),
+		Code: 403, Detail: "transfer to class=" + dest.Class.String() + " region=" + dest.Region})
+	return v
 }
 
 // watchRing watches a call from an upstream to a customer whose caller

@@ -49,13 +49,16 @@ func (a *Anchor) Open(req *chain.Request) chain.MediaSession {
 	if !ok {
 		return nil
 	}
-	return &anchoredCall{relay: a.relay, callID: string(req.Msg.CallID()), pol: p[trunkLeg]}
+	// The session is keyed by the call's identity (Call-ID and From tag),
+	// not its Call-ID alone: another INVITE that reuses the Call-ID must not
+	// update, answer or close this call's session.
+	return &anchoredCall{relay: a.relay, callID: req.CallKey(), pol: p[trunkLeg]}
 }
 
 // anchoredCall is one anchored call (chain.MediaSession).
 type anchoredCall struct {
 	relay  *Relay
-	callID string
+	callID string // the relay's session key: chain.CallKey of the INVITE
 	pol    Policy
 }
 

@@ -39,7 +39,8 @@ type Config struct {
 	// histogram update per packet in the relay.
 	MeasureDelay bool
 	// OnTimeout, when set, is called (from the relay's own goroutine) with
-	// the Call-ID of a session whose media stopped for Timeout, so the proxy
+	// the key of a session whose media stopped for Timeout (the key it was
+	// opened with: the anchor uses chain.CallKey), so the proxy
 	// can end the call; the call's end closes the session (Close), so its
 	// CDR records the legs' security. A session still open after another
 	// Timeout is closed by the relay. Without OnTimeout the relay closes it

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sipwarden/sipwarden/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -633,11 +634,7 @@ func TestRelayRekeyOnReinvite(t *testing.T) {
 
 // The relay works over IPv6 (raw sockaddr handling of the Linux pollers).
 func TestRelayIPv6(t *testing.T) {
-	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	} else {
-		c.Close()
-	}
+	testenv.IPv6Loopback(t)
 	r := newTestRelay(t, Config{Addr: netip.MustParseAddr("::1")})
 	a, b := newPeer(t, "[::1]"), newPeer(t, "[::1]")
 	pol, _ := TrunkPolicy("bridge", "relay", false, LegA)

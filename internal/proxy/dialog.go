@@ -91,11 +91,21 @@ func (d *dialog) record(end time.Time, code int, disp cdr.Disposition, stage, re
 	}
 }
 
-// blockedCDR records an initial INVITE from a known peer that a stage refused.
+// blockedCDR records an initial INVITE from a known peer that a stage refused
+// (one that did not authenticate is only counted: reflect.go).
 // Unknown sources get no CDR: a flood must not fill the database.
 func (w *worker) blockedCDR(pkt *transport.Packet, req *chain.Request, stage, reason string, code int) {
-	if w.p.opt.CDR == nil || req.PeerKind == chain.PeerUnknown || req.ParseErr != nil ||
-		req.Msg.Method() != sip.INVITE || req.InDialog {
+	if req.PeerKind == chain.PeerUnknown || req.ParseErr != nil || req.Msg.Method() != sip.INVITE || req.InDialog {
+		return
+	}
+	if unauthenticated(req) {
+		// A digest trunk's INVITE that did not authenticate (a challenge,
+		// a refusal): anyone can send those, from any address, so they
+		// are counted and sampled, never one CDR each.
+		w.unauthRefused(req, stage, reason, code)
+		return
+	}
+	if w.p.opt.CDR == nil {
 		return
 	}
 	d := dialog{start: pkt.Received, src: pkt.Src.String(), transport: pkt.Transport.String()}

@@ -21,7 +21,21 @@
 //     decremented) and, for INVITE, a dialog.
 //   - CANCEL is answered hop by hop and cancels the pending client transaction.
 //   - In-dialog requests (BYE, re-INVITE, ACK for 2xx, ...) are relayed to the
-//     other party of a dialog the proxy knows; an unknown dialog gets 481.
+//     other party of a dialog the proxy knows: the Call-ID and the caller's
+//     tag find it (chain.CallKey), the other tag must be the callee's once
+//     the call is answered, and the request must come from its side's flow
+//     (the address the INVITE came from, the address it went to, or any
+//     address of the dialog's upstream). An unknown dialog gets 481, and so
+//     does a known peer that sends another dialog's tags (a stranger gets
+//     silence).
+//   - A REFER from a trunk, in a dialog or not, is refused (403) unless the
+//     trunk has transfers: allow, and then its target must pass the fraud
+//     destination policy (Runtime.Transfers); a 3xx from the upstream to a
+//     trunk's call is relayed only when every Contact passes it, else the
+//     trunk gets 403.
+//   - An INVITE without To tag that reuses a live dialog's Call-ID and From
+//     tag is refused with 482 (RFC 3261 8.2.2.2), never taken as a new call
+//     or a replacement: the dialog keeps its slot, meter and media.
 //
 // Timers (RFC 3261 17.1 and 17.2: A, B, C, D, E, F, G, H, I, J, K) run on a
 // per-worker heap, so idle calls cost no goroutine. A timer lives inside its
@@ -35,4 +49,10 @@
 //
 // Every INVITE dialog ends in one CDR (package cdr): answered, busy, no-answer,
 // failed, cancelled, blocked by a stage, or interrupted by a shutdown.
+//
+// A source that has proved nothing (no configured peer, or a digest trunk's
+// request without a verified account) may be a forged UDP address: replies
+// of our own to it go once, without timer G, within a per-destination reply
+// budget, and its refused INVITEs are counted and sampled, not written as
+// CDRs (reflect.go).
 package proxy

@@ -9,32 +9,39 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
-// Hangup ends the call with Call-ID callID on behalf of a security decision
-// (a toll-fraud rule): an answered call gets a BYE towards each side, a
+// Hangup ends the call whose key is key (chain.CallKey: Call-ID and From
+// tag, as the fraud engine and the media relay know it; a bare Call-ID ends
+// every call with that Call-ID) on behalf of a security decision (a
+// toll-fraud rule): an answered call gets a BYE towards each side, a
 // ringing one a CANCEL towards the callee (the caller then gets 487). Its
 // CDR records stage and reason. It never blocks: the request is queued to
 // the worker that owns the call and dropped (counted) when that queue is full.
-func (p *Proxy) Hangup(callID, stage, reason string) {
+func (p *Proxy) Hangup(key, stage, reason string) {
 	w := p.workers[0]
 	if n := len(p.workers); n > 1 {
-		w = p.workers[maphash.Bytes(p.seed, []byte(callID))%uint64(n)]
+		w = p.workers[maphash.Bytes(p.seed, []byte(chain.CallIDOf(key)))%uint64(n)]
 	}
 	select {
-	case w.ctl <- func() { w.hangup(callID, stage, reason) }:
+	case w.ctl <- func() { w.hangup(key, stage, reason) }:
 	default:
 		p.met.dropped("hangup_overload")
 	}
 }
 
-// hangup ends every dialog of callID (one, normally).
-func (w *worker) hangup(callID, stage, reason string) {
+// hangup ends the dialog of key, or every dialog of a bare Call-ID.
+func (w *worker) hangup(key, stage, reason string) {
 	var found []*dialog
-	for _, d := range w.dialogs {
-		if d.callID == callID {
-			found = append(found, d)
+	if d := w.dialogs[key]; d != nil {
+		found = append(found, d)
+	} else if chain.CallIDOf(key) == key {
+		for _, d := range w.dialogs {
+			if d.callID == key {
+				found = append(found, d)
+			}
 		}
 	}
 	for _, d := range found {

@@ -8,12 +8,13 @@ import (
 
 // Reasons for messages the proxy core itself drops (label values).
 const (
-	reasonOverload      = "overload"       // worker queue full
-	reasonBadResponse   = "bad_response"   // a response that does not parse
-	reasonStrayResponse = "stray_response" // a response to no transaction of ours
-	reasonUnparseable   = "unparseable"    // not even a start line
-	reasonNoDialog      = "no_dialog"      // ACK for an unknown dialog
-	reasonSendFailed    = "send_failed"    // the transport refused to send
+	reasonOverload      = "overload"              // worker queue full
+	reasonBadResponse   = "bad_response"          // a response that does not parse
+	reasonStrayResponse = "stray_response"        // a response to no transaction of ours
+	reasonUnparseable   = "unparseable"           // not even a start line
+	reasonNoDialog      = "no_dialog"             // ACK for an unknown dialog
+	reasonSendFailed    = "send_failed"           // the transport refused to send
+	reasonForeignDialog = "dialog_foreign_source" // in-dialog request from outside the dialog's flows
 	numMethods          = int(sip.PUBLISH) + 1
 )
 

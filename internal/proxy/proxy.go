@@ -43,6 +43,10 @@ type Runtime struct {
 	Alternates func(req *chain.Request) []config.Target
 	// Media anchors the media of calls (nil: SDP passes untouched; media.go).
 	Media chain.MediaAnchor
+	// Transfers judges the targets of transfers of trunks' calls (a REFER
+	// from a trunk with transfers: allow, a 3xx from the upstream to a
+	// trunk's call); nil: not checked (transfer.go).
+	Transfers chain.TransferPolicy
 }
 
 // Options configure a Proxy. Sender and Runtime are required.
@@ -74,6 +78,7 @@ type Proxy struct {
 	seed     maphash.Seed
 	instance string // random per process: part of every branch and tag we make
 	met      *metrics
+	refl     *reflectGuard // reply budgets and counts for unauthenticated sources (reflect.go)
 	log      *slog.Logger
 
 	locals   atomic.Pointer[[]localAddr]
@@ -125,6 +130,7 @@ func New(opt Options) (*Proxy, error) {
 		log:      opt.Logger,
 		stop:     make(chan struct{}),
 	}
+	p.refl = newReflectGuard(opt.Registerer, p.met.dropVec)
 	p.runtime.Store(opt.Runtime)
 	p.workers = make([]*worker, opt.Workers)
 	for i := range p.workers {

@@ -75,7 +75,12 @@ func newTestProxy(t testing.TB) (*Proxy, *worker, *recorder, *cdrs) {
 
 // newTestProxyWith puts extra stages before route.
 func newTestProxyWith(t testing.TB, extra ...chain.Stage) (*Proxy, *worker, *recorder, *cdrs) {
-	cfg, err := config.Parse([]byte(testConfig), "test.yaml")
+	return newTestProxyCfg(t, testConfig, extra...)
+}
+
+// newTestProxyCfg is newTestProxyWith over another configuration.
+func newTestProxyCfg(t testing.TB, yaml string, extra ...chain.Stage) (*Proxy, *worker, *recorder, *cdrs) {
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

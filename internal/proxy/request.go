@@ -98,6 +98,9 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 		// silence stay as they are).
 		v, stage = chain.ReplyRetry(503, drainRetryAfter, "shutting_down"), "proxy"
 	}
+	if req.Account != "" && pkt.Transport == sip.UDP {
+		w.p.refl.prove(pkt.Src.Addr(), w.now) // reflect.go: it answered our nonce there
+	}
 	switch v.Action {
 	case chain.Drop:
 		req.ReleaseHolds()
@@ -203,9 +206,15 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 		extra = append(extra, "\r\n"...)
 	}
 	w.extra = extra
+	f := flowFrom(pkt, via)
+	// A UDP source that proved nothing may be a forged one: the reply goes
+	// once, within its destination's budget (reflect.go).
+	unauth := pkt.Transport == sip.UDP && unauthenticated(&w.req)
+	if unauth && !w.p.refl.allow(f.addr.Addr(), w.now) {
+		return
+	}
 	out := sip.AppendResponse(w.out[:0], m, int(v.Code), sip.ReasonText(int(v.Code)), w.localTag(m), w.p.opt.ServerHeader, extra)
 	w.out = out
-	f := flowFrom(pkt, via)
 	w.send(f, out, "reply")
 	w.p.met.replies.WithLabelValues(strconv.Itoa(int(v.Code))).Inc()
 	if m.Method() == sip.INVITE && pkt.Transport == sip.UDP && len(w.stx) < maxServerTx {
@@ -216,10 +225,13 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 			state:    stateCompleted,
 			lastResp: bytes.Clone(out),
 			created:  w.now,
+			unauth:   unauth,
 		}
 		st.interval = w.p.opt.T1
 		w.addServerTx(st)
-		w.serverTimer(st, &st.retr, timerG, st.interval)
+		if !unauth {
+			w.serverTimer(st, &st.retr, timerG, st.interval)
+		}
 		w.serverTimer(st, &st.life, timerH, 64*w.p.opt.T1)
 	}
 }
@@ -279,6 +291,9 @@ func (w *worker) removeServerTx(st *serverTx) {
 
 // serverRetransmit answers a retransmitted request with the last response.
 func (w *worker) serverRetransmit(st *serverTx) {
+	if st.unauth && !w.p.refl.allow(st.from.addr.Addr(), w.now) {
+		return
+	}
 	switch {
 	case st.lastResp != nil && st.state != stateAccepted:
 		w.send(st.from, st.lastResp, "retransmission")
@@ -366,6 +381,27 @@ func (w *worker) send(f flow, b []byte, kind string) {
 	w.p.met.forwarded.WithLabelValues(kind, f.transport.String()).Inc()
 }
 
+// mergedVerdict answers an INVITE without To tag whose Call-ID and From tag
+// are those of a call in progress. RFC 3261 8.2.2.2 names 482 (Loop
+// Detected) for a request without To tag that matches an ongoing
+// transaction by From tag, Call-ID and CSeq but not by branch: the same
+// request arriving a second time (a merge). A reuse with another CSeq is the
+// same collision with the call's identity (a UAC must not start a second
+// call under it), so it gets the same answer; 400 would say the message is
+// malformed, which it is not, and tell a caller nothing more.
+var mergedVerdict = chain.Verdict{Action: chain.Reply, Code: 482, Reason: "merged_request",
+	Warning: "Call-ID and From tag belong to a call in progress"}
+
+// dialogKey builds the key of the dialog of callID and the caller's tag in
+// w.key (the layout of chain.CallKey).
+func (w *worker) dialogKey(callID, callerTag []byte) []byte {
+	k := append(w.key[:0], callID...)
+	k = append(k, 0)
+	k = append(k, callerTag...)
+	w.key = k
+	return k
+}
+
 // forwardInitial forwards a request the chain has routed (req.Target): a
 // server transaction towards the sender, a client transaction towards the
 // target and, for INVITE, a dialog.
@@ -373,6 +409,25 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	m := &w.msg
 	req := &w.req
 	meth := m.Method()
+	if meth == sip.INVITE && w.dialogs[string(w.dialogKey(m.CallID(), m.FromTag()))] != nil {
+		// A new INVITE (no To tag) with the Call-ID and From tag of a call
+		// in progress is refused, never taken as a replacement: the first
+		// call goes on at the far end, so it keeps its slot, its meter and
+		// its media. What the stages took for this request is given back.
+		req.ReleaseHolds()
+		w.replyVerdict(pkt, true, via, mergedVerdict)
+		w.blockedCDR(pkt, req, "proxy", mergedVerdict.Reason, int(mergedVerdict.Code))
+		return
+	}
+	if meth == sip.REFER && req.PeerKind == chain.PeerTrunk {
+		// A REFER outside any dialog (RFC 3515 allows it) asks the far end
+		// to place a call just as well as one inside a call does.
+		if v := w.referVerdict(); v.Action == chain.Reply {
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, true, via, v)
+			return
+		}
+	}
 	raw := bytes.Clone(pkt.Buf)
 	if edits := req.HeaderEdits(); len(edits) > 0 {
 		raw = w.applyEdits(m, raw, edits) // edits.go
@@ -583,6 +638,23 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		}
 		return
 	}
+	if !w.fromDialogFlow(d, fromCaller, pkt) {
+		// The right tags from the wrong place: Call-ID and tags travel in
+		// every message of the call, so they prove nothing. A known peer
+		// gets 481 (this dialog does not exist for it), a stranger silence;
+		// the call goes on.
+		w.p.met.dropped(reasonForeignDialog)
+		if m.Method() != sip.ACK && w.req.PeerKind != chain.PeerUnknown {
+			w.replyVerdict(pkt, true, via, chain.ReplyWith(481, reasonForeignDialog))
+		}
+		return
+	}
+	if meth := m.Method(); meth == sip.REFER && w.req.PeerKind == chain.PeerTrunk {
+		if v := w.referVerdict(); v.Action == chain.Reply {
+			w.replyVerdict(pkt, true, via, v)
+			return
+		}
+	}
 	var target flow
 	if fromCaller {
 		target = d.callee
@@ -686,10 +758,8 @@ func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *server
 	}
 	w.fillCallParties(d, req)
 	d.identity = req.Identity
-	if old := w.dialogs[d.key]; old != nil {
-		// A new INVITE reusing a live dialog's Call-ID and tag: end the old one.
-		w.endDialog(old, 0, dispFailed, "proxy", "replaced")
-	}
+	// forwardInitial refused an INVITE with a live dialog's key (482), so
+	// the key is free here.
 	w.dialogs[d.key] = d
 	w.dialogsPeak = max(w.dialogsPeak, len(w.dialogs))
 	w.activeCalls.Add(1)
@@ -717,21 +787,39 @@ func (w *worker) fillCallParties(d *dialog, req *chain.Request) {
 }
 
 // findDialog finds the dialog of an in-dialog request and tells whether it
-// comes from the caller.
+// comes from the caller. The dialog is the full triple of RFC 3261 12: once
+// the call is answered, the request's other tag must be the callee's (the
+// callee's tag is not known for sure before: early dialogs of a forked
+// INVITE each have their own).
 func (w *worker) findDialog(m *sip.Msg) (*dialog, bool) {
-	k := w.key[:0]
-	k = append(k, m.CallID()...)
-	k = append(k, 0)
-	n := len(k)
-	k = append(k, m.FromTag()...)
-	w.key = k
-	if d := w.dialogs[string(k)]; d != nil {
+	from, to := m.FromTag(), m.ToTag()
+	if d := w.dialogs[string(w.dialogKey(m.CallID(), from))]; d != nil {
+		if d.confirmed && d.calleeTag != string(to) {
+			return nil, false
+		}
 		return d, true
 	}
-	k = append(k[:n], m.ToTag()...)
-	w.key = k
-	if d := w.dialogs[string(k)]; d != nil && d.calleeTag == string(m.FromTag()) {
+	if d := w.dialogs[string(w.dialogKey(m.CallID(), to))]; d != nil && d.calleeTag == string(from) {
 		return d, false
 	}
 	return nil, false
+}
+
+// fromDialogFlow reports whether an in-dialog request received in pkt comes
+// from the flow of its side of dialog d: the address the caller's INVITE
+// came from, or the address the INVITE was sent to. The upstream's side
+// also accepts any address of the same upstream (a PBX cluster sends its
+// BYE from another node); a trunk's side is held to its one address, since
+// a trunk with many addresses (digest phones) may share them with others.
+func (w *worker) fromDialogFlow(d *dialog, fromCaller bool, pkt *transport.Packet) bool {
+	side := d.callee
+	if fromCaller {
+		side = d.caller
+	}
+	if pkt.Src.Addr().Unmap() == side.addr.Addr().Unmap() {
+		return true
+	}
+	upstreamSide := fromCaller == (d.direction == "terminating")
+	req := &w.req
+	return upstreamSide && d.upstream != "" && req.PeerKind == chain.PeerUpstream && req.Upstream.Name == d.upstream
 }

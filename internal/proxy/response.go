@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 
+	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/sip"
 	"github.com/sipwarden/sipwarden/internal/transport"
 )
@@ -105,8 +106,8 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			w.relayResponse(st, code, vi, rest)
 			// A hangup came while the call rang and the callee answered
 			// before our CANCEL reached it: end the call now.
-			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" && w.dialogs[d.key] == d {
-				w.hangup(d.callID, d.endStage, d.endReason)
+			if d := st.dialog; d != nil && ct.method == sip.INVITE && d.confirmed && d.endReason != "" {
+				w.hangup(d.key, d.endStage, d.endReason)
 			}
 		}
 	default:
@@ -125,6 +126,13 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 		}
 		if code == 503 && w.failover(st) {
 			return
+		}
+		if code < 400 && st.method == sip.INVITE && st.dialog != nil {
+			if v := w.redirectVerdict(st.dialog); v.Action == chain.Reply {
+				w.serverRefuse(st, v)
+				w.endDialog(st.dialog, int(v.Code), dispBlocked, "fraud", v.Reason)
+				return
+			}
 		}
 		w.relayResponse(st, code, vi, rest)
 		if st.method == sip.INVITE && st.dialog != nil {

@@ -57,6 +57,10 @@ type serverTx struct {
 	offered    bool
 	// retr is timer G; life is timer H, I, J or the RFC 6026 wait.
 	retr, life timer
+	// unauth: a reply of ours to a source that had not authenticated
+	// (reflect.go): never retransmitted by timer G, resent only within
+	// the destination's reply budget.
+	unauth bool
 }
 
 // clientTx is a request we sent (RFC 3261 17.1).

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/testenv"
 )
 
 // secsipidx returns the path of the reference tool (Debian package
@@ -17,14 +19,7 @@ import (
 // the interop tests; in CI (CI=true) it is a failure: .ci/run installs it.
 func secsipidx(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("secsipidx")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("secsipidx is not installed: .ci/run must install the Debian package secsipidx")
-		}
-		t.Skip("secsipidx is not installed (apt-get install secsipidx): interop tests skipped")
-	}
-	return p
+	return testenv.Tool(t, "secsipidx", "secsipidx")
 }
 
 // runTool runs secsipidx with args (and extra environment), bounded in time.

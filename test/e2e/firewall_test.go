@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"github.com/sipwarden/sipwarden/test/testbed"
-
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/testenv"
+	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
 // TestBansMirroredIntoNftables runs sipwarden with firewall.nftables: a ban
@@ -20,12 +21,7 @@ import (
 // from other addresses still reaches sipwarden, the unban empties the set,
 // and the table is gone when sipwarden stops. Needs root (CI runs as root).
 func TestBansMirroredIntoNftables(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("the nftables mirror needs root; CI runs as root")
-		}
-		t.Skip("the nftables mirror needs root")
-	}
+	testenv.Root(t, "the nftables mirror")
 	nft := testbed.RequireTool(t, "nft", "nftables")
 	table := fmt.Sprintf("swe2e%d", os.Getpid())
 	t.Cleanup(func() { _ = exec.Command(nft, "delete", "table", "inet", table).Run() })

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"github.com/sipwarden/sipwarden/test/testbed"
-
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/sip"
+	"github.com/sipwarden/sipwarden/internal/testenv"
+	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
 // refused are the RFC 4475 requests a proxy must refuse, with the status it
@@ -40,16 +40,8 @@ func TestRFC4475OnTheWire(t *testing.T) {
 	dst, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
 
 	// Most torture messages have a Via without port: answers go to port 5060.
-	trunk, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.2"), Port: 5060})
-	if err != nil {
-		t.Skipf("127.0.0.2:5060 busy: %v", err)
-	}
-	defer trunk.Close()
-	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.9"), Port: 5060})
-	if err != nil {
-		t.Skipf("127.0.0.9:5060 busy: %v", err)
-	}
-	defer stranger.Close()
+	trunk := testenv.ListenUDP(t, "127.0.0.2:5060")
+	stranger := testenv.ListenUDP(t, "127.0.0.9:5060")
 
 	buf := make([]byte, 65536)
 	for _, f := range files {

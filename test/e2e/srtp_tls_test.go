@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"github.com/sipwarden/sipwarden/test/testbed"
-
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sipwarden/sipwarden/internal/testenv"
+	"github.com/sipwarden/sipwarden/test/testbed"
 )
 
 // tlsMediaConfig: baresip A on the trunk (127.0.0.22) calls baresip B, the
@@ -46,12 +47,7 @@ trunks:
 func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
 	tshark := testbed.RequireTool(t, "tshark", "tshark")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("capturing with tshark needs root; CI runs as root")
-		}
-		t.Skip("capturing with tshark needs root")
-	}
+	testenv.Root(t, "capturing with tshark")
 	dir := t.TempDir()
 	certFile, keyFile, _ := writeCert(t, dir)
 	both := filepath.Join(dir, "both.pem") // baresip wants certificate and key in one file

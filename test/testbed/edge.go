@@ -27,6 +27,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
 	cdrsqlite "github.com/sipwarden/sipwarden/internal/cdr/sqlite"
+	"github.com/sipwarden/sipwarden/internal/testenv"
 )
 
 // Binary is the path of the sipwarden binary that Main built.
@@ -56,14 +57,7 @@ func Main(m *testing.M) {
 // RequireTool fails in CI (where .ci/run installs the tool) and skips locally.
 func RequireTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found: .ci/run must install the Debian package %s", name, pkg)
-		}
-		t.Skipf("%s not found: apt-get install %s", name, pkg)
-	}
-	return p
+	return testenv.Tool(t, name, pkg)
 }
 
 var nextPort atomic.Int32

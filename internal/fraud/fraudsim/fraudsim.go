@@ -966,9 +966,10 @@ func (s *sim) rang(c *call) {
 	}
 }
 
-// hangup is the engine's request to end a call (BYE both ways).
-func (s *sim) hangup(callID, _, _ string) {
-	if c := s.calls[callID]; c != nil {
+// hangup is the engine's request to end a call (BYE both ways), by the key
+// the stage started it under (Call-ID and From tag).
+func (s *sim) hangup(key, _, _ string) {
+	if c := s.calls[chain.CallIDOf(key)]; c != nil {
 		s.push(&event{at: s.now, kind: evEnd, c: c})
 	}
 }
