@@ -5,8 +5,6 @@ import (
 	"context"
 	"hash/maphash"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/chain"
@@ -86,31 +84,34 @@ func (w *worker) endCall(d *dialog, stage, reason string, interrupted bool) {
 // ctx ends; with ctx already done it sends and does not wait. It returns
 // the number of calls it ended.
 func (p *Proxy) EndCalls(ctx context.Context, reason string) int {
-	var n atomic.Int64
-	var wg sync.WaitGroup
+	ended := make(chan int, len(p.workers))
+	queued := 0
 	for _, w := range p.workers {
-		wg.Add(1)
-		f := func() {
-			defer wg.Done()
-			n.Add(int64(w.endAll(reason)))
-		}
 		select {
-		case w.ctl <- f:
-		case <-p.stop:
-			wg.Done()
+		case w.ctl <- func() { ended <- w.endAll(reason) }:
+			queued++
+		case <-p.stop: // stopped already: Close recorded the calls
 		}
 	}
-	wg.Wait()
+	n := 0
+	for range queued {
+		select {
+		case k := <-ended:
+			n += k
+		case <-p.stop: // a worker that stops runs no more work
+			return n
+		}
+	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for p.ActiveCalls() > 0 || p.pendingByes.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			return int(n.Load())
+			return n
 		case <-t.C:
 		}
 	}
-	return int(n.Load())
+	return n
 }
 
 // endAll ends every call of the worker (EndCalls).
