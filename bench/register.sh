@@ -126,7 +126,7 @@ start_server() { # $1 = sipwarden|kamailio|kamailio-sqlite, $2 = algorithm; sets
 	if [ "$1" = sipwarden ]; then
 		local i
 		for ((i = 0; i < 300; i++)); do
-			curl -sf -o /dev/null "http://127.0.0.1:$ADMIN_PORT/metrics" && break
+			curl -sf -o /dev/null "http://127.0.0.1:$ADMIN_PORT/healthz" && break
 			kill -0 "$SERVER_PID" 2>/dev/null || break
 			sleep 0.1
 		done

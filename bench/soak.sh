@@ -81,7 +81,7 @@ heap_after_gc() {
 }
 T0=$(date +%s.%N)
 sample() { # label
-	curl -fs "$ADMIN/metrics" >"$OUT/metrics.txt" || return 0
+	curl -fs -H "Authorization: Bearer $TOKEN" "$ADMIN/metrics" >"$OUT/metrics.txt" || return 0
 	local rss fds
 	rss=$(awk '/^VmRSS/ { print $2 * 1024 }' /proc/$PID/status)
 	fds=$(ls /proc/$PID/fd | wc -l)

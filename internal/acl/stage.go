@@ -123,7 +123,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 		a := req.Src.Addr().Unmap()
 		switch s.probes.Exceeded(a, time.Now(), s.rate, s.burst, s.blockFactor) {
 		case AddressBudget:
-			_, _ = s.bans.Add(netip.PrefixFrom(a, a.BitLen()), "unknown_source_probe", "acl", 0)
+			// A peer's address on another port (UDP is easy to spoof) is
+			// unknown here, but the ban list never bans it (ErrPeer).
+			_, _ = s.bans.AddSparingPeers(netip.PrefixFrom(a, a.BitLen()), "unknown_source_probe", "acl", 0)
 		case BlockBudget:
 			// A peer may live in the same /24: the ban spares configured peers.
 			_, _ = s.bans.AddSparingPeers(cidr.BlockOf(a), "unknown_prefix_probe", "acl", 0)

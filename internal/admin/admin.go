@@ -8,15 +8,19 @@
 // 401 no or wrong token, 404 unknown incident or ban, 405 wrong method with
 // an Allow header, 413 body too large, 501 feature not wired).
 //
-// Requests that change state (POST, DELETE) need the bearer token of
-// Hooks.Token (auth.go): the listener is meant for loopback, but a browser
-// on the operator's machine can reach loopback too, and a token in a header
-// is something a cross-site form cannot send. Reads stay open so that
-// Prometheus and health checks need no secret.
+// The plane is closed by default (guard.go): every request but /healthz and
+// /readyz needs a bearer token, the read-only Hooks.ReadToken or the full
+// Hooks.Token, and requests that change state (POST, DELETE) need the full
+// one (auth.go). A browser on the operator's machine can reach loopback,
+// and a web page can point its own host name at 127.0.0.1 (DNS rebinding)
+// to read the answers: a token in a header is something such a page cannot
+// send, and the Host allow-list (Hooks.Hosts) refuses its host name with
+// 421. /metrics can be opened with Hooks.OpenMetrics.
 package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -48,9 +52,20 @@ type Hooks struct {
 	Fraud *fraud.Engine
 	// Bans is the ban list the API reads and changes (it persists to its store).
 	Bans *banlist.List
-	// Token is the bearer token that requests changing state must carry.
-	// Empty refuses every such request (403): nothing is open by accident.
+	// Token is the bearer token that requests changing state must carry
+	// (it reads too). Empty refuses every such request (403): nothing is
+	// open by accident.
 	Token string
+	// ReadToken is a bearer token that reads (GET) and changes nothing.
+	ReadToken string
+	// OpenMetrics serves /metrics without a token.
+	OpenMetrics bool
+	// Hosts are the host names (without port) a request's Host header may
+	// carry; "*" accepts any. Empty: the listen address's IP, localhost,
+	// 127.0.0.1 and ::1.
+	Hosts []string
+	// TLS, when set, makes the server speak HTTPS only.
+	TLS *tls.Config
 }
 
 // Server is the admin HTTP server.
@@ -60,6 +75,8 @@ type Server struct {
 	log   *slog.Logger
 	hooks Hooks
 	token tokenCheck
+	read  tokenCheck
+	hosts hostCheck
 }
 
 // maxBody bounds a request body: the API's requests are a few fields.
@@ -70,7 +87,8 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{hooks: hooks, log: log, token: newTokenCheck(hooks.Token)}
+	s := &Server{hooks: hooks, log: log, token: newTokenCheck(hooks.Token), read: newTokenCheck(hooks.ReadToken),
+		hosts: newHostCheck(addr, hooks.Hosts)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -105,12 +123,16 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 	})
 	s.srv = &http.Server{
 		Addr:              addr,
-		Handler:           mux,
+		Handler:           s.guard(mux),
+		TLSConfig:         hooks.TLS,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// TLS handshakes that fail (scanners, a client without the
+		// certificate) go to the log at debug level, not to stderr
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s
 }
@@ -205,6 +227,9 @@ func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return err
+	}
+	if s.hooks.TLS != nil {
+		ln = tls.NewListener(ln, s.hooks.TLS)
 	}
 	s.ln = ln
 	go func() {

@@ -24,7 +24,10 @@ import (
 // TestMain checks that no test leaves a goroutine behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const testToken = "0123456789abcdef0123456789abcdef"
+const (
+	testToken     = "0123456789abcdef0123456789abcdef"
+	testReadToken = "fedcba9876543210fedcba9876543210"
+)
 
 var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 
@@ -65,11 +68,19 @@ func newFixture(t *testing.T, token string) *fixture {
 		t.Fatal("the fixture's incident did not open")
 	}
 	bans := banlist.New(nil, banlist.Options{Now: clk.Now})
-	s := New("127.0.0.1:0", prometheus.NewRegistry(), Hooks{Fraud: eng, Bans: bans, Token: token,
+	s := New("127.0.0.1:0", prometheus.NewRegistry(), Hooks{Fraud: eng, Bans: bans, Token: token, ReadToken: readTokenFor(token),
 		Reload: func() error { return errors.New("bad file") }}, nil)
 	f := &fixture{srv: httptest.NewServer(s.Handler()), eng: eng, bans: bans, sub: sub}
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// readTokenFor gives the fixture a read token when it has a full one.
+func readTokenFor(token string) string {
+	if token == "" {
+		return ""
+	}
+	return testReadToken
 }
 
 func (f *fixture) do(t *testing.T, method, path, token, body string) (int, http.Header, string) {
@@ -116,7 +127,7 @@ func TestIncidentsAPI(t *testing.T) {
 	f := newFixture(t, testToken)
 	f.drain()
 
-	code, _, body := f.do(t, "GET", "/api/v1/incidents", "", "")
+	code, _, body := f.do(t, "GET", "/api/v1/incidents", testReadToken, "")
 	var list IncidentList
 	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil {
 		t.Fatalf("list: %d %v %s", code, err, body)
@@ -132,13 +143,14 @@ func TestIncidentsAPI(t *testing.T) {
 		code                            int
 		want                            string // in the body
 	}{
-		{"one incident", "GET", "/api/v1/incidents/acme:calls", "", "", 200, `"id":"acme:calls"`},
-		{"unknown incident", "GET", "/api/v1/incidents/acme:other", "", "", 404, `no open incident \"acme:other\"`},
-		{"malformed ID", "GET", "/api/v1/incidents/acme", "", "", 400, "TRUNK:RULE"},
-		{"wrong method on the list", "DELETE", "/api/v1/incidents", "", "", 405, "allowed: GET"},
-		{"GET on release", "GET", "/api/v1/incidents/acme:calls/release", "", "", 405, "allowed: POST"},
+		{"one incident", "GET", "/api/v1/incidents/acme:calls", testReadToken, "", 200, `"id":"acme:calls"`},
+		{"unknown incident", "GET", "/api/v1/incidents/acme:other", testReadToken, "", 404, `no open incident \"acme:other\"`},
+		{"malformed ID", "GET", "/api/v1/incidents/acme", testReadToken, "", 400, "TRUNK:RULE"},
+		{"wrong method on the list", "DELETE", "/api/v1/incidents", testReadToken, "", 405, "allowed: GET"},
+		{"GET on release", "GET", "/api/v1/incidents/acme:calls/release", testReadToken, "", 405, "allowed: POST"},
 		{"release without token", "POST", "/api/v1/incidents/acme:calls/release", "", "", 401, "no bearer token"},
 		{"release with a wrong token", "POST", "/api/v1/incidents/acme:calls/release", "0123456789abcdef0123456789abcdeX", "", 401, "wrong bearer token"},
+		{"release with the read token", "POST", "/api/v1/incidents/acme:calls/release", testReadToken, "", 401, "wrong bearer token"},
 		{"release with a prefix of the token", "POST", "/api/v1/incidents/acme:calls/release", testToken[:16], "", 401, "wrong bearer token"},
 		{"release of an unknown incident", "POST", "/api/v1/incidents/acme:other/release", testToken, "", 404, "no open incident"},
 		{"release with a body that is no JSON", "POST", "/api/v1/incidents/acme:calls/release", testToken, "{by:", 400, "request body"},
@@ -148,8 +160,8 @@ func TestIncidentsAPI(t *testing.T) {
 		{"release with a body over 64 KiB", "POST", "/api/v1/incidents/acme:calls/release", testToken, `{"by":"` + strings.Repeat("a", 70000) + `"}`, 413, "64 KiB"},
 		{"release", "POST", "/api/v1/incidents/acme:calls/release", testToken, `{"by":"alice"}`, 200, `"by":"alice via admin API from 127.0.0.1"`},
 		{"release again", "POST", "/api/v1/incidents/acme:calls/release", testToken, "", 404, "no open incident"},
-		{"the list after the release", "GET", "/api/v1/incidents", "", "", 200, `{"incidents":[]}`},
-		{"unknown endpoint", "GET", "/api/v1/nothing", "", "", 404, "no API endpoint /api/v1/nothing"},
+		{"the list after the release", "GET", "/api/v1/incidents", testReadToken, "", 200, `{"incidents":[]}`},
+		{"unknown endpoint", "GET", "/api/v1/nothing", testReadToken, "", 404, "no API endpoint /api/v1/nothing"},
 		{"reload needs the token too", "POST", "/api/v1/reload", "", "", 401, "bearer token"},
 		{"reload refused", "POST", "/api/v1/reload", testToken, "", 422, "bad file"},
 	}
@@ -182,8 +194,8 @@ func TestBansAPI(t *testing.T) {
 		code                            int
 		want                            string
 	}{
-		{"empty list", "GET", "/api/v1/bans", "", "", 200, `{"bans":[]}`},
-		{"bad feeds", "GET", "/api/v1/bans?feeds=yes", "", "", 400, "feeds must be"},
+		{"empty list", "GET", "/api/v1/bans", testReadToken, "", 200, `{"bans":[]}`},
+		{"bad feeds", "GET", "/api/v1/bans?feeds=yes", testReadToken, "", 400, "feeds must be"},
 		{"ban without token", "POST", "/api/v1/bans", "", `{"prefix":"192.0.2.7"}`, 401, "bearer token"},
 		{"ban without prefix", "POST", "/api/v1/bans", testToken, `{}`, 400, "prefix:"},
 		{"ban of no address", "POST", "/api/v1/bans", testToken, `{"prefix":"192.0.2.300"}`, 400, "is no IP address"},
@@ -194,7 +206,7 @@ func TestBansAPI(t *testing.T) {
 			`{"prefix":"192.0.2.7/32","reason":"operator","source":"operator:bob","created":"2026-11-30T10:00:00Z","expires":"2026-11-30T11:00:00Z","offense":1}`},
 		{"permanent ban of a v6 prefix", "POST", "/api/v1/bans", testToken, `{"prefix":"2001:db8::1/32","for":"0","reason":"scanner"}`, 200,
 			`{"prefix":"2001:db8::/32","reason":"scanner","source":"operator","created":"2026-11-30T10:00:00Z","offense":1}`},
-		{"list", "GET", "/api/v1/bans", "", "", 200, `"prefix":"192.0.2.7/32"`},
+		{"list", "GET", "/api/v1/bans", testReadToken, "", 200, `"prefix":"192.0.2.7/32"`},
 		{"unban without token", "DELETE", "/api/v1/bans/192.0.2.7", "", "", 401, "bearer token"},
 		{"unban of no address", "DELETE", "/api/v1/bans/nothing", testToken, "", 400, "is no IP address"},
 		{"unban of nothing", "DELETE", "/api/v1/bans/", testToken, "", 400, "prefix:"},
@@ -202,7 +214,7 @@ func TestBansAPI(t *testing.T) {
 		{"unban", "DELETE", "/api/v1/bans/192.0.2.7", testToken, "", 200, `{"removed":"192.0.2.7/32"}`},
 		{"unban of a v6 prefix", "DELETE", "/api/v1/bans/2001:db8::/32", testToken, "", 200, `{"removed":"2001:db8::/32"}`},
 		{"wrong method", "PUT", "/api/v1/bans", testToken, "", 405, "allowed: GET, POST"},
-		{"empty list again", "GET", "/api/v1/bans", "", "", 200, `{"bans":[]}`},
+		{"empty list again", "GET", "/api/v1/bans", testReadToken, "", 200, `{"bans":[]}`},
 	}
 	for _, s := range steps {
 		code, _, body := f.do(t, s.method, s.path, s.token, s.body)
@@ -215,8 +227,8 @@ func TestBansAPI(t *testing.T) {
 	}
 }
 
-// TestNoTokenNoChanges: a server without a token refuses every change (403)
-// and still answers reads.
+// TestNoTokenNoChanges: a server without a token refuses every change and
+// every read (403).
 func TestNoTokenNoChanges(t *testing.T) {
 	f := newFixture(t, "")
 	for _, s := range []struct{ method, path, body string }{
@@ -230,8 +242,8 @@ func TestNoTokenNoChanges(t *testing.T) {
 			t.Errorf("%s %s without a configured token: %d %s, want 403", s.method, s.path, code, body)
 		}
 	}
-	if code, _, _ := f.do(t, "GET", "/api/v1/incidents", "", ""); code != 200 {
-		t.Errorf("reads need no token: %d", code)
+	if code, _, _ := f.do(t, "GET", "/api/v1/incidents", "x", ""); code != 403 {
+		t.Errorf("a read from a server without tokens: %d, want 403", code)
 	}
 	if len(f.eng.Incidents()) != 1 {
 		t.Error("the incident was released without a token")

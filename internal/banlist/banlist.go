@@ -9,14 +9,21 @@
 // Bans are persisted (Store) so they survive a restart; Sync picks up bans
 // that another process (the `sipwarden ban` command) wrote to the store.
 //
-// Entries of a reputation feed (Ban.Feed) only ever drop traffic from
-// addresses that are no configured trunk or upstream (see SetPeerCheck).
+// A configured trunk or upstream is never banned automatically (see
+// SetPeerCheck): every ban that a rule decides (flood, scanner, brute force,
+// probes) goes through AddSparingPeers, which refuses a ban of a peer's
+// address (ErrPeer: the caller sheds the peer's excess instead) and marks a
+// prefix ban so that it never applies to the peers inside it. Entries of a
+// reputation feed (Ban.Feed) spare peers in the same way. Only an operator's
+// ban (Add: the CLI, the admin API; see IsOperator) can cut off a configured
+// peer; a rule's ban stored by an older version spares peers once loaded.
 package banlist
 
 import (
 	"errors"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,11 +118,23 @@ func New(store Store, opt Options) *List {
 }
 
 // SetPeerCheck tells the list which addresses belong to configured peers:
-// feed entries never block them.
+// automatic bans and feed entries never block them. A reload that changes
+// the peers calls it again (the generation changes, so that the kernel
+// mirror looks again at which bans it may hold).
 func (l *List) SetPeerCheck(isPeer func(netip.Addr) bool) {
 	l.mu.Lock()
 	l.isPeer = isPeer
+	l.gen.Add(1)
 	l.mu.Unlock()
+}
+
+// IsPeer reports whether a belongs to a configured trunk or upstream (false
+// before SetPeerCheck).
+func (l *List) IsPeer(a netip.Addr) bool {
+	a = a.Unmap()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.isPeer != nil && l.isPeer(a)
 }
 
 // OnChange registers a function called (outside the lock) for every ban
@@ -152,17 +171,35 @@ func (l *List) lookup(a netip.Addr, now time.Time) (*Ban, bool) {
 // ErrInvalidPrefix is returned for a prefix that is not valid.
 var ErrInvalidPrefix = errors.New("banlist: invalid prefix")
 
-// Add bans p for reason. d is the base duration (0: Options.Base; negative:
-// permanent); it is escalated for repeat offenders. A prefix that is already
-// banned keeps its ban (no escalation: it has not been let back in yet). It
-// returns the ban in force.
+// IsOperator reports whether a ban's Source is an operator ("operator", or
+// "operator:<name>" through the admin API): the only bans that may cut off
+// a configured peer.
+func IsOperator(source string) bool {
+	return source == "operator" || strings.HasPrefix(source, "operator:")
+}
+
+// ErrPeer is returned by AddSparingPeers for the address of a configured
+// peer: a rule never bans a trunk or an upstream (its traffic can be forged
+// by anyone who spoofs UDP, or triggered by a customer by accident); the
+// caller sheds the excess instead.
+var ErrPeer = errors.New("banlist: a configured peer is never banned automatically")
+
+// Add bans p for reason: an operator's decision (the CLI, the admin API),
+// which applies to configured peers too. d is the base duration (0:
+// Options.Base; negative: permanent); it is escalated for repeat offenders.
+// A prefix that is already banned keeps its ban (no escalation: it has not
+// been let back in yet). It returns the ban in force. Rules use
+// AddSparingPeers.
 func (l *List) Add(p netip.Prefix, reason, source string, d time.Duration) (Ban, error) {
 	return l.add(p, reason, source, d, false)
 }
 
-// AddSparingPeers is Add for a ban that must not apply to configured peers
-// (Ban.SparesPeers): the prefix of strangers that probed together, where a
-// trunk may live in the same /24.
+// AddSparingPeers is the path of every automatic ban (a rule's decision:
+// flood, scanner, brute force, probes). It refuses to ban the address of a
+// configured peer (ErrPeer), and the ban it installs never applies to
+// configured peers (Ban.SparesPeers): a prefix ban leaves the trunks and
+// upstreams inside the prefix alone, and an address that becomes a peer by
+// a later reload is let in.
 func (l *List) AddSparingPeers(p netip.Prefix, reason, source string, d time.Duration) (Ban, error) {
 	return l.add(p, reason, source, d, true)
 }
@@ -174,6 +211,10 @@ func (l *List) add(p netip.Prefix, reason, source string, d time.Duration, spare
 	p = normalize(p)
 	now := l.opt.Now()
 	l.mu.Lock()
+	if sparesPeers && p.IsSingleIP() && l.isPeer != nil && l.isPeer(p.Addr()) {
+		l.mu.Unlock()
+		return Ban{}, ErrPeer
+	}
 	if old, ok := l.bans.Get(p); ok && old.Active(now) && !old.Feed {
 		// Already banned: packets that passed the gate before the ban (a
 		// batch read at once) must not escalate it again.
@@ -359,6 +400,10 @@ func (l *List) Load() error {
 			continue
 		}
 		b.Prefix = normalize(b.Prefix)
+		if !IsOperator(b.Source) {
+			// a rule's ban stored before rule bans spared peers
+			b.SparesPeers = true
+		}
 		l.bans.Set(b.Prefix, &b, true)
 		if o := l.history[b.Prefix]; o.count < b.Offense {
 			until := b.Expires.Add(l.opt.Memory)

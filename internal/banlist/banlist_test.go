@@ -229,3 +229,101 @@ func TestStoreUpgradesOldSchema(t *testing.T) {
 		t.Fatalf("old row after the upgrade: %+v, %v", bans, err)
 	}
 }
+
+// Rules never ban a configured peer: AddSparingPeers refuses a peer's
+// address (ErrPeer, nothing stored, no event), and its bans of strangers
+// let in an address that a later reload makes a peer. Only an operator's
+// Add cuts off a peer.
+func TestAutomaticBansNeverCoverPeers(t *testing.T) {
+	peer, stranger := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.20")
+	peers := map[netip.Addr]bool{peer: true}
+	l := banlist.New(nil, banlist.Options{})
+	var events []string
+	l.OnChange(func(ev string, b banlist.Ban) { events = append(events, ev+" "+b.Prefix.String()) })
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	for _, tc := range []struct {
+		prefix string
+		err    error
+	}{
+		{"192.0.2.10/32", banlist.ErrPeer},
+		{"::ffff:192.0.2.10/128", banlist.ErrPeer},
+		{"192.0.2.20/32", nil},
+		{"192.0.2.0/24", nil},
+	} {
+		if _, err := l.AddSparingPeers(netip.MustParsePrefix(tc.prefix), "flood_invite", "flood", 0); err != tc.err {
+			t.Errorf("AddSparingPeers(%s) = %v, want %v", tc.prefix, err, tc.err)
+		}
+	}
+	if l.Blocked(peer) || !l.Blocked(stranger) || !l.Blocked(netip.MustParseAddr("192.0.2.30")) {
+		t.Errorf("blocked: peer %v stranger %v", l.Blocked(peer), l.Blocked(stranger))
+	}
+	if len(events) != 2 {
+		t.Errorf("events %q, want the two bans of strangers only", events)
+	}
+	if !l.IsPeer(peer) || l.IsPeer(stranger) {
+		t.Error("IsPeer does not follow the peer check")
+	}
+	// A reload makes the stranger a trunk: the rule's ban no longer applies.
+	peers[stranger] = true
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	if l.Blocked(stranger) {
+		t.Error("a rule's ban still blocks an address that became a peer")
+	}
+	// The operator's ban applies to a peer.
+	if _, err := l.Add(netip.PrefixFrom(peer, 32), "operator", "operator", 0); err != nil || !l.Blocked(peer) {
+		t.Errorf("operator ban of a peer: err %v, blocked %v", err, l.Blocked(peer))
+	}
+}
+
+// BenchmarkBlockedRuleBans is BenchmarkBlocked with the bans a rule makes
+// (they spare configured peers, so a hit asks the peer check).
+func BenchmarkBlockedRuleBans(b *testing.B) {
+	l := banlist.New(nil, banlist.Options{})
+	peers := map[netip.Addr]bool{netip.MustParseAddr("192.0.2.1"): true}
+	l.SetPeerCheck(func(a netip.Addr) bool { return peers[a] })
+	for i := range 10000 {
+		_, _ = l.AddSparingPeers(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32), "t", "t", time.Hour)
+	}
+	banned, clean := netip.MustParseAddr("10.0.5.1"), netip.MustParseAddr("203.0.113.9")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i&1 == 0 {
+			l.Blocked(banned)
+		} else {
+			l.Blocked(clean)
+		}
+		i++
+	}
+}
+
+// Bans a rule stored before rule bans spared peers (SparesPeers false, a
+// rule's Source) spare them once loaded; an operator's ban does not.
+func TestLoadUpgradesOldRuleBans(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bans.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	for _, b := range []banlist.Ban{
+		{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Reason: "scanner", Source: "scanner", Created: now, Expires: now.Add(time.Hour), Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.11/32"), Reason: "flood_invite", Source: "flood", Created: now, Expires: now.Add(time.Hour), Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.12/32"), Reason: "operator", Source: "operator", Created: now, Offense: 1},
+		{Prefix: netip.MustParsePrefix("192.0.2.13/32"), Reason: "abuse", Source: "operator:noc", Created: now, Offense: 1},
+	} {
+		if err := st.SaveBan(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := banlist.New(st, banlist.Options{})
+	l.SetPeerCheck(func(netip.Addr) bool { return true }) // all four are peers now
+	if err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string]bool{"192.0.2.10": false, "192.0.2.11": false, "192.0.2.12": true, "192.0.2.13": true} {
+		if got := l.Blocked(netip.MustParseAddr(a)); got != want {
+			t.Errorf("%s blocked %v, want %v", a, got, want)
+		}
+	}
+}

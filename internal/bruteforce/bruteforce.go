@@ -16,13 +16,15 @@
 //     before ("restrict"), or refuse it everywhere ("lock").
 //
 // Bans go to the shared ban list (package banlist), so the source is dropped
-// before parsing from then on. Memory is bounded: the per-source counters
+// before parsing from then on; the list refuses to ban a configured trunk or
+// upstream (Decision.PeerSpared). Memory is bounded: the per-source counters
 // live in fixed-size set-associative tables indexed by a keyed hash (an
 // attacker cannot aim at a slot, and millions of spoofed sources only evict
 // one another), and per-account state exists only for configured accounts.
 package bruteforce
 
 import (
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -145,6 +147,9 @@ type Decision struct {
 	Locked bool
 	// Banned is what was banned: the source address, or its IPv6 /64.
 	Banned netip.Prefix
+	// PeerSpared is set when a rule would have banned the source but the
+	// source is a configured trunk or upstream (Reason still names the rule).
+	PeerSpared bool
 }
 
 // Ban reasons.
@@ -193,12 +198,20 @@ func (g *Guard) Failure(c *Config, a Attempt) Decision {
 			d.Ban, d.Reason, ban = true, reason, p
 		}
 	}
+	if d.Ban && g.bans != nil {
+		// A configured peer's address is never banned for failures anyone
+		// can send from it with spoofed UDP (nor is its /64 for them): the
+		// failure is answered as any other one. The list refuses a peer's
+		// address itself (ErrPeer), and a /64 ban spares the peers in it.
+		if g.bans.IsPeer(src) {
+			d.Ban, d.PeerSpared = false, true
+		} else if _, err := g.bans.AddSparingPeers(ban, d.Reason, "auth", c.BanDuration); errors.Is(err, banlist.ErrPeer) {
+			d.Ban, d.PeerSpared = false, true
+		}
+	}
 	if d.Ban {
 		d.Banned = ban
 		g.met.bans.WithLabelValues(d.Reason).Inc()
-		if g.bans != nil {
-			_, _ = g.bans.Add(ban, d.Reason, "auth", c.BanDuration)
-		}
 	}
 	return d
 }

@@ -210,3 +210,47 @@ func BenchmarkFailureIPv6(b *testing.B) {
 		g.Failure(&c, Attempt{Src: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}), Trunk: "t", Account: "1001"})
 	}
 }
+
+// Wrong digests from a configured peer's address (anyone can spoof them
+// over UDP) never ban it: every rule reports PeerSpared instead, nothing is
+// banned or counted as a ban, and a stranger is still banned.
+func TestPeerIsNeverBanned(t *testing.T) {
+	peer, peer6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8:1::10")
+	for _, tc := range []struct {
+		name   string
+		a      Attempt
+		reason string
+	}{
+		{"bruteforce", Attempt{Src: peer, Trunk: "t", Account: "1001"}, ReasonBruteForce},
+		{"enumeration", Attempt{Src: peer, Trunk: "t", Unknown: true}, ReasonEnumeration},
+		// nor is the /64 of a peer's IPv6 address banned on its evidence
+		{"bruteforce-ipv6", Attempt{Src: peer6, Trunk: "t", Account: "1001"}, ReasonBruteForce},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults
+			g, bans, _ := newGuard(1024)
+			bans.SetPeerCheck(func(a netip.Addr) bool { return a == peer || a == peer6 })
+			var last Decision
+			for range 30 {
+				last = g.Failure(&c, tc.a)
+				if last.Ban {
+					t.Fatalf("decision %+v: a peer banned", last)
+				}
+			}
+			if !last.PeerSpared || last.Reason != tc.reason {
+				t.Errorf("last decision %+v, want PeerSpared with reason %s", last, tc.reason)
+			}
+			if bans.Blocked(tc.a.Src) || len(bans.List(false)) != 0 {
+				t.Errorf("bans %v", bans.List(false))
+			}
+			stranger := tc.a
+			stranger.Src = netip.MustParseAddr("203.0.113.9")
+			for range 30 {
+				if d := g.Failure(&c, stranger); d.Ban {
+					return
+				}
+			}
+			t.Error("a stranger is no longer banned")
+		})
+	}
+}

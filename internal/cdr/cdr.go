@@ -2,14 +2,50 @@
 // the INVITE to its end, with how it ended (Disposition).
 //
 // The proxy hands records to a Writer, which stores them in batches off the
-// hot path and never loses one: when the store is slow the queue grows (up
-// to its bound, then Write waits), failed inserts are retried, and Close
-// flushes everything. Stores: sqlite (the embedded default) and postgres;
-// both pass the conformance suite in cdrtest.
+// hot path. Nothing a caller sends can stop the books, and the proxy never
+// waits for them:
+//
+//   - Text is stored as valid UTF-8 whatever the bytes (EscapeText): a
+//     backslash is stored as `\\`, a NUL byte as `\x00` and every byte that is
+//     not part of valid UTF-8 as `\xNN`; all else is kept. The rule is the
+//     same for every store (SQLite and PostgreSQL escape in Insert, and List
+//     returns the text as stored); UnescapeText gives the exact bytes back.
+//   - A batch the store refuses while it is reachable (Pinger) and not
+//     merely busy (ErrUnavailable) is split in halves until the refused
+//     records are alone; each is appended to the dead-letter file
+//     cdr-dead-letter.jsonl in the writer's directory, one JSON object a
+//     line ({"time", "error", "record"} with the record escaped, or
+//     "journal_line" for a journal line that did not decode), with a
+//     cdr_store event (reason dead_letter).
+//   - When the store is unreachable, or the in-memory queue is full, records
+//     go to a local append-only journal, cdr-journal.jsonl (JSON lines of
+//     escaped records), in the same directory. Write never waits: it queues,
+//     or appends to the journal. The writer fsyncs the journal after each
+//     batch it appends and at least once per flush interval for records a
+//     full queue put there (a process crash loses nothing; a power loss at
+//     most one flush interval of those). The journal is bounded
+//     (WriterOptions.JournalMaxBytes); a record that does not fit is lost,
+//     counted, logged and reported (event reason journal_full). Without a
+//     directory there is no journal, and a record that finds the queue full
+//     is lost the same way (reason queue_full).
+//   - Once the journal holds records, new batches go behind them, and the
+//     writer replays the journal in order when the store answers again
+//     (retrying with backoff up to 10s), then truncates it. A journal left by
+//     a crash or a stop is replayed by the next writer on the same directory.
+//     Records are stored in the order they were written, except that a record
+//     that found the queue full is journaled ahead of those still queued.
+//   - Every record gets a unique id (Record.UID) before it leaves the
+//     writer's hands, and the stores ignore a second insert of the same id,
+//     so a replay after a crash between an insert and the journal's
+//     truncation stores nothing twice.
+//
+// Stores: sqlite (the embedded default) and postgres; both pass the
+// conformance suite in cdrtest.
 package cdr
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -46,7 +82,8 @@ func DispositionFor(code int, callerCancelled bool) Disposition {
 
 // Record is one call.
 type Record struct {
-	ID          int64 // assigned by the store
+	ID          int64  // assigned by the store
+	UID         string // unique id (NewUID), given by the Writer; a store keeps one record per UID
 	CallID      string
 	Trunk       string // the customer trunk (either direction)
 	Upstream    string
@@ -88,4 +125,33 @@ type Store interface {
 	// List returns matching records ordered by Start, then ID.
 	List(ctx context.Context, f Filter) ([]Record, error)
 	Close() error
+}
+
+// ErrUnavailable marks an Insert error that says nothing about the records:
+// the store is busy, locked, full, read-only, shutting down or unreachable.
+// The Writer keeps such a batch (journal) and retries it, instead of
+// splitting it to find a bad record. Stores mark their errors with
+// Unavailable.
+var ErrUnavailable = errors.New("CDR store unavailable")
+
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string   { return e.err.Error() }
+func (e unavailableError) Unwrap() []error { return []error{e.err, ErrUnavailable} }
+
+// Unavailable marks err (non-nil) as ErrUnavailable, keeping it in the chain.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailableError{err}
+}
+
+// Pinger is implemented by stores that can tell whether they are reachable.
+// After a failed Insert the Writer asks: a store that does not answer is
+// down (the records are journaled and retried), one that answers refused
+// the records (the batch is split to set the bad ones aside). A store that
+// is no Pinger is taken as reachable.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }

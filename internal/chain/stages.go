@@ -19,6 +19,12 @@ package chain
 //     (401/407 challenges, brute-force counters); runs after scanner so that
 //     attack tools are dropped without a challenge, and before limits so that
 //     only authenticated calls take a trunk's call slots.
+//   - identity: removes P-Asserted-Identity, P-Preferred-Identity, Diversion
+//     and Remote-Party-ID from trunks outside the trust domain (RFC 3325) and
+//     checks a digest account's caller ID against its numbers; needs the
+//     trunk from acl and the account from auth, and runs before limits so
+//     that a call refused for its caller ID takes no call slot, and before
+//     fraud and shaken so that they see the identities that will be forwarded.
 //   - limits: calls per second, concurrent calls and registrations per trunk
 //     and per account; needs the trunk from acl and the account from auth,
 //     and runs before registrar so that registrations are counted before
@@ -39,4 +45,4 @@ package chain
 //   - route:  picks the destination (the trunk's upstream, or the trunk that owns the
 //     dialled number for calls from an upstream); runs last so nothing is
 //     routed that another stage would refuse.
-var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "limits", "registrar", "fraud", "shaken", "media", "route"}
+var Order = []string{"acl", "flood", "sanity", "scanner", "auth", "identity", "limits", "registrar", "fraud", "shaken", "media", "route"}

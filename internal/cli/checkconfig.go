@@ -28,6 +28,9 @@ func CheckConfig(args []string, stdout, stderr io.Writer) int {
 			printConfigError(stderr, file, err)
 			continue
 		}
+		for _, w := range cfg.Warnings {
+			fmt.Fprintln(stderr, "warning: "+w.Error())
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d trunks)\n", file, len(cfg.Listen), len(cfg.Upstreams), len(cfg.Trunks))
 	}
 	if failed {

@@ -53,7 +53,16 @@ func TestCheckConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "bad.yaml:2:18: unknown_sources: must be drop") {
 		t.Errorf("bad: %d %q", code, errs)
 	}
-	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "6. route") {
+	// a flood profile below a trunk's own limits: valid, with a warning
+	contra := filepath.Join(dir, "contra.yaml")
+	_ = os.WriteFile(contra, []byte("listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targets: [udp://127.0.0.3:5080]}]\n"+
+		"flood: {trunk: {invite: 100/1s}}\ntrunks:\n  - {name: acme, allow: [192.0.2.1], upstream: pbx, limits: {cps: 300}}\n"), 0o600)
+	code, out, errs := run("check-config", contra)
+	if code != 0 || !strings.Contains(out, "ok") ||
+		!strings.Contains(errs, "warning: "+contra+":5:67: trunks[0].limits.cps: allows 300 calls/s (burst 300), more than the flood invite budget 100/1s (flood.trunk.invite)") {
+		t.Errorf("contradicting limits: %d %q %q", code, out, errs)
+	}
+	if code, out, _ := run("chain", "--config", good); code != 0 || !strings.Contains(out, "1. acl") || !strings.Contains(out, "2. flood") || !strings.Contains(out, "4. scanner") || !strings.Contains(out, "5. identity") || !strings.Contains(out, "7. route") {
 		t.Errorf("chain: %d %q", code, out)
 	}
 }

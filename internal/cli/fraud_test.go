@@ -15,7 +15,7 @@ func TestChainWithFraud(t *testing.T) {
 		"trunks: [{name: acme, allow: [127.0.0.2], upstream: pbx}]\n"+
 		"fraud: {enabled: true, rate_deck: rates.csv, default: {country: US}}\n"), 0o600)
 	code, out, errs := run("chain", "--config", cfg)
-	if code != 0 || !strings.Contains(out, "6. fraud") || !strings.Contains(out, "7. route") {
+	if code != 0 || !strings.Contains(out, "7. fraud") || !strings.Contains(out, "8. route") {
 		t.Fatalf("chain: %d %q %q", code, out, errs)
 	}
 	// A deck that does not load is a configuration error.

@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +17,8 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,9 +31,31 @@ import (
 // who wants a token of their own writes it there before the start.
 const AdminTokenFile = "admin.token"
 
+// AdminReadTokenFile is the name of the admin API's read-only token file
+// in storage.path, created like AdminTokenFile: it reads (/metrics, the
+// lists, the status) and changes nothing.
+const AdminReadTokenFile = "admin.read.token"
+
 // adminTokenPath is where the process of cfg keeps its admin token.
 func adminTokenPath(cfg *config.Config) string {
 	return filepath.Join(cfg.Storage.Path, AdminTokenFile)
+}
+
+// adminReadTokenPath is where the process of cfg keeps its read token.
+func adminReadTokenPath(cfg *config.Config) string {
+	return filepath.Join(cfg.Storage.Path, AdminReadTokenFile)
+}
+
+// adminTLS is the admin server's TLS configuration (nil: plain HTTP).
+func adminTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.Admin.TLS.Cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Admin.TLS.Cert, cfg.Admin.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 const incidentsUsage = `Usage: sipwarden incidents list|release [flags] [ID]
@@ -39,8 +66,9 @@ const incidentsUsage = `Usage: sipwarden incidents list|release [flags] [ID]
               fraud_release event names who released it (--by)
 
 The command talks to the admin API of the running sipwarden: at admin.listen
-of the configuration (or --admin), with the token of storage.path/admin.token
-(or --token-file) for a release.
+of the configuration (or --admin; https:// when admin.tls is set), with the
+token of storage.path/admin.read.token for the list and of
+storage.path/admin.token for a release (or --token-file).
 
 Flags:
 `
@@ -66,7 +94,7 @@ func IncidentsCommand(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("incidents "+sub, synopsis, stderr)
 	file := fs.String("config", "sipwarden.yaml", "configuration file (finds admin.listen and storage.path)")
 	addr := fs.String("admin", "", "host:port of the admin API (default: admin.listen of --config)")
-	tokenFile := fs.String("token-file", "", "file holding the admin token (default: storage.path/admin.token of --config)")
+	tokenFile := fs.String("token-file", "", "file holding the admin token (default: storage.path/admin.read.token for list, storage.path/admin.token for release, of --config)")
 	format := fs.String("format", "table", "list output: table or json")
 	by := fs.String("by", "", "who releases, for the event (default: your login name)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the request")
@@ -88,8 +116,11 @@ func IncidentsCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c := apiClient{addr: *addr, timeout: *timeout}
+	if a, ok := strings.CutPrefix(c.addr, "https://"); ok {
+		c.addr, c.tls = a, &tls.Config{MinVersion: tls.VersionTLS12}
+	}
 	// The configuration is read only for what the flags do not give.
-	if c.addr == "" || (sub == "release" && *tokenFile == "") {
+	if c.addr == "" || *tokenFile == "" {
 		cfg, err := config.Load(*file)
 		if err != nil {
 			printConfigError(stderr, *file, err)
@@ -100,21 +131,27 @@ func IncidentsCommand(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "sipwarden incidents: %s has no admin.listen: the admin API is off (or give --admin)\n", cfg.File)
 				return 1
 			}
-			c.addr = dialAddr(cfg.Admin.Listen)
+			if err := c.configure(cfg); err != nil {
+				fmt.Fprintf(stderr, "sipwarden incidents: %v\n", err)
+				return 1
+			}
 		}
 		if *tokenFile == "" {
 			*tokenFile = adminTokenPath(cfg)
+			if sub == "list" {
+				*tokenFile = adminReadTokenPath(cfg)
+			}
 		}
-	}
-	if sub == "list" {
-		return c.listIncidents(*format, stdout, stderr)
 	}
 	tok, _, err := admin.LoadToken(*tokenFile, false)
 	if err != nil {
-		fmt.Fprintf(stderr, "sipwarden incidents release: %v\n", err)
+		fmt.Fprintf(stderr, "sipwarden incidents %s: %v\n", sub, err)
 		return 1
 	}
 	c.token = tok
+	if sub == "list" {
+		return c.listIncidents(*format, stdout, stderr)
+	}
 	who := *by
 	if who == "" {
 		who = loginName()
@@ -163,6 +200,59 @@ func loginName() string {
 type apiClient struct {
 	addr, token string
 	timeout     time.Duration
+	// host, when set, is sent as the Host header (a name of admin.hosts).
+	host string
+	// tls, when set, makes the client speak HTTPS.
+	tls *tls.Config
+}
+
+// configure points c at the admin server of cfg: its listen address (on
+// loopback for a wildcard), over TLS with the server's own certificate
+// pinned when admin.tls is set (the CLI runs beside the server and reads
+// the same file, whatever name the certificate has), with a Host that
+// admin.hosts allows.
+func (c *apiClient) configure(cfg *config.Config) error {
+	c.addr = dialAddr(cfg.Admin.Listen)
+	if cfg.Admin.TLS.Cert != "" {
+		conf, err := pinnedTLS(cfg.Admin.TLS.Cert)
+		if err != nil {
+			return err
+		}
+		c.tls = conf
+	}
+	if h, _, err := net.SplitHostPort(c.addr); err == nil && len(cfg.Admin.Hosts) > 0 &&
+		!slices.Contains(cfg.Admin.Hosts, h) && !slices.Contains(cfg.Admin.Hosts, "*") {
+		c.host = cfg.Admin.Hosts[0]
+	}
+	return nil
+}
+
+// pinnedTLS accepts exactly the certificate of certFile's first PEM block.
+func pinnedTLS(certFile string) (*tls.Config, error) {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls.cert: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("admin.tls.cert %s: no PEM certificate", certFile)
+	}
+	if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+		return nil, fmt.Errorf("admin.tls.cert %s: %w", certFile, err)
+	}
+	want := blk.Bytes
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain is not checked against roots: the peer must present
+		// the very certificate sipwarden serves, compared byte for byte.
+		InsecureSkipVerify: true, //nolint:gosec // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], want) {
+				return errors.New("the admin server's certificate is not the one of admin.tls.cert")
+			}
+			return nil
+		},
+	}, nil
 }
 
 // apiError is an answer of the API that is an error (its message is the API's).
@@ -185,9 +275,16 @@ func (c *apiClient) do(method, path string, body, out any) error {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.addr+path, rd)
+	scheme := "http://"
+	if c.tls != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+c.addr+path, rd)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", c.addr, err)
+	}
+	if c.host != "" {
+		req.Host = c.host
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -196,7 +293,7 @@ func (c *apiClient) do(method, path string, body, out any) error {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	// No proxy: the token goes to the admin listener and nowhere else.
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{}).DialContext}}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{}).DialContext, TLSClientConfig: c.tls}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {

@@ -3,8 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,12 +31,19 @@ import (
 // fraud engine with one incident open (acme:calls), and a configuration
 // whose admin.listen and storage.path lead to it.
 type incidentsFixture struct {
-	cfg, addr, tokenFile string
-	eng                  *fraud.Engine
-	sub                  *events.Subscription
+	cfg, addr, tokenFile, readTokenFile string
+	eng                                 *fraud.Engine
+	sub                                 *events.Subscription
 }
 
 func newIncidentsFixture(t *testing.T) *incidentsFixture {
+	t.Helper()
+	return newIncidentsFixtureTLS(t, nil, "")
+}
+
+// newIncidentsFixtureTLS is newIncidentsFixture with the server speaking
+// tlsConf (nil: plain HTTP) and adminExtra added to the admin section.
+func newIncidentsFixtureTLS(t *testing.T, tlsConf *tls.Config, adminExtra string) *incidentsFixture {
 	t.Helper()
 	dir := t.TempDir()
 	storage := filepath.Join(dir, "data")
@@ -40,6 +55,11 @@ func newIncidentsFixture(t *testing.T) *incidentsFixture {
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
+	readTokenFile := filepath.Join(storage, AdminReadTokenFile)
+	readToken, _, err := admin.LoadToken(readTokenFile, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bus := events.NewBus()
 	sub := bus.Subscribe("test", 100)
 	eng := fraud.NewEngine(fraud.Options{Bus: bus})
@@ -50,7 +70,7 @@ func newIncidentsFixture(t *testing.T) *incidentsFixture {
 	dest := fraud.Destination{Class: fraud.ClassDomestic, CountryCode: 1}
 	eng.Check("acme", dest, 0)
 	eng.Check("acme", dest, 0)
-	srv := admin.New("127.0.0.1:0", prometheus.NewRegistry(), admin.Hooks{Fraud: eng, Token: token}, nil)
+	srv := admin.New("127.0.0.1:0", prometheus.NewRegistry(), admin.Hooks{Fraud: eng, Token: token, ReadToken: readToken, TLS: tlsConf}, nil)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +82,13 @@ func newIncidentsFixture(t *testing.T) *incidentsFixture {
 	_, port, _ := net.SplitHostPort(srv.Addr())
 	cfg := filepath.Join(dir, "sipwarden.yaml")
 	// A wildcard listener: the command connects on loopback.
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [udp://127.0.0.1:5060]\nadmin: {listen: \"0.0.0.0:%s\"}\nstorage: {path: %q}\n", port, storage)), 0o600); err != nil {
+	if adminExtra == "" {
+		adminExtra = "insecure_plaintext: true"
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listen: [udp://127.0.0.1:5060]\nadmin: {listen: \"0.0.0.0:%s\", %s}\nstorage: {path: %q}\n", port, adminExtra, storage)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &incidentsFixture{cfg: cfg, addr: srv.Addr(), tokenFile: tokenFile, eng: eng, sub: sub}
+	return &incidentsFixture{cfg: cfg, addr: srv.Addr(), tokenFile: tokenFile, readTokenFile: readTokenFile, eng: eng, sub: sub}
 }
 
 func runIncidents(args ...string) (int, string, string) {
@@ -98,9 +121,12 @@ func TestIncidentsCommand(t *testing.T) {
 		{"release without ID", []string{"release", "--config", f.cfg}, 2, "", "one incident ID"},
 		{"config without admin", []string{"list", "--config", noAdmin}, 1, "", "has no admin.listen"},
 		{"missing config", []string{"list", "--config", filepath.Join(t.TempDir(), "none.yaml")}, 1, "", "none.yaml"},
-		{"nobody listening", []string{"list", "--admin", "127.0.0.1:1"}, 1, "", "is sipwarden running"},
+		{"nobody listening", []string{"list", "--admin", "127.0.0.1:1", "--token-file", f.readTokenFile}, 1, "", "is sipwarden running"},
 		{"list from the config", []string{"list", "--config", f.cfg}, 0, "acme:calls  block", ""},
-		{"list as JSON", []string{"list", "--admin", f.addr, "--format", "json"}, 0, `"id": "acme:calls"`, ""},
+		{"list as JSON", []string{"list", "--admin", f.addr, "--token-file", f.readTokenFile, "--format", "json"}, 0, `"id": "acme:calls"`, ""},
+		{"list with a wrong token", []string{"list", "--admin", f.addr, "--token-file", wrongToken}, 1, "", "wrong bearer token"},
+		{"list without a token file", []string{"list", "--admin", f.addr, "--token-file", wrongToken + ".none"}, 1, "", "admin token file does not exist"},
+		{"release with the read token", []string{"release", "acme:calls", "--admin", f.addr, "--token-file", f.readTokenFile}, 1, "", "wrong bearer token"},
 		{"release with a wrong token", []string{"release", "acme:calls", "--admin", f.addr, "--token-file", wrongToken}, 1, "", "wrong bearer token"},
 		{"release with a missing token file", []string{"release", "acme:calls", "--admin", f.addr, "--token-file", wrongToken + ".none"}, 1, "", "admin token file does not exist"},
 		{"release of a malformed ID", []string{"release", "acme", "--config", f.cfg}, 2, "", "TRUNK:RULE (HTTP 400)"},
@@ -150,4 +176,54 @@ func TestDialAddr(t *testing.T) {
 			t.Errorf("dialAddr(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestIncidentsOverTLS: with admin.tls the command speaks HTTPS and
+// accepts only the server's own certificate (admin.tls.cert).
+func TestIncidentsOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "admin.pem"), filepath.Join(dir, "admin-key.pem")
+	cert := writeTestCert(t, certFile, keyFile)
+	f := newIncidentsFixtureTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		fmt.Sprintf("tls: {cert: %q, key: %q}", certFile, keyFile))
+	if code, out, errs := runIncidents("list", "--config", f.cfg); code != 0 || !strings.Contains(out, "acme:calls") {
+		t.Fatalf("list over TLS: %d %q %q", code, out, errs)
+	}
+	// another certificate in the configuration: the pin refuses the server
+	other := filepath.Join(dir, "other.pem")
+	writeTestCert(t, other, filepath.Join(dir, "other-key.pem"))
+	b, _ := os.ReadFile(f.cfg)
+	_ = os.WriteFile(f.cfg, []byte(strings.Replace(string(b), certFile, other, 1)), 0o600)
+	if code, _, errs := runIncidents("list", "--config", f.cfg); code != 1 || !strings.Contains(errs, "not the one of admin.tls.cert") {
+		t.Fatalf("list against another certificate: %d %q", code, errs)
+	}
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeTestCert(t *testing.T, certFile, keyFile string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sipwarden admin"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	cp := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	kp := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+	if err := os.WriteFile(certFile, cp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, kp, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(cp, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

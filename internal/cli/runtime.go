@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/flood"
 	"github.com/sipwarden/sipwarden/internal/fraud"
 	"github.com/sipwarden/sipwarden/internal/geoip"
+	"github.com/sipwarden/sipwarden/internal/identity"
 	"github.com/sipwarden/sipwarden/internal/limits"
 	"github.com/sipwarden/sipwarden/internal/media"
 	"github.com/sipwarden/sipwarden/internal/proxy"
@@ -24,6 +26,7 @@ import (
 	"github.com/sipwarden/sipwarden/internal/sanity"
 	"github.com/sipwarden/sipwarden/internal/scanner"
 	"github.com/sipwarden/sipwarden/internal/shaken"
+	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
 // deps are what lives for the whole process and every chain shares: the
@@ -45,6 +48,7 @@ type deps struct {
 	registrar    *registrar.Registrar
 	registrarMet *registrar.Metrics
 	shaken       *shaken.State
+	identity     *identity.Metrics
 	media        *media.StageMetrics
 	// relay is the process-wide media relay, started with a configuration
 	// that enables media (nil: media passes untouched).
@@ -52,6 +56,14 @@ type deps struct {
 	// geo is the country database, opened at start (nil: none).
 	geo   *geoip.DB
 	fraud *fraud.State
+	// flows holds the stream connections phones registered over (the
+	// transport, set by serve once it exists; nil for check-config).
+	flows flowHolder
+}
+
+// flowHolder keeps a registered TCP or TLS connection open (transport.Manager).
+type flowHolder interface {
+	HoldFlow(t sip.Transport, remote netip.AddrPort, until time.Time)
 }
 
 func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, floodSlots int) *deps {
@@ -68,7 +80,9 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 		route:   route.NewMetrics(reg),
 		shaken:  shaken.NewState(reg),
 		media:   media.NewStageMetrics(reg),
-		fraud:   fraud.NewState(reg, bus, 0, 0),
+
+		identity: identity.NewMetrics(reg),
+		fraud:    fraud.NewState(reg, bus, 0, 0),
 	}
 }
 
@@ -130,9 +144,18 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		aclStage.SetResolver(authStage.Resolve)
 		stages = append(stages, authStage)
 	}
+	// always: every trunk is outside the trust domain unless it says otherwise
+	stages = append(stages, identity.NewStage(cfg, d.identity, d.bus))
 	stages = append(stages, limitsStage)
 	if registrarStage.Enabled() {
 		stages = append(stages, registrarStage)
+	}
+	if registrarStage.Enabled() {
+		registrarStage.SetFlowHold(func(t sip.Transport, src netip.AddrPort, until time.Time) {
+			if d.flows != nil {
+				d.flows.HoldFlow(t, src, until)
+			}
+		})
 	}
 	if registrarStage.Enabled() && d.geo != nil {
 		registrarStage.SetCountry(d.geo.Country)
@@ -167,10 +190,6 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 		stages = append(stages, mediaStage)
 	}
 	stages = append(stages, routeStage)
-	if d.bans != nil {
-		// reputation feeds never block a configured peer of this configuration
-		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
-	}
 	if err := checkOrder(stages); err != nil {
 		return nil, err
 	}
@@ -186,6 +205,12 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 			return nil, fmt.Errorf("media: %w", err)
 		}
 		rt.Media = anchor
+	}
+	if d.bans != nil {
+		// No rule bans a configured peer of this configuration, and no feed
+		// entry or prefix ban blocks one. Set last: a configuration refused
+		// above leaves the running one's peers in place.
+		d.bans.SetPeerCheck(aclStage.Table().IsPeer)
 	}
 	return rt, nil
 }
@@ -207,9 +232,9 @@ func checkOrder(stages []chain.Stage) error {
 // stageSummaries explain each stage in one line for `sipwarden chain`.
 var stageSummaries = map[string]string{
 	"acl":     "identify the trunk or upstream by source address; unknown sources: %s",
-	"flood":   "request budgets per source address and /24 or /64, by method class and peer profile; over budget: ban",
+	"flood":   "request budgets per source address and /24 or /64, by method class and peer profile (floored at a trunk's limits); over budget: a peer's excess is shed (503 or drop), never banned",
 	"sanity":  "reject malformed requests (400, 416, 420, 483, 505) before any stage reads them",
-	"scanner": "drop requests of SIP scanners and attack tools without reply, and ban their source",
+	"scanner": "drop requests of SIP scanners and attack tools (User-Agent tokens) without reply, and ban their source unless it is a configured peer",
 	"limits":  "calls per second and concurrent calls (503 + Retry-After), registrations (429 + Retry-After), per trunk and per account",
 	"shaken":  "STIR/SHAKEN: sign calls from signing trunks (Identity, attestation A/B/C), verify those from verifying trunks (verstat)",
 	"media":   "refuse offers without SRTP from trunks whose media policy requires it (488 + Warning)",
@@ -217,6 +242,7 @@ var stageSummaries = map[string]string{
 	"route":   "calls from trunks to their upstream; calls from upstreams to the trunk owning the number, or to a registered phone",
 
 	"auth":      "digest authentication for trunks with auth: digest (401/407 challenges; bans and lockouts for guessing)",
+	"identity":  "remove P-Asserted-Identity, P-Preferred-Identity, Diversion and Remote-Party-ID of trunks without trust_identity (in dialogs too); digest accounts call with their own numbers (403 or rewrite)",
 	"registrar": "answer authenticated REGISTERs of digest trunks with a registrar (bindings, 423 Min-Expires, contact limits)",
 }
 

@@ -38,6 +38,7 @@ func Serve(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	logConfigWarnings(log, cfg)
 	srv, err := start(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -84,6 +85,13 @@ func printConfigError(w io.Writer, file string, err error) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %v\n", file, err)
+}
+
+// logConfigWarnings logs the settings of cfg that contradict one another.
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", "file", w.File, "line", w.Line, "key", w.Key, "msg", w.Msg)
+	}
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -198,16 +206,23 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		}
 	}()
 
-	s.store, err = openCDRStore(cfg)
+	s.store, err = openCDRStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s.cdrs = cdr.NewWriter(s.store, cdr.WriterOptions{
-		BatchSize:     cfg.CDR.BatchSize,
-		FlushInterval: cfg.CDR.FlushInterval,
-		Logger:        log,
-		Registerer:    reg,
+	// The journal and the dead-letter file live beside the other stores.
+	s.cdrs, err = cdr.OpenWriter(s.store, cdr.WriterOptions{
+		BatchSize:       cfg.CDR.BatchSize,
+		FlushInterval:   cfg.CDR.FlushInterval,
+		Dir:             cfg.Storage.Path,
+		JournalMaxBytes: cfg.CDR.JournalMaxBytes,
+		Logger:          log,
+		Registerer:      reg,
+		Bus:             bus,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("CDR writer: %w", err)
+	}
 
 	h := &lateHandler{}
 	s.transport, err = transport.NewManager(transport.Options{
@@ -215,7 +230,9 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		IdleTimeout:       cfg.SIP.TCPIdleTimeout,
 		HandshakeTimeout:  cfg.TLS.HandshakeTimeout,
 		MaxConnsPerSource: cfg.SIP.MaxConnsPerSource,
+		MaxConnsPerPrefix: cfg.SIP.MaxConnsPerPrefix,
 		MaxConns:          cfg.SIP.MaxConns,
+		ReservedPeerConns: cfg.SIP.ReservedPeerConns,
 		CertFile:          cfg.TLS.Cert,
 		KeyFile:           cfg.TLS.Key,
 		ClientCAFile:      cfg.TLS.ClientCA,
@@ -228,6 +245,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
+	s.transport.SetPeers(connPeers(cfg))
+	s.deps.flows = s.transport // before the listeners start: no request has run a stage yet
 	workers := cfg.SIP.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -275,6 +294,19 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 		if created {
 			log.Info("admin API token created", "file", adminTokenPath(cfg))
 		}
+		// Reads (metrics, status, incidents, bans) need a token too: this
+		// one reads and changes nothing (a Prometheus scrape, a dashboard).
+		readToken, created, err := admin.LoadToken(adminReadTokenPath(cfg), true)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("admin API read token created", "file", adminReadTokenPath(cfg))
+		}
+		tlsConf, err := adminTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
 		s.admin = admin.New(cfg.Admin.Listen, reg, admin.Hooks{
 			Ready:  func() bool { return !s.proxy.Draining() },
 			Reload: s.reload,
@@ -282,6 +314,11 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 			Fraud:  s.deps.fraud.Engine,
 			Bans:   bans,
 			Token:  token,
+
+			ReadToken:   readToken,
+			OpenMetrics: cfg.Admin.OpenMetrics,
+			Hosts:       cfg.Admin.Hosts,
+			TLS:         tlsConf,
 		}, log)
 		if err := s.admin.Start(); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
@@ -293,12 +330,17 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	return s, nil
 }
 
-func openCDRStore(cfg *config.Config) (cdr.Store, error) {
+func openCDRStore(cfg *config.Config, log *slog.Logger) (cdr.Store, error) {
 	switch cfg.CDR.Backend {
 	case "postgres":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		st, err := cdrpostgres.Open(ctx, cfg.CDR.DSN)
+		if cdrpostgres.Unreachable(err) {
+			// Unreachable, not refused: start, and journal CDRs until it answers.
+			log.Warn("CDR store (postgres) unreachable at start; CDRs go to the journal until it answers", "err", err)
+			st, err = cdrpostgres.OpenLater(cfg.CDR.DSN)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open CDR store (postgres): %w", err)
 		}
@@ -339,7 +381,9 @@ func (s *server) reload() error {
 				s.log.Warn("TLS certificate reload failed; the old certificate stays", "err", err)
 			}
 			s.proxy.SetRuntime(rt)
+			s.transport.SetPeers(connPeers(cfg))
 			s.cfg = cfg
+			logConfigWarnings(s.log, cfg)
 			s.deps.bus.Publish(events.Event{Kind: events.ConfigReloaded, Stage: "config", Detail: s.file})
 			s.log.Info("configuration reloaded", "file", s.file, "trunks", len(cfg.Trunks))
 			return nil
@@ -372,6 +416,7 @@ func (s *server) status() any {
 		"active_calls": s.proxy.ActiveCalls(),
 		"draining":     s.proxy.Draining(),
 		"cdr_queue":    s.cdrs.QueueDepth(),
+		"cdr_backlog":  s.cdrs.Backlog(),
 	}
 }
 

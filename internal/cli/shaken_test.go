@@ -139,7 +139,7 @@ shaken:
 	if code, out, errs := run("check-config", cfgFile); code != 0 {
 		t.Fatalf("check-config: %d %s %s", code, out, errs)
 	}
-	if code, out, _ := run("chain", "--config", cfgFile); code != 0 || !strings.Contains(out, "6. shaken") {
+	if code, out, _ := run("chain", "--config", cfgFile); code != 0 || !strings.Contains(out, "7. shaken") {
 		t.Fatalf("chain: %d %s", code, out)
 	}
 	if err := os.Chmod(filepath.Join(dir, "sp.key"), 0o644); err != nil {

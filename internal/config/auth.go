@@ -85,6 +85,9 @@ type Account struct {
 	// Limits are the account's own call and registration limits, within
 	// the trunk's (zero: only the trunk's apply).
 	Limits TrunkLimits
+	// Numbers are the E.164 numbers and ranges the account may call from
+	// (identity.go); empty: the trunk's numbers.
+	Numbers []NumberRange
 	// Line is where the account is in the file, for errors found later.
 	Line int
 }
@@ -132,13 +135,14 @@ type rawAccount struct {
 	SHAOnly      bool              `yaml:"sha_only"`
 	RegisterFrom []string          `yaml:"register_from"`
 	Limits       rawTrunkLimits    `yaml:"limits"`
+	Numbers      []string          `yaml:"numbers"`
 }
 
 var authKnownKeys = map[string][]string{
 	"rawAuth":       {"nonce_lifetime", "nonce_table_size", "remember_sources", "policy", "bruteforce"},
 	"rawPolicy":     {"min_length", "min_classes", "reject_common", "extra_file"},
 	"rawBruteForce": {"window", "source_account_failures", "source_failures", "unknown_accounts", "account_failures", "lockout", "lockout_mode", "ban_duration", "table_size"},
-	"rawAccount":    {"username", "ha1", "sha_only", "register_from", "limits"},
+	"rawAccount":    {"username", "ha1", "sha_only", "register_from", "limits", "numbers"},
 }
 
 // trunkDigestKeys are the keys rawTrunkDigest adds to a trunk.

@@ -41,6 +41,7 @@ func TestKnownKeysMatchTheSchema(t *testing.T) {
 		"rawListen":       rawListen{},
 		"rawTLS":          rawTLS{},
 		"rawAdmin":        rawAdmin{},
+		"rawAdminTLS":     rawAdminTLS{},
 		"rawStorage":      rawStorage{},
 		"rawCDR":          rawCDR{},
 		"rawLog":          rawLog{},

@@ -107,6 +107,7 @@ func Parse(data []byte, file string) (*Config, error) {
 		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 		return nil, v.errs
 	}
+	cfg.Warnings = v.warns
 	return cfg, nil
 }
 
@@ -229,6 +230,7 @@ func (c *Config) resolvePaths(dir string) {
 	c.TLS.Key = abs(c.TLS.Key)
 	c.TLS.ClientCA = abs(c.TLS.ClientCA)
 	c.TLS.UpstreamCA = abs(c.TLS.UpstreamCA)
+	c.Admin.TLS.Cert, c.Admin.TLS.Key = abs(c.Admin.TLS.Cert), abs(c.Admin.TLS.Key)
 	c.GeoIP.CountryDB = abs(c.GeoIP.CountryDB)
 	for i := range c.Notify.Webhooks {
 		c.Notify.Webhooks[i].SecretFile = abs(c.Notify.Webhooks[i].SecretFile)
@@ -260,6 +262,8 @@ func (c *Config) CheckFiles() error {
 	check("tls.key", c.TLS.Key)
 	check("tls.client_ca", c.TLS.ClientCA)
 	check("tls.upstream_ca", c.TLS.UpstreamCA)
+	check("admin.tls.cert", c.Admin.TLS.Cert)
+	check("admin.tls.key", c.Admin.TLS.Key)
 	check("geoip.country_db", c.GeoIP.CountryDB)
 	for i, w := range c.Notify.Webhooks {
 		check(fmt.Sprintf("notify.webhooks[%d].secret_file", i), w.SecretFile)

@@ -24,6 +24,10 @@ type Media struct {
 	// MaxPacketRate caps packets per second per socket (default 400; 0 in
 	// the file means the default).
 	MaxPacketRate int
+	// LatchPackets is the learning window of a plain-RTP leg behind NAT:
+	// consecutive packets from one source it did not announce that latch it
+	// (default 3).
+	LatchPackets int
 	// MeasureDelay exports the relay's own delay per packet (kernel receipt
 	// to the end of the forwarding send) as a histogram (Linux only).
 	MeasureDelay bool
@@ -62,6 +66,7 @@ const (
 	DefaultMediaPortMax       = 39999
 	DefaultMediaTimeout       = 60 * time.Second
 	DefaultMediaMaxPacketRate = 400
+	DefaultMediaLatchPackets  = 3
 )
 
 type rawMedia struct {
@@ -72,6 +77,7 @@ type rawMedia struct {
 	Timeout       string `yaml:"timeout"`
 	MaxPacketRate int    `yaml:"max_packet_rate"`
 	MeasureDelay  bool   `yaml:"measure_delay"`
+	LatchPackets  int    `yaml:"latch_packets"`
 }
 
 type rawTrunkMedia struct {
@@ -83,14 +89,14 @@ type rawTrunkMedia struct {
 
 // mediaKnownKeys are added to knownKeys for "did you mean".
 var mediaKnownKeys = map[string][]string{
-	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate", "measure_delay"},
+	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate", "measure_delay", "latch_packets"},
 	"rawTrunkMedia": {"mode", "srtp", "ice", "offer_keying"},
 }
 
 // media validates the top-level media section.
 func (v *validator) media(raw rawMedia) Media {
 	m := Media{Enabled: raw.Enabled, MeasureDelay: raw.MeasureDelay, PortMin: DefaultMediaPortMin, PortMax: DefaultMediaPortMax,
-		MaxPacketRate: DefaultMediaMaxPacketRate}
+		MaxPacketRate: DefaultMediaMaxPacketRate, LatchPackets: DefaultMediaLatchPackets}
 	m.Addr = netip.MustParseAddr("127.0.0.1")
 	if raw.Address != "" {
 		a, err := netip.ParseAddr(raw.Address)
@@ -133,6 +139,12 @@ func (v *validator) media(raw rawMedia) Media {
 		v.fail(p("media", "max_packet_rate"), "must be a number of packets per second per stream (0: the default %d), got %d", DefaultMediaMaxPacketRate, raw.MaxPacketRate)
 	case raw.MaxPacketRate > 0:
 		m.MaxPacketRate = raw.MaxPacketRate
+	}
+	switch {
+	case raw.LatchPackets < 0 || raw.LatchPackets > 50:
+		v.fail(p("media", "latch_packets"), "must be 1 to 50 packets (0: the default %d), got %d", DefaultMediaLatchPackets, raw.LatchPackets)
+	case raw.LatchPackets > 0:
+		m.LatchPackets = raw.LatchPackets
 	}
 	return m
 }

@@ -12,6 +12,10 @@ import (
 type Config struct {
 	// File is the path the configuration was loaded from.
 	File string
+	// Warnings are settings that are valid but contradict one another (a
+	// trunk's limits above its flood budgets), each with file, line and key;
+	// check-config prints them and serve logs them.
+	Warnings Errors
 
 	// Listen lists the SIP listeners ("udp://127.0.0.1:5060").
 	Listen []Listen
@@ -131,8 +135,9 @@ type Feed struct {
 type Scanner struct {
 	// Disabled turns the stage off.
 	Disabled bool
-	// Signatures are case-insensitive substrings of User-Agent (or of From's
-	// display name, or of the Via host of a few tools). Empty: the built-in list.
+	// Signatures are tool names matched case-insensitively as whole tokens
+	// of User-Agent ("=..." matches the whole User-Agent); display names are
+	// never examined. Empty: the built-in list.
 	Signatures []string
 	// BanAfter is how many scanner requests from one address lead to a ban (default 1; 0: never ban).
 	BanAfter int
@@ -169,9 +174,24 @@ type TLS struct {
 	HandshakeTimeout time.Duration
 }
 
-// Admin is the admin HTTP server.
+// Admin is the admin HTTP server (admin.go).
 type Admin struct {
 	Listen string // host:port; empty disables the admin server
+	// Hosts are the names a request's Host header may carry (without the
+	// port), against DNS rebinding: the listen address, localhost,
+	// 127.0.0.1 and ::1 by default; "*" accepts any.
+	Hosts []string
+	// OpenMetrics serves /metrics without a token.
+	OpenMetrics bool
+	// TLS serves HTTPS with this certificate and key.
+	TLS AdminTLS
+	// InsecurePlaintext allows plain HTTP on an address that is not loopback.
+	InsecurePlaintext bool
+}
+
+// AdminTLS is the admin server's certificate.
+type AdminTLS struct {
+	Cert, Key string // PEM files
 }
 
 // Storage locates the embedded stores.
@@ -188,6 +208,9 @@ type CDR struct {
 	// BatchSize and FlushInterval tune the asynchronous writer.
 	BatchSize     int
 	FlushInterval time.Duration
+	// JournalMaxBytes bounds the journal that keeps records while the store
+	// is down (storage.path/cdr-journal.jsonl).
+	JournalMaxBytes int64
 }
 
 // Log configures logging.
@@ -210,6 +233,12 @@ type SIP struct {
 	MaxConnsPerSource int
 	// MaxConns caps all concurrent TCP/TLS connections (default 10000).
 	MaxConns int
+	// MaxConnsPerPrefix caps the TCP/TLS connections of the strangers of one
+	// IPv6 /64 (default twice MaxConnsPerSource).
+	MaxConnsPerPrefix int
+	// ReservedPeerConns is the part of MaxConns that only configured peers
+	// may use (default MaxConns/4).
+	ReservedPeerConns int
 	// DialogTimeout ends confirmed dialogs that see no traffic for this long (default 2h).
 	DialogTimeout time.Duration
 	// DrainTimeout is how long a graceful stop waits for calls to end (default 30s).
@@ -255,7 +284,9 @@ type Trunk struct {
 	// TLS options for this trunk.
 	TLS TrunkTLS
 	// Flood is this trunk's flood profile (the default trunk profile with
-	// this trunk's overrides applied).
+	// this trunk's overrides applied, raised where the trunk's own Limits
+	// allow more: INVITE to CPS, other to OtherPerCall × CPS, REGISTER to
+	// Registrations).
 	Flood FloodProfile
 	// Digest holds the realm and accounts of a trunk with Auth AuthDigest.
 	Digest TrunkDigest
@@ -265,6 +296,18 @@ type Trunk struct {
 	// with REFER, to targets the fraud destination policy would accept for
 	// a new call of the trunk; by default (deny) a REFER gets 403.
 	AllowTransfers bool
+	// TopologyHiding keeps the protected side's addresses (Contact, Via,
+	// Record-Route, Server/User-Agent, Warning) from this trunk and its
+	// phones (default true; see package proxy, topology.go).
+	TopologyHiding bool
+	// TrustIdentity lets the trunk's P-Asserted-Identity,
+	// P-Preferred-Identity, Diversion and Remote-Party-ID reach the
+	// upstream; by default they are removed (identity.go).
+	TrustIdentity bool
+	// CallerID is what happens to a call of a digest account whose caller
+	// ID is none of its numbers: CallerIDRefuse (403, the default) or
+	// CallerIDRewrite.
+	CallerID string
 }
 
 // Values of Trunk.Auth.
@@ -280,6 +323,10 @@ type TrunkLimits struct {
 	Burst int
 	// Concurrent caps the calls in progress (0: unlimited).
 	Concurrent int
+	// MaxConnections caps the trunk's concurrent TCP/TLS connections, from
+	// its allow prefixes and its accounts' register_from prefixes together
+	// (default DefaultTrunkConns).
+	MaxConnections int
 	// Registrations is a budget of REGISTER requests ("600/1m": 600 at once,
 	// 600 more a minute; zero Rate: unlimited), answered 429 when exceeded.
 	Registrations Budget

@@ -111,7 +111,16 @@ type rawTLS struct {
 }
 
 type rawAdmin struct {
-	Listen string `yaml:"listen"`
+	Listen            string      `yaml:"listen"`
+	Hosts             []string    `yaml:"hosts"`
+	OpenMetrics       bool        `yaml:"open_metrics"`
+	TLS               rawAdminTLS `yaml:"tls"`
+	InsecurePlaintext bool        `yaml:"insecure_plaintext"`
+}
+
+type rawAdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 type rawStorage struct {
@@ -123,6 +132,7 @@ type rawCDR struct {
 	DSN           string `yaml:"dsn"`
 	BatchSize     int    `yaml:"batch_size"`
 	FlushInterval string `yaml:"flush_interval"`
+	JournalMax    string `yaml:"journal_max_size"`
 }
 
 type rawLog struct {
@@ -136,7 +146,9 @@ type rawSIP struct {
 	Workers           int    `yaml:"workers"`
 	TCPIdleTimeout    string `yaml:"tcp_idle_timeout"`
 	MaxConnsPerSource int    `yaml:"max_conns_per_source"`
+	MaxConnsPerPrefix int    `yaml:"max_conns_per_prefix"`
 	MaxConns          int    `yaml:"max_conns"`
+	ReservedPeerConns int    `yaml:"reserved_peer_conns"`
 	DialogTimeout     string `yaml:"dialog_timeout"`
 	DrainTimeout      string `yaml:"drain_timeout"`
 }
@@ -161,6 +173,11 @@ type rawTrunk struct {
 	Media    rawTrunkMedia   `yaml:"media"`
 	// Transfers: deny (default) or allow.
 	Transfers string `yaml:"transfers"`
+	// TopologyHiding is a pointer so that absent means the default (on).
+	TopologyHiding *bool `yaml:"topology_hiding"`
+	// identity.go
+	TrustIdentity bool   `yaml:"trust_identity"`
+	CallerID      string `yaml:"caller_id"`
 
 	rawTrunkDigest `yaml:",inline"`
 }
@@ -170,6 +187,8 @@ type rawTrunkLimits struct {
 	Burst         int    `yaml:"burst"`
 	Concurrent    int    `yaml:"concurrent"`
 	Registrations string `yaml:"registrations"`
+	// MaxConnections caps the trunk's TCP/TLS connections (0: the default).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 type rawTrunkTLS struct {
@@ -189,21 +208,43 @@ var knownKeys = map[string][]string{
 	"rawListen":       {"url", "advertise"},
 	"plain":           {"url", "advertise"},
 	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
-	"rawAdmin":        {"listen"},
+	"rawAdmin":        {"listen", "hosts", "open_metrics", "tls", "insecure_plaintext"},
+	"rawAdminTLS":     {"cert", "key"},
 	"rawStorage":      {"path"},
-	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval"},
+	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
 	"rawLog":          {"level", "format"},
-	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout"},
+	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
 	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers"},
-	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations"},
+	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding", "trust_identity", "caller_id"},
+	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
 	"rawTrunkTLS":     {"require_client_cert"},
 }
 
 type validator struct {
-	file string
-	root *yaml.Node
-	errs Errors
+	file  string
+	root  *yaml.Node
+	errs  Errors
+	warns Errors
+}
+
+// wideAllowBits is the shortest allow prefix that check-config accepts without
+// a warning: a /8 of IPv4, a /32 of IPv6 (an ISP's allocation).
+func wideAllowBits(a netip.Addr) int {
+	if a.Is4() {
+		return 8
+	}
+	return 32
+}
+
+// warn records a warning at the node of path: the file is valid, but a
+// setting contradicts another (check-config prints it, serve logs it).
+func (v *validator) warn(path []any, format string, args ...any) {
+	n := lookup(v.root, path)
+	e := &Error{File: v.file, Key: keyString(path), Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	v.warns = append(v.warns, e)
 }
 
 // fail records an error at the node of path (a key path like "trunks", 1, "limits", "cps").
@@ -414,12 +455,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		v.fail(p("tls"), "tls.cert and tls.key go together")
 	}
 
-	c.Admin.Listen = raw.Admin.Listen
-	if c.Admin.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Admin.Listen); err != nil {
-			v.fail(p("admin", "listen"), "must be an IP address and port such as 127.0.0.1:8080, got %q", c.Admin.Listen)
-		}
-	}
+	v.admin(c, &raw.Admin)
 	c.Storage.Path = raw.Storage.Path
 	if c.Storage.Path == "" {
 		c.Storage.Path = "./data"
@@ -443,6 +479,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 	}
 	if c.CDR.BatchSize == 0 {
 		c.CDR.BatchSize = 256
+	}
+	c.CDR.JournalMaxBytes = int64(v.size(p("cdr", "journal_max_size"), raw.CDR.JournalMax, 1024<<20))
+	if c.CDR.JournalMaxBytes < 1<<20 {
+		v.fail(p("cdr", "journal_max_size"), "must be at least 1MiB, got %q", raw.CDR.JournalMax)
 	}
 
 	c.Log = Log{Level: raw.Log.Level, Format: raw.Log.Format}
@@ -468,7 +508,9 @@ func (v *validator) build(raw *rawConfig) *Config {
 		Workers:           s.Workers,
 		TCPIdleTimeout:    v.duration(p("sip", "tcp_idle_timeout"), s.TCPIdleTimeout, 3*time.Minute),
 		MaxConnsPerSource: s.MaxConnsPerSource,
+		MaxConnsPerPrefix: s.MaxConnsPerPrefix,
 		MaxConns:          s.MaxConns,
+		ReservedPeerConns: s.ReservedPeerConns,
 		DialogTimeout:     v.duration(p("sip", "dialog_timeout"), s.DialogTimeout, 2*time.Hour),
 		DrainTimeout:      v.duration(p("sip", "drain_timeout"), s.DrainTimeout, 30*time.Second),
 	}
@@ -479,7 +521,8 @@ func (v *validator) build(raw *rawConfig) *Config {
 		key string
 		val *int
 		def int
-	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000}} {
+	}{{"workers", &c.SIP.Workers, 0}, {"max_conns_per_source", &c.SIP.MaxConnsPerSource, 32}, {"max_conns", &c.SIP.MaxConns, 10000},
+		{"max_conns_per_prefix", &c.SIP.MaxConnsPerPrefix, 0}, {"reserved_peer_conns", &c.SIP.ReservedPeerConns, 0}} {
 		if *f.val < 0 {
 			v.fail(p("sip", f.key), "must be >= 0, got %d", *f.val)
 		}
@@ -487,6 +530,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 			*f.val = f.def
 		}
 	}
+	v.sipConns(&c.SIP)
 
 	switch raw.UnknownSources {
 	case "":
@@ -561,7 +605,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		c.Scanner.BanAfter = *raw.Scanner.BanAfter
 	}
 	for i, sig := range raw.Scanner.Signatures {
-		if strings.TrimSpace(sig) == "" {
+		if strings.TrimSpace(strings.TrimPrefix(sig, "=")) == "" {
 			v.fail(p("scanner", "signatures", i), "an empty signature would match everything")
 			continue
 		}
@@ -620,6 +664,10 @@ func (v *validator) build(raw *rawConfig) *Config {
 				v.fail(append(append([]any{}, base...), i), "prefix %s is also in %s: the source would be ambiguous", pf, other)
 			}
 			prefixes[pf] = owner
+			if pf.Bits() < wideAllowBits(pf.Addr()) {
+				v.warn(append(append([]any{}, base...), i), "%s makes every address in it a configured peer of %s, "+
+					"which no rule ever bans (a flood from it is only shed): list the peer's own addresses", pf, owner)
+			}
 			out = append(out, pf)
 		}
 		return out
@@ -655,6 +703,7 @@ func (v *validator) build(raw *rawConfig) *Config {
 		base := p("trunks", i)
 		checkName(append(base, "name"), t.Name)
 		tr := Trunk{Name: t.Name, Auth: t.Auth, Upstream: t.Upstream, TLS: TrunkTLS{RequireClientCert: t.TLS.RequireClientCert}}
+		tr.TopologyHiding = t.TopologyHiding == nil || *t.TopologyHiding
 		switch t.Auth {
 		case "", AuthIP:
 			tr.Auth = AuthIP
@@ -689,9 +738,11 @@ func (v *validator) build(raw *rawConfig) *Config {
 			numbers[key] = t.Name
 			tr.Numbers = append(tr.Numbers, nr)
 		}
+		v.trunkIdentity(base, &t, &tr)
 		tr.Targets = targets(append(base, "targets"), t.Targets)
 		tr.Limits = v.limits(append(base, "limits"), t.Limits)
 		tr.Flood = v.floodProfile(append(base, "flood"), t.Flood, c.Flood.Trunk)
+		v.floodFloors(base, &tr, t.Flood, raw.Flood.Trunk)
 		tr.Media = v.trunkMedia(append(base, "media"), t.Media, c.Media)
 		switch t.Transfers {
 		case "", "deny":
@@ -730,6 +781,14 @@ func (v *validator) limits(base []any, l rawTrunkLimits) TrunkLimits {
 		v.fail(append(base, "concurrent"), "must be >= 0 (0: unlimited), got %d", l.Concurrent)
 	}
 	out.Concurrent = l.Concurrent
+	switch {
+	case l.MaxConnections < 0:
+		v.fail(append(base, "max_connections"), "must be >= 0 (0: %d), got %d", DefaultTrunkConns, l.MaxConnections)
+	case l.MaxConnections == 0:
+		out.MaxConnections = DefaultTrunkConns
+	default:
+		out.MaxConnections = l.MaxConnections
+	}
 	if l.Registrations != "" {
 		out.Registrations = v.budget(append(base, "registrations"), l.Registrations)
 	}
@@ -768,6 +827,49 @@ var (
 		Other: Budget{"3000/1s", 3000, 3000}, Malformed: Budget{"100/10s", 10, 100},
 	}
 )
+
+// OtherPerCall is how many requests of the class "other" (ACK, BYE, and
+// one more such as PRACK, UPDATE or INFO) a trunk's flood budget allows per
+// call of its limits.cps.
+const OtherPerCall = 3
+
+// floodFloors raises a trunk's flood budgets to what its own limits let it
+// send: a customer within its limits.cps (and limits.registrations) is never
+// shed by the flood stage. Where the profile was lower it warns: the two
+// settings contradict each other.
+func (v *validator) floodFloors(base []any, tr *Trunk, own, def rawFloodProfile) {
+	l := tr.Limits
+	origin := func(ownRaw, defRaw, key string) string {
+		switch {
+		case ownRaw != "":
+			return keyString(append(append([]any{}, base...), "flood", key))
+		case defRaw != "":
+			return "flood.trunk." + key
+		}
+		return "the default flood.trunk." + key
+	}
+	raise := func(b *Budget, rate, burst float64, limitKey, what, ownRaw, defRaw, key string) {
+		if b.Rate <= 0 || rate <= 0 || (b.Rate >= rate && b.Burst >= burst) {
+			return // unlimited, or enough already
+		}
+		if b.Rate >= rate && limitKey == "cps" && l.Burst > 0 {
+			limitKey = "burst" // the rate fits, the burst does not
+		}
+		v.warn(append(append([]any{}, base...), "limits", limitKey),
+			"allows %s, more than the flood %s budget %s (%s): this trunk's %s budget is raised to %g/s with a burst of %g; write a flood budget of at least that to silence this warning",
+			what, key, b.Raw, origin(ownRaw, defRaw, key), key, max(b.Rate, rate), max(b.Burst, burst))
+		b.Rate, b.Burst = max(b.Rate, rate), max(b.Burst, burst)
+	}
+	if l.CPS > 0 {
+		burst := max(float64(l.Burst), l.CPS)
+		raise(&tr.Flood.Invite, l.CPS, burst, "cps", fmt.Sprintf("%g calls/s (burst %g)", l.CPS, burst), own.Invite, def.Invite, "invite")
+		raise(&tr.Flood.Other, OtherPerCall*l.CPS, OtherPerCall*burst, "cps",
+			fmt.Sprintf("%g calls/s, %d in-dialog requests each (ACK, BYE, ...)", l.CPS, OtherPerCall), own.Other, def.Other, "other")
+	}
+	if r := l.Registrations; r.Rate > 0 {
+		raise(&tr.Flood.Register, r.Rate, r.Burst, "registrations", "REGISTER at "+r.Raw, own.Register, def.Register, "register")
+	}
+}
 
 // floodProfile reads a profile; classes left out keep the value of def.
 func (v *validator) floodProfile(base []any, r rawFloodProfile, def FloodProfile) FloodProfile {

@@ -81,6 +81,21 @@ const (
 	// not authenticated (they write no CDR); sampled, at most one event a
 	// second, Detail telling how many since the previous one.
 	Unauthenticated
+	// CDRStore: the CDR writer's store became unreachable (Reason
+	// store_unavailable: records go to the local journal) or answered again
+	// (store_recovered), a record it refused was set aside in the
+	// dead-letter file (dead_letter), or records were lost because the
+	// journal is full (journal_full) or there is none and the queue is full
+	// (queue_full).
+	CDRStore
+	// CallerID: a call of a digest account whose caller ID is none of the
+	// account's numbers, refused (Code 403) or rewritten (Code 0).
+	CallerID
+	// PeerOverBudget: a configured trunk or upstream went over a flood
+	// budget; its excess is shed (503 + Retry-After for INVITE and
+	// REGISTER, dropped otherwise), it is never banned (Reason: the class;
+	// Detail: the budget). At most one a peer, class and minute.
+	PeerOverBudget
 )
 
 var kindNames = [...]string{
@@ -112,6 +127,9 @@ var kindNames = [...]string{
 	FraudError:            "fraud_error",
 	NotifyFailed:          "notify_failed",
 	Unauthenticated:       "unauthenticated",
+	CDRStore:              "cdr_store",
+	CallerID:              "caller_id",
+	PeerOverBudget:        "peer_over_budget",
 }
 
 // String returns the kind's stable name (used in logs and as a metric label).

@@ -21,9 +21,10 @@ import (
 // DefaultWebhookKinds are the events a webhook (or the e-mail sink)
 // receives when its configuration names none: decisions an operator acts on,
 // each rare by construction (a ban, an incident, a lockout, a notification
-// that could not be delivered), never one per packet or per call of a flood.
+// that could not be delivered, a peer over its flood budget at most once a
+// minute), never one per packet or per call of a flood.
 var DefaultWebhookKinds = []Kind{Ban, AccountLocked, RegistrationNewSource, BindingReplaced,
-	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed}
+	FraudIncident, FraudRelease, FraudHangup, FraudError, ConfigRejected, NotifyFailed, CDRStore, PeerOverBudget}
 
 // Webhook body formats.
 const (

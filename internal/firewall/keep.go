@@ -21,6 +21,7 @@ type Bans interface {
 	Generation() uint64
 	NextExpiry() time.Time
 	List(withFeeds bool) []banlist.Ban
+	IsPeer(a netip.Addr) bool
 }
 
 // KeepOptions tune Keep.
@@ -35,10 +36,10 @@ type KeepOptions struct {
 	Logger     *slog.Logger
 }
 
-// Keep mirrors the bans in force into k (except those that spare configured
-// peers, reputation-feed entries and strangers' prefixes, which only the gate
-// can judge)
-// until ctx ends: at once, after every change of the list, and when the next
+// Keep mirrors the bans in force into k (except reputation-feed entries and
+// strangers' prefixes, which spare configured peers and which only the gate
+// can judge; a rule's ban of one address is mirrored while that address is
+// no configured peer) until ctx ends: at once, after every change of the list, and when the next
 // ban expires. A failed write is logged, counted and retried; the userspace
 // gate keeps enforcing every ban meanwhile.
 func Keep(ctx context.Context, k Kernel, bans Bans, opt KeepOptions) {
@@ -79,7 +80,9 @@ func Keep(ctx context.Context, k Kernel, bans Bans, opt KeepOptions) {
 			expiresAt = bans.NextExpiry() // read before the list, so a ban ending in between is caught next time
 			var prefixes []netip.Prefix
 			for _, b := range bans.List(false) {
-				if !b.SparesPeers { // the kernel cannot tell peers apart: the gate judges these
+				// The kernel cannot tell peers apart: the gate judges the
+				// bans that spare them, except a stranger's own address.
+				if !b.SparesPeers || (b.Prefix.IsSingleIP() && !bans.IsPeer(b.Prefix.Addr())) {
 					prefixes = append(prefixes, b.Prefix)
 				}
 			}

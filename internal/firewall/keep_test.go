@@ -110,3 +110,31 @@ func TestKeepMirrorsChangesAndExpiries(t *testing.T) {
 		}
 	})
 }
+
+// A rule's ban of a stranger's address is mirrored; once a reload makes
+// that address a configured peer, it leaves the kernel (the gate lets the
+// peer in, the kernel must too).
+func TestKeepDropsRuleBansOfPeers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		list := banlist.New(nil, banlist.Options{})
+		list.SetPeerCheck(func(netip.Addr) bool { return false })
+		if _, err := list.AddSparingPeers(netip.MustParsePrefix("192.0.2.7/32"), "flood_invite", "flood", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		k := &kernel{}
+		go Keep(ctx, k, list, KeepOptions{Poll: 100 * time.Millisecond, Retry: time.Second})
+		synctest.Wait()
+		if _, got := k.last(); !slices.Equal(got, []string{"192.0.2.7/32"}) {
+			t.Fatalf("first write %v, want the stranger's address", got)
+		}
+		peer := netip.MustParseAddr("192.0.2.7")
+		list.SetPeerCheck(func(a netip.Addr) bool { return a == peer })
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if _, got := k.last(); len(got) != 0 {
+			t.Fatalf("after the reload, kernel holds %v, want nothing", got)
+		}
+	})
+}

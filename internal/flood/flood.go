@@ -1,14 +1,23 @@
 // Package flood detects request floods from configured peers, per source
 // address and per prefix (IPv4 /24, IPv6 /64), with separate budgets per
 // method class (INVITE, REGISTER, OPTIONS, other) and for malformed
-// messages. A source that exceeds a budget is banned (package banlist) and
-// from then on dropped before parsing.
+// messages.
 //
 // Peers are never exempted blindly: each trunk has a profile of budgets (its
-// own or the default), so an operator's PBX that sends OPTIONS for 2,000
-// extensions can be given room while a spoofed carrier address still cannot
-// send without limit. Addresses that are no peer never reach this stage: the
-// acl stage drops them and bans those that keep probing.
+// own or the default, with floors from its own limits: INVITE at least
+// limits.cps, other requests at least three a call), so an operator's PBX
+// that sends OPTIONS for 2,000 extensions can be given room while a spoofed
+// carrier address still cannot send without limit. Nor are they punished: a
+// configured trunk or upstream over a budget is never banned (its address
+// can be spoofed, and a customer can go over by accident); its excess is
+// shed — 503 with Retry-After for INVITE and REGISTER, silence for the
+// rest — counted (sipwarden_flood_shed_total) and reported (a
+// peer_over_budget event, at most one a minute per peer and class). Only a
+// source that no configuration names (a digest trunk's phone) is banned,
+// with its /24 or /64 when the prefix went over; such a prefix ban never
+// applies to the configured peers inside it. Addresses that are no peer at
+// all never reach this stage: the acl stage drops them and bans those that
+// keep probing.
 //
 // Memory is fixed: a table of slots chosen by hashing the address (two
 // candidate slots, the least recently used one is taken by a newcomer), so

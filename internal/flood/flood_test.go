@@ -6,11 +6,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
+	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
@@ -101,6 +103,9 @@ func request(t *testing.T, method string) *sip.Msg {
 	return &m
 }
 
+// The tests below give the ban list no peer check: their sources are no
+// configured peer (a digest trunk's phones, which the acl stage identifies
+// by their credentials, not their address), so they are banned.
 func TestStageBansFlooder(t *testing.T) {
 	st, cfg, bans := newStage(t)
 	inv := request(t, "INVITE")
@@ -154,6 +159,111 @@ func TestStageMalformedAndOverrides(t *testing.T) {
 	if v := st.Handle(&chain.Request{Msg: opt, Src: netip.MustParseAddrPort("203.0.113.1:5060")}); v.Action != chain.Continue {
 		t.Fatal("unknown sources are the acl stage's business")
 	}
+}
+
+// A configured trunk or upstream over a budget is shed, never banned: 503
+// with Retry-After for INVITE and REGISTER, silence for the rest, a metric,
+// and one peer_over_budget event a minute; prefix floods never ban it; a
+// stranger in the same /24 still is.
+func TestStageShedsPeers(t *testing.T) {
+	cfg, err := config.Parse([]byte(cfgYAML), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bans := banlist.New(nil, banlist.Options{})
+	trunk, pbx := netip.MustParseAddrPort("192.0.2.7:5060"), netip.MustParseAddrPort("127.0.0.3:5080")
+	bans.SetPeerCheck(func(a netip.Addr) bool { return a == trunk.Addr() || a == pbx.Addr() })
+	bus := events.NewBus()
+	sub := bus.Subscribe("t", 100)
+	st, _ := NewStage(cfg, NewState(1024, nil), bans, bus)
+	tr := &cfg.Trunks[0]
+	for _, tc := range []struct {
+		name     string
+		method   string
+		parseErr error
+		budget   int
+		code     uint16
+		reason   string
+	}{
+		{"invite", "INVITE", nil, 5, 503, "flood_shed_invite"},
+		{"register", "REGISTER", nil, 50, 503, "flood_shed_register"},
+		{"options", "OPTIONS", nil, 50, 0, "flood_shed_options"},
+		{"malformed", "OPTIONS", errors.New("bad"), 2, 0, "flood_shed_malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := request(t, tc.method)
+			for i := range tc.budget {
+				if v := st.Handle(&chain.Request{Msg: m, ParseErr: tc.parseErr, Src: trunk, PeerKind: chain.PeerTrunk, Trunk: tr}); v.Action != chain.Continue {
+					t.Fatalf("request %d within budget: %+v", i+1, v)
+				}
+			}
+			for range 100 {
+				v := st.Handle(&chain.Request{Msg: m, ParseErr: tc.parseErr, Src: trunk, PeerKind: chain.PeerTrunk, Trunk: tr})
+				if v.Code != tc.code || v.Reason != tc.reason || (tc.code == 0) != (v.Action == chain.Drop) || (tc.code != 0) != (v.RetryAfter >= 1) {
+					t.Fatalf("over budget: %+v", v)
+				}
+			}
+			if bans.Blocked(trunk.Addr()) {
+				t.Fatal("the trunk was banned")
+			}
+			var got []events.Event
+			for len(sub.C) > 0 {
+				got = append(got, <-sub.C)
+			}
+			if len(got) != 1 || got[0].Kind != events.PeerOverBudget || got[0].Reason != tc.reason || got[0].Trunk != "acme" {
+				t.Fatalf("events %+v, want one peer_over_budget", got)
+			}
+		})
+	}
+	// The upstream, malformed beyond its 100/10s: shed, not banned.
+	up := &cfg.Upstreams[0]
+	var v chain.Verdict
+	for range 200 {
+		v = st.Handle(&chain.Request{Msg: request(t, "OPTIONS"), ParseErr: errors.New("bad"), Src: pbx, PeerKind: chain.PeerUpstream, Upstream: up})
+	}
+	if v.Reason != "flood_shed_malformed" || bans.Blocked(pbx.Addr()) {
+		t.Fatalf("upstream: %+v, banned %v", v, bans.Blocked(pbx.Addr()))
+	}
+	// Strangers of the trunk's /24 (its digest phones) push the prefix over:
+	// the /24 is banned, the trunk is not.
+	inv := request(t, "INVITE")
+	for i := range 30 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i%6)}), 5060)
+		st.Handle(&chain.Request{Msg: inv, Src: src, PeerKind: chain.PeerTrunk, Trunk: tr})
+	}
+	if !bans.Blocked(netip.MustParseAddr("192.0.2.200")) || bans.Blocked(trunk.Addr()) {
+		t.Fatalf("prefix ban: stranger blocked %v, trunk blocked %v", bans.Blocked(netip.MustParseAddr("192.0.2.200")), bans.Blocked(trunk.Addr()))
+	}
+}
+
+// A trunk whose limits.cps is above its flood profile gets the floor:
+// 300 calls/s (each with an ACK and a BYE) for 3 s pass the flood stage.
+func TestStageTrunkCPSFloor(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+listen: [udp://127.0.0.1:5060]
+upstreams: [{name: pbx, targets: [udp://127.0.0.3:5080]}]
+flood: {trunk: {invite: 100/1s}}
+trunks: [{name: big, allow: [192.0.2.1], upstream: pbx, limits: {cps: 300}}]
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bans := banlist.New(nil, banlist.Options{})
+	src := netip.MustParseAddrPort("192.0.2.1:5060")
+	bans.SetPeerCheck(func(a netip.Addr) bool { return a == src.Addr() })
+	inv, ack, bye := request(t, "INVITE"), request(t, "ACK"), request(t, "BYE")
+	tr := &cfg.Trunks[0]
+	synctest.Test(t, func(t *testing.T) {
+		st, _ := NewStage(cfg, NewState(1024, nil), bans, nil)
+		for i := range 900 {
+			for _, m := range []*sip.Msg{inv, ack, bye} {
+				if v := st.Handle(&chain.Request{Msg: m, Src: src, PeerKind: chain.PeerTrunk, Trunk: tr}); v.Action != chain.Continue {
+					t.Fatalf("call %d %s: %+v", i, m.Method(), v)
+				}
+			}
+			time.Sleep(time.Second / 300)
+		}
+	})
 }
 
 // BenchmarkStage is the cost of counting one request that is within budget.

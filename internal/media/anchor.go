@@ -1,6 +1,8 @@
 package media
 
 import (
+	"net/netip"
+
 	"github.com/sipwarden/sipwarden/internal/chain"
 	"github.com/sipwarden/sipwarden/internal/config"
 )
@@ -13,13 +15,28 @@ import (
 type Anchor struct {
 	relay    *Relay
 	policies map[*config.Trunk][2]Policy // by the leg that faces the trunk
+	// targets are the addresses of a trunk's targets and of its upstream's:
+	// where the callee's signalling comes from, for latching (LegPolicy.Signal).
+	targets map[*config.Trunk][2][]netip.Addr // [0]: the trunk's, [1]: its upstream's
 }
 
 // NewAnchor builds the anchor of cfg's trunks over r.
 func NewAnchor(r *Relay, cfg *config.Config) (*Anchor, error) {
-	a := &Anchor{relay: r, policies: map[*config.Trunk][2]Policy{}}
+	a := &Anchor{relay: r, policies: map[*config.Trunk][2]Policy{}, targets: map[*config.Trunk][2][]netip.Addr{}}
+	addrs := func(ts []config.Target) []netip.Addr {
+		var out []netip.Addr
+		for _, tg := range ts {
+			out = append(out, tg.Addr.Addr().Unmap())
+		}
+		return out
+	}
 	for i := range cfg.Trunks {
 		t := &cfg.Trunks[i]
+		var up []netip.Addr
+		if u := cfg.UpstreamByName(t.Upstream); u != nil {
+			up = addrs(u.Targets)
+		}
+		a.targets[t] = [2][]netip.Addr{addrs(t.Targets), up}
 		var p [2]Policy
 		for _, leg := range []Leg{LegA, LegB} {
 			pol, err := PolicyFor(t, leg)
@@ -49,10 +66,21 @@ func (a *Anchor) Open(req *chain.Request) chain.MediaSession {
 	if !ok {
 		return nil
 	}
+	// Where each leg's signalling comes from: the caller's is this
+	// request's source; the callee's, the targets the call is routed to
+	// (the trunk's for a call to it, its upstream's for a call from it).
+	pol := p[trunkLeg]
+	tg := a.targets[t]
+	pol.Legs[LegA].Signal = []netip.Addr{req.Src.Addr().Unmap()}
+	if trunkLeg == LegB {
+		pol.Legs[LegB].Signal = tg[0]
+	} else {
+		pol.Legs[LegB].Signal = tg[1]
+	}
 	// The session is keyed by the call's identity (Call-ID and From tag),
 	// not its Call-ID alone: another INVITE that reuses the Call-ID must not
 	// update, answer or close this call's session.
-	return &anchoredCall{relay: a.relay, callID: req.CallKey(), pol: p[trunkLeg]}
+	return &anchoredCall{relay: a.relay, callID: req.CallKey(), pol: pol}
 }
 
 // anchoredCall is one anchored call (chain.MediaSession).

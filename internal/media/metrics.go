@@ -32,11 +32,12 @@ const (
 	dropNoDest                      // the other leg has no address (on hold, rejected)
 	dropWrite                       // the send failed
 	dropCrypto                      // encryption towards the other leg failed
+	dropLearning                    // plain RTP behind NAT from a source not confirmed yet (learning window)
 	nDropReasons
 )
 
 var dropReasonNames = [nDropReasons]string{
-	"not_ready", "malformed", "source", "rate", "auth", "replay", "sequence", "no_destination", "write_error", "crypto_error",
+	"not_ready", "malformed", "source", "rate", "auth", "replay", "sequence", "no_destination", "write_error", "crypto_error", "learning",
 }
 
 func (d dropReason) String() string { return dropReasonNames[d] }
@@ -50,7 +51,7 @@ type metrics struct {
 	streams   prometheus.Gauge
 	ports     prometheus.Gauge
 	timeouts  prometheus.Counter
-	latched   prometheus.Counter
+	latched   [nLatchHow]prometheus.Counter
 	offers    *prometheus.CounterVec
 	dtls      *prometheus.CounterVec
 }
@@ -62,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"kind"})
 	drop := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sipwarden_media_packets_dropped_total",
-		Help: "Packets the relay dropped, by kind and reason (source: RTP bleed or injection after latching; auth: SRTP authentication failure; replay; rate: over the per-stream cap; sequence; malformed; not_ready; no_destination; write_error; crypto_error).",
+		Help: "Packets the relay dropped, by kind and reason (source: RTP bleed or injection, from a source the leg did not announce or after latching; learning: plain RTP behind NAT before a source sent enough packets in a row; auth: SRTP authentication failure; replay; rate: over the per-stream cap; sequence; malformed; not_ready; no_destination; write_error; crypto_error).",
 	}, []string{"kind", "reason"})
 	m := &metrics{
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -81,10 +82,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sipwarden_media_timeouts_total",
 			Help: "Media sessions closed because no packet flowed for the inactivity timeout.",
 		}),
-		latched: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sipwarden_media_latched_total",
-			Help: "Sockets that latched to their peer's source address (symmetric RTP).",
-		}),
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sipwarden_media_offers_total",
 			Help: "SDP offers handled, by result (ok, srtp_required, bad_sdp, no_media_ports, media_error).",
@@ -94,6 +91,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "DTLS-SRTP handshakes on relay ports, by result (ok, failed: timeout, wrong fingerprint, no SRTP profile).",
 		}, []string{"result"}),
 	}
+	latched := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sipwarden_media_latched_total",
+		Help: "Sockets that latched to their peer's source address (symmetric RTP), by how: signalled (the leg's SDP or signalling address), learned (behind NAT, after a learning window), srtp (an authenticated SRTP packet, also a NAT rebinding).",
+	}, []string{"how"})
+	for h := latchHow(0); h < nLatchHow; h++ {
+		m.latched[h] = latched.WithLabelValues(h.String())
+	}
 	for k := kind(0); k < nKinds; k++ {
 		m.forwarded[k] = fwd.WithLabelValues(k.String())
 		for r := dropReason(0); r < nDropReasons; r++ {
@@ -101,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(fwd, drop, m.sessions, m.streams, m.ports, m.timeouts, m.latched, m.offers, m.dtls)
+		reg.MustRegister(fwd, drop, m.sessions, m.streams, m.ports, m.timeouts, latched, m.offers, m.dtls)
 	}
 	return m
 }

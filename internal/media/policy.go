@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 )
 
 // Leg is one side of a call through the relay. LegA is the side that sent the
@@ -54,6 +55,11 @@ type LegPolicy struct {
 	// (UDP/TLS/RTP/SAVP, a=fingerprint, a=setup:actpass; RFC 5763) instead
 	// of SDES a=crypto. What the leg offers itself is accepted either way.
 	OfferDTLS bool
+	// Signal are the addresses the leg's signalling comes from (a NAT's
+	// public address), when known: plain RTP from them latches at once, as
+	// from the leg's SDP address; from any other address only behind NAT,
+	// after a learning window (Config.LatchPackets).
+	Signal []netip.Addr
 }
 
 // Policy is the media policy of one call.

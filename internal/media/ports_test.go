@@ -94,3 +94,90 @@ func BenchmarkPortsGetPut(b *testing.B) {
 		p.Put(port)
 	}
 }
+
+// The ports of the next call cannot be guessed from those of the last:
+// consecutive allocations are not neighbours, they spread over the whole
+// range, two allocators do not share a sequence, and a pair is never out
+// twice.
+func TestPortsUnpredictable(t *testing.T) {
+	const lo, hi = 20000, 29999 // 5000 pairs
+	p, _ := NewPorts(lo, hi)
+	q, _ := NewPorts(lo, hi)
+	const calls = 2000
+	var buckets [10]int
+	neighbours, same := 0, 0
+	prev := 0
+	for i := 0; i < calls; i++ {
+		// A call takes two pairs and gives them back when it ends.
+		a, err := p.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := p.Get()
+		if a == b {
+			t.Fatalf("pair %d handed out twice", a)
+		}
+		if d := a - prev; d >= -4 && d <= 4 {
+			neighbours++
+		}
+		if d := b - a; d >= -4 && d <= 4 {
+			neighbours++
+		}
+		prev = b
+		buckets[(a-lo)*len(buckets)/(hi-lo+1)]++
+		if qa, _ := q.Get(); qa == a {
+			same++
+		}
+		p.Put(a)
+		p.Put(b)
+		q.Put(a)
+	}
+	// A uniform choice makes a neighbour (4 of 5000 pairs) about 0.1% likely.
+	if neighbours > calls/50 {
+		t.Errorf("%d of %d allocations were within two pairs of the one before", neighbours, 2*calls)
+	}
+	for i, n := range buckets {
+		if n < calls/10/2 || n > calls/10*2 {
+			t.Errorf("tenth %d of the range got %d of %d allocations: %v", i, n, calls, buckets)
+		}
+	}
+	if same > calls/50 {
+		t.Errorf("two allocators agreed %d times in %d", same, calls)
+	}
+	// Everything out at once: all distinct, then exhausted.
+	r, _ := NewPorts(10000, 10199)
+	seen := map[int]bool{}
+	for {
+		port, err := r.Get()
+		if errors.Is(err, ErrNoPorts) {
+			break
+		}
+		if seen[port] {
+			t.Fatalf("port %d out twice", port)
+		}
+		seen[port] = true
+	}
+	if len(seen) != r.Cap() {
+		t.Fatalf("%d of %d pairs handed out", len(seen), r.Cap())
+	}
+}
+
+// A pair given back is not handed out again while the queue of recently
+// freed pairs holds it and other pairs are free.
+func TestPortsCooling(t *testing.T) {
+	p, _ := NewPorts(10000, 10039) // 20 pairs: 10 cool
+	var out []int
+	for i := 0; i < 20; i++ {
+		port, _ := p.Get()
+		out = append(out, port)
+	}
+	// Free 10: they all cool, none is free.
+	for _, port := range out[:10] {
+		p.Put(port)
+	}
+	p.Put(out[10]) // the queue is full: out[0] leaves it
+	port, _ := p.Get()
+	if port != out[0] {
+		t.Fatalf("got %d, want %d, the only pair out of the queue", port, out[0])
+	}
+}

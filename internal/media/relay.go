@@ -57,6 +57,15 @@ type Config struct {
 	DTLSCertificate *tls.Certificate
 	// DTLSHandshakeTimeout bounds one DTLS handshake (default 10s).
 	DTLSHandshakeTimeout time.Duration
+	// LatchPackets is the learning window of a plain-RTP leg behind NAT:
+	// how many consecutive packets from one source, not an address the leg
+	// announced, latch the leg to it (default 3).
+	LatchPackets int
+	// LatchWindow is how long that learning window lasts at least (default
+	// 500ms; negative: no minimum): a peer sending from its signalled
+	// address within it takes the leg first, so a stranger spraying the
+	// relay's ports before the call's media starts does not get in.
+	LatchWindow time.Duration
 }
 
 // Defaults of Config.
@@ -65,6 +74,8 @@ const (
 	DefaultPortMax       = 39999
 	DefaultTimeout       = 60 * time.Second
 	DefaultMaxPacketRate = 400
+	DefaultLatchPackets  = 3
+	DefaultLatchWindow   = 500 * time.Millisecond
 	// unansweredTimeout reaps sessions whose offer was never answered (a
 	// proxy that forgot to Close): longer than any ringing call.
 	unansweredTimeout = 10 * time.Minute
@@ -158,6 +169,12 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.LatchPackets <= 0 {
+		cfg.LatchPackets = DefaultLatchPackets
+	}
+	if cfg.LatchWindow == 0 {
+		cfg.LatchWindow = DefaultLatchWindow
+	}
 	if cfg.DTLSHandshakeTimeout <= 0 {
 		cfg.DTLSHandshakeTimeout = dtlsHandshakeTimeout
 	}
@@ -182,7 +199,7 @@ func New(cfg Config) (*Relay, error) {
 		sessions: map[string]*session{},
 		stop:     make(chan struct{}),
 	}
-	r.params = relayParams{met: r.met, onLatch: r.latched}
+	r.params = relayParams{met: r.met, onLatch: r.latched, learn: cfg.LatchPackets, learnMin: max(int64(cfg.LatchWindow), 0)}
 	r.dtls = &dtlsEnv{cert: cert, log: cfg.Logger, met: r.met, timeout: cfg.DTLSHandshakeTimeout}
 	r.dtlsFP = fingerprintOf(cert.Certificate[0])
 	if cfg.MaxPacketRate > 0 {
@@ -202,9 +219,9 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
-func (r *Relay) latched(s *socket, src netip.AddrPort) {
-	r.met.latched.Inc()
-	r.log.Debug("media latched", "call_id", s.callID, "leg", s.leg.String(), "kind", s.kind.String(), "src", src.String())
+func (r *Relay) latched(s *socket, src netip.AddrPort, how latchHow) {
+	r.met.latched[how].Inc()
+	r.log.Debug("media latched", "call_id", s.callID, "leg", s.leg.String(), "kind", s.kind.String(), "src", src.String(), "how", how.String())
 }
 
 // Offer handles the SDP offer of an initial INVITE (or any offer: on a call
@@ -541,10 +558,11 @@ func (r *Relay) apply(s *session) {
 			for k := kind(0); k < nKinds; k++ {
 				sock := st.socks[leg][k]
 				old := sock.cfg.Load()
-				c := &fwdConfig{expect: expRTP, dst: dstRTP}
+				c := &fwdConfig{expect: expRTP, dst: dstRTP, signal: s.neg.pol.Legs[leg].Signal}
 				if k == kindRTCP {
 					c.expect, c.dst = expRTCP, dstRTCP
 				}
+				c.nat = legBehindNAT(c.expect, c.signal)
 				recv, _ := legKeys(st, leg, in, k)
 				_, send := legKeys(st, leg.other(), out, k)
 				if in.secure && recv.Key != nil {

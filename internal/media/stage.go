@@ -144,7 +144,7 @@ func isSDP(ct []byte) bool {
 // Config (OnTimeout, Logger and Registerer are the caller's to set).
 func RelayConfig(m config.Media) Config {
 	return Config{Addr: m.Addr, Advertise: m.Advertise, PortMin: m.PortMin, PortMax: m.PortMax,
-		Timeout: m.Timeout, MaxPacketRate: m.MaxPacketRate, MeasureDelay: m.MeasureDelay}
+		Timeout: m.Timeout, MaxPacketRate: m.MaxPacketRate, MeasureDelay: m.MeasureDelay, LatchPackets: m.LatchPackets}
 }
 
 // PolicyFor returns the media policy of a call from (trunkLeg LegA) or to

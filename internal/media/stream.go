@@ -33,6 +33,27 @@ type fwdConfig struct {
 	expect netip.AddrPort
 	// dst is where the other leg's SDP says to send (invalid: nowhere, on hold).
 	dst netip.AddrPort
+	// signal are the addresses the leg's signalling comes from, when known
+	// (a NAT's public address): like expect's, media from them latches at once.
+	signal []netip.Addr
+	// nat: the leg is behind NAT (its SDP address is private, unknown, or
+	// not where its signalling comes from), so plain RTP from an address it
+	// did not signal may latch after a learning window.
+	nat bool
+}
+
+// signalled reports whether a is an address the leg announced: its SDP
+// address (any port: a NAT may remap it) or its signalling source.
+func (c *fwdConfig) signalled(a netip.Addr) bool {
+	if c.expect.IsValid() && a == c.expect.Addr() {
+		return true
+	}
+	for _, s := range c.signal {
+		if a == s {
+			return true
+		}
+	}
+	return false
 }
 
 // socket is one of the relay's UDP sockets: the RTP or RTCP port facing one leg.
@@ -56,6 +77,13 @@ type socket struct {
 	dtls atomic.Pointer[dtlsEndpoint]
 
 	// State of the reader only (one poller owns all four sockets of a stream).
+	// learned: the latch was learned from a source the leg did not signal
+	// (a signalled source may still take it over); cand and candN are the
+	// learning window: the source of the last packets and their count.
+	learned   bool
+	cand      netip.AddrPort
+	candN     int
+	candStart int64 // when cand's first packet of the window arrived
 	rateTAT   int64 // rate cap: theoretical arrival time (GCRA)
 	seq       seqState
 	hdr       rtp.Header
@@ -89,7 +117,62 @@ type relayParams struct {
 	met       *metrics
 	rateGap   int64 // nanoseconds between packets at the cap; 0: no cap
 	rateBurst int64 // nanoseconds of credit a burst may use
-	onLatch   func(s *socket, src netip.AddrPort)
+	// learn is the number of consecutive packets from one source that latch
+	// a plain-RTP leg behind NAT to a source it did not signal.
+	learn int
+	// learnMin is how long (nanoseconds) a learning window lasts at least:
+	// the leg's own peer, sending from a signalled address within it,
+	// takes the leg first.
+	learnMin int64
+	onLatch  func(s *socket, src netip.AddrPort, how latchHow)
+}
+
+// latchHow says why a socket latched to a source (log and metric label).
+type latchHow uint8
+
+const (
+	latchSignalled latchHow = iota // the leg's SDP or signalling address
+	latchLearned                   // a learning window behind NAT
+	latchSRTP                      // an authenticated SRTP packet (first latch or NAT rebinding)
+	nLatchHow
+)
+
+var latchHowNames = [nLatchHow]string{"signalled", "learned", "srtp"}
+
+func (h latchHow) String() string { return latchHowNames[h] }
+
+// srcVerdict is what a socket does with a packet from a source other than
+// the one it latched to (or any source before it latched).
+type srcVerdict uint8
+
+const (
+	srcKeep  srcVerdict = iota // the latched source
+	srcLatch                   // latch to it once the packet passes every check
+	srcLearn                   // count it in the learning window
+	srcSRTP                    // latch to it if it authenticates (SRTP)
+	srcDrop                    // refuse it
+)
+
+// judgeSource decides about a packet from src on a socket latched to
+// latched (nil: not yet). Plain RTP never follows a new source once
+// latched, except that a latch learned behind NAT yields to a signalled
+// address; SRTP follows a source whose packet authenticates (a NAT
+// rebinding), since only the peer holds the key.
+func (s *socket) judgeSource(cfg *fwdConfig, latched *netip.AddrPort, src netip.AddrPort) srcVerdict {
+	switch {
+	case latched != nil && *latched == src:
+		return srcKeep
+	case cfg.dec != nil:
+		return srcSRTP
+	case cfg.signalled(src.Addr()):
+		if latched == nil || s.learned {
+			return srcLatch
+		}
+		return srcDrop
+	case latched == nil && cfg.nat:
+		return srcLearn
+	}
+	return srcDrop
 }
 
 // openStream binds the four sockets of a stream on addr: RTP and RTCP on
@@ -144,12 +227,11 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 		return dropNotReady
 	}
 	latched := s.latched.Load()
-	if latched != nil {
-		if *latched != src {
+	verdict := srcKeep
+	if latched == nil || *latched != src {
+		if verdict = s.judgeSource(cfg, latched, src); verdict == srcDrop {
 			return dropSource
 		}
-	} else if !acceptSource(src, cfg.expect, cfg.dec != nil) {
-		return dropSource
 	}
 	if !s.rateOK(p, now) {
 		return dropRate
@@ -171,15 +253,10 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 		} else if _, err = s.hdr.Unmarshal(pkt); err != nil {
 			return dropMalformed
 		}
-		if !s.seq.accept(s.hdr.SSRC, s.hdr.SequenceNumber) {
+		// The sequence check follows the latched source only: a packet
+		// that moves the latch starts it afresh.
+		if verdict == srcKeep && !s.seq.accept(s.hdr.SSRC, s.hdr.SequenceNumber) {
 			return dropSequence
-		}
-		if cfg.enc != nil {
-			if pkt, err = cfg.enc.EncryptRTP(out, plain, &s.hdr); err != nil {
-				return dropCrypto
-			}
-		} else {
-			pkt = plain
 		}
 	} else {
 		if pt := pkt[1]; pt < 192 || pt > 223 {
@@ -190,19 +267,41 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 				return srtpDrop(err)
 			}
 		}
+	}
+	if verdict != srcKeep {
+		how := latchSignalled
+		switch verdict {
+		case srcLearn:
+			// Behind NAT: the first packets must all come from one source,
+			// for a while, before it latches.
+			if src != s.cand {
+				s.cand, s.candN, s.candStart = src, 0, now
+			}
+			if s.candN++; s.candN < p.learn || now-s.candStart < p.learnMin {
+				return dropLearning
+			}
+			how = latchLearned
+		case srcSRTP:
+			how = latchSRTP // it authenticated
+		}
+		if !s.latch(p, latched, src, how) {
+			return dropSource // the latch moved meanwhile (a renegotiation)
+		}
+	}
+	if s.kind == kindRTP {
 		if cfg.enc != nil {
-			if pkt, err = cfg.enc.EncryptRTCP(out, plain, &s.rtcpHdr); err != nil {
+			if pkt, err = cfg.enc.EncryptRTP(out, plain, &s.hdr); err != nil {
 				return dropCrypto
 			}
 		} else {
 			pkt = plain
 		}
-	}
-	if latched == nil {
-		a := src
-		if s.latched.CompareAndSwap(nil, &a) && p.onLatch != nil {
-			p.onLatch(s, src)
+	} else if cfg.enc != nil {
+		if pkt, err = cfg.enc.EncryptRTCP(out, plain, &s.rtcpHdr); err != nil {
+			return dropCrypto
 		}
+	} else {
+		pkt = plain
 	}
 	if !cfg.dst.IsValid() {
 		return dropNoDest
@@ -216,6 +315,25 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	}
 	s.lastSeen.Store(now)
 	return forwarded
+}
+
+// latch moves the socket's latch from old to src (reader only); the RTP
+// sequence check starts again with the packet in s.hdr.
+func (s *socket) latch(p *relayParams, old *netip.AddrPort, src netip.AddrPort, how latchHow) bool {
+	a := src
+	if !s.latched.CompareAndSwap(old, &a) {
+		return false
+	}
+	s.learned = how == latchLearned
+	s.cand, s.candN = netip.AddrPort{}, 0
+	if s.kind == kindRTP {
+		s.seq = seqState{}
+		s.seq.accept(s.hdr.SSRC, s.hdr.SequenceNumber)
+	}
+	if p.onLatch != nil {
+		p.onLatch(s, src, how)
+	}
+	return true
 }
 
 // rateOK applies the per-socket packet-rate cap (GCRA) to a packet at now.
@@ -241,18 +359,19 @@ func srtpDrop(err error) dropReason {
 	return dropMalformed
 }
 
-// acceptSource decides whether a socket that has not latched yet may take
-// a packet from src (RTP bleed defence). With SRTP, any source may: only a
-// packet that authenticates latches. With plain RTP, the source must be the
-// address the leg's SDP announced, or its IP with another port (a NAT that
-// remaps ports), or anything when that address is private (a peer behind
-// NAT announcing its inside address); an unknown address accepts anything.
-func acceptSource(src, expect netip.AddrPort, secure bool) bool {
-	if secure || !expect.IsValid() || src == expect {
+// legBehindNAT reports whether a leg whose SDP announced expect and whose
+// signalling comes from signal (empty: unknown) is behind NAT: its media
+// may come from an address it did not announce.
+func legBehindNAT(expect netip.AddrPort, signal []netip.Addr) bool {
+	if !expect.IsValid() || expect.Addr().IsUnspecified() || behindNAT(expect.Addr().Unmap()) {
 		return true
 	}
-	ea := expect.Addr()
-	return src.Addr() == ea || ea.IsPrivate() || ea.IsLinkLocalUnicast() || cgnat.Contains(ea)
+	for _, s := range signal {
+		if s == expect.Addr().Unmap() {
+			return false
+		}
+	}
+	return len(signal) > 0
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")

@@ -21,6 +21,8 @@ type retarget struct {
 	ruri string
 	// body replaces the body when not nil (an SDP rewritten by the media relay).
 	body []byte
+	// topo is what the request and its responses hide (topology.go).
+	topo topoTx
 }
 
 func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, rt retarget) ([]byte, bool) {
@@ -36,7 +38,7 @@ func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Lis
 
 	w.popOwnRoutes(m)
 
-	if vi := m.Find(sip.HdrVia, 0); vi >= 0 {
+	if vi := m.Find(sip.HdrVia, 0); vi >= 0 && !rt.topo.fromHidden {
 		value := m.Header(vi).Value
 		if v, rest, err := sip.ParseVia(value); err == nil {
 			start := len(arena)
@@ -69,6 +71,8 @@ func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Lis
 			ed.InsertHeader(0, "Record-Route", arena[start:])
 		}
 	}
+
+	w.topoRequest(m, out, &rt.topo, initial)
 
 	mf := m.MaxForwards()
 	if mf < 0 {

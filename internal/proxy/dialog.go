@@ -27,6 +27,7 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 		return
 	}
 	delete(w.dialogs, d.key)
+	w.topoEnd(d) // topology_ids.go
 	w.dialogs = shrink(w.dialogs, &w.dialogsPeak)
 	w.timers.cancel(&d.idle) // the heap no longer keeps the ended call
 	w.activeCalls.Add(-1)

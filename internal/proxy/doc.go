@@ -37,6 +37,14 @@
 //     tag is refused with 482 (RFC 3261 8.2.2.2), never taken as a new call
 //     or a replacement: the dialog keeps its slot, meter and media.
 //
+// Topology hiding (topology.go, per trunk, on by default): the protected side's
+// Contact, Via, Record-Route, Server, User-Agent and Warning never reach a
+// trunk or a phone. The trunk gets sipwarden's Contact, whose user part is an
+// HMAC handle of the dialog; the dialog maps it back to the upstream's
+// Contact and route set, and the server transaction's copy of the request
+// gives the upstream its Via entries back. topology.go says why it is done
+// this way and what is not hidden.
+//
 // Timers (RFC 3261 17.1 and 17.2: A, B, C, D, E, F, G, H, I, J, K) run on a
 // per-worker heap, so idle calls cost no goroutine. A timer lives inside its
 // transaction or dialog and is removed from the heap when that ends: memory

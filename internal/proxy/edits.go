@@ -9,9 +9,11 @@ import (
 // to m, whose bytes are raw, and returns the edited message, with m parsed
 // over it. The edited copy is what the server transaction keeps, so a
 // failover to another target sends the same edited request. When the edits
-// cannot be applied (too many, or the result does not parse) the original
-// is returned unchanged and the failure counted.
-func (w *worker) applyEdits(m *sip.Msg, raw []byte, edits []chain.HeaderEdit) []byte {
+// cannot be applied (too many, or the result does not parse) it reports
+// false and the failure is counted: the caller refuses the request
+// (editFailedVerdict) rather than forward the original, whose headers a
+// stage meant to remove (a forged identity) or replace.
+func (w *worker) applyEdits(m *sip.Msg, raw []byte, edits []chain.HeaderEdit) ([]byte, bool) {
 	ed := &w.ed
 	ed.Reset(m)
 	// new fields go before Content-Length, where people look for them (any place is valid)
@@ -35,12 +37,16 @@ func (w *worker) applyEdits(m *sip.Msg, raw []byte, edits []chain.HeaderEdit) []
 	}
 	if err != nil {
 		w.p.met.dropped("edit_failed")
-		return raw
+		return raw, false
 	}
 	if err := m.Parse(out); err != nil { // cannot fail: w.aux parsed the same bytes
 		w.p.met.dropped("edit_failed")
 		_ = m.Parse(raw)
-		return raw
+		return raw, false
 	}
-	return out
+	return out, true
 }
+
+// editFailedVerdict refuses a request whose edits could not be applied.
+var editFailedVerdict = chain.Verdict{Action: chain.Reply, Code: 500, Reason: "edit_failed",
+	Warning: "the request could not be rewritten for forwarding"}

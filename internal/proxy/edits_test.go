@@ -57,3 +57,39 @@ func TestStageHeaderEdits(t *testing.T) {
 	w.feed(uac, c.bye)
 	respond(w, rec, &c, 200)
 }
+
+// badEditStage asks for an edit whose result does not parse (a header line
+// without a colon spliced in) and for the removal of a header it must not
+// let through.
+type badEditStage struct{}
+
+func (badEditStage) Name() string { return "bad_edit" }
+func (badEditStage) Handle(req *chain.Request) chain.Verdict {
+	if i := req.Msg.Find(sip.HdrContact, 0); i >= 0 {
+		req.DeleteHeader(i)
+	}
+	if i := req.Msg.Find(sip.HdrFrom, 0); i >= 0 {
+		req.SetHeader(i, []byte("<sip:a@b>;tag=1\r\nno colon here"))
+	}
+	return chain.Next()
+}
+
+// Edits that cannot be applied refuse the request (500): forwarding the
+// original would pass on what a stage meant to remove.
+func TestFailedEditsRefuseTheRequest(t *testing.T) {
+	p, w, rec, _ := newTestProxy(t)
+	rt := p.runtime.Load()
+	stages := rt.Chain.Stages()
+	withEdit := append(append([]chain.Stage{}, stages[:len(stages)-1]...), badEditStage{}, stages[len(stages)-1])
+	p.runtime.Store(&Runtime{Config: rt.Config, Chain: chain.New(nil, withEdit...), Alternates: rt.Alternates})
+
+	var c callBufs
+	c.build(1)
+	w.feed(uac, c.invite)
+	if rec.lastInvite() != nil {
+		t.Fatalf("forwarded an INVITE whose edits failed:\n%s", rec.lastInvite())
+	}
+	if !bytes.HasPrefix(rec.resp, []byte("SIP/2.0 500 ")) {
+		t.Fatalf("reply %q, want 500", rec.resp)
+	}
+}

@@ -142,6 +142,11 @@ func (w *worker) sendBye(d *dialog, toCallee bool, cause int, reason string) {
 		from, to = d.callerFrom, d.calleeTo
 		cseq = d.callerCSeq + 1
 	}
+	// The protected party's route set is the one topology hiding kept: its
+	// side's Record-Route entries never reach the other side's messages.
+	if hidden := d.topo.side == topoHideCallee && toCallee || d.topo.side == topoHideCaller && !toCallee; hidden && d.topo.routesSet {
+		route = d.topo.routes
+	}
 	// The next BYE on this side (another hangup) must not reuse the CSeq.
 	if toCallee {
 		d.callerCSeq = cseq
@@ -157,6 +162,13 @@ func (w *worker) sendBye(d *dialog, toCallee bool, cause int, reason string) {
 		return
 	}
 	target.listener = l
+	callID := d.callID
+	if toCallee && d.topo.callID != "" { // towards a trunk called by a hidden upstream (topology_ids.go)
+		callID = d.topo.callID
+		if d.topo.from != "" {
+			from = d.topo.from
+		}
+	}
 	branch := w.nextBranch()
 	b := w.out[:0]
 	b = append(b, "BYE "...)
@@ -179,7 +191,7 @@ func (w *worker) sendBye(d *dialog, toCallee bool, cause int, reason string) {
 	b = append(b, "\r\nTo: "...)
 	b = append(b, to...)
 	b = append(b, "\r\nCall-ID: "...)
-	b = append(b, d.callID...)
+	b = append(b, callID...)
 	b = append(b, "\r\nCSeq: "...)
 	b = strconv.AppendUint(b, uint64(cseq), 10)
 	b = append(b, " BYE\r\nReason: SIP ;cause="...)

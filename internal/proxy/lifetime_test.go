@@ -139,7 +139,7 @@ func TestDrainRefusesNewRequests(t *testing.T) {
 	var c callBufs
 	c.build(1)
 	w.feed(uac, c.invite)
-	answerWithContact(w, rec, &c)
+	respond(w, rec, &c, 200)
 	w.feed(uac, c.ack)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -87,13 +87,16 @@ func withMedia(t *testing.T, f *fakeMedia) (*worker, *recorder, *cdrs) {
 func respondSDP(w *worker, rec *recorder, c *callBufs, code int, sdp string) {
 	var m sip.Msg
 	_ = m.Parse(rec.last)
-	r := sip.AppendResponse(c.resp[:0], &m, code, sip.ReasonText(code), []byte("t1"), "", nil)
+	r := sip.AppendResponse(c.resp[:0], &m, code, sip.ReasonText(code), []byte("t1"), "", []byte("Contact: <sip:pbx@127.0.0.3:5080>\r\n"))
 	if sdp != "" {
 		r = bytes.Replace(r, []byte("Content-Length: 0\r\n\r\n"),
 			fmt.Appendf(nil, "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp), 1)
 	}
 	c.resp = r
 	w.feed(uas, c.resp)
+	if code >= 200 && code < 300 && m.Method() == sip.INVITE {
+		c.target(rec.resp)
+	}
 }
 
 // sentTo returns the messages sent to dst, parsed.

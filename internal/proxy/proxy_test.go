@@ -27,6 +27,7 @@ type recorder struct {
 	keep   bool
 	last   []byte
 	invite []byte
+	resp   []byte // the last response sent
 }
 
 // lastInvite returns the last INVITE the proxy sent.
@@ -40,7 +41,9 @@ type sent struct {
 func (r *recorder) Send(_ sip.Transport, _ *transport.Listener, dst netip.AddrPort, _ *transport.Conn, b []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !bytes.HasPrefix(b, []byte("SIP/2.0 ")) {
+	if bytes.HasPrefix(b, []byte("SIP/2.0 ")) {
+		r.resp = append(r.resp[:0], b...)
+	} else {
 		r.last = append(r.last[:0], b...) // the last request sent: the PBX answers it
 		if bytes.HasPrefix(b, []byte("INVITE ")) {
 			r.invite = append(r.invite[:0], b...)
@@ -127,7 +130,7 @@ func (w *worker) feed(src netip.AddrPort, b []byte) {
 }
 
 // callMessages appends the caller's INVITE, ACK and BYE for call n into bufs.
-type callBufs struct{ invite, ack, bye, resp []byte }
+type callBufs struct{ invite, ack, bye, resp, tail []byte }
 
 func (c *callBufs) build(n int) {
 	c.invite = append(c.invite[:0], "INVITE sip:+15551230001@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK-i"...)
@@ -161,8 +164,37 @@ func respond(w *worker, rec *recorder, c *callBufs, code int) { respondFrom(w, r
 func respondFrom(w *worker, rec *recorder, c *callBufs, code int, src netip.AddrPort) {
 	var m sip.Msg
 	_ = m.Parse(rec.last)
-	c.resp = sip.AppendResponse(c.resp[:0], &m, code, sip.ReasonText(code), []byte("t1"), "", nil)
+	var extra []byte
+	if code > 100 && code < 300 && m.Method() == sip.INVITE {
+		extra = []byte("Contact: <sip:pbx@127.0.0.3:5080>\r\n")
+	}
+	c.resp = sip.AppendResponse(c.resp[:0], &m, code, sip.ReasonText(code), []byte("t1"), "", extra)
 	w.feed(src, c.resp)
+	if code >= 200 && code < 300 && m.Method() == sip.INVITE {
+		c.target(rec.resp)
+	}
+}
+
+// target points the caller's ACK and BYE at the Contact of resp, the 2xx
+// the caller got (with topology hiding: sipwarden's, with the dialog handle).
+func (c *callBufs) target(resp []byte) {
+	var m sip.Msg
+	if m.Parse(resp) != nil {
+		return
+	}
+	na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact))
+	if err != nil {
+		return
+	}
+	for _, b := range []*[]byte{&c.ack, &c.bye} {
+		sp := bytes.IndexByte(*b, ' ')
+		end := bytes.Index(*b, []byte(" SIP/2.0\r\n"))
+		if sp < 0 || end < sp {
+			continue
+		}
+		c.tail = append(c.tail[:0], (*b)[end:]...)
+		*b = append(append((*b)[:sp+1], na.URI...), c.tail...)
+	}
 }
 
 // relayCall runs one whole call through the worker: INVITE, 180, 200, ACK, BYE, 200.

@@ -430,7 +430,13 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 	}
 	raw := bytes.Clone(pkt.Buf)
 	if edits := req.HeaderEdits(); len(edits) > 0 {
-		raw = w.applyEdits(m, raw, edits) // edits.go
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go
+			req.ReleaseHolds()
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			w.blockedCDR(pkt, req, "proxy", editFailedVerdict.Reason, int(editFailedVerdict.Code))
+			return
+		}
 	}
 	// The call's media session, and its offer (media.go).
 	var sess chain.MediaSession
@@ -475,6 +481,7 @@ func (w *worker) forwardInitial(pkt *transport.Packet, rt *Runtime, via *sip.Via
 			st.mediaDlg, st.fromCaller, st.offered = d, true, offer != nil
 		}
 	}
+	st.retarget.topo = w.topoInitial(req, st.dialog)
 	// Only an INVITE dialog keeps what stages held for the request; anything
 	// held for another request is given back now.
 	req.ReleaseHolds()
@@ -632,6 +639,9 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	m := &w.msg
 	d, fromCaller := w.findDialog(m)
 	if d == nil {
+		d, fromCaller = w.topoFindDialog(m) // a masked Call-ID (topology_ids.go)
+	}
+	if d == nil {
 		w.p.met.dropped(reasonNoDialog)
 		if m.Method() != sip.ACK {
 			w.replyVerdict(pkt, true, via, chain.ReplyWith(481, "no_dialog"))
@@ -665,8 +675,15 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	} else {
 		target = d.caller
 	}
-	d.lastSeen = w.now
 	meth := m.Method()
+	topo, ok := w.topoInDialog(d, fromCaller) // topology.go
+	if !ok {
+		if meth != sip.ACK {
+			w.replyVerdict(pkt, true, via, chain.ReplyWith(404, "topology_handle_mismatch"))
+		}
+		return
+	}
+	d.lastSeen = w.now
 	if n, _ := m.CSeq(); fromCaller && n > d.callerCSeq {
 		d.callerCSeq = n
 	} else if !fromCaller && n > d.calleeCSeq && meth != sip.ACK {
@@ -681,7 +698,7 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		if target.listener == nil {
 			target.listener = l
 		}
-		var rt retarget
+		rt := retarget{topo: topo}
 		if d.media != nil && d.ackAnswer && d.ackFromCaller == fromCaller {
 			if b := sdpBody(m); b != nil {
 				d.ackAnswer = false
@@ -702,7 +719,7 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 	}
 	// A re-INVITE or UPDATE of an anchored call: its offer goes through the
 	// session; a refused offer is answered here and goes no further.
-	var rt retarget
+	rt := retarget{topo: topo}
 	anchored := d.media != nil && (meth == sip.INVITE || meth == sip.UPDATE)
 	if anchored {
 		if b := sdpBody(m); b != nil {
@@ -714,15 +731,23 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 			rt.body = body
 		}
 	}
+	raw := bytes.Clone(pkt.Buf)
+	if edits := w.req.HeaderEdits(); len(edits) > 0 {
+		var ok bool
+		if raw, ok = w.applyEdits(m, raw, edits); !ok { // edits.go (identities of an untrusted trunk)
+			w.replyVerdict(pkt, true, via, editFailedVerdict)
+			return
+		}
+	}
 	st := &serverTx{
 		key:     string(w.serverKey(via, meth)),
 		method:  meth,
-		req:     bytes.Clone(pkt.Buf),
+		req:     raw,
 		from:    flowFrom(pkt, via),
 		created: w.now,
 	}
+	st.retarget = rt
 	if anchored {
-		st.retarget = rt
 		st.mediaDlg, st.fromCaller, st.offered = d, fromCaller, rt.body != nil
 	}
 	w.addServerTx(st)

@@ -88,7 +88,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					d.answer = w.now
 					d.answered(w.now)
 					d.calleeTo = string(m.Get(sip.HdrTo))
-					if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
+					if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil && d.calleeContact != string(na.URI) {
 						d.calleeContact = string(na.URI)
 					}
 					w.routeSets(d, m)
@@ -184,9 +184,11 @@ func (w *worker) relayResponse(st *serverTx, code int, vi int, rest []byte) {
 	case body != nil:
 		w.ed.SetBody(body)
 	}
-	if len(rest) == 0 {
+	switch {
+	case w.topoResponse(st, code, vi): // topology.go: the sender's Vias back in place of ours
+	case len(rest) == 0:
 		w.ed.DeleteHeader(vi)
-	} else {
+	default:
 		w.ed.SetHeaderValue(vi, rest)
 	}
 	out, err := w.ed.AppendTo(w.out[:0])

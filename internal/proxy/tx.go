@@ -133,6 +133,8 @@ type dialog struct {
 	// towards each side: the dialog's Record-Route entries on that side of
 	// us, nearest first ("" when we are the last proxy on that side).
 	callerRoute, calleeRoute string
+	// topo hides the protected party of the call (topology.go).
+	topo topoDialog
 }
 
 // answered tells the call's holds that implement chain.Answerer.

@@ -33,6 +33,7 @@ type worker struct {
 	extra []byte // extra header lines scratch
 	tmp   []byte // small value scratch (Via, Record-Route)
 	tmp2  []byte
+	topo  topoWorker // topology hiding (topology.go)
 
 	stx     map[string]*serverTx
 	ctx     map[string]*clientTx

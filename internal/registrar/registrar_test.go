@@ -267,3 +267,42 @@ func TestNewCountry(t *testing.T) {
 		}
 	}
 }
+
+// A registration over TCP or TLS holds its connection until the binding
+// expires; unregistering ends the hold; UDP has no connection to hold.
+func TestStageHoldsRegisteredFlow(t *testing.T) {
+	cfg, err := config.Parse([]byte(stageCfg), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := NewStage(cfg, New(), nil, events.NewBus())
+	s.now = func() time.Time { return t0 }
+	type hold struct {
+		t     sip.Transport
+		src   string
+		until time.Time
+	}
+	var holds []hold
+	s.SetFlowHold(func(tr sip.Transport, src netip.AddrPort, until time.Time) {
+		holds = append(holds, hold{tr, src.String(), until})
+	})
+	handle := func(m *sip.Msg, tr sip.Transport) chain.Verdict {
+		return s.Handle(&chain.Request{Msg: m, Src: netip.MustParseAddrPort("192.0.2.1:40000"), Transport: tr,
+			PeerKind: chain.PeerTrunk, Trunk: cfg.Trunk("phones"), Account: "1001"})
+	}
+	if v := handle(register(t, "<sip:1001@10.0.0.1:5062;transport=udp>", "600"), sip.UDP); v.Code != 200 || len(holds) != 0 {
+		t.Fatalf("UDP: %+v, holds %v", v, holds)
+	}
+	if v := handle(register(t, "<sip:1001@10.0.0.1:5061;transport=tls>", "600"), sip.TLS); v.Code != 200 {
+		t.Fatalf("TLS: %+v", v)
+	}
+	if want := (hold{sip.TLS, "192.0.2.1:40000", t0.Add(600 * time.Second)}); len(holds) != 1 || holds[0] != want {
+		t.Fatalf("holds %v, want %v", holds, want)
+	}
+	if v := handle(register(t, "<sip:1001@10.0.0.1:5061;transport=tls>", "0"), sip.TLS); v.Code != 200 {
+		t.Fatalf("unregister: %+v", v)
+	}
+	if len(holds) != 2 || !holds[1].until.IsZero() {
+		t.Fatalf("after unregistering: holds %v, want the hold ended", holds)
+	}
+}

@@ -52,6 +52,9 @@ type Stage struct {
 	bus    *events.Bus
 	trunks map[*config.Trunk]Options
 	now    func() time.Time
+	// holdFlow keeps the TCP or TLS connection a binding was registered
+	// over open until the binding expires (nil: not held).
+	holdFlow func(t sip.Transport, src netip.AddrPort, until time.Time)
 }
 
 // NewStage builds the registrar stage of cfg over the process-wide registrar.
@@ -76,6 +79,15 @@ func (s *Stage) SetCountry(country func(netip.Addr) string) {
 		o.Country = country
 		s.trunks[t] = o
 	}
+}
+
+// SetFlowHold makes the stage hold the stream connection a phone registered
+// over until its bindings from that connection expire (RFC 5626 flows): a
+// phone that only sends keep-alives between registrations keeps the
+// connection that calls to it are sent on. Only an authenticated
+// registration holds a connection, so strangers cannot.
+func (s *Stage) SetFlowHold(hold func(t sip.Transport, src netip.AddrPort, until time.Time)) {
+	s.holdFlow = hold
 }
 
 // Enabled reports whether a trunk of the configuration has a registrar.
@@ -117,6 +129,15 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	switch res.Code {
 	case 200:
 		s.count(trunk, "registered")
+		if s.holdFlow != nil && req.Transport.Reliable() {
+			var until time.Time // zero when no binding of this flow is left
+			for _, b := range res.Bindings {
+				if b.Source == req.Src && b.Transport == req.Transport && b.Expires.After(until) {
+					until = b.Expires
+				}
+			}
+			s.holdFlow(req.Transport, req.Src, until)
+		}
 		return chain.Verdict{Action: chain.Reply, Code: 200, Reason: "registered", Header: contactLines(res.Bindings, now)}
 	case 423:
 		s.count(trunk, "interval_too_brief")

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -60,14 +61,16 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	}
 	s.met.dropped.Inc()
 	a := req.Src.Addr().Unmap()
-	banned := false
-	if s.bans != nil && s.banAfter > 0 && s.hits.hit(a) >= s.banAfter {
-		_, err := s.bans.Add(netip.PrefixFrom(a, a.BitLen()), "scanner", "scanner", 0)
-		banned = err == nil
-	}
 	detail := "signature " + sig
-	if banned {
-		detail += "; source banned"
+	if s.bans != nil && s.banAfter > 0 && s.hits.hit(a) >= s.banAfter {
+		// The list refuses to ban a configured peer (ErrPeer): anyone can
+		// put a tool's name in a packet from a trunk's address.
+		switch _, err := s.bans.AddSparingPeers(netip.PrefixFrom(a, a.BitLen()), "scanner", "scanner", 0); {
+		case err == nil:
+			detail += "; source banned"
+		case errors.Is(err, banlist.ErrPeer):
+			detail += "; source is a configured peer: not banned"
+		}
 	}
 	s.bus.Publish(events.Event{Kind: events.Scanner, Stage: "scanner", Reason: "scanner", Src: req.Src,
 		Transport: req.Transport.String(), Trunk: req.PeerName(), Method: req.Msg.Method().String(), Detail: detail})

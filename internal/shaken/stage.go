@@ -152,7 +152,9 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 	p := s.trunks[req.Trunk]
 	switch {
 	case p == nil:
-		stripVerstat(req, "")
+		if !stripVerstat(req) {
+			return tooManyHeaders()
+		}
 		return chain.Next()
 	case p.signer != nil:
 		return s.sign(req, p)
@@ -164,12 +166,17 @@ func (s *Stage) Handle(req *chain.Request) chain.Verdict {
 func (s *Stage) sign(req *chain.Request, p *trunkPolicy) chain.Verdict {
 	m := req.Msg
 	trunk := req.Trunk.Name
-	// a customer cannot assert a verstat, nor bring its own PASSporT
-	stripVerstat(req, "")
-	for i := m.Find(sip.HdrIdentity, 0); i >= 0; i = m.Find(sip.HdrIdentity, i+1) {
-		req.DeleteHeader(i)
+	// a customer cannot assert a verstat, nor bring its own PASSporT: a
+	// request with more of them than the edits can remove is refused
+	if !stripVerstat(req) {
+		return tooManyHeaders()
 	}
-	orig, dest, err := CallNumbers(m, p.cfg.DestFromRURI, s.countryCode)
+	for i := m.Find(sip.HdrIdentity, 0); i >= 0; i = m.Find(sip.HdrIdentity, i+1) {
+		if !req.DeleteHeader(i) {
+			return tooManyHeaders()
+		}
+	}
+	orig, dest, err := callNumbers(req, p.cfg.DestFromRURI, s.countryCode)
 	if err != nil {
 		s.notSigned("no_tn", trunk)
 		return chain.Next()
@@ -212,7 +219,10 @@ func (s *Stage) sign(req *chain.Request, p *trunkPolicy) chain.Verdict {
 }
 
 func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
-	r := s.verifier.VerifyMsg(req.Msg)
+	// the numbers of the identities that will be forwarded: a
+	// P-Asserted-Identity the identity stage removes verifies nothing
+	call := CallFromFields(req.Msg, s.countryCode, req.ForwardedValue)
+	r := s.verifier.VerifyMsgCall(req.Msg, call)
 	trunk := req.Trunk.Name
 	if s.met != nil {
 		s.met.verified.WithLabelValues(r.Verstat, r.Reason, trunk).Inc()
@@ -244,7 +254,13 @@ func (s *Stage) verify(req *chain.Request, p *trunkPolicy) chain.Verdict {
 		b = append(b, '"')
 		req.AddHeader("Reason", b)
 	}
-	stripVerstat(req, r.Verstat)
+	target := -1
+	if r.Passed() {
+		target = call.Field(r.OrigMatch) // the identity that verified
+	}
+	if !setVerstat(req, r.Verstat, target) {
+		return tooManyHeaders()
+	}
 	return chain.Next()
 }
 
@@ -294,12 +310,38 @@ func (s *Stage) publish(req *chain.Request, reason string, code int, detail stri
 	})
 }
 
-// stripVerstat removes every verstat from P-Asserted-Identity and From and,
-// when verstat is set, puts it on the first P-Asserted-Identity (or on From
-// when there is none), as 3GPP TS 24.229 section 5.7.1 has it.
-func stripVerstat(req *chain.Request, verstat string) {
+// stripVerstat removes every verstat from P-Asserted-Identity and From.
+func stripVerstat(req *chain.Request) bool { return setVerstat(req, "", -1) }
+
+// tooManyHeaders refuses a request whose identity headers do not fit in
+// the edits of one request: forwarding it would let some of them (a
+// forged verstat, a PASSporT of the customer's own) through.
+func tooManyHeaders() chain.Verdict {
+	v := chain.ReplyWith(403, "shaken_too_many_headers")
+	v.Warning = "too many identity headers"
+	return v
+}
+
+// setVerstat removes every verstat from the P-Asserted-Identity and From
+// fields that will be forwarded and, when verstat is set, puts it on field
+// target: the identity whose number the PASSporT's orig matched
+// (ATIS-1000074: the verified identity, so that a PBX does not show a
+// verified mark on a P-Asserted-Identity nobody signed). Without a target
+// (a failure, no PASSporT) it goes on the first forwarded
+// P-Asserted-Identity, or on From when there is none, as 3GPP TS 24.229
+// section 5.7.1 has it. Values are read as forwarded (another stage may
+// have rewritten From or removed a P-Asserted-Identity). It reports false
+// when the edits of the request ran out.
+func setVerstat(req *chain.Request, verstat string, target int) bool {
 	m := req.Msg
-	target := m.Find(sip.HdrPAssertedIdentity, 0)
+	if target < 0 {
+		for i := m.Find(sip.HdrPAssertedIdentity, 0); i >= 0; i = m.Find(sip.HdrPAssertedIdentity, i+1) {
+			if !req.Deleted(i) {
+				target = i
+				break
+			}
+		}
+	}
 	if target < 0 {
 		target = m.Find(sip.HdrFrom, 0)
 	}
@@ -308,19 +350,67 @@ func stripVerstat(req *chain.Request, verstat string) {
 		if h.ID != sip.HdrPAssertedIdentity && h.ID != sip.HdrFrom {
 			continue
 		}
+		val := req.ForwardedValue(i)
+		if val == nil {
+			continue // removed
+		}
 		set := ""
 		if i == target {
 			set = verstat
 		}
-		if set == "" && !containsFold(h.Value, "verstat") {
+		if set == "" && !containsFold(val, "verstat") {
 			continue
 		}
-		v, err := AppendVerstat(nil, h.Value, set)
-		if err != nil || bytes.Equal(v, h.Value) {
+		v, err := AppendVerstat(nil, val, set)
+		switch {
+		case err != nil && containsFold(val, "verstat"):
+			// a verstat in a value that does not parse cannot be taken
+			// out of it: the field goes (a From cannot: refused)
+			if h.ID != sip.HdrPAssertedIdentity || !req.DeleteHeader(i) {
+				return false
+			}
+			continue
+		case err != nil || bytes.Equal(v, val):
 			continue
 		}
-		req.SetHeader(i, v)
+		if !req.SetHeader(i, v) {
+			return false
+		}
 	}
+	return true
+}
+
+// callNumbers is CallNumbers over the values that will be forwarded: the
+// first P-Asserted-Identity that is not removed, else From as it will be.
+func callNumbers(req *chain.Request, destFromRURI bool, cc string) (orig, dest string, err error) {
+	m := req.Msg
+	for i := m.Find(sip.HdrPAssertedIdentity, 0); i >= 0 && orig == ""; i = m.Find(sip.HdrPAssertedIdentity, i+1) {
+		for rest := req.ForwardedValue(i); len(rest) > 0 && orig == ""; {
+			na, r, err := sip.ParseNameAddr(rest)
+			if err != nil {
+				break
+			}
+			orig = NationalTN(na.URI, cc)
+			rest = r
+		}
+	}
+	if orig == "" {
+		if na, _, err := sip.ParseNameAddr(req.ForwardedValue(m.Find(sip.HdrFrom, 0))); err == nil {
+			orig = NationalTN(na.URI, cc)
+		}
+	}
+	if destFromRURI {
+		dest = NationalTN(m.RequestURI(), cc)
+	} else if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrTo)); err == nil {
+		dest = NationalTN(na.URI, cc)
+	}
+	switch {
+	case orig == "":
+		return "", "", fmt.Errorf("%w: calling party", ErrNoTN)
+	case dest == "":
+		return "", "", fmt.Errorf("%w: called party", ErrNoTN)
+	}
+	return orig, dest, nil
 }
 
 // containsFold reports whether b contains the lower-case ASCII word s in any case.

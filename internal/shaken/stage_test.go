@@ -83,7 +83,16 @@ func newStageLab(t *testing.T) *stageLab {
 // message as the proxy would forward it (edits applied).
 func (l *stageLab) run(t *testing.T, trunk string, m *sip.Msg) (chain.Verdict, *sip.Msg) {
 	t.Helper()
+	return l.runAfter(t, trunk, m, nil)
+}
+
+// runAfter is run with the edits of an earlier stage (before) asked first.
+func (l *stageLab) runAfter(t *testing.T, trunk string, m *sip.Msg, before func(*chain.Request)) (chain.Verdict, *sip.Msg) {
+	t.Helper()
 	req := &chain.Request{Msg: m, PeerKind: chain.PeerTrunk, Trunk: l.cfg.Trunk(trunk), Src: netip.MustParseAddrPort("198.51.100.7:5060")}
+	if before != nil {
+		before(req)
+	}
 	v := l.stage.Handle(req)
 	var ed sip.Editor
 	ed.Reset(m)
@@ -240,6 +249,123 @@ func TestStageVerify(t *testing.T) {
 	if v := l.stage.Handle(req); v.Action != chain.Continue || len(req.HeaderEdits()) != 0 {
 		t.Fatalf("upstream: %+v %d edits", v, len(req.HeaderEdits()))
 	}
+}
+
+// TestVerstatOnTheVerifiedIdentity: verstat goes on the identity whose
+// number the PASSporT's orig matched (ATIS-1000074), never on an unsigned
+// P-Asserted-Identity beside a From that verified; a P-Asserted-Identity
+// that an earlier stage removes verifies nothing.
+func TestVerstatOnTheVerifiedIdentity(t *testing.T) {
+	l := newStageLab(t)
+	good := l.identity(t, l.pki.LeafKey, l.x5u, l.claims()) // orig +15551230001
+	const (
+		from     = "<sip:+15551230001@carrier>;tag=1"
+		otherPAI = "<sip:+15559990009@carrier>"
+		ownPAI   = "<sip:+15551230001@carrier>"
+		to, ruri = "<sip:+15559870002@pbx>", "sip:+15559870002@pbx"
+	)
+	removePAI := func(req *chain.Request) { req.DeleteHeader(req.Msg.Find(sip.HdrPAssertedIdentity, 0)) }
+	tests := []struct {
+		name, pai string
+		before    func(*chain.Request)
+		wantFrom  string // verstat value on From ("" none)
+		wantPAI   string // verstat value on P-Asserted-Identity ("" none)
+		noPAI     bool   // the P-Asserted-Identity is not forwarded
+	}{
+		{"orig matched From, PAI unsigned", otherPAI, nil, VerstatPassed, "", false},
+		{"orig matched PAI", ownPAI, nil, "", VerstatPassed, false},
+		{"no PAI", "", nil, VerstatPassed, "", true},
+		{"PAI removed by an earlier stage, From matches", otherPAI, removePAI, VerstatPassed, "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fwd := l.runAfter(t, "carrier", inviteFrom(t, from, to, ruri, tc.pai, good), tc.before)
+			if got := verstatOf(fwd.Get(sip.HdrFrom)); got != tc.wantFrom {
+				t.Errorf("From verstat %q, want %q\n%s", got, tc.wantFrom, fwd.Bytes())
+			}
+			pai := fwd.Get(sip.HdrPAssertedIdentity)
+			if tc.noPAI != (pai == nil) {
+				t.Fatalf("P-Asserted-Identity forwarded: %v\n%s", pai != nil, fwd.Bytes())
+			}
+			if got := verstatOf(pai); got != tc.wantPAI {
+				t.Errorf("P-Asserted-Identity verstat %q, want %q\n%s", got, tc.wantPAI, fwd.Bytes())
+			}
+		})
+	}
+	// orig matched only a P-Asserted-Identity that is removed: nothing verified
+	m := inviteFrom(t, "<sip:+15559990009@carrier>;tag=1", to, ruri, ownPAI, good)
+	_, fwd := l.runAfter(t, "carrier", m, removePAI)
+	if fwd.Get(sip.HdrPAssertedIdentity) != nil || verstatOf(fwd.Get(sip.HdrFrom)) != VerstatFailed {
+		t.Fatalf("orig only in a removed PAI:\n%s", fwd.Bytes())
+	}
+}
+
+// TestSignReadsTheForwardedIdentity: the signer attests the caller that
+// will be forwarded: From as an earlier stage rewrote it, not a removed
+// P-Asserted-Identity.
+func TestSignReadsTheForwardedIdentity(t *testing.T) {
+	l := newStageLab(t)
+	l.stage.trunks[l.cfg.Trunk("acme")].signer.Now = l.clk.Now
+	m := inviteFrom(t, "<sip:+15559990001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "<sip:+15551230002@pbx>", "")
+	_, fwd := l.runAfter(t, "acme", m, func(req *chain.Request) {
+		req.DeleteHeader(req.Msg.Find(sip.HdrPAssertedIdentity, 0))
+		req.SetHeader(req.Msg.Find(sip.HdrFrom, 0), []byte("<sip:+15551230007@pbx>;tag=1"))
+	})
+	id, err := ParseIdentity(fwd.Get(sip.HdrIdentity))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, fwd.Bytes())
+	}
+	p, err := ParsePASSporT(id.Token)
+	if err != nil || p.Claims.Orig != "15551230007" || p.Claims.Attest != "A" || fwd.Get(sip.HdrPAssertedIdentity) != nil {
+		t.Fatalf("signed %+v %v\n%s", p, err, fwd.Bytes())
+	}
+}
+
+// TestIdentityHeadersBeyondTheEdits: identity headers that the edits of
+// one request cannot all remove or fix (a forged verstat, the customer's
+// own PASSporTs) refuse the request instead of passing some on; a verstat
+// in a P-Asserted-Identity that does not parse removes the field.
+func TestIdentityHeadersBeyondTheEdits(t *testing.T) {
+	l := newStageLab(t)
+	ids := make([]string, chain.MaxEdits+1)
+	for i := range ids {
+		ids[i] = "forged.identity.token;info=<https://evil.example/x>"
+	}
+	m := inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "", ids...)
+	if v, _ := l.run(t, "acme", m); v.Action != chain.Reply || v.Code != 403 || v.Reason != "shaken_too_many_headers" {
+		t.Fatalf("%d Identity headers from a signing trunk: %+v", len(ids), v)
+	}
+	var b strings.Builder
+	for range chain.MaxEdits + 1 {
+		b.WriteString("P-Asserted-Identity: <sip:+15551230001;verstat=TN-Validation-Passed@x>\r\n")
+	}
+	raw := strings.Replace(string(inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "").Bytes()),
+		"Call-ID:", strings.TrimSuffix(b.String(), "\r\n")+"\r\nCall-ID:", 1)
+	m = new(sip.Msg)
+	if err := m.Parse([]byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := l.run(t, "plain", m); v.Action != chain.Reply || v.Code != 403 {
+		t.Fatalf("%d forged verstats from a trunk without policy: %+v", chain.MaxEdits+1, v)
+	}
+	m = inviteFrom(t, "<sip:+15551230001@pbx>;tag=1", "<sip:+15559870002@pbx>", "sip:+15559870002@pbx", "<sip:+15551230001;verstat=TN-Validation-Passed@x")
+	v, fwd := l.run(t, "plain", m)
+	if v.Action != chain.Continue || strings.Contains(string(fwd.Bytes()), "verstat") {
+		t.Fatalf("a forged verstat in a P-Asserted-Identity that does not parse: %+v\n%s", v, fwd.Bytes())
+	}
+}
+
+// verstatOf is the verstat parameter in a From or P-Asserted-Identity value.
+func verstatOf(v []byte) string {
+	_, after, ok := strings.Cut(string(v), "verstat=")
+	if !ok {
+		return ""
+	}
+	end := strings.IndexAny(after, ";@>")
+	if end < 0 {
+		return after
+	}
+	return after[:end]
 }
 
 func TestNewStageRefuses(t *testing.T) {

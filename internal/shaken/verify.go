@@ -134,6 +134,10 @@ type Result struct {
 	Attest, OrigID, X5U, SPC string
 	// Identities is how many Identity values were examined.
 	Identities int
+	// OrigMatch is 1 + the index in Call.Orig of the number the PASSporT's
+	// orig matched (0: none did), so that the verified identity, and not
+	// another one, gets the verstat (Call.OrigField).
+	OrigMatch int
 }
 
 // Passed reports whether some Identity verified.
@@ -145,6 +149,35 @@ func (r *Result) Passed() bool { return r.Verstat == VerstatPassed }
 type Call struct {
 	Orig []string
 	Dest []string
+	// OrigField, when set, is parallel to Orig: the header field of the
+	// message each number came from (a P-Asserted-Identity or the From).
+	OrigField []int
+}
+
+// AddOrig adds the calling numbers of the header field value v (one or
+// more name-addrs) read from field index field (-1: unknown).
+func (c *Call) AddOrig(v []byte, field int, cc string) {
+	for rest := v; len(rest) > 0 && len(c.Orig) < 4; {
+		na, r, err := sip.ParseNameAddr(rest)
+		if err != nil {
+			break
+		}
+		n := len(c.Orig)
+		c.Orig = appendTN(c.Orig, na.URI, cc)
+		for range len(c.Orig) - n {
+			c.OrigField = append(c.OrigField, field)
+		}
+		rest = r
+	}
+}
+
+// Field is the header field index the Orig number at OrigMatch came from,
+// or -1.
+func (c *Call) Field(origMatch int) int {
+	if origMatch < 1 || origMatch > len(c.OrigField) {
+		return -1
+	}
+	return c.OrigField[origMatch-1]
 }
 
 // CallFromMsg reads the calling and called numbers of a request: orig from
@@ -152,20 +185,26 @@ type Call struct {
 // that are no telephone numbers are left out; a number without country
 // code is also taken with cc before it (cc "" for none).
 func CallFromMsg(m *sip.Msg, cc string) Call {
+	return CallFromFields(m, cc, func(i int) []byte { return m.Header(i).Value })
+}
+
+// CallFromFields is CallFromMsg over the values value(i) gives for the
+// header fields of m: the forwarded ones, after other stages removed or
+// changed some (nil: the field is removed).
+func CallFromFields(m *sip.Msg, cc string, value func(i int) []byte) Call {
 	var c Call
 	for i := m.Find(sip.HdrPAssertedIdentity, 0); i >= 0 && len(c.Orig) < 4; i = m.Find(sip.HdrPAssertedIdentity, i+1) {
-		rest := m.Header(i).Value
-		for len(rest) > 0 && len(c.Orig) < 4 {
-			na, r, err := sip.ParseNameAddr(rest)
-			if err != nil {
-				break
-			}
-			c.Orig = appendTN(c.Orig, na.URI, cc)
-			rest = r
-		}
+		c.AddOrig(value(i), i, cc)
 	}
-	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrFrom)); err == nil {
-		c.Orig = appendTN(c.Orig, na.URI, cc)
+	if from := m.Find(sip.HdrFrom, 0); from >= 0 {
+		// From holds one name-addr: only the first counts
+		if na, _, err := sip.ParseNameAddr(value(from)); err == nil {
+			n := len(c.Orig)
+			c.Orig = appendTN(c.Orig, na.URI, cc)
+			for range len(c.Orig) - n {
+				c.OrigField = append(c.OrigField, from)
+			}
+		}
 	}
 	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrTo)); err == nil {
 		c.Dest = appendTN(c.Dest, na.URI, cc)
@@ -235,7 +274,11 @@ func appendUnique(list []string, tn string) []string {
 // the result is TN-Validation-Passed. Without any shaken PASSporT the result
 // is No-TN-Validation; otherwise it is the failure of the first one.
 func (v *Verifier) VerifyMsg(m *sip.Msg) Result {
-	call := CallFromMsg(m, v.cfg.CountryCode)
+	return v.VerifyMsgCall(m, CallFromMsg(m, v.cfg.CountryCode))
+}
+
+// VerifyMsgCall is VerifyMsg against the numbers of call (CallFromFields).
+func (v *Verifier) VerifyMsgCall(m *sip.Msg, call Call) Result {
 	var vals [MaxIdentities][]byte
 	n := 0
 	more := false
@@ -320,8 +363,14 @@ func (v *Verifier) verifyOne(val []byte, call Call) Result {
 	} else if -age > int64(v.cfg.FutureSkew/time.Second) {
 		return res(fail(403, ReasonFuture, fmt.Errorf("iat is %d s ahead", -age)))
 	}
-	if !matchTN(call.Orig, p.Claims.Orig) {
+	origAt := indexTN(call.Orig, p.Claims.Orig)
+	if origAt < 0 {
 		return res(fail(438, ReasonOrigMismatch, fmt.Errorf("orig.tn %s is not the caller %v", p.Claims.Orig, call.Orig)))
+	}
+	res = func(r Result) Result {
+		r.Attest, r.OrigID, r.X5U = p.Claims.Attest, p.Claims.OrigID, p.Header.X5U
+		r.OrigMatch = origAt + 1
+		return r
 	}
 	destOK := false
 	for _, d := range p.Claims.Dest {
@@ -367,17 +416,20 @@ func (v *Verifier) verifyOne(val []byte, call Call) Result {
 
 // matchTN reports whether claim (from a PASSporT) is one of the canonical
 // numbers in list. The claim is canonicalised first: some signers keep a '+'.
-func matchTN(list []string, claim string) bool {
+func matchTN(list []string, claim string) bool { return indexTN(list, claim) >= 0 }
+
+// indexTN is the index in list of the canonical claim, or -1.
+func indexTN(list []string, claim string) int {
 	tn, ok := CanonicalTN(claim)
 	if !ok {
-		return false
+		return -1
 	}
-	for _, x := range list {
+	for i, x := range list {
 		if x == tn {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 // StaticCerts is a CertSource that serves fixed certificates for any URL

@@ -14,12 +14,24 @@
 // without one is a framing error that closes the connection). Each
 // connection has one reader and one writer goroutine; writes go through a
 // bounded queue, and a peer that does not read is disconnected rather than
-// allowed to block the proxy. Connections are capped per source address and
-// in total; TLS handshakes, the first message and idle periods have timeouts,
-// so slow or half-open connections cannot exhaust the server. TLS is 1.2 or
+// allowed to block the proxy.
+//
+// Connections are admitted before any byte is read, so the budget is
+// decided by address. Configured peers (SetPeers: trunks, upstreams, the
+// prefixes registered accounts may register from) may use all of MaxConns,
+// each up to its own cap; strangers together may use only MaxConns minus
+// ReservedPeerConns, each address up to MaxConnsPerSource and each IPv6 /64
+// up to MaxConnsPerPrefix. Strangers filling their share therefore never
+// lock a trunk out. TLS handshakes and the first bytes have a timeout, and
+// the idle timeout runs from the last complete message: bytes of an
+// unfinished message and keep-alives (answered, "\r\n\r\n" with "\r\n",
+// within a budget of 16 at once and one a second) do not move it, so slow or
+// half-open connections cannot hold slots. TLS is 1.2 or
 // newer; the certificate is reloaded from its files without a restart, and
 // client certificates are verified when a client CA is configured.
 //
 // Defaults: MaxMessageSize 65535, IdleTimeout 3m, HandshakeTimeout 5s,
-// MaxConnsPerSource 32, MaxConns 10000, WriteQueue 256 messages.
+// MaxConnsPerSource 32, MaxConnsPerPrefix 64, MaxConns 10000,
+// ReservedPeerConns MaxConns/4, a peer's cap DefaultPeerConns (1000),
+// WriteQueue 256 messages.
 package transport

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,11 +19,19 @@ import (
 
 // Options configure a Manager. Zero values take the defaults in the package doc.
 type Options struct {
-	MaxMessageSize    int
-	IdleTimeout       time.Duration
-	HandshakeTimeout  time.Duration
+	MaxMessageSize   int
+	IdleTimeout      time.Duration
+	HandshakeTimeout time.Duration
+	// MaxConnsPerSource caps the connections of one stranger's address (an
+	// address of no configured peer).
 	MaxConnsPerSource int
+	// MaxConnsPerPrefix caps the connections of the strangers of one IPv6
+	// /64, which one subscriber usually holds whole.
+	MaxConnsPerPrefix int
 	MaxConns          int
+	// ReservedPeerConns is the share of MaxConns that only configured peers
+	// (SetPeers) may use: strangers together hold at most MaxConns minus it.
+	ReservedPeerConns int
 	WriteQueue        int
 	// CertFile and KeyFile are the TLS server certificate (PEM), reloaded
 	// when the files change and on ReloadTLS.
@@ -51,9 +60,13 @@ type Manager struct {
 	mu        sync.Mutex
 	listeners []*Listener
 	conns     map[connKey]*Conn
-	perSource map[netip.Addr]int
+	perSource map[netip.Addr]int   // strangers' connections by address
+	perPrefix map[netip.Prefix]int // strangers' connections by IPv6 /64
+	perPeer   map[string]int       // peers' connections by peer name
+	strangers int                  // connections of strangers (accepted)
 	total     int
 	closed    bool
+	peers     atomic.Pointer[PeerTable]
 
 	wg   sync.WaitGroup
 	done chan struct{}
@@ -78,9 +91,16 @@ func NewManager(opt Options, h Handler) (*Manager, error) {
 	if opt.MaxConnsPerSource <= 0 {
 		opt.MaxConnsPerSource = 32
 	}
+	if opt.MaxConnsPerPrefix <= 0 {
+		opt.MaxConnsPerPrefix = 2 * opt.MaxConnsPerSource
+	}
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = 10000
 	}
+	if opt.ReservedPeerConns <= 0 {
+		opt.ReservedPeerConns = opt.MaxConns / 4
+	}
+	opt.ReservedPeerConns = min(opt.ReservedPeerConns, opt.MaxConns)
 	if opt.WriteQueue <= 0 {
 		opt.WriteQueue = 256
 	}
@@ -94,6 +114,8 @@ func NewManager(opt Options, h Handler) (*Manager, error) {
 		log:       opt.Logger,
 		conns:     make(map[connKey]*Conn),
 		perSource: make(map[netip.Addr]int),
+		perPrefix: make(map[netip.Prefix]int),
+		perPeer:   make(map[string]int),
 		done:      make(chan struct{}),
 	}
 	if opt.CertFile != "" || opt.ClientCAFile != "" || opt.RootCAFile != "" {

@@ -30,7 +30,19 @@ type Conn struct {
 	verified  atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{}
-	counted   bool // holds a slot in the connection counts
+	counted   bool   // holds a slot in the connection counts
+	peer      string // the configured peer whose slot it holds ("": a stranger's)
+	stranger  bool   // holds a slot of the strangers' share
+	// lastMsg is when the last complete message arrived (at first: when the
+	// connection was accepted or dialled); the idle timeout runs from it.
+	lastMsg time.Time
+	// heldUntil (Unix nanoseconds) keeps the connection open past its idle
+	// timeout while a registration made over it lasts (Manager.HoldFlow).
+	heldUntil atomic.Int64
+	// pingTokens is the keep-alive budget (reader only): keep-alives spend
+	// it, complete messages and time refill it.
+	pingTokens float64
+	pingAt     time.Time
 }
 
 // RemoteAddr returns the peer's address.
@@ -61,10 +73,16 @@ func (c *Conn) close() {
 		}
 		if c.counted {
 			m.total--
-			if n := m.perSource[c.remote.Addr()] - 1; n > 0 {
-				m.perSource[c.remote.Addr()] = n
+			if c.peer != "" {
+				decKey(m.perPeer, c.peer)
 			} else {
-				delete(m.perSource, c.remote.Addr())
+				decKey(m.perSource, c.remote.Addr())
+				if a := c.remote.Addr(); a.Is6() {
+					decKey(m.perPrefix, block64(a))
+				}
+			}
+			if c.stranger {
+				m.strangers--
 			}
 			m.met.conns.WithLabelValues(c.transport.String()).Dec()
 		}
@@ -94,8 +112,15 @@ func (m *Manager) publish(c *Conn, reason string) {
 	m.opt.Bus.Publish(events.Event{Kind: events.ConnLimit, Stage: "transport", Reason: reason, Src: c.remote, Transport: c.transport.String()})
 }
 
-// admit counts a new connection from src, or refuses it with a reason.
-func (m *Manager) admit(c *Conn) string {
+// admit counts a new connection from (or, dialled, to) c's peer, or refuses
+// it with a reason. Connections of configured peers count against their
+// peer's cap and may use the whole budget; a stranger's count against its
+// address and its IPv6 /64, and strangers together may not use the share
+// reserved for peers. A connection sipwarden dials itself is not refused for
+// the strangers' share (it was not a stranger's choice to open it).
+func (m *Manager) admit(c *Conn, dialled bool) string {
+	a := c.remote.Addr()
+	pe, isPeer := m.peers.Load().lookup(a)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -103,15 +128,55 @@ func (m *Manager) admit(c *Conn) string {
 		return "closing"
 	case m.total >= m.opt.MaxConns:
 		return "max_conns"
-	case m.perSource[c.remote.Addr()] >= m.opt.MaxConnsPerSource:
-		return "max_conns_per_source"
+	}
+	if isPeer {
+		if m.perPeer[pe.name] >= pe.max {
+			return "max_conns_per_peer"
+		}
+		m.perPeer[pe.name]++
+		c.peer = pe.name
+	} else {
+		var blk netip.Prefix
+		if a.Is6() {
+			blk = block64(a)
+		}
+		switch {
+		case !dialled && m.strangers >= m.opt.MaxConns-m.opt.ReservedPeerConns:
+			return "max_conns_strangers"
+		case m.perSource[a] >= m.opt.MaxConnsPerSource:
+			return "max_conns_per_source"
+		case a.Is6() && m.perPrefix[blk] >= m.opt.MaxConnsPerPrefix:
+			return "max_conns_per_prefix"
+		}
+		m.perSource[a]++
+		if a.Is6() {
+			m.perPrefix[blk]++
+		}
+		if !dialled {
+			m.strangers++
+			c.stranger = true
+		}
 	}
 	m.total++
-	m.perSource[c.remote.Addr()]++
 	c.counted = true
 	m.conns[connKey{c.transport, c.remote}] = c
 	m.met.conns.WithLabelValues(c.transport.String()).Inc()
 	return ""
+}
+
+// block64 is the /64 of an IPv6 address.
+func block64(a netip.Addr) netip.Prefix {
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// decKey decrements m[k], deleting the key at zero.
+func decKey[K comparable](m map[K]int, k K) {
+	if n := m[k] - 1; n > 0 {
+		m[k] = n
+	} else {
+		delete(m, k)
+	}
 }
 
 func (m *Manager) newConn(l *Listener, t sip.Transport, remote netip.AddrPort, nc net.Conn) *Conn {
@@ -141,7 +206,7 @@ func (m *Manager) serveStream(l *Listener) {
 			nc = tls.Server(nc, m.serverTLSConfig())
 		}
 		c := m.newConn(l, l.transport, remote, nc)
-		if reason := m.admit(c); reason != "" {
+		if reason := m.admit(c, false); reason != "" {
 			m.met.refused.WithLabelValues(l.transport.String(), reason).Inc()
 			m.publish(c, reason)
 			_ = nc.Close()
@@ -173,7 +238,7 @@ func (m *Manager) connTo(t sip.Transport, dst netip.AddrPort) (*Conn, error) {
 		l = m.ListenerFor(sip.TCP, dst.Addr())
 	}
 	c = m.newConn(l, t, dst, nil)
-	if reason := m.admit(c); reason != "" {
+	if reason := m.admit(c, true); reason != "" {
 		m.met.refused.WithLabelValues(t.String(), reason).Inc()
 		return nil, fmt.Errorf("transport: connection to %s refused: %s", dst, reason)
 	}
@@ -259,19 +324,33 @@ func (m *Manager) readLoop(c *Conn) {
 	}
 	buf := make([]byte, 0, 4096)
 	chunk := make([]byte, 16384)
+	start := time.Now()
+	c.lastMsg, c.pingAt, c.pingTokens = start, start, keepaliveBurst
 	first := true
 	for {
-		timeout := m.opt.IdleTimeout
+		// Only complete messages move the idle deadline (frame sets
+		// lastMsg): a trickle of bytes or of keep-alives cannot hold a
+		// connection open, unless a registration over it holds it
+		// (HoldFlow). The read wakes at least once an idle period to see
+		// a hold that ended.
+		deadline := c.idleDeadline(m.opt.IdleTimeout)
 		if first {
-			timeout = m.opt.HandshakeTimeout
+			deadline = start.Add(m.opt.HandshakeTimeout)
+		} else if wake := time.Now().Add(m.opt.IdleTimeout); wake.Before(deadline) {
+			deadline = wake
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+		_ = c.nc.SetReadDeadline(deadline)
 		n, err := c.nc.Read(chunk)
 		if n > 0 {
 			first = false
 			buf = append(buf, chunk[:n]...)
 			var ferr error
 			buf, ferr = m.frame(c, buf)
+			if ferr == errKeepaliveRate {
+				m.met.refused.WithLabelValues(c.transport.String(), "keepalive_rate").Inc()
+				m.log.Debug("stream keep-alives too fast", "src", c.remote.String())
+				return
+			}
 			if ferr != nil {
 				m.met.drop(c.transport, dropFraming)
 				m.log.Debug("stream framing error", "src", c.remote.String(), "err", ferr)
@@ -281,6 +360,9 @@ func (m *Manager) readLoop(c *Conn) {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				if !first && time.Now().Before(c.idleDeadline(m.opt.IdleTimeout)) {
+					continue // held, or woken to look at the hold: wait on
+				}
 				m.met.refused.WithLabelValues(c.transport.String(), "timeout").Inc()
 			}
 			return
@@ -288,21 +370,79 @@ func (m *Manager) readLoop(c *Conn) {
 	}
 }
 
+// idleDeadline is when c is idle for too long: an idle period after its
+// last complete message, or the end of its hold if that is later (reader only).
+func (c *Conn) idleDeadline(idle time.Duration) time.Time {
+	d := c.lastMsg.Add(idle)
+	if held := time.Unix(0, c.heldUntil.Load()); held.After(d) {
+		return held
+	}
+	return d
+}
+
+// HoldFlow keeps the TCP or TLS connection from remote open until until,
+// even when only keep-alives cross it (within their budget): the registrar
+// holds the flow a phone registered over (RFC 5626), so that calls reach it
+// between its registrations. A zero until ends the hold; the idle timeout
+// then runs from the last complete message again.
+func (m *Manager) HoldFlow(t sip.Transport, remote netip.AddrPort, until time.Time) {
+	m.mu.Lock()
+	c := m.conns[connKey{t, remote}]
+	m.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if until.IsZero() {
+		c.heldUntil.Store(0)
+		return
+	}
+	c.heldUntil.Store(until.UnixNano())
+}
+
+// Keep-alives (RFC 5626 section 4.4.1) a connection may send: keepaliveBurst
+// at once, then keepaliveRate a second; a client pings every half minute
+// or more, so only a flood exceeds it (and loses its connection).
+const (
+	keepaliveBurst = 16
+	keepaliveRate  = 1.0
+)
+
+// keepalive spends one keep-alive of c's budget at now; false when none is left.
+func (c *Conn) keepalive(now time.Time) bool {
+	c.pingTokens = min(keepaliveBurst, c.pingTokens+now.Sub(c.pingAt).Seconds()*keepaliveRate)
+	c.pingAt = now
+	if c.pingTokens < 1 {
+		return false
+	}
+	c.pingTokens--
+	return true
+}
+
+// pong answers a double-CRLF ping (enqueue copies it).
+var pong = []byte("\r\n")
+
 var (
 	errNoContentLength = errors.New("stream message without Content-Length")
 	errTooLarge        = errors.New("stream message larger than the maximum")
 	errBadCL           = errors.New("invalid Content-Length")
+	errKeepaliveRate   = errors.New("keep-alives faster than allowed")
 )
 
 // frame hands every complete message in buf to the handler and returns the
 // unconsumed rest (moved to the front of buf).
 func (m *Manager) frame(c *Conn, buf []byte) ([]byte, error) {
 	for {
-		// keep-alives between messages (RFC 5626 4.4.1): "\r\n\r\n" ping gets a "\r\n" pong
+		// Keep-alives between messages (RFC 5626 section 4.4.1): a "\r\n\r\n"
+		// ping gets a "\r\n" pong. They are counted against the
+		// connection's keep-alive budget and do not move its idle deadline.
 		i := 0
 		for i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
+			if !c.keepalive(time.Now()) {
+				return buf, errKeepaliveRate
+			}
+			m.met.drop(c.transport, dropKeepalive)
 			if i+3 < len(buf) && buf[i+2] == '\r' && buf[i+3] == '\n' {
-				_ = c.enqueue([]byte("\r\n"))
+				_ = c.enqueue(pong)
 				i += 4
 				continue
 			}
@@ -321,7 +461,9 @@ func (m *Manager) frame(c *Conn, buf []byte) ([]byte, error) {
 		if total == 0 || total > len(buf) {
 			return buf, nil // need more bytes
 		}
-		m.receive(c.listener, c, c.remote, buf[:total], time.Now())
+		now := time.Now()
+		c.lastMsg = now
+		m.receive(c.listener, c, c.remote, buf[:total], now)
 		buf = append(buf[:0], buf[total:]...)
 	}
 }

@@ -237,7 +237,13 @@ func TestIncidentReleaseThroughSipp(t *testing.T) {
 			Peak                                     float64
 		}
 	}
-	resp, err := http.Get("http://" + e.Admin + "/api/v1/incidents")
+	// reads need a token too (the full one reads)
+	listReq, err := http.NewRequest(http.MethodGet, "http://"+e.Admin+"/api/v1/incidents", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listReq.Header.Set("Authorization", "Bearer "+e.AdminToken())
+	resp, err := http.DefaultClient.Do(listReq)
 	if err != nil {
 		t.Fatal(err)
 	}

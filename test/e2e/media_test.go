@@ -192,8 +192,9 @@ func TestMediaTimeoutEndsTheCall(t *testing.T) {
 	for _, rr := range ok.Headers["record-route"] {
 		routes = append([]string{rr}, routes...)
 	}
-	caller.Send(e.SIPAddr(), fmt.Sprintf("ACK sip:pbx@127.0.0.3:%d SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-silent\nTo: %s\nCall-ID: silent\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
-		pbxPort, caller.Via("z9hG4bK-silent-ack"), strings.Join(routes, ", "), ok.Get("To")))
+	// the ACK goes to the remote target the 200 gave (sipwarden's, with topology hiding)
+	caller.Send(e.SIPAddr(), fmt.Sprintf("ACK %s SIP/2.0\nVia: %s\nRoute: %s\nFrom: <sip:+15550001000@127.0.0.2>;tag=f-silent\nTo: %s\nCall-ID: silent\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+		strings.Trim(ok.Get("Contact"), "<>"), caller.Via("z9hG4bK-silent-ack"), strings.Join(routes, ", "), ok.Get("To")))
 
 	for _, side := range []struct {
 		name string

@@ -4,6 +4,7 @@ import (
 	"github.com/sipwarden/sipwarden/test/testbed"
 
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/quotedprintable"
 	"net/http"
@@ -32,7 +33,7 @@ const notifyConfig = baseConfig + `notify:
     subject_prefix: "[e2e]"
 `
 
-// TestBanIsNotified: a scanner is banned, and the ban reaches a
+// TestBanIsNotified: a probing stranger is banned, and the ban reaches a
 // Slack-format webhook and, over STARTTLS with AUTH, a mailbox, each once;
 // the password and the webhook's token stay out of the log.
 func TestBanIsNotified(t *testing.T) {
@@ -56,8 +57,11 @@ func TestBanIsNotified(t *testing.T) {
 	extra["hook"], extra["smtp"], extra["ca"], extra["pass"] = hook.URL, peer.Addr, caFile, passFile
 	pbx := testbed.FreePort(t)
 	e := testbed.StartEdge(t, notifyConfig, pbx, extra)
-	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
-	ua.Send(e.SIPAddr(), "OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP "+ua.LocalAddr()+";branch=z9hG4bK-scan\nFrom: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: scan-1\nCSeq: 1 OPTIONS\nUser-Agent: friendly-scanner\nContent-Length: 0\n\n")
+	// a stranger probes past the default rule (20 requests at once)
+	ua := testbed.NewRawUA(t, "udp", "127.0.0.9")
+	for i := range 30 {
+		ua.Send(e.SIPAddr(), fmt.Sprintf("OPTIONS sip:100@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-probe%d\nFrom: <sip:100@1.1.1.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: probe-%d\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n", ua.LocalAddr(), i, i))
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -74,7 +78,7 @@ func TestBanIsNotified(t *testing.T) {
 	e.Stop() // the e-mail digest waits 10 s for company; the shutdown sends it
 	mu.Lock()
 	defer mu.Unlock()
-	if len(texts) != 1 || !strings.HasPrefix(texts[0], "sipwarden: 1 event\n• ") || !strings.Contains(texts[0], " ban reason=scanner: ban 127.0.0.2/32") {
+	if len(texts) != 1 || !strings.HasPrefix(texts[0], "sipwarden: 1 event\n• ") || !strings.Contains(texts[0], " ban reason=unknown_source_probe: ban 127.0.0.9/32") {
 		t.Errorf("webhook texts %q", texts)
 	}
 	auths, mails := peer.Auths(), peer.Mails()
@@ -86,7 +90,7 @@ func TestBanIsNotified(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(quotedprintable.NewReader(m.Body))
-	if subj := m.Header.Get("Subject"); subj != "[e2e] ban scanner" || !strings.Contains(string(body), " ban reason=scanner: ban 127.0.0.2/32") {
+	if subj := m.Header.Get("Subject"); subj != "[e2e] ban unknown_source_probe" || !strings.Contains(string(body), " ban reason=unknown_source_probe: ban 127.0.0.9/32") {
 		t.Errorf("subject %q, body:\n%s", subj, body)
 	}
 	if logs := e.Logs.String(); strings.Contains(logs, "e2e-pa55") || strings.Contains(logs, "T0KEN") {

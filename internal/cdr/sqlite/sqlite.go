@@ -5,13 +5,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sipwarden/sipwarden/internal/cdr"
 )
@@ -27,6 +29,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cdr (
 	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	uid         TEXT,
 	call_id     TEXT NOT NULL,
 	trunk       TEXT NOT NULL,
 	upstream    TEXT NOT NULL,
@@ -79,20 +82,26 @@ func Open(path string) (*Store, error) {
 
 // migrate adds the columns later versions introduced to a file an earlier
 // version created (version 2: the media security of both legs and the
-// STIR/SHAKEN outcome).
+// STIR/SHAKEN outcome; version 3: the record's unique id, NULL in older rows).
 func migrate(db *sql.DB) error {
-	for _, col := range []string{"caller_media", "callee_media", "identity"} {
+	for _, col := range []struct{ name, def string }{
+		{"caller_media", "TEXT NOT NULL DEFAULT ''"}, {"callee_media", "TEXT NOT NULL DEFAULT ''"},
+		{"identity", "TEXT NOT NULL DEFAULT ''"}, {"uid", "TEXT"},
+	} {
 		var n int
-		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('cdr') WHERE name = ?`, col).Scan(&n); err != nil {
+		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('cdr') WHERE name = ?`, col.name).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
-			if _, err := db.Exec(`ALTER TABLE cdr ADD COLUMN ` + col + ` TEXT NOT NULL DEFAULT ''`); err != nil {
+			if _, err := db.Exec(`ALTER TABLE cdr ADD COLUMN ` + col.name + ` ` + col.def); err != nil {
 				return err
 			}
 		}
 	}
-	_, err := db.Exec(`UPDATE schema_version SET version = 2 WHERE version < 2`)
+	if _, err := db.Exec(`CREATE UNIQUE INDEX IF NOT EXISTS cdr_uid ON cdr (uid)`); err != nil {
+		return err
+	}
+	_, err := db.Exec(`UPDATE schema_version SET version = 3 WHERE version < 3`)
 	return err
 }
 
@@ -110,23 +119,52 @@ func fromNS(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// Insert stores recs in one transaction.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Insert stores recs in one transaction, their text escaped
+// (cdr.EscapeText); a record whose UID is already stored is skipped.
 func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
+	return classify(s.insert(ctx, recs))
+}
+
+// classify marks SQLite's errors that are not about the records (busy,
+// locked, full, I/O, read-only, interrupted...) as cdr.ErrUnavailable: only
+// a constraint, a mismatch or a value too big is the records' fault.
+func classify(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_RANGE:
+		return err
+	}
+	return cdr.Unavailable(err)
+}
+
+func (s *Store) insert(ctx context.Context, recs []cdr.Record) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO cdr (call_id, trunk, upstream, direction, src_addr, transport,
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO cdr (uid, call_id, trunk, upstream, direction, src_addr, transport,
 		from_num, to_num, start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason,
 		caller_media, callee_media, identity)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (uid) DO NOTHING`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
 	for _, r := range recs {
-		if _, err := stmt.ExecContext(ctx, r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport,
+		r = cdr.EscapeRecord(r)
+		if _, err := stmt.ExecContext(ctx, nullString(r.UID), r.CallID, r.Trunk, r.Upstream, r.Direction, r.SrcAddr, r.Transport,
 			r.From, r.To, ns(r.Start), ns(r.Answer), ns(r.End), r.Duration.Milliseconds(), r.FinalCode,
 			string(r.Disposition), r.Stage, r.Reason, r.CallerMedia, r.CalleeMedia, r.Identity); err != nil {
 			return err
@@ -135,7 +173,8 @@ func (s *Store) Insert(ctx context.Context, recs []cdr.Record) error {
 	return tx.Commit()
 }
 
-// List returns the records matching f, ordered by start time.
+// List returns the records matching f, ordered by start time, their text
+// as stored (escaped).
 func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 	var where []string
 	var args []any
@@ -149,9 +188,9 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 	}
 	if f.Trunk != "" {
 		where = append(where, "trunk = ?")
-		args = append(args, f.Trunk)
+		args = append(args, cdr.EscapeText(f.Trunk))
 	}
-	q := `SELECT id, call_id, trunk, upstream, direction, src_addr, transport, from_num, to_num,
+	q := `SELECT id, uid, call_id, trunk, upstream, direction, src_addr, transport, from_num, to_num,
 		start_ns, answer_ns, end_ns, duration_ms, final_code, disposition, stage, reason, caller_media, callee_media, identity FROM cdr`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -170,11 +209,13 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 		var r cdr.Record
 		var start, answer, end, durMS int64
 		var disp string
-		if err := rows.Scan(&r.ID, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport,
+		var uid sql.NullString
+		if err := rows.Scan(&r.ID, &uid, &r.CallID, &r.Trunk, &r.Upstream, &r.Direction, &r.SrcAddr, &r.Transport,
 			&r.From, &r.To, &start, &answer, &end, &durMS, &r.FinalCode, &disp, &r.Stage, &r.Reason,
 			&r.CallerMedia, &r.CalleeMedia, &r.Identity); err != nil {
 			return nil, err
 		}
+		r.UID = uid.String
 		r.Start, r.Answer, r.End = fromNS(start), fromNS(answer), fromNS(end)
 		r.Duration = time.Duration(durMS) * time.Millisecond
 		r.Disposition = cdr.Disposition(disp)
@@ -182,6 +223,9 @@ func (s *Store) List(ctx context.Context, f cdr.Filter) ([]cdr.Record, error) {
 	}
 	return out, rows.Err()
 }
+
+// Ping reports whether the database file answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
