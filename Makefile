@@ -20,8 +20,9 @@ vet: ## go vet every package
 fmtcheck: ## fail when a Go file is not gofmt-formatted
 	@out=$$(gofmt -l cmd internal test bench); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
 
-test: fmtcheck vet ## gofmt check, vet, then every test with the race detector (unit, end-to-end, red team); under CI=true a skipped test fails the run
-	set -o pipefail; $(GO) test -race -count=1 -timeout 20m -json $(PKGS) | $(GO) run ./test/testreport
+test: fmtcheck vet ## gofmt check, vet, then every test with the race detector (unit, then end-to-end and red team one package at a time: they share loopback addresses and ports); under CI=true a skipped test fails the run
+	set -o pipefail; ( $(GO) test -race -count=1 -timeout 20m -json $$($(GO) list $(PKGS) | grep -v -e /test/e2e -e /test/redteam); unit=$$?; \
+	  $(GO) test -race -count=1 -timeout 20m -json -p 1 ./test/e2e/... ./test/redteam/...; e2e=$$?; exit $$((unit | e2e)) ) | $(GO) run ./test/testreport
 
 test-unit: ## unit tests only (no real peers)
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/redteam)

@@ -1,5 +1,5 @@
 // Package bruteforce detects password guessing and account enumeration
-// against digest authentication, and acts on it (issue 3, item 5).
+// against digest authentication, and acts on it.
 //
 // The auth stage reports every real failure (a wrong response, an unknown
 // username, a REGISTER from outside an account's allowed prefixes) and every

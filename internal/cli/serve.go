@@ -143,6 +143,7 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	bus := events.NewBus()
+	reg.MustRegister(bus.Collector())
 	s := &server{log: log, file: cfg.File, cfg: cfg, logDone: make(chan struct{})}
 	var logCtx context.Context
 	logCtx, s.cancelLog = context.WithCancel(context.Background())

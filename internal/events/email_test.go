@@ -270,9 +270,10 @@ func TestEmailDigest(t *testing.T) {
 	bus.Publish(Event{Time: now, Kind: Ban, Stage: "banlist", Reason: "flood_invite", Detail: "ban 192.0.2.0/24 by flood"})
 	bus.Publish(Event{Time: now, Kind: AccountLocked, Stage: "auth", Reason: "distributed_guessing", Src: src, Trunk: "phones"})
 	bus.Publish(Event{Time: now, Kind: UnknownSource, Src: src}) // not a default kind
-	waitFor(t, "a mail", func() bool { _, _, m := ms.snapshot(); return len(m) > 0 })
-	time.Sleep(100 * time.Millisecond) // a second mail would be a bug
-	stop()
+	// the sink counts the events delivered once the server took the mail
+	waitFor(t, "a mail", func() bool { return counter(t, met.events, "delivered") > 0 })
+	stop() // what is left at shutdown is mailed: a second mail would show
+
 	sessions, auths, mails := ms.snapshot()
 	if len(mails) != 1 || sessions != 1 {
 		t.Fatalf("%d mails in %d sessions, want 1 digest", len(mails), sessions)
@@ -413,7 +414,8 @@ func TestEmailRetriesAfter4xx(t *testing.T) {
 	watch := bus.Subscribe("watch", 16)
 	met, stop := runEmail(t, testEmail(ms, bus), bus)
 	bus.Publish(Event{Kind: FraudHangup, Stage: "fraud", Reason: "cap", Trunk: "acme"})
-	waitFor(t, "a mail after two 451s", func() bool { _, _, m := ms.snapshot(); return len(m) == 1 })
+	// the sink's own count: the server has the mail before the session ends
+	waitFor(t, "a mail after two 451s", func() bool { return counter(t, met.messages, "ok") == 1 })
 	stop()
 	sessions, _, _ := ms.snapshot()
 	if sessions != 3 {
@@ -444,11 +446,23 @@ func TestEmailGivesUp(t *testing.T) {
 	if !strings.Contains(failed.Detail, "1 events not delivered after 3 tries: data: 451") || !strings.Contains(failed.Detail, "try again later") {
 		t.Fatalf("failure event %+v", failed)
 	}
-	time.Sleep(150 * time.Millisecond) // several min_intervals: the failure must not be mailed
+	// The server comes back; a later event is mailed, and it alone: the
+	// failure event, before it on the bus, is not.
+	ms.mu.Lock()
+	ms.failData = 0
+	ms.mu.Unlock()
+	bus.Publish(Event{Kind: AccountLocked, Trunk: "sentinel"})
+	waitFor(t, "the later event mailed", func() bool { return counter(t, met.events, "delivered") > 0 })
 	stop()
-	sessions, _, _ := ms.snapshot()
-	if sessions != 3 {
-		t.Errorf("%d sessions, want 3 (MaxTries)", sessions)
+	sessions, _, mails := ms.snapshot()
+	if sessions != 4 {
+		t.Errorf("%d sessions, want 4 (MaxTries, then the later event)", sessions)
+	}
+	if len(mails) != 1 {
+		t.Fatalf("%d mails, want 1", len(mails))
+	}
+	if _, body := parseMail(t, mails[0].data); !strings.Contains(body, "sentinel") || strings.Contains(body, "not delivered") {
+		t.Errorf("the mail after the failure:\n%s", body)
 	}
 	if got := counter(t, met.events, "dropped"); got != 1 {
 		t.Errorf("dropped %v", got)

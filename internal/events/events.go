@@ -1,11 +1,12 @@
 // Package events carries sipwarden's security decisions as typed events.
 //
 // Every decision worth knowing (a drop of an unknown source, a limit hit, a
-// malformed message, later bans and fraud alerts) is published on a Bus.
-// Sinks (the JSON log, metrics, webhooks, e-mail digests, the dashboard)
-// subscribe to it. Publishing never blocks the caller: each subscriber has a
-// bounded queue, and an event that does not fit is counted as lost for that
-// subscriber.
+// malformed message, a ban, an authentication failure, a STIR/SHAKEN
+// verdict, a fraud incident) is published on a Bus. Sinks (the JSON log,
+// webhooks, e-mail digests, the fraud simulator) subscribe to it. Publishing
+// never blocks the caller: each subscriber has a bounded queue, and an event
+// that does not fit is counted as lost for that subscriber, exported as
+// sipwarden_events_lost_total{subscriber} (Bus.Collector).
 //
 // The notification sinks (webhook.go: JSON or Slack-compatible POSTs;
 // email.go: SMTP digests) share notify.go: batching, de-duplication within a
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Kind is the type of an event.
@@ -163,6 +166,9 @@ type Event struct {
 type Bus struct {
 	mu   sync.RWMutex
 	subs []*Subscription
+	// gone keeps the lost counts of removed subscribers by name, so that
+	// the exported counter never goes down.
+	gone map[string]uint64
 }
 
 // NewBus returns an empty bus.
@@ -196,6 +202,7 @@ func (b *Bus) Unsubscribe(s *Subscription) {
 	for i, x := range b.subs {
 		if x == s {
 			b.subs = append(b.subs[:i], b.subs[i+1:]...)
+			b.retire(s)
 			close(s.c)
 			return
 		}
@@ -226,7 +233,45 @@ func (b *Bus) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, s := range b.subs {
+		b.retire(s)
 		close(s.c)
 	}
 	b.subs = nil
+}
+
+// retire keeps s's lost count; b.mu is held.
+func (b *Bus) retire(s *Subscription) {
+	if b.gone == nil {
+		b.gone = map[string]uint64{}
+	}
+	b.gone[s.Name] += s.lost.Load()
+}
+
+var lostDesc = prometheus.NewDesc("sipwarden_events_lost_total",
+	"Events that did not fit in a subscriber's queue and never reached it, by subscriber (log, webhook, email, ...).",
+	[]string{"subscriber"}, nil)
+
+// Collector exports the subscribers' lost events as
+// sipwarden_events_lost_total{subscriber}: subscribers of the same name
+// (several webhooks) are summed, and a removed subscriber's count stays.
+func (b *Bus) Collector() prometheus.Collector { return lostCollector{b} }
+
+type lostCollector struct{ b *Bus }
+
+func (c lostCollector) Describe(ch chan<- *prometheus.Desc) { ch <- lostDesc }
+
+func (c lostCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.b
+	b.mu.RLock()
+	n := make(map[string]uint64, len(b.subs)+len(b.gone))
+	for name, v := range b.gone {
+		n[name] = v
+	}
+	for _, s := range b.subs {
+		n[s.Name] += s.lost.Load()
+	}
+	b.mu.RUnlock()
+	for name, v := range n {
+		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(v), name)
+	}
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestBusFanOutAndLoss(t *testing.T) {
@@ -51,4 +54,34 @@ func TestLogSinkRateLimit(t *testing.T) {
 	if !strings.Contains(out.String(), `"msg":"events not logged (rate limit)","kind":"unknown_source","count":4900`) {
 		t.Fatalf("no summary of the suppressed events:\n%s", out.String()[len(out.String())-300:])
 	}
+}
+
+// TestLostMetric: the events a subscriber's full queue refused are exported
+// by subscriber name, summed over subscribers of one name, and kept after a
+// subscriber is removed.
+func TestLostMetric(t *testing.T) {
+	b := NewBus()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(b.Collector())
+	b.Subscribe("log", 10)
+	hook1 := b.Subscribe("webhook", 1)
+	b.Subscribe("webhook", 2)
+	for range 4 {
+		b.Publish(Event{Kind: Ban})
+	}
+	want := func(text string) {
+		t.Helper()
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(`# HELP sipwarden_events_lost_total Events that did not fit in a subscriber's queue and never reached it, by subscriber (log, webhook, email, ...).
+# TYPE sipwarden_events_lost_total counter
+`+text), "sipwarden_events_lost_total"); err != nil {
+			t.Error(err)
+		}
+	}
+	// webhook: 3 lost in the queue of 1, 2 in the queue of 2; log: none.
+	want("sipwarden_events_lost_total{subscriber=\"log\"} 0\nsipwarden_events_lost_total{subscriber=\"webhook\"} 5\n")
+	b.Unsubscribe(hook1)
+	b.Publish(Event{Kind: Ban}) // hook2 is still full
+	want("sipwarden_events_lost_total{subscriber=\"log\"} 0\nsipwarden_events_lost_total{subscriber=\"webhook\"} 6\n")
+	b.Close()
+	want("sipwarden_events_lost_total{subscriber=\"log\"} 0\nsipwarden_events_lost_total{subscriber=\"webhook\"} 6\n")
 }

@@ -111,16 +111,20 @@ func TestWebhookGivesUp(t *testing.T) {
 	defer cancel()
 	go WebhookSink(ctx, Webhook{URL: srv.URL, MaxTries: 2, Flush: 10 * time.Millisecond}, sub, met, nil)
 	bus.Publish(Event{Kind: AccountLocked, Trunk: "phones"})
-	waitFor(t, "the batch dropped", func() bool {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return h.failing == 98
-	})
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the batch dropped", func() bool { return counter(t, met.events, "dropped") == 1 })
+	// The endpoint comes back; a later event goes through, and it alone:
+	// the dropped batch is not tried a third time.
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failing != 98 || len(h.bodies) != 0 {
-		t.Fatalf("tries: %d, delivered %d; want 2 tries, none delivered", 100-h.failing, len(h.bodies))
+	tries := 100 - h.failing
+	h.failing = 0
+	h.mu.Unlock()
+	if tries != 2 {
+		t.Fatalf("%d tries before the batch was dropped, want 2", tries)
+	}
+	bus.Publish(Event{Kind: AccountLocked, Trunk: "sentinel"})
+	waitFor(t, "the next event delivered", func() bool { return len(h.events(t)) > 0 })
+	if got := h.events(t); len(got) != 1 || got[0].Trunk != "sentinel" {
+		t.Fatalf("delivered after the drop: %+v, want the later event only", got)
 	}
 }
 
@@ -148,27 +152,29 @@ func TestWebhookFailureEvents(t *testing.T) {
 	watch := bus.Subscribe("watch", 64)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var mets []*WebhookMetrics
 	for _, srv := range []*httptest.Server{srvA, srvB} {
 		sub := bus.Subscribe("webhook", 64)
+		met := NewWebhookMetrics(nil)
+		mets = append(mets, met)
 		w := Webhook{URL: srv.URL + "/services/T0KEN/s3cret", MaxTries: 2, Flush: 10 * time.Millisecond, Bus: bus, retryWait: 10 * time.Millisecond}
-		wg.Go(func() { WebhookSink(ctx, w, sub, nil, nil) })
+		wg.Go(func() { WebhookSink(ctx, w, sub, met, nil) })
 	}
 	bus.Publish(Event{Kind: Ban, Reason: "scanner", Detail: "ban 203.0.113.9/32"})
-	var failures []Event
-	deadline := time.After(time.Second) // long enough for several rounds of ping-pong
-loop:
-	for {
-		select {
-		case e := <-watch.C:
-			if e.Kind == NotifyFailed {
-				failures = append(failures, e)
-			}
-		case <-deadline:
-			break loop
-		}
-	}
+	// Each sink drops the ban, then the other's news of its failure. Once
+	// both have, the sinks are stopped: every event they would publish is
+	// then on the bus, and a ping-pong would show as more failure events.
+	waitFor(t, "both sinks dropped two batches", func() bool {
+		return counter(t, mets[0].events, "dropped") >= 2 && counter(t, mets[1].events, "dropped") >= 2
+	})
 	cancel()
 	wg.Wait()
+	var failures []Event
+	for len(watch.C) > 0 {
+		if e := <-watch.C; e.Kind == NotifyFailed {
+			failures = append(failures, e)
+		}
+	}
 	if len(failures) != 2 {
 		t.Fatalf("%d failure events, want 2 (one per sink for the ban): %+v", len(failures), failures)
 	}
@@ -209,11 +215,17 @@ func TestWebhookDedup(t *testing.T) {
 	}
 	bus.Publish(Event{Time: t0, Kind: ConfigRejected, Stage: "config", Reason: "invalid", Detail: "/etc/other.yaml"})
 	waitFor(t, "a post", func() bool { return len(h.events(t)) > 0 })
-	time.Sleep(100 * time.Millisecond)
+	// A later event of its own: once it is posted, the copies held back
+	// would have been posted before it.
+	bus.Publish(Event{Time: t0, Kind: ConfigRejected, Stage: "config", Reason: "invalid", Detail: "/etc/sentinel.yaml"})
+	waitFor(t, "the later event posted", func() bool {
+		got := h.events(t)
+		return len(got) > 0 && got[len(got)-1].Detail == "/etc/sentinel.yaml"
+	})
 	cancel()
 	<-done
-	if got := h.events(t); len(got) != 2 || got[0].Detail != "/etc/sipwarden.yaml" || got[1].Detail != "/etc/other.yaml" {
-		t.Fatalf("events %+v", got)
+	if got := h.events(t); len(got) != 3 || got[0].Detail != "/etc/sipwarden.yaml" || got[1].Detail != "/etc/other.yaml" {
+		t.Fatalf("events %+v, want sipwarden.yaml, other.yaml, sentinel.yaml", got)
 	}
 	if n := counter(t, met.events, "duplicate"); n != 2 {
 		t.Errorf("duplicates %v", n)

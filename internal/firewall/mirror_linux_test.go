@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ func newNetNS(t *testing.T) int {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	// a second IPv6 loopback address: a sender that is never banned
+	if out, err := exec.Command("ip", "-n", name, "addr", "add", "::2/128", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("add ::2: %v: %s", err, out)
 	}
 	f, err := os.Open("/run/netns/" + name)
 	if err != nil {
@@ -86,7 +91,7 @@ func TestMirrorDropsBannedSourcesInTheKernel(t *testing.T) {
 		if sip6, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("::1"), Port: 5060}); err != nil {
 			t.Fatal(err)
 		}
-		for _, a := range []string{"127.0.0.2", "127.0.0.3", "127.0.1.9", "::1"} {
+		for _, a := range []string{"127.0.0.2", "127.0.0.3", "127.0.1.9", "::1", "::2"} {
 			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(a)})
 			if err != nil {
 				t.Fatal(err)
@@ -100,24 +105,47 @@ func TestMirrorDropsBannedSourcesInTheKernel(t *testing.T) {
 		}
 	}()
 
-	// arrives reports whether a datagram from src reaches dst.
-	arrives := func(src string, dst *net.UDPConn) bool {
+	// arrives reports whether a datagram from src reaches dst. A datagram
+	// from an address never banned follows it: once that one is read, the
+	// first, sent before, has arrived or was dropped. (want: the first
+	// should arrive; then it is also waited for after the second.)
+	seq := 0
+	arrives := func(src string, dst *net.UDPConn, want bool) bool {
 		t.Helper()
-		msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n" + src)
-		if _, err := senders[src].WriteToUDP(msg, dst.LocalAddr().(*net.UDPAddr)); err != nil {
-			t.Fatalf("send from %s: %v", src, err)
+		seq++
+		msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n" + src + " " + strconv.Itoa(seq))
+		sentinel := []byte("OPTIONS sip:x SIP/2.0\r\n\r\nsentinel " + strconv.Itoa(seq))
+		never := "127.0.0.3"
+		if dst == sip6 {
+			never = "::2"
 		}
+		for _, d := range []struct {
+			from string
+			b    []byte
+		}{{src, msg}, {never, sentinel}} {
+			if _, err := senders[d.from].WriteToUDP(d.b, dst.LocalAddr().(*net.UDPAddr)); err != nil {
+				t.Fatalf("send from %s: %v", d.from, err)
+			}
+		}
+		got, last := false, false
 		buf := make([]byte, 1500)
-		for {
-			_ = dst.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+		_ = dst.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for !last || (want && !got) {
 			n, _, err := dst.ReadFromUDP(buf)
 			if err != nil {
-				return false
+				if !last {
+					t.Fatalf("the datagram from %s (never banned) did not arrive within 2s", never)
+				}
+				return got
 			}
-			if string(buf[:n]) == string(msg) {
-				return true
+			switch string(buf[:n]) {
+			case string(msg):
+				got = true
+			case string(sentinel):
+				last = true
 			}
 		}
+		return got
 	}
 	type probe struct {
 		src  string
@@ -127,7 +155,7 @@ func TestMirrorDropsBannedSourcesInTheKernel(t *testing.T) {
 	check := func(step string, probes []probe) {
 		t.Helper()
 		for _, p := range probes {
-			if got := arrives(p.src, p.dst); got != p.want {
+			if got := arrives(p.src, p.dst, p.want); got != p.want {
 				t.Errorf("%s: datagram from %s to %s arrived = %v, want %v", step, p.src, p.dst.LocalAddr(), got, p.want)
 			}
 		}

@@ -123,6 +123,33 @@ func (p *probeRig) send(t *testing.T, pkt []byte) {
 	}
 }
 
+// queue sends pkt to the probe and waits until the kernel has queued it on
+// the probe's socket: loopback delivery may be deferred to ksoftirqd on a
+// loaded machine, after sendto returns.
+func (p *probeRig) queue(t *testing.T, pkt []byte) {
+	t.Helper()
+	before := rmemAlloc(t, p.probe.sock.fd)
+	p.send(t, pkt)
+	for deadline := time.Now().Add(2 * time.Second); rmemAlloc(t, p.probe.sock.fd) <= before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a datagram sent on loopback not queued within 2s")
+		}
+	}
+}
+
+// rmemAlloc is the memory of fd's receive queue (SO_MEMINFO, whose first
+// field is SK_MEMINFO_RMEM_ALLOC): it grows with every datagram queued.
+func rmemAlloc(t *testing.T, fd int) uint32 {
+	t.Helper()
+	var mi [9]uint32 // SK_MEMINFO_VARS
+	l := uint32(unsafe.Sizeof(mi))
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+		t.Fatalf("SO_MEMINFO: %v", e)
+	}
+	return mi[0]
+}
+
 func (p *probeRig) samples(t *testing.T) uint64 {
 	var m dto.Metric
 	if err := p.w.delay.Write(&m); err != nil {
@@ -177,9 +204,8 @@ func TestReadSocketDrains(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for range tt.queued {
-			p.send(t, p.a.packet(make([]byte, 160)))
+			p.queue(t, p.a.packet(make([]byte, 160)))
 		}
-		time.Sleep(5 * time.Millisecond) // loopback delivery is synchronous; margin for the scheduler
 		if got := p.w.readSocket(p.probe, p.buf, p.oob, time.Now().UnixNano(), tt.limit); got != tt.want {
 			t.Errorf("%d queued, limit %d: read %d, want %d", tt.queued, tt.limit, got, tt.want)
 		}

@@ -36,6 +36,10 @@ type dtlsPhone struct {
 	// learnt from the relay's SDP
 	relayFP    Fingerprint
 	relaySetup Setup
+
+	// firstFlight, when set, gets one value per association once its
+	// first handshake flight has been sent.
+	firstFlight chan struct{}
 }
 
 type phoneComp struct {
@@ -139,7 +143,7 @@ func (p *dtlsPhone) handshake(client bool, timeout time.Duration) error {
 }
 
 func (p *dtlsPhone) comp(c *phoneComp, client bool, timeout time.Duration) error {
-	pc := &chanConn{udp: c.udp, in: c.dtls, closed: make(chan struct{}), wake: make(chan struct{})}
+	pc := &chanConn{udp: c.udp, in: c.dtls, closed: make(chan struct{}), wake: make(chan struct{}), sent: p.firstFlight}
 	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
 		if len(raw) == 0 || !p.relayFP.matches(raw[0]) {
 			return errors.New("relay certificate does not match its SDP fingerprint")
@@ -267,6 +271,16 @@ type chanConn struct {
 	wake     chan struct{}
 	closed   chan struct{}
 	once     sync.Once
+	sent     chan struct{} // told of the first datagram written (nil: nobody asks)
+	sentOnce sync.Once
+}
+
+func (c *chanConn) write(b []byte, addr net.Addr) (int, error) {
+	n, err := c.udp.WriteTo(b, addr)
+	if c.sent != nil && err == nil {
+		c.sentOnce.Do(func() { c.sent <- struct{}{} })
+	}
+	return n, err
 }
 
 func (c *chanConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -295,7 +309,7 @@ func (c *chanConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	}
 }
 
-func (c *chanConn) WriteTo(b []byte, addr net.Addr) (int, error) { return c.udp.WriteTo(b, addr) }
+func (c *chanConn) WriteTo(b []byte, addr net.Addr) (int, error) { return c.write(b, addr) }
 func (c *chanConn) Close() error                                 { c.once.Do(func() { close(c.closed) }); return nil }
 func (c *chanConn) LocalAddr() net.Addr                          { return c.udp.LocalAddr() }
 func (c *chanConn) SetDeadline(t time.Time) error                { return c.SetReadDeadline(t) }
@@ -482,9 +496,19 @@ func TestRelayOffersDTLS(t *testing.T) {
 		t.Fatalf("relay offered a=setup %v, want actpass", phone.relaySetup)
 	}
 	phone.noRetransmit = true
+	phone.firstFlight = make(chan struct{}, nKinds)
 	done := make(chan error, 1)
 	go func() { done <- phone.handshake(true, 5*time.Second) }()
-	time.Sleep(300 * time.Millisecond) // the ClientHello is on its way before the answer
+	// the ClientHellos (RTP and RTCP) are on their way before the answer
+	for range nKinds {
+		select {
+		case <-phone.firstFlight:
+		case err := <-done:
+			t.Fatalf("handshake ended before its first flight was sent: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no ClientHello sent within 5s")
+		}
+	}
 	toA, err := r.Answer("dtls-out", LegB, phone.sdp("active"))
 	if err != nil {
 		t.Fatal(err)

@@ -348,7 +348,9 @@ func (s *socket) rateOK(p *relayParams, now int64) bool {
 	return true
 }
 
-// errDuplicated is pion/srtp's (unexported) replay error, found by unwrapping.
+// srtpDrop classifies an SRTP or SRTCP decryption error: a failed
+// authentication tag, a replay (pion/srtp's replay error is unexported, so it
+// is recognised by its text once unwrapped), anything else malformed.
 func srtpDrop(err error) dropReason {
 	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
 		return dropAuth

@@ -9,11 +9,6 @@ import (
 	"github.com/sipwarden/sipwarden/internal/transport"
 )
 
-// buildForward writes the copy of request m that goes downstream (RFC 3261
-// 16.6): our own Route entries removed (loose routing), received/rport on
-// the sender's Via (RFC 3581), our Via on top, Record-Route on dialog-creating
-// initial requests (two entries when the call changes listener), Max-Forwards
-// decremented. The result is in w.out.
 // retarget carries what the chain decided to change in an initial request
 // beyond the routing headers and the stages' header edits (edits.go).
 type retarget struct {
@@ -25,6 +20,11 @@ type retarget struct {
 	topo topoTx
 }
 
+// buildForward writes the copy of request m that goes downstream (RFC 3261
+// 16.6): our own Route entries removed (loose routing), received/rport on
+// the sender's Via (RFC 3581), our Via on top, Record-Route on dialog-creating
+// initial requests (two entries when the call changes listener), Max-Forwards
+// decremented. The result is in w.out.
 func (w *worker) buildForward(m *sip.Msg, src netip.AddrPort, out *transport.Listener, branch string, initial bool, in *transport.Listener, rt retarget) ([]byte, bool) {
 	ed := &w.ed
 	ed.Reset(m)

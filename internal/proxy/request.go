@@ -11,9 +11,9 @@ import (
 	"github.com/sipwarden/sipwarden/internal/transport"
 )
 
-// serverKey builds the server transaction key of m into w.key (RFC 3261
-// 17.2.3): branch, sent-by and method, with ACK and CANCEL mapped to the
-// INVITE they belong to when forINVITE is set.
+// serverKey builds the server transaction key of the request in w.msg into
+// w.key (RFC 3261 17.2.3): branch, sent-by and meth. A caller looking for the
+// INVITE transaction an ACK or CANCEL belongs to passes sip.INVITE as meth.
 func (w *worker) serverKey(via *sip.Via, meth sip.Method) []byte {
 	k := w.key[:0]
 	k = append(k, via.Branch...)

@@ -268,13 +268,24 @@ func TestCacheConcurrencyBound(t *testing.T) {
 			t.Fatalf("get %d: %v", i, err)
 		}
 	}
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(block) }) }) // a failure does not leave handlers blocked
 	waitFor(t, "two fetches in flight", func() bool { return inFlight.Load() == 2 })
-	time.Sleep(50 * time.Millisecond)
+	// Release the blocked fetches one at a time: each freed slot goes to a
+	// queued fetch (Fetches counts a fetch when it takes a slot), and the
+	// others stay queued meanwhile. A third fetch let through at any point
+	// would still be blocked in the handler and show in the peak.
+	for i := range 4 {
+		block <- struct{}{}
+		waitFor(t, "a queued fetch in the freed slot", func() bool {
+			return c.Stats().Fetches == uint64(3+i) && inFlight.Load() == 2
+		})
+	}
+	release.Do(func() { close(block) })
+	waitFor(t, "all fetches", func() bool { return c.Stats().Fetches == 6 && inFlight.Load() == 0 })
 	if peak.Load() != 2 {
 		t.Fatalf("peak %d concurrent fetches, want 2", peak.Load())
 	}
-	close(block)
-	waitFor(t, "all fetches", func() bool { return c.Stats().Fetches == 6 && inFlight.Load() == 0 })
 }
 
 func TestCacheBounds(t *testing.T) {
@@ -351,7 +362,9 @@ func TestCacheConcurrentCallers(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The four fetches are blocked at the server: the callers that came
+	// meanwhile wait on them.
+	waitFor(t, "four fetches at the server", func() bool { return s.hits.Load() == 4 })
 	close(block)
 	wg.Wait()
 	for i, e := range results {

@@ -154,8 +154,9 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 		return fmt.Sprintf("%s %s SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.3:%d;branch=z9hG4bK-bs-%s\nRoute: %s\nFrom: <sip:pbx@127.0.0.3>;tag=pbx1\nTo: %s\nCall-ID: baresip-call\nCSeq: %d %s\nMax-Forwards: 70\nContent-Length: 0\n\n",
 			method, contact, pbxPort, method, strings.Join(routes, ", "), ok.Get("To"), cseq, method)
 	}
+	acks := e.Metric(`sipwarden_proxy_requests_total{method="ACK"}`)
 	pbx.Send(e.SIPAddr(), inDialog("ACK", 1))
-	time.Sleep(300 * time.Millisecond)
+	waitMetric(t, e, `sipwarden_proxy_requests_total{method="ACK"}`, acks+1) // relayed before the BYE
 	pbx.Send(e.SIPAddr(), inDialog("BYE", 2))
 	if m := waitCode(pbx, "baresip-call", 200); m == nil || !strings.Contains(m.Get("CSeq"), "BYE") {
 		t.Fatalf("BYE not answered by baresip: %+v", m)

@@ -58,6 +58,9 @@ func TestCallsComplete(t *testing.T) {
 			if res.Successful != calls || res.Failed != 0 {
 				t.Fatalf("calls: %s, want %d successful\n%s", testbed.FmtCalls(res), calls, res.Screen)
 			}
+			if v := e.Metric(`sipwarden_events_lost_total{subscriber="log"}`); v != 0 {
+				t.Errorf("events lost by the log sink: %v, want 0 (-1: not exported)", v)
+			}
 			e.Stop()
 			recs := e.CDRs()
 			if len(recs) != calls || testbed.CountDisposition(recs, cdr.Answered) != calls {
@@ -111,7 +114,8 @@ func TestSIGTERMMidCall(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // answered, not only early
+	// answered, not only early: each caller's ACK for its 200 has reached sipwarden
+	waitMetric(t, e, `sipwarden_proxy_requests_total{method="ACK"}`, calls)
 	e.Stop()
 	recs := e.CDRs()
 	if n := testbed.CountDisposition(recs, cdr.Interrupted); n != calls {

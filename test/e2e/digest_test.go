@@ -142,7 +142,9 @@ func TestDigestRegisterSipgo(t *testing.T) {
 
 	// 2. A wrong password and an unknown username get the same answer.
 	realm := "SHA-256.example.test"
-	attempt := func(ua *testbed.RawUA, user, pass string, cseq int) *testbed.RawMsg {
+	// send sends a REGISTER, reads the challenge and sends the REGISTER
+	// with credentials; attempt also reads the answer to that.
+	send := func(ua *testbed.RawUA, user, pass string, cseq int) {
 		t.Helper()
 		reg := func(authz string, n int) string {
 			return fmt.Sprintf("REGISTER sip:%s SIP/2.0\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%s-%d-%d\nMax-Forwards: 70\n"+
@@ -163,7 +165,20 @@ func TestDigestRegisterSipgo(t *testing.T) {
 			t.Fatal(err)
 		}
 		ua.Send(e.SIPAddr(), reg("Authorization: "+cred.String()+"\n", 2))
+	}
+	attempt := func(ua *testbed.RawUA, user, pass string, cseq int) *testbed.RawMsg {
+		t.Helper()
+		send(ua, user, pass, cseq)
 		return ua.Recv(2 * time.Second)
+	}
+	// dropped: the REGISTER with credentials got a drop verdict (no answer,
+	// ever) for reason, and nothing came back.
+	dropped := func(ua *testbed.RawUA, reason, what string) {
+		t.Helper()
+		waitSum(t, e, 1, "sipwarden_chain_verdicts_total", `action="drop"`, `reason="`+reason+`"`, `stage="auth"`)
+		if m := ua.Recv(time.Millisecond); m != nil {
+			t.Fatalf("%s answered: %s", what, m.Raw)
+		}
 	}
 	nonce := regexp.MustCompile(`nonce="[^"]+"|tag=[^;\s]+|branch=[^;\s]+|Call-ID: \S+|CSeq: \d+|sip:\w+@|a\d+`)
 	shape := func(m *testbed.RawMsg) string {
@@ -187,11 +202,13 @@ func TestDigestRegisterSipgo(t *testing.T) {
 			t.Fatalf("guess %d: %v", n, m)
 		}
 	}
-	if m := attempt(guesser, e2eUser, "Guess-number-0003", 3); m != nil {
-		t.Fatalf("3rd guess answered: %s", m.Raw)
-	}
+	send(guesser, e2eUser, "Guess-number-0003", 3)
+	dropped(guesser, "auth_bruteforce", "3rd guess")
+	blocked := `sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`
+	blockedBefore := e.Metric(blocked)
 	guesser.Send(e.SIPAddr(), "OPTIONS sip:"+realm+" SIP/2.0\nVia: SIP/2.0/UDP "+guesser.LocalAddr()+";branch=z9hG4bK-o\nFrom: <sip:x@y>;tag=1\nTo: <sip:x@y>\nCall-ID: o@x\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n")
-	if m := guesser.Recv(500 * time.Millisecond); m != nil {
+	waitMetric(t, e, blocked, blockedBefore+1) // dropped at the gate
+	if m := guesser.Recv(time.Millisecond); m != nil {
 		t.Fatalf("a banned address got an answer: %s", m.Raw)
 	}
 	if v := e.Metric(`sipwarden_bruteforce_bans_total{reason="auth_bruteforce"}`); v != 1 {
@@ -205,9 +222,8 @@ func TestDigestRegisterSipgo(t *testing.T) {
 			t.Fatalf("probe %d: %v", n, m)
 		}
 	}
-	if m := attempt(enum, "3005", "Whatever-pass-1", 5); m != nil {
-		t.Fatalf("5th probe answered: %s", m.Raw)
-	}
+	send(enum, "3005", "Whatever-pass-1", 5)
+	dropped(enum, "auth_enumeration", "5th probe")
 	if v := e.Metric(`sipwarden_bruteforce_bans_total{reason="auth_enumeration"}`); v != 1 {
 		t.Errorf("auth_enumeration bans: %v, want 1", v)
 	}

@@ -36,12 +36,13 @@ func TestRFC4475OnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pbx.Close()
-	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
+	// Most torture messages have a Via without port: answers go to port
+	// 5060. The trunk and the stranger get addresses of their own, so that
+	// no SIPp of another test (whose "-p 0" tries 5060 first) holds the port.
+	e := testbed.StartEdge(t, strings.ReplaceAll(baseConfig, "127.0.0.2", "127.0.0.42"), pbxPort, params("udp"))
 	dst, _ := net.ResolveUDPAddr("udp", e.SIPAddr())
-
-	// Most torture messages have a Via without port: answers go to port 5060.
-	trunk := testenv.ListenUDP(t, "127.0.0.2:5060")
-	stranger := testenv.ListenUDP(t, "127.0.0.9:5060")
+	trunk := testenv.ListenUDP(t, "127.0.0.42:5060")
+	stranger := testenv.ListenUDP(t, "127.0.0.49:5060")
 
 	buf := make([]byte, 65536)
 	for _, f := range files {

@@ -42,10 +42,15 @@ func TestUnknownSourceGetsSilence(t *testing.T) {
 	stranger.Send(target, strings.Replace(stranger.InviteText(target, "stranger-2", "z9hG4bK-s2", 1), "INVITE", "OPTIONS", 2))
 	stranger.Send(target, "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK-r\nFrom: <sip:100@127.0.0.1>;tag=1\nTo: <sip:100@127.0.0.1>\nCall-ID: reg-1\nCSeq: 1 REGISTER\nContent-Length: 0\n\n")
 	stranger.Send(target, "\x16\x03\x01 garbage that is no SIP at all")
-	if m := stranger.Recv(1500 * time.Millisecond); m != nil {
+	// All four are accounted for as drops: the three requests by the
+	// source check (a drop verdict: no reply, nothing forwarded), the
+	// garbage by the transport. Nothing could have come back.
+	waitSum(t, e, 3, "sipwarden_chain_verdicts_total", `action="drop"`, `reason="unknown_source"`, `stage="acl"`)
+	waitMetric(t, e, `sipwarden_transport_dropped_total{reason="garbage",transport="UDP"}`, 1)
+	if m := stranger.Recv(time.Millisecond); m != nil {
 		t.Fatalf("unknown source got a reply:\n%s", m.Raw)
 	}
-	_ = pbx.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_ = pbx.SetReadDeadline(time.Now().Add(time.Millisecond))
 	if n, _, err := pbx.ReadFromUDP(make([]byte, 4096)); err == nil {
 		t.Fatalf("a request from an unknown source reached the PBX (%d bytes)", n)
 	}
@@ -86,27 +91,31 @@ func TestRetransmissionsAbsorbed(t *testing.T) {
 	e := testbed.StartEdge(t, baseConfig, pbxPort, params("udp"))
 	ua := testbed.NewRawUA(t, "udp", "127.0.0.2")
 	inv := ua.InviteText(e.SIPAddr(), "retrans-1", "z9hG4bK-retrans-1", 1)
-	for range 3 {
-		ua.Send(e.SIPAddr(), inv)
-		time.Sleep(100 * time.Millisecond)
-	}
-	trying, ringing := 0, 0
-	for {
-		m := ua.Recv(700 * time.Millisecond)
+	next := func() int {
+		t.Helper()
+		m := ua.Recv(5 * time.Second)
 		if m == nil {
-			break
+			t.Fatal("no answer within 5s")
 		}
-		switch m.Code {
-		case 100:
-			trying++
-		case 180:
-			ringing++
-		}
+		return m.Code
 	}
 	// The first copy gets our 100 Trying and then the PBX's 180; each
-	// retransmission gets the transaction's last response again (the 180).
-	if trying != 1 || ringing != 3 {
-		t.Errorf("answers: %d x 100, %d x 180; want 1 x 100 and 3 x 180", trying, ringing)
+	// retransmission, sent once the 180 is the transaction's last
+	// response, gets the 180 again.
+	ua.Send(e.SIPAddr(), inv)
+	if a, b := next(), next(); a != 100 || b != 180 {
+		t.Fatalf("answers to the first copy: %d, %d; want 100, 180", a, b)
+	}
+	for i := range 2 {
+		ua.Send(e.SIPAddr(), inv)
+		if c := next(); c != 180 {
+			t.Fatalf("answer to retransmission %d: %d, want 180", i+1, c)
+		}
+	}
+	// Both copies were answered from the transaction, not relayed: the
+	// proxy counts each absorbed copy before it answers it.
+	if v := e.Metric("sipwarden_proxy_retransmissions_absorbed_total"); v != 2 {
+		t.Errorf("retransmissions absorbed: %v, want 2", v)
 	}
 	if n := invites.Load(); n != 1 {
 		t.Fatalf("INVITEs at the PBX: %d, want 1", n)
@@ -190,7 +199,7 @@ func TestTLSCall(t *testing.T) {
 			method, remote, ua.Via(branch), strings.Join(routes, ", "), toTag, cseq, method)
 	}
 	ua.Send(target, inDialog("ACK", "z9hG4bK-tls-ack", 1))
-	time.Sleep(200 * time.Millisecond)
+	waitMetric(t, e, `sipwarden_proxy_requests_total{method="ACK"}`, 1) // the ACK goes first
 	ua.Send(target, inDialog("BYE", "z9hG4bK-tls-bye", 2))
 	var byeOK bool
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
@@ -263,17 +272,34 @@ func TestScannerFromTrunkIsDroppedNotBanned(t *testing.T) {
 func TestProbingStrangerIsBanned(t *testing.T) {
 	e := testbed.StartEdge(t, baseConfig, testbed.FreePort(t), params("udp"))
 	stranger := testbed.NewRawUA(t, "udp", "127.0.0.9")
-	for i := range 40 {
-		if i == 30 {
-			time.Sleep(300 * time.Millisecond) // the first 30 may all have passed the gate in one batch
-		}
+	probe := func(i int) {
 		stranger.Send(e.SIPAddr(), strings.Replace(stranger.InviteText(e.SIPAddr(), "probe-"+strconv.Itoa(i), "z9hG4bK-p"+strconv.Itoa(i), 1), "INVITE", "OPTIONS", 2))
 	}
-	if m := stranger.Recv(500 * time.Millisecond); m != nil {
+	for i := range 30 {
+		probe(i)
+	}
+	// the first 30 may all have passed the gate in one batch: the next
+	// ones go once the ban is in place
+	waitMetric(t, e, `sipwarden_banlist_bans_total{reason="unknown_source_probe"}`, 1)
+	for i := 30; i < 40; i++ {
+		probe(i)
+	}
+	// Every probe is accounted for: dropped by the chain's source check
+	// (which never answers) or at the gate. None was answered.
+	blocked := `sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`
+	dropped := `sipwarden_chain_verdicts_total{action="drop",reason="unknown_source",stage="acl"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Metric(blocked)+e.Metric(dropped) < 40 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %v probes dropped by the chain, %v at the gate, want 40 in all", e.Metric(dropped), e.Metric(blocked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m := stranger.Recv(time.Millisecond); m != nil {
 		t.Fatalf("stranger got an answer:\n%s", m.Raw)
 	}
-	if v := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v < 5 {
-		t.Fatalf("blocked drops after the ban: %v, want >= 5", v)
+	if v := e.Metric(blocked); v < 10 {
+		t.Fatalf("blocked drops after the ban: %v, want >= 10", v)
 	}
 	if v := e.Metric(`sipwarden_banlist_bans_total{reason="unknown_source_probe"}`); v != 1 {
 		t.Fatalf("probe bans: %v, want 1", v)
@@ -296,7 +322,8 @@ func TestFeedNeverBlocksPeers(t *testing.T) {
 	e.WaitLog("reputation feed refreshed", 1)
 	stranger := testbed.NewRawUA(t, "udp", "127.0.0.9")
 	stranger.Send(e.SIPAddr(), stranger.InviteText(e.SIPAddr(), "feed-1", "z9hG4bK-feed1", 1))
-	if m := stranger.Recv(500 * time.Millisecond); m != nil {
+	waitMetric(t, e, `sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`, 1) // dropped at the gate
+	if m := stranger.Recv(time.Millisecond); m != nil {
 		t.Fatalf("stranger got an answer:\n%s", m.Raw)
 	}
 	if v := e.Metric(`sipwarden_transport_dropped_total{reason="blocked",transport="UDP"}`); v != 1 {

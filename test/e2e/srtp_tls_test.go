@@ -107,7 +107,7 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 		return out
 	}
 	b := phone("b", "127.0.0.23:"+strconv.Itoa(pbxPort), "<sip:+15551230001@127.0.0.23;transport=tls>;regint=0;mediaenc=srtp-mand;answermode=auto")
-	time.Sleep(500 * time.Millisecond) // B listens before A calls
+	waitOutput(t, "baresip b", b, "baresip is ready", 30*time.Second) // B listens before A calls
 	a := phone("a", "127.0.0.22:"+strconv.Itoa(testbed.FreePort(t)),
 		fmt.Sprintf("<sip:+15550001000@127.0.0.1;transport=tls>;regint=0;mediaenc=srtp-mand;outbound=\"sip:127.0.0.1:%d;transport=tls\"", e.TLSPort),
 		"-e", "/dial sip:+15551230001@127.0.0.1")
@@ -125,9 +125,16 @@ func TestTwoBaresipsTLSAndSRTP(t *testing.T) {
 			t.Fatalf("a phone did not use SRTP:\n%s", out.String())
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	cancel()
-	_ = capture.Wait()
+	// Interrupted (not killed), tshark writes out what it captured and exits.
+	_ = capture.Process.Signal(os.Interrupt)
+	stopped := make(chan struct{})
+	go func() { _ = capture.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-stopped
+	}
 
 	fields, err := exec.Command(tshark, "-r", pcap, "-T", "fields", "-e", "udp.length").Output()
 	if err != nil {

@@ -2,13 +2,16 @@ package testbed
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,13 +95,54 @@ func StartUASAt(t *testing.T, ip, scenario string, port int, extra ...string) *U
 		_ = u.Cmd.Process.Kill()
 		<-u.Done
 	})
-	time.Sleep(300 * time.Millisecond) // let it bind
-	select {
-	case <-u.Done:
-		t.Fatalf("UAS sipp exited at start:\n%s", u.Out.String())
-	default:
+	// Ready when its socket is bound: a UDP socket, or a listening TCP one
+	// (-t t1, -t l1), on ip:port in the kernel's tables.
+	deadline := time.Now().Add(10 * time.Second)
+	for !bound(ip, port) {
+		select {
+		case <-u.Done:
+			t.Fatalf("UAS sipp exited at start:\n%s", u.Out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("UAS sipp did not bind %s:%d within 10s:\n%s", ip, port, u.Out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return u
+}
+
+// bound reports whether a socket is bound to the IPv4 address ip and port:
+// a UDP socket, or a TCP socket in the LISTEN state, as /proc/net/udp and
+// /proc/net/tcp list them.
+func bound(ip string, port int) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return false
+	}
+	b := a.As4()
+	// The kernel prints the address as the in-memory 32-bit word: the
+	// bytes reversed on a little-endian machine, in order on a big-endian one.
+	want := []string{
+		fmt.Sprintf("%08X:%04X", binary.LittleEndian.Uint32(b[:]), port),
+		fmt.Sprintf("%08X:%04X", binary.BigEndian.Uint32(b[:]), port),
+	}
+	for _, table := range []struct{ path, state string }{{"/proc/net/udp", ""}, {"/proc/net/tcp", "0A"}} {
+		data, err := os.ReadFile(table.path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || (f[1] != want[0] && f[1] != want[1]) {
+				continue
+			}
+			if table.state == "" || f[3] == table.state {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ScenarioPath finds a SIPp scenario: first in the test package's own
