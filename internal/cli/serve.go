@@ -447,22 +447,37 @@ func (s *server) status() any {
 	}
 }
 
-// stop drains calls (until the drain timeout or a second signal), then
-// closes everything so that no CDR is lost.
+// endCallsWait bounds the wait for the answers to the BYEs that end the
+// calls still up after a drain (UDP retransmits them meanwhile: T1, 2*T1, ...).
+const endCallsWait = 4 * time.Second
+
+// stop drains calls (until the drain timeout or a second signal), ends the
+// calls still up with a BYE both ways, then closes everything so that no
+// CDR is lost.
 func (s *server) stop(sigs <-chan os.Signal) int {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SIP.DrainTimeout)
-	defer cancel()
+	hurry, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
 	go func() {
 		select {
 		case sig := <-sigs:
 			s.log.Warn("second signal: stopping now", "signal", sig.String())
-			cancel()
-		case <-ctx.Done():
+			stopNow()
+		case <-hurry.Done():
 		}
 	}()
+	ctx, cancel := context.WithTimeout(hurry, s.cfg.SIP.DrainTimeout)
+	defer cancel()
 	if err := s.proxy.Drain(ctx); err != nil {
-		s.log.Warn("drain ended with calls still open; they are recorded as interrupted", "active_calls", s.proxy.ActiveCalls())
+		// Nobody may stay in a call that no node carries any more: each
+		// side gets a BYE (once at least, even after a second signal).
+		open := s.proxy.ActiveCalls()
+		endCtx, endCancel := context.WithTimeout(hurry, endCallsWait)
+		n := s.proxy.EndCalls(endCtx, "shutdown")
+		endCancel()
+		s.log.Warn("drain ended with calls still open; each side got a BYE and the CDRs say interrupted",
+			"active_calls", open, "ended", n)
 	}
+	stopNow()
 	s.closeAll()
 	s.log.Info("stopped")
 	return 0
