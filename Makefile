@@ -6,13 +6,20 @@ BENCHOUT  ?= bench/latest.txt
 BENCHBASE ?= bench/base.txt
 SHELL     := /bin/bash
 
-.PHONY: help build test test-unit test-e2e vet fmtcheck fuzz bench benchcmp run clean
+.PHONY: help build install test test-unit test-e2e vet fmtcheck fuzz bench benchcmp run clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/sipwarden
-	$(GO) build -o bin/sipwarden ./cmd/sipwarden
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS   := -X github.com/sipwarden/sipwarden/internal/cli.version=$(VERSION) -X github.com/sipwarden/sipwarden/internal/cli.commit=$(COMMIT)
+
+build: ## build bin/sipwarden, stamped with the version and commit (bin/sipwarden version)
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sipwarden ./cmd/sipwarden
+
+install: ## install sipwarden into $(go env GOPATH)/bin, stamped like build
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/sipwarden
 
 vet: ## go vet every package
 	$(GO) vet $(PKGS)

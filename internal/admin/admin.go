@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/fraud"
+	"github.com/sipwarden/sipwarden/internal/registrar"
 )
 
 // Hooks connect the admin server to the running process. A nil hook turns
@@ -51,6 +53,8 @@ type Hooks struct {
 	Fraud *fraud.Engine
 	// Bans is the ban list the API reads and changes (it persists to its store).
 	Bans *banlist.List
+	// Registrar holds the bindings GET /api/v1/registrations lists.
+	Registrar *registrar.Registrar
 	// Token is the bearer token that requests changing state must carry
 	// (it reads too). Empty refuses every such request (403): nothing is
 	// open by accident.
@@ -95,7 +99,9 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if hooks.Ready != nil && !hooks.Ready() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
+			// The reason, for whoever reads it: a graceful stop is under
+			// way and the node answers new requests with 503 + Retry-After.
+			http.Error(w, "draining: shutting down; new requests get 503 with Retry-After", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
@@ -106,7 +112,16 @@ func New(addr string, gatherer prometheus.Gatherer, hooks Hooks, log *slog.Logge
 	s.route(mux, "/api/v1/incidents/{id}", methods{http.MethodGet: s.getIncident})
 	s.route(mux, "/api/v1/incidents/{id}/release", methods{http.MethodPost: s.auth(s.releaseIncident)})
 	s.route(mux, "/api/v1/bans", methods{http.MethodGet: s.listBans, http.MethodPost: s.auth(s.addBan)})
+	s.route(mux, "/api/v1/registrations", methods{http.MethodGet: s.listRegistrations})
 	s.route(mux, "/api/v1/bans/{prefix...}", methods{http.MethodDelete: s.auth(s.removeBan)})
+	// Go's profiler (heap, goroutines, CPU) for soak runs and memory
+	// questions: it exposes the process's internals and can cost CPU, so
+	// it needs the token like a change does.
+	mux.HandleFunc("GET /debug/pprof/", s.auth(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", s.auth(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", s.auth(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", s.auth(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", s.auth(pprof.Trace))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no API endpoint "+r.URL.Path)
 	})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/sipwarden/sipwarden/internal/banlist"
 	"github.com/sipwarden/sipwarden/internal/events"
 	"github.com/sipwarden/sipwarden/internal/fraud"
+	"github.com/sipwarden/sipwarden/internal/registrar"
+	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
 // TestMain checks that no test leaves a goroutine behind.
@@ -48,6 +51,7 @@ type fixture struct {
 	srv  *httptest.Server
 	eng  *fraud.Engine
 	bans *banlist.List
+	reg  *registrar.Registrar
 	sub  *events.Subscription
 }
 
@@ -68,9 +72,10 @@ func newFixture(t *testing.T, token string) *fixture {
 		t.Fatal("the fixture's incident did not open")
 	}
 	bans := banlist.New(nil, banlist.Options{Now: clk.Now})
-	s := New("127.0.0.1:0", prometheus.NewRegistry(), Hooks{Fraud: eng, Bans: bans, Token: token, ReadToken: readTokenFor(token),
+	reg := registrar.New()
+	s := New("127.0.0.1:0", prometheus.NewRegistry(), Hooks{Fraud: eng, Bans: bans, Registrar: reg, Token: token, ReadToken: readTokenFor(token),
 		Reload: func() error { return errors.New("bad file") }}, nil)
-	f := &fixture{srv: httptest.NewServer(s.Handler()), eng: eng, bans: bans, sub: sub}
+	f := &fixture{srv: httptest.NewServer(s.Handler()), eng: eng, bans: bans, reg: reg, sub: sub}
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -224,6 +229,41 @@ func TestBansAPI(t *testing.T) {
 	}
 	if f.bans.Len() != 0 {
 		t.Errorf("%d bans left", f.bans.Len())
+	}
+}
+
+// TestRegistrationsAPI: GET /api/v1/registrations lists the bindings in
+// force, with the read token only.
+func TestRegistrationsAPI(t *testing.T) {
+	f := newFixture(t, testToken)
+	if code, _, body := f.do(t, "GET", "/api/v1/registrations", testReadToken, ""); code != 200 || body != `{"registrations":[]}`+"\n" {
+		t.Errorf("empty list: %d %q", code, body)
+	}
+	now := time.Now()
+	res := f.reg.Apply("phones\x001001", registrar.Options{}, &registrar.Request{
+		Contacts: []registrar.Contact{{URI: "sip:1001@192.0.2.10:5062;transport=tls", Expires: 600}}, Expires: -1,
+		CallID: "c1", CSeq: 1, Source: netip.MustParseAddrPort("192.0.2.10:5062"), Transport: sip.TLS, UserAgent: "Linphone/5.1"}, now)
+	if res.Code != 200 {
+		t.Fatalf("Apply: %+v", res)
+	}
+	for _, s := range []struct {
+		name, token string
+		code        int
+		want        string
+	}{
+		{"no token", "", 401, "bearer token"},
+		{"wrong token", "x", 401, ""},
+		{"read token", testReadToken, 200, `{"registrations":[{"trunk":"phones","account":"1001","contact":"sip:1001@192.0.2.10:5062;transport=tls","source":"192.0.2.10:5062","transport":"tls","user_agent":"Linphone/5.1","expires":"` +
+			now.Add(600*time.Second).UTC().Format(time.RFC3339) + `","updated":"` + now.UTC().Format(time.RFC3339) + `"}]}`},
+		{"full token reads too", testToken, 200, `"account":"1001"`},
+	} {
+		code, _, body := f.do(t, "GET", "/api/v1/registrations", s.token, "")
+		if code != s.code || !strings.Contains(body, s.want) {
+			t.Errorf("%s: %d %s, want %d with %s", s.name, code, body, s.code, s.want)
+		}
+	}
+	if code, _, _ := f.do(t, "POST", "/api/v1/registrations", testToken, "{}"); code != 405 {
+		t.Errorf("POST: %d, want 405", code)
 	}
 }
 

@@ -22,8 +22,16 @@ const (
 
 var algNames = [numAlgorithms]string{"", "MD5", "SHA-256", "SHA-512-256"}
 
-// Algorithms lists every algorithm, strongest first (the default offer).
+// Algorithms lists every algorithm, strongest first.
 var Algorithms = []Algorithm{SHA512256, SHA256, MD5}
+
+// DefaultOffer is the offer of a realm that names none: SHA-256 alone.
+// Linphone and Debian's baresip answer only the first challenge of a 401
+// (and give up when they cannot compute it), so the first one must be an
+// algorithm the common softphones know: SHA-256 (Linphone, MicroSIP,
+// Zoiper, Grandstream, pjsip) rather than SHA-512-256 (few do). MD5 and
+// SHA-512-256 are offered only where a trunk lists them.
+var DefaultOffer = []Algorithm{SHA256}
 
 // String returns the algorithm token as written in a challenge ("SHA-256").
 func (a Algorithm) String() string {

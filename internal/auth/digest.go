@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,13 +21,19 @@ type Account struct {
 	HA1      [numAlgorithms]string
 	// SHAOnly accounts never use MD5: it is neither offered nor accepted.
 	SHAOnly bool
+	// Offer, when set, is the account's own offer, in challenge order: a
+	// subset of the realm's (nil: the realm's offer).
+	Offer []Algorithm
 	// RegisterFrom, when not empty, lists the only source prefixes this
 	// account may REGISTER from (even with the right password).
 	RegisterFrom []netip.Prefix
 
 	detail string // "account <name>", built once for events
-	// offered has bit alg set for each algorithm its realm offers (set by NewVerifier).
+	// offered has bit alg set for each algorithm of offer (set by NewVerifier).
 	offered uint8
+	// offer is what the account is challenged with: Offer or the realm's,
+	// without MD5 for a SHA-only account (set by NewVerifier).
+	offer []Algorithm
 }
 
 // Accepts reports whether the account may authenticate with alg: its realm
@@ -61,13 +68,21 @@ type Verifier struct {
 	nonces   *Nonces
 	replay   *ReplayGuard
 	lifetime time.Duration
-	// shaOnlyShare is the fraction of SHA-only accounts: unknown usernames
-	// are offered MD5 as often as known ones, so the offer tells nothing.
-	shaOnlyShare float64
+	// shares are the distinct offers of the accounts with the share of
+	// accounts that get each: an unknown username gets one of them, in
+	// the same proportion (a stable, secret choice per name), so the offer
+	// tells nothing about which names exist.
+	shares []offerShare
+}
+
+type offerShare struct {
+	offer []Algorithm
+	share float64 // cumulative, the last one 1
 }
 
 // NewVerifier builds the verifier of realm. offer lists the algorithms to
-// challenge with, strongest first (nil: Algorithms). Every account must have
+// challenge with, in the order of the challenges (nil: DefaultOffer): many
+// phones answer only the first one. Every account must have
 // an HA1 for every offered algorithm (MD5 excepted for SHA-only accounts).
 // Nonces are accepted for lifetime after their issue.
 func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *Nonces, replay *ReplayGuard, lifetime time.Duration) (*Verifier, error) {
@@ -75,34 +90,55 @@ func NewVerifier(realm string, offer []Algorithm, accounts []Account, nonces *No
 		return nil, fmt.Errorf("realm %q must be non-empty without quotes, backslashes or line breaks", realm)
 	}
 	if offer == nil {
-		offer = Algorithms
+		offer = DefaultOffer
 	}
 	v := &Verifier{realm: realm, offer: offer, accounts: make(map[string]*Account, len(accounts)), nonces: nonces, replay: replay, lifetime: lifetime}
-	shaOnly := 0
+	counts := map[string]int{}
+	var distinct [][]Algorithm
 	for i := range accounts {
 		a := &accounts[i]
 		if _, dup := v.accounts[a.Username]; dup {
 			return nil, fmt.Errorf("account %q is defined twice", a.Username)
 		}
-		for _, alg := range offer {
-			if a.HA1[alg] == "" && !(alg == MD5 && a.SHAOnly) {
-				return nil, fmt.Errorf("account %q has no HA1 for %s, which the realm offers", a.Username, alg)
+		own := offer
+		if a.Offer != nil {
+			for _, alg := range a.Offer {
+				if !slices.Contains(offer, alg) {
+					return nil, fmt.Errorf("account %q: %s is not offered by the realm", a.Username, alg)
+				}
 			}
+			own = a.Offer
+		}
+		a.offer = make([]Algorithm, 0, len(own))
+		for _, alg := range own {
+			if !(alg == MD5 && a.SHAOnly) {
+				a.offer = append(a.offer, alg)
+			}
+		}
+		if len(a.offer) == 0 {
+			return nil, fmt.Errorf("account %q is offered no algorithm", a.Username)
 		}
 		a.detail = "account " + a.Username
 		a.offered = 0
-		for _, alg := range offer {
+		for _, alg := range a.offer {
+			if a.HA1[alg] == "" {
+				return nil, fmt.Errorf("account %q has no HA1 for %s, which it is offered", a.Username, alg)
+			}
 			if alg > AlgUnknown && alg < numAlgorithms {
 				a.offered |= 1 << alg
 			}
 		}
 		v.accounts[a.Username] = a
-		if a.SHAOnly {
-			shaOnly++
+		key := fmt.Sprint(a.offer)
+		if counts[key] == 0 {
+			distinct = append(distinct, a.offer)
 		}
+		counts[key]++
 	}
-	if len(accounts) > 0 {
-		v.shaOnlyShare = float64(shaOnly) / float64(len(accounts))
+	cum := 0
+	for _, o := range distinct {
+		cum += counts[fmt.Sprint(o)]
+		v.shares = append(v.shares, offerShare{offer: o, share: float64(cum) / float64(len(accounts))})
 	}
 	return v, nil
 }
@@ -320,20 +356,26 @@ func appendResponse(dst []byte, alg Algorithm, ha1, method, uri, nonce, nc, cnon
 }
 
 // Offer returns the algorithms to challenge a request from user with: the
-// realm's offer without MD5 for a SHA-only account. For a username that is
-// no account, MD5 is left out as often as for the real accounts (a stable,
-// secret choice per username), so that the offer cannot tell them apart.
+// account's own offer or the realm's, without MD5 for a SHA-only account.
+// A username that is no account gets one of the accounts' offers, each as
+// often as the accounts have it (a stable, secret choice per username), so
+// that the offer cannot tell them apart.
 func (v *Verifier) Offer(user []byte) []Algorithm {
-	noMD5 := false
 	if a := v.accounts[string(user)]; a != nil {
-		noMD5 = a.SHAOnly
-	} else if v.shaOnlyShare > 0 && len(user) > 0 {
-		noMD5 = v.nonces.Pick(user) < v.shaOnlyShare
+		return a.offer
 	}
-	if !noMD5 || len(v.offer) < 2 || v.offer[len(v.offer)-1] != MD5 {
-		return v.offer // never an empty offer
+	if len(v.shares) > 1 && len(user) > 0 {
+		p := v.nonces.Pick(user)
+		for _, o := range v.shares {
+			if p < o.share {
+				return o.offer
+			}
+		}
 	}
-	return v.offer[:len(v.offer)-1]
+	if len(v.shares) > 0 {
+		return v.shares[len(v.shares)-1].offer
+	}
+	return v.offer
 }
 
 // AppendChallenge appends one challenge header line per algorithm of offer

@@ -15,7 +15,8 @@
 //     and the RFC 2617 section 3.5 example are unit tests. The "-sess"
 //     algorithms, qop=auth-int and userhash are not offered and are refused.
 //   - RFC 8760 (SHA-256 and SHA-512/256 in SIP digest): one challenge header
-//     per algorithm, in order of preference, strongest first.
+//     per algorithm, in the order the trunk lists them (default SHA-256
+//     alone: many phones answer only the first challenge).
 //
 // # Design
 //

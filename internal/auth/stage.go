@@ -97,12 +97,12 @@ func NewStage(cfg *config.Config, st *State, bus *events.Bus) (*Stage, error) {
 	if f := cfg.Auth.Policy.ExtraFile; f != "" && cfg.Auth.Policy.RejectCommon {
 		fh, err := os.Open(f)
 		if err != nil {
-			return nil, fmt.Errorf("auth.policy.extra_file: %w", err)
+			return nil, config.At("auth.policy.extra_file", err)
 		}
 		extra, err = ParseList(fh)
 		_ = fh.Close()
 		if err != nil {
-			return nil, fmt.Errorf("auth.policy.extra_file %s: %w", f, err)
+			return nil, config.At("auth.policy.extra_file", fmt.Errorf("%s: %w", f, err))
 		}
 	}
 	var errs config.Errors
@@ -120,6 +120,9 @@ func NewStage(cfg *config.Config, st *State, bus *events.Bus) (*Stage, error) {
 		accts := make([]Account, len(t.Digest.Accounts))
 		for j, ca := range t.Digest.Accounts {
 			a := Account{Username: ca.Username, SHAOnly: ca.SHAOnly, RegisterFrom: ca.RegisterFrom}
+			for _, name := range ca.Algorithms {
+				a.Offer = append(a.Offer, ParseAlgorithm([]byte(name)))
+			}
 			for _, alg := range Algorithms {
 				a.HA1[alg] = ca.HA1[alg.Key()]
 			}

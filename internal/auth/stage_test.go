@@ -51,6 +51,7 @@ trunks:
   - name: phones
     auth: digest
     realm: sip.example.com
+    algorithms: [SHA-512-256, SHA-256, MD5]
     upstream: pbx
     accounts:
 ` + acct("1001", pass1001, false, "") + acct("1002", pass1002, true, "        register_from: [10.0.0.0/8]\n") + `
@@ -450,7 +451,7 @@ func TestStageRefusesWeakHA1(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = NewStage(cfg, NewState(cfg, nil, nil), nil)
-	if err == nil || !strings.Contains(err.Error(), `t.yaml:27: trunks[1].accounts[0]: account "pbx": its HA1 is that of a weak password (common_password)`) {
+	if err == nil || !strings.Contains(err.Error(), `t.yaml:28: trunks[1].accounts[0]: account "pbx": its HA1 is that of a weak password (common_password)`) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -35,7 +35,7 @@ func newVerifier(t testing.TB, lifetime time.Duration) *Verifier {
 	t.Helper()
 	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), account("1002", "7yH#e2Wq!pL0$vN4", true)}
 	accts[1].RegisterFrom = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	v, err := NewVerifier(testRealm, nil, accts, NewNonces([]byte("k")), NewReplayGuard(1024), lifetime)
+	v, err := NewVerifier(testRealm, Algorithms, accts, NewNonces([]byte("k")), NewReplayGuard(1024), lifetime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +148,47 @@ func upperResponse(h string) string {
 	return respRe.ReplaceAllStringFunc(h, func(s string) string { return `response="` + strings.ToUpper(s[10:len(s)-1]) + `"` })
 }
 
+// TestOfferOrder: the challenges go out in the order of the offer (phones
+// answer only the first one), SHA-256 alone by default, and a SHA-only
+// account is never offered MD5 wherever MD5 stands in the offer.
+func TestOfferOrder(t *testing.T) {
+	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), account("1002", "7yH#e2Wq!pL0$vN4", true)}
+	src := netip.MustParseAddr("192.0.2.10")
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		offer       []Algorithm
+		user        string
+		want        []string
+		firstAccept Algorithm
+	}{
+		{nil, "1001", []string{"SHA-256"}, SHA256},
+		{nil, "1002", []string{"SHA-256"}, SHA256},
+		{[]Algorithm{MD5, SHA256}, "1001", []string{"MD5", "SHA-256"}, MD5},
+		{[]Algorithm{MD5, SHA256}, "1002", []string{"SHA-256"}, SHA256},
+		{[]Algorithm{SHA256, MD5, SHA512256}, "1001", []string{"SHA-256", "MD5", "SHA-512-256"}, SHA256},
+		{[]Algorithm{SHA256, MD5, SHA512256}, "1002", []string{"SHA-256", "SHA-512-256"}, SHA256},
+	} {
+		v, err := NewVerifier(testRealm, tc.offer, accts, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := string(v.AppendChallenge(nil, "WWW-Authenticate", v.Offer([]byte(tc.user)), src, false, now))
+		var got []string
+		for _, l := range strings.Split(strings.TrimSuffix(ch, "\r\n"), "\r\n") {
+			got = append(got, l[strings.Index(l, "algorithm=")+len("algorithm="):strings.Index(l, ", qop")])
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("offer %v to %s: challenges %v, want %v", tc.offer, tc.user, got, tc.want)
+		}
+		if !v.Account(tc.user).Accepts(tc.firstAccept) {
+			t.Errorf("offer %v: %s does not accept %v", tc.offer, tc.user, tc.firstAccept)
+		}
+		if v.Account("1002").Accepts(MD5) {
+			t.Errorf("offer %v: the SHA-only account accepts MD5", tc.offer)
+		}
+	}
+}
+
 func TestChallenge(t *testing.T) {
 	v := newVerifier(t, time.Minute)
 	src := netip.MustParseAddr("192.0.2.10")
@@ -176,7 +217,7 @@ func TestChallenge(t *testing.T) {
 		t.Fatal("a realm with a quote was accepted")
 	}
 	a := Account{Username: "x"}
-	a.HA1[SHA256] = "00"
+	a.HA1[MD5] = "00" // the default offer is SHA-256
 	if _, err := NewVerifier("r", nil, []Account{a}, nil, nil, 0); err == nil {
 		t.Fatal("an account without the HA1 of an offered algorithm was accepted")
 	}
@@ -260,4 +301,42 @@ func FuzzParseCredentials(f *testing.F) {
 		}
 		v.Verify(&c, []byte("REGISTER"), c.URI, src, time.Now())
 	})
+}
+
+// TestAccountOffer: an account with its own offer is challenged with it,
+// in its order, and accepts only those algorithms; unknown names get the
+// accounts' offers in their proportion, so no offer tells a name exists.
+func TestAccountOffer(t *testing.T) {
+	old := account("1003", "7yH#e2Wq!pL0$vN4", false)
+	old.Offer = []Algorithm{MD5}
+	accts := []Account{account("1001", "gR8%xk2Lq!vT9#mZ", false), old}
+	v, err := NewVerifier(testRealm, []Algorithm{SHA256, MD5}, accts, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := v.Offer([]byte("1003")); len(o) != 1 || o[0] != MD5 {
+		t.Errorf("1003 is offered %v, want [MD5]", o)
+	}
+	if o := v.Offer([]byte("1001")); len(o) != 2 || o[0] != SHA256 || o[1] != MD5 {
+		t.Errorf("1001 is offered %v, want [SHA-256 MD5]", o)
+	}
+	if a := v.Account("1003"); a.Accepts(SHA256) || !a.Accepts(MD5) {
+		t.Errorf("1003 accepts SHA-256 %v, MD5 %v", a.Accepts(SHA256), a.Accepts(MD5))
+	}
+	seen := map[int]int{}
+	for i := range 200 {
+		seen[len(v.Offer(fmt.Appendf(nil, "u%d", i)))]++
+	}
+	if seen[1] == 0 || seen[2] == 0 || seen[1]+seen[2] != 200 {
+		t.Errorf("offers to unknown names: %v", seen)
+	}
+	if o1, o2 := v.Offer([]byte("u7")), v.Offer([]byte("u7")); len(o1) != len(o2) {
+		t.Error("an unknown name's offer changes between requests")
+	}
+	// An account's offer must be within the realm's.
+	bad := account("1004", "7yH#e2Wq!pL0$vN4", false)
+	bad.Offer = []Algorithm{SHA512256}
+	if _, err := NewVerifier(testRealm, []Algorithm{SHA256}, []Account{bad}, NewNonces([]byte("k")), NewReplayGuard(1024), time.Minute); err == nil {
+		t.Error("an account offered an algorithm the realm does not offer was accepted")
+	}
 }

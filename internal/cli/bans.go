@@ -95,8 +95,7 @@ const banUsage = `Usage: sipwarden ban add|remove|list [flags] [ADDRESS|PREFIX]
   list           show the bans in force
 
 A running sipwarden picks changes up within two seconds.
-
-Flags:
+Run 'sipwarden ban add|remove|list --help' for a subcommand's flags.
 `
 
 // BanCommand manages the ban list: `sipwarden ban add|remove|list`.
@@ -110,11 +109,22 @@ func BanCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	sub := args[0]
-	fs := newFlagSet("ban "+sub, "ban "+sub+" [flags]", stderr)
+	synopsis := "ban " + sub + " [flags] ADDRESS|PREFIX"
+	if sub == "list" {
+		synopsis = "ban list [flags]"
+	}
+	fs := newFlagSet("ban "+sub, synopsis, stderr)
 	file := fs.String("config", "sipwarden.yaml", "configuration file (finds the ban store)")
-	dur := fs.Duration("for", time.Hour, "ban duration (0: permanent)")
-	reason := fs.String("reason", "operator", "why (a short token, shown in events and the list)")
-	format := fs.String("format", "table", "list output: table or json")
+	// Each subcommand has only the flags it uses (ban list --help shows no --for).
+	dur, reason, format := new(time.Duration), new(string), new(string)
+	*dur, *reason, *format = time.Hour, "operator", "table"
+	switch sub {
+	case "add":
+		fs.DurationVar(dur, "for", time.Hour, "ban duration (0: permanent)")
+		fs.StringVar(reason, "reason", "operator", "why (a short token, shown in events and the list)")
+	case "list":
+		fs.StringVar(format, "format", "table", "output: table or json")
+	}
 	if code := parseFlags(fs, args[1:]); code >= 0 {
 		return code
 	}

@@ -22,7 +22,7 @@ const cdrUsage = `Usage: sipwarden cdr list|export [flags]
   list    print records for humans (default format: table)
   export  write records for machines (default format: csv)
 
-Flags:
+Run 'sipwarden cdr list --help' or 'sipwarden cdr export --help' for the flags.
 `
 
 // CDRCommand lists or exports CDRs: `sipwarden cdr list|export [flags]`.

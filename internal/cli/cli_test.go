@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -151,8 +152,7 @@ tls: {cert: c.pem, key: k.pem}
 upstreams: [{name: pbx, targets: [udp://10.0.0.5:5060]}]
 trunks: [{name: acme, auth: ip, allow: [192.0.2.0/24], upstream: pbx, targets: [udp://192.0.2.1:5060]}]
 `), 0o600)
-	_ = os.WriteFile(filepath.Join(dir, "c.pem"), nil, 0o600)
-	_ = os.WriteFile(filepath.Join(dir, "k.pem"), nil, 0o600)
+	writeTestCert(t, filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")) // the files are checked as serve would
 	code, out, errs := run("firewall", "nft", "--config", cfg, "--rtp-ports", "10000-20000")
 	if code != 0 {
 		t.Fatalf("firewall nft: %d %q", code, errs)
@@ -165,6 +165,79 @@ trunks: [{name: acme, auth: ip, allow: [192.0.2.0/24], upstream: pbx, targets: [
 	for _, bad := range [][]string{{"firewall"}, {"firewall", "iptables"}, {"firewall", "nft", "--config", cfg, "--rtp-ports", "20000-10000"}} {
 		if code, _, _ := run(bad...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+}
+
+// TestVersionOf: the stamped version and commit win; without them the
+// module version and the revision go build recorded in a git checkout.
+func TestVersionOf(t *testing.T) {
+	vcs := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "0ff07ea1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7"}, {Key: "vcs.modified", Value: "true"}}}
+	for _, tc := range []struct {
+		version, commit string
+		bi              *debug.BuildInfo
+		ok              bool
+		want            string
+	}{
+		{"", "", nil, false, "devel"},
+		{"", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, true, "devel"},
+		{"", "", vcs, true, "devel (commit 0ff07ea1c2d3+dirty)"},
+		{"", "", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}}, true, "v1.2.3"},
+		{"v1.3.0", "abc123", vcs, true, "v1.3.0 (commit abc123)"},
+		{"0ff07ea", "0ff07ea", vcs, true, "0ff07ea"}, // git describe without tags is the commit
+	} {
+		if got := versionOf(tc.version, tc.commit, tc.bi, tc.ok); got != tc.want {
+			t.Errorf("versionOf(%q, %q, %+v): %q, want %q", tc.version, tc.commit, tc.bi, got, tc.want)
+		}
+	}
+}
+
+// TestHelpAndUsage: no command prints an empty Flags heading, each
+// subcommand shows only its own flags, and serve takes its file with or
+// without --config, refusing two files and explaining a missing default.
+func TestHelpAndUsage(t *testing.T) {
+	dir := t.TempDir()
+	wd, _ := os.Getwd()
+	t.Chdir(dir) // no sipwarden.yaml here
+	quick := filepath.Join(wd, "..", "..", "examples", "quickstart.yaml")
+	for _, tc := range []struct {
+		args       []string
+		code       int
+		want, not  []string
+		wantStderr bool
+	}{
+		{[]string{"check-config", "--help"}, 0, []string{"Usage: sipwarden check-config FILE..."}, []string{"Flags:"}, true},
+		{[]string{"cdr", "--help"}, 0, []string{"sipwarden cdr list --help"}, []string{"Flags:"}, false},
+		{[]string{"ban", "--help"}, 0, []string{"sipwarden ban add|remove|list --help"}, []string{"Flags:"}, false},
+		{[]string{"incidents", "--help"}, 0, []string{"sipwarden incidents list --help"}, []string{"Flags:"}, false},
+		{[]string{"firewall", "--help"}, 0, []string{"sipwarden firewall nft --help"}, []string{"Flags:"}, false},
+		{[]string{"ban", "list", "--help"}, 0, []string{"-format", "-config"}, []string{"-for duration", "-reason"}, true},
+		{[]string{"ban", "add", "--help"}, 0, []string{"-for", "-reason", "ADDRESS|PREFIX"}, []string{"-format"}, true},
+		{[]string{"ban", "remove", "--help"}, 0, []string{"-config"}, []string{"-for duration", "-format"}, true},
+		{[]string{"serve"}, 2, []string{"no configuration file: sipwarden.yaml is not in this directory", "--config FILE"}, []string{"open sipwarden.yaml"}, true},
+		{[]string{"serve", "a.yaml", "b.yaml"}, 2, []string{"one configuration file expected, got 2"}, nil, true},
+		{[]string{"serve", "--config", "a.yaml", "b.yaml"}, 2, []string{"two configuration files"}, nil, true},
+		{[]string{"serve", "missing.yaml"}, 1, []string{"missing.yaml"}, nil, true},
+		{[]string{"chain", quick}, 0, []string{"chain of " + quick}, nil, false},
+		{[]string{"chain", "--config", quick, quick}, 0, []string{"chain of " + quick}, nil, false},
+		{[]string{"version"}, 0, []string{"sipwarden "}, nil, false},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(tc.args, &out, &errb)
+		text := out.String()
+		if tc.wantStderr {
+			text = errb.String()
+		}
+		bad := code != tc.code
+		for _, w := range tc.want {
+			bad = bad || !strings.Contains(text, w)
+		}
+		for _, n := range tc.not {
+			bad = bad || strings.Contains(text, n)
+		}
+		if bad {
+			t.Errorf("sipwarden %s: %d\nstdout: %s\nstderr: %s\nwant %d with %q and without %q", strings.Join(tc.args, " "), code, out.String(), errb.String(), tc.code, tc.want, tc.not)
 		}
 	}
 }

@@ -23,7 +23,7 @@ range, with --rtp-ports) only to the configured trunks and upstreams. Review
 it, then load it with 'nft -f FILE'. Bans are mirrored into a separate table
 by a running sipwarden when firewall.nftables is on.
 
-Flags:
+Run 'sipwarden firewall nft --help' for its flags.
 `
 
 // FirewallCommand is `sipwarden firewall nft`.

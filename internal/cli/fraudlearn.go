@@ -109,7 +109,7 @@ func fraudLearn(file, db, out string, f cdr.Filter, quantile float64) (fraud.Lea
 	}
 	stage, err := fraud.NewStage(cfg, &cfg.Fraud, st, nil)
 	if err != nil {
-		return fraud.LearnReport{}, "", err
+		return fraud.LearnReport{}, "", cfg.Locate("fraud", err)
 	}
 	var store cdr.Store
 	if db != "" {

@@ -70,7 +70,8 @@ of the configuration (or --admin; https:// when admin.tls is set), with the
 token of storage.path/admin.read.token for the list and of
 storage.path/admin.token for a release (or --token-file).
 
-Flags:
+Run 'sipwarden incidents list --help' or 'sipwarden incidents release --help'
+for the flags.
 `
 
 // IncidentsCommand lists and releases fraud incidents through the admin

@@ -191,9 +191,11 @@ func TestIncidentsOverTLS(t *testing.T) {
 	}
 	// another certificate in the configuration: the pin refuses the server
 	other := filepath.Join(dir, "other.pem")
-	writeTestCert(t, other, filepath.Join(dir, "other-key.pem"))
+	otherKey := filepath.Join(dir, "other-key.pem")
+	writeTestCert(t, other, otherKey)
 	b, _ := os.ReadFile(f.cfg)
-	_ = os.WriteFile(f.cfg, []byte(strings.Replace(string(b), certFile, other, 1)), 0o600)
+	// a pair that matches (check-config refuses a certificate with another's key)
+	_ = os.WriteFile(f.cfg, []byte(strings.NewReplacer(certFile, other, keyFile, otherKey).Replace(string(b))), 0o600)
 	if code, _, errs := runIncidents("list", "--config", f.cfg); code != 1 || !strings.Contains(errs, "not the one of admin.tls.cert") {
 		t.Fatalf("list against another certificate: %d %q", code, errs)
 	}

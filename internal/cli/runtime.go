@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,48 +92,59 @@ func newDeps(reg prometheus.Registerer, bus *events.Bus, bans *banlist.List, flo
 // buildRuntime builds every stage of cfg, in the canonical order of
 // chain.Order. d nil builds a throw-away runtime (check-config, chain).
 func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
-	if d == nil {
+	throwaway := d == nil
+	if throwaway {
 		d = newDeps(nil, nil, nil, 16)
 	}
+	// every stage's errors at once, each at its key's line
+	var errs config.Errors
+	fail := func(stage string, err error) {
+		if err != nil {
+			var es config.Errors
+			if errors.As(cfg.Locate(stage, err), &es) {
+				errs = append(errs, es...)
+			}
+		}
+	}
 	aclStage, err := acl.NewStage(cfg, d.bus, d.acl, d.bans, d.probes)
-	if err != nil {
-		return nil, fmt.Errorf("acl: %w", err)
-	}
+	fail("acl", err)
 	floodStage, err := flood.NewStage(cfg, d.flood, d.bans, d.bus)
-	if err != nil {
-		return nil, fmt.Errorf("flood: %w", err)
-	}
+	fail("flood", err)
 	scannerStage, err := scanner.NewStage(cfg, d.bans, d.bus, d.scanner)
-	if err != nil {
-		return nil, fmt.Errorf("scanner: %w", err)
-	}
+	fail("scanner", err)
 	if d.auth == nil {
 		// created with the first configuration: its table sizes hold for the process
 		d.auth = auth.NewState(cfg, d.bans, d.reg)
 	}
 	authStage, err := auth.NewStage(cfg, d.auth, d.bus)
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
+	fail("auth", err)
 	if d.registrar == nil {
 		d.registrar = registrar.New()
 		d.registrarMet = registrar.NewMetrics(d.reg, d.registrar)
 	}
 	registrarStage, err := registrar.NewStage(cfg, d.registrar, d.registrarMet, d.bus)
-	if err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
-	}
+	fail("registrar", err)
 	limitsStage, err := limits.NewStage(cfg, d.limits, d.bus)
-	if err != nil {
-		return nil, fmt.Errorf("limits: %w", err)
-	}
+	fail("limits", err)
 	shakenStage, err := shaken.NewStage(cfg, &cfg.Shaken, d.shaken, d.bus)
-	if err != nil {
-		return nil, fmt.Errorf("shaken: %w", err)
-	}
+	fail("shaken", err)
 	routeStage, err := route.NewStage(cfg, d.bus, d.route)
-	if err != nil {
-		return nil, fmt.Errorf("route: %w", err)
+	fail("route", err)
+	if len(errs) > 0 {
+		if throwaway {
+			// nothing here is shared with a running proxy: the errors of
+			// the stages built after the chain's assembly are wanted too
+			if cfg.Fraud.Enabled {
+				_, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
+				fail("fraud", err)
+			}
+			if cfg.Media.Enabled {
+				_, err := media.NewStage(cfg, d.bus, d.media)
+				fail("media", err)
+			}
+		}
+		slices.SortStableFunc(errs, func(a, b *config.Error) int { return cmp.Or(a.Line-b.Line, a.Column-b.Column) })
+		return nil, errs
 	}
 	stages := []chain.Stage{aclStage}
 	if !cfg.Flood.Disabled {
@@ -174,7 +188,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Fraud.Enabled {
 		fraudStage, err := fraud.NewStage(cfg, &cfg.Fraud, d.fraud, d.bus)
 		if err != nil {
-			return nil, fmt.Errorf("fraud: %w", err)
+			return nil, cfg.Locate("fraud", err)
 		}
 		stages = append(stages, fraudStage)
 		transfers = fraudStage
@@ -185,7 +199,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Media.Enabled {
 		mediaStage, err := media.NewStage(cfg, d.bus, d.media)
 		if err != nil {
-			return nil, fmt.Errorf("media: %w", err)
+			return nil, cfg.Locate("media", err)
 		}
 		stages = append(stages, mediaStage)
 	}
@@ -202,7 +216,7 @@ func buildRuntime(cfg *config.Config, d *deps) (*proxy.Runtime, error) {
 	if cfg.Media.Enabled && d.relay != nil {
 		anchor, err := media.NewAnchor(d.relay, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("media: %w", err)
+			return nil, cfg.Locate("media", err)
 		}
 		rt.Media = anchor
 	}
@@ -254,7 +268,7 @@ func ChainCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	rt, err := buildRuntime(cfg, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", cfg.File, err)
+		printConfigError(stderr, cfg.File, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "chain of %s (fixed order; the configuration enables and configures stages):\n", cfg.File)

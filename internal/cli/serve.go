@@ -3,13 +3,16 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,21 +63,42 @@ func Serve(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// configCommand parses the flags of a command that takes only --config and
-// loads the file. It returns nil and the exit code when the command must stop.
+// configCommand parses the flags of a command that takes only a
+// configuration file (--config FILE, or FILE alone) and loads the file. It
+// returns nil and the exit code when the command must stop.
 func configCommand(name string, args []string, stderr io.Writer) (*config.Config, int) {
-	fs := newFlagSet(name, name+" --config FILE", stderr)
-	file := fs.String("config", "sipwarden.yaml", "configuration file")
+	fs := newFlagSet(name, name+" [--config] FILE", stderr)
+	file := fs.String("config", defaultConfigFile, "configuration file (may also be given without --config)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return nil, code
 	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "config" })
+	switch {
+	case fs.NArg() > 1:
+		fmt.Fprintf(stderr, "sipwarden %s: one configuration file expected, got %d: %s\n", name, fs.NArg(), strings.Join(fs.Args(), " "))
+		return nil, 2
+	case fs.NArg() == 1 && given && fs.Arg(0) != *file:
+		fmt.Fprintf(stderr, "sipwarden %s: two configuration files, --config %s and %s: give one\n", name, *file, fs.Arg(0))
+		return nil, 2
+	case fs.NArg() == 1:
+		*file, given = fs.Arg(0), true
+	}
 	cfg, err := config.Load(*file)
 	if err != nil {
+		if !given && errors.Is(err, iofs.ErrNotExist) {
+			fmt.Fprintf(stderr, "sipwarden %s: no configuration file: %s is not in this directory.\n"+
+				"Give one: sipwarden %s --config FILE (examples/quickstart.yaml is a start; README.md, \"Run it\").\n", name, *file, name)
+			return nil, 2
+		}
 		printConfigError(stderr, *file, err)
 		return nil, 1
 	}
 	return cfg, 0
 }
+
+// defaultConfigFile is the configuration a command reads without --config.
+const defaultConfigFile = "sipwarden.yaml"
 
 func printConfigError(w io.Writer, file string, err error) {
 	var errs config.Errors
@@ -90,7 +114,7 @@ func printConfigError(w io.Writer, file string, err error) {
 // logConfigWarnings logs the settings of cfg that contradict one another.
 func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings {
-		log.Warn("configuration warning", "file", w.File, "line", w.Line, "key", w.Key, "msg", w.Msg)
+		log.Warn("configuration warning", "file", w.File, "line", w.Line, "column", w.Column, "key", w.Key, "msg", w.Msg)
 	}
 }
 
@@ -316,6 +340,8 @@ func start(cfg *config.Config, log *slog.Logger) (_ *server, err error) {
 			Bans:   bans,
 			Token:  token,
 
+			Registrar: s.deps.registrar,
+
 			ReadToken:   readToken,
 			OpenMetrics: cfg.Admin.OpenMetrics,
 			Hosts:       cfg.Admin.Hosts,
@@ -421,22 +447,37 @@ func (s *server) status() any {
 	}
 }
 
-// stop drains calls (until the drain timeout or a second signal), then
-// closes everything so that no CDR is lost.
+// endCallsWait bounds the wait for the answers to the BYEs that end the
+// calls still up after a drain (UDP retransmits them meanwhile: T1, 2*T1, ...).
+const endCallsWait = 4 * time.Second
+
+// stop drains calls (until the drain timeout or a second signal), ends the
+// calls still up with a BYE both ways, then closes everything so that no
+// CDR is lost.
 func (s *server) stop(sigs <-chan os.Signal) int {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SIP.DrainTimeout)
-	defer cancel()
+	hurry, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
 	go func() {
 		select {
 		case sig := <-sigs:
 			s.log.Warn("second signal: stopping now", "signal", sig.String())
-			cancel()
-		case <-ctx.Done():
+			stopNow()
+		case <-hurry.Done():
 		}
 	}()
+	ctx, cancel := context.WithTimeout(hurry, s.cfg.SIP.DrainTimeout)
+	defer cancel()
 	if err := s.proxy.Drain(ctx); err != nil {
-		s.log.Warn("drain ended with calls still open; they are recorded as interrupted", "active_calls", s.proxy.ActiveCalls())
+		// Nobody may stay in a call that no node carries any more: each
+		// side gets a BYE (once at least, even after a second signal).
+		open := s.proxy.ActiveCalls()
+		endCtx, endCancel := context.WithTimeout(hurry, endCallsWait)
+		n := s.proxy.EndCalls(endCtx, "shutdown")
+		endCancel()
+		s.log.Warn("drain ended with calls still open; each side got a BYE and the CDRs say interrupted",
+			"active_calls", open, "ended", n)
 	}
+	stopNow()
 	s.closeAll()
 	s.log.Info("stopped")
 	return 0

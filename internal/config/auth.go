@@ -62,8 +62,8 @@ type TrunkDigest struct {
 	// Domains are the SIP domains (Request-URI hosts, lower case) that
 	// identify the trunk for sources outside its allow prefixes. Default: the realm.
 	Domains []string
-	// Algorithms are offered in this order, strongest first (default
-	// SHA-512-256, SHA-256, MD5).
+	// Algorithms are offered in this order, one challenge each (default
+	// SHA-256 alone: phones that read only the first challenge know it).
 	Algorithms []string
 	// RequireTLS refuses digest authentication over UDP and TCP.
 	RequireTLS bool
@@ -80,6 +80,9 @@ type Account struct {
 	HA1      map[string]string
 	// SHAOnly accounts are never offered MD5 and never accept it.
 	SHAOnly bool
+	// Algorithms, when set, is the account's own challenge order: some
+	// of the trunk's algorithms (empty: the trunk's).
+	Algorithms []string
 	// RegisterFrom, when not empty, are the only prefixes the account may REGISTER from.
 	RegisterFrom []netip.Prefix
 	// Limits are the account's own call and registration limits, within
@@ -133,6 +136,7 @@ type rawAccount struct {
 	Username     string            `yaml:"username"`
 	HA1          map[string]string `yaml:"ha1"`
 	SHAOnly      bool              `yaml:"sha_only"`
+	Algorithms   []string          `yaml:"algorithms"`
 	RegisterFrom []string          `yaml:"register_from"`
 	Limits       rawTrunkLimits    `yaml:"limits"`
 	Numbers      []string          `yaml:"numbers"`
@@ -142,7 +146,7 @@ var authKnownKeys = map[string][]string{
 	"rawAuth":       {"nonce_lifetime", "nonce_table_size", "remember_sources", "policy", "bruteforce"},
 	"rawPolicy":     {"min_length", "min_classes", "reject_common", "extra_file"},
 	"rawBruteForce": {"window", "source_account_failures", "source_failures", "unknown_accounts", "account_failures", "lockout", "lockout_mode", "ban_duration", "table_size"},
-	"rawAccount":    {"username", "ha1", "sha_only", "register_from", "limits", "numbers"},
+	"rawAccount":    {"username", "ha1", "sha_only", "algorithms", "register_from", "limits", "numbers"},
 }
 
 // trunkDigestKeys are the keys rawTrunkDigest adds to a trunk.
@@ -235,6 +239,8 @@ var (
 	hexRe   = regexp.MustCompile(`^[0-9a-f]+$`)
 	// algorithmOrder is the strength order (strongest first).
 	algorithmOrder = []string{"SHA-512-256", "SHA-256", "MD5"}
+	// defaultAlgorithms is the offer of a trunk that names none (auth.DefaultOffer).
+	defaultAlgorithms = []string{"SHA-256"}
 )
 
 // digestTrunk validates the digest keys of trunk i; tr.Auth is AuthDigest.
@@ -266,7 +272,7 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 		}
 	}
 	if len(r.Algorithms) == 0 {
-		d.Algorithms = algorithmOrder
+		d.Algorithms = defaultAlgorithms
 	}
 	for i, alg := range r.Algorithms {
 		j := slices.IndexFunc(algorithmOrder, func(s string) bool { return strings.EqualFold(s, alg) })
@@ -278,10 +284,7 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 			d.Algorithms = append(d.Algorithms, algorithmOrder[j])
 		}
 	}
-	// strongest first, whatever the order written
-	slices.SortFunc(d.Algorithms, func(a, b string) int {
-		return slices.Index(algorithmOrder, a) - slices.Index(algorithmOrder, b)
-	})
+	// In the order written: many phones answer only the first challenge.
 	if d.RequireTLS && !hasTLS {
 		v.fail(append(base, "require_tls"), "needs a tls:// listener")
 	}
@@ -326,12 +329,31 @@ func (v *validator) digestTrunk(base []any, r rawTrunkDigest, tr *Trunk, hasTLS 
 			}
 			acct.HA1[key] = h
 		}
-		for _, alg := range d.Algorithms {
+		for i, alg := range ra.Algorithms {
+			j := slices.IndexFunc(algorithmOrder, func(s string) bool { return strings.EqualFold(s, alg) })
+			switch {
+			case j < 0:
+				v.fail(append(ab, "algorithms", i), "must be SHA-512-256, SHA-256 or MD5, got %q", alg)
+			case !slices.Contains(d.Algorithms, algorithmOrder[j]):
+				v.fail(append(ab, "algorithms", i), "%s is not one of the trunk's algorithms %v", algorithmOrder[j], d.Algorithms)
+			case algorithmOrder[j] == "MD5" && ra.SHAOnly:
+				v.fail(append(ab, "algorithms", i), "a sha_only account is never offered MD5")
+			case slices.Contains(acct.Algorithms, algorithmOrder[j]):
+				v.fail(append(ab, "algorithms", i), "%s is listed twice", algorithmOrder[j])
+			default:
+				acct.Algorithms = append(acct.Algorithms, algorithmOrder[j])
+			}
+		}
+		offered := d.Algorithms
+		if len(acct.Algorithms) > 0 {
+			offered = acct.Algorithms
+		}
+		for _, alg := range offered {
 			if alg == "MD5" && ra.SHAOnly {
 				continue
 			}
 			if acct.HA1[strings.ToLower(alg)] == "" {
-				v.fail(append(ab, "ha1"), "needs an HA1 for %s, which the trunk offers (sipwarden passwd prints every algorithm)", alg)
+				v.fail(append(ab, "ha1"), "needs an HA1 for %s, which the account is offered (sipwarden passwd prints every algorithm)", alg)
 			}
 		}
 		if ra.SHAOnly && !slices.Contains(d.Algorithms, "SHA-256") && !slices.Contains(d.Algorithms, "SHA-512-256") {

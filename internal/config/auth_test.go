@@ -22,7 +22,7 @@ func TestAuthGood(t *testing.T) {
 	ph := c.Trunk("phones")
 	d := ph.Digest
 	if ph.Auth != AuthDigest || d.Realm != "sip.example.com" || !slices.Equal(d.Domains, []string{"sip.example.com", "192.0.2.1"}) ||
-		!slices.Equal(d.Algorithms, []string{"SHA-256", "MD5"}) || !d.RequireTLS || len(d.Accounts) != 2 || len(ph.Allow) != 0 {
+		!slices.Equal(d.Algorithms, []string{"MD5", "SHA-256"}) /* the order written */ || !d.RequireTLS || len(d.Accounts) != 2 || len(ph.Allow) != 0 {
 		t.Fatalf("phones: %+v", d)
 	}
 	a0 := d.Accounts[0]
@@ -40,7 +40,7 @@ func TestAuthGood(t *testing.T) {
 		t.Fatal("sha_only lost")
 	}
 	of := c.Trunk("office").Digest
-	if !slices.Equal(of.Algorithms, []string{"SHA-512-256", "SHA-256", "MD5"}) || !slices.Equal(of.Domains, []string{"office.example.com"}) {
+	if !slices.Equal(of.Algorithms, []string{"SHA-256"}) || !slices.Equal(of.Domains, []string{"office.example.com"}) {
 		t.Fatalf("defaults: %+v", of)
 	}
 }
@@ -92,5 +92,45 @@ func TestAuthUnknownKey(t *testing.T) {
 	_, err = Parse([]byte("listen: [udp://127.0.0.1:5060]\ntrunks: [{name: a, realmm: x}]\n"), "k.yaml")
 	if err == nil || !strings.Contains(err.Error(), `did you mean "realm"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestAccountAlgorithms: an account may have its own challenge order, some
+// of the trunk's algorithms in the order written; anything else is refused
+// with the account's key.
+func TestAccountAlgorithms(t *testing.T) {
+	ha1 := "{md5: " + strings.Repeat("a", 32) + ", sha-256: " + strings.Repeat("b", 64) + "}"
+	trunk := func(acct string) string {
+		return "listen: [udp://127.0.0.1:5060]\nupstreams: [{name: pbx, targets: [udp://127.0.0.3:5080]}]\n" +
+			"trunks:\n  - name: phones\n    auth: digest\n    realm: r.example\n    algorithms: [SHA-256, MD5]\n    upstream: pbx\n    accounts:\n      - " + acct + "\n"
+	}
+	for _, tc := range []struct {
+		acct, want string
+		algs       []string
+	}{
+		{"{username: a, ha1: " + ha1 + "}", "", nil},
+		{"{username: a, ha1: " + ha1 + ", algorithms: [md5]}", "", []string{"MD5"}},
+		{"{username: a, ha1: {md5: " + strings.Repeat("a", 32) + "}, algorithms: [MD5]}", "", []string{"MD5"}},
+		{"{username: a, ha1: " + ha1 + ", algorithms: [MD5, SHA-256]}", "", []string{"MD5", "SHA-256"}},
+		{"{username: a, ha1: " + ha1 + ", algorithms: [SHA-512-256]}", "trunks[0].accounts[0].algorithms[0]: SHA-512-256 is not one of the trunk's algorithms", nil},
+		{"{username: a, ha1: " + ha1 + ", algorithms: [SHA-1]}", `trunks[0].accounts[0].algorithms[0]: must be SHA-512-256, SHA-256 or MD5, got "SHA-1"`, nil},
+		{"{username: a, ha1: " + ha1 + ", algorithms: [MD5, md5]}", "trunks[0].accounts[0].algorithms[1]: MD5 is listed twice", nil},
+		{"{username: a, ha1: {sha-256: " + strings.Repeat("b", 64) + "}, sha_only: true, algorithms: [MD5]}", "trunks[0].accounts[0].algorithms[0]: a sha_only account is never offered MD5", nil},
+		{"{username: a, ha1: {md5: " + strings.Repeat("a", 32) + "}, algorithms: [SHA-256]}", "trunks[0].accounts[0].ha1: needs an HA1 for SHA-256, which the account is offered", nil},
+	} {
+		c, err := Parse([]byte(trunk(tc.acct)), "a.yaml")
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.acct, err)
+				continue
+			}
+			if got := c.Trunk("phones").Digest.Accounts[0].Algorithms; !slices.Equal(got, tc.algs) {
+				t.Errorf("%s: algorithms %v, want %v", tc.acct, got, tc.algs)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.acct, err, tc.want)
+		}
 	}
 }

@@ -1,21 +1,28 @@
 // Package config loads, validates and describes sipwarden's one YAML
 // configuration file.
 //
-// Load checks the whole file and reports every problem at once, each with
-// the file, line and key, and what would be valid. A Config is immutable:
+// Load checks the whole file and reports every problem at once, each as an
+// Error with the file, line, column and full dotted key
+// (trunks[2].limits.concurrent), and what would be valid: values of the
+// wrong type and unknown keys (the decoder reads the file node by node, so
+// one mistake does not hide the next), invalid values, and missing or
+// unreadable files the configuration names. A stage whose constructor finds
+// a problem in a valid Config (a key file that is no key) returns it with At
+// (the key's dotted path), and Config.Locate places it at the key's line; a
+// stage that checks a section of its own decodes and checks the section's
+// yaml.Node with a Validator (NewValidator, Decode, Fail), so that its
+// errors read like every other. A Config is immutable:
 // a reload loads a new one and the proxy swaps it atomically, so a file with
 // an error never replaces a running configuration. docs/config.md is the
 // reference of every key.
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -67,51 +74,55 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
-	cfg, err := Parse(data, path)
-	if err != nil {
-		return nil, err
+	cfg, v := parse(data, path)
+	if cfg == nil {
+		return nil, v.errs
 	}
+	// the files are checked even when a value is wrong: every problem at once
 	cfg.resolvePaths(filepath.Dir(path))
+	var files Errors
 	if err := cfg.CheckFiles(); err != nil {
+		files = err.(Errors) //nolint:errorlint // CheckFiles returns Errors or nil
+	}
+	for _, e := range files {
+		if !v.suppressed(e.Key) {
+			v.errs = append(v.errs, e)
+		}
+	}
+	if err := v.Err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
 // Parse validates a configuration given as bytes; file names it in errors.
-// It does not touch the file system.
+// It does not touch the file system. Every problem is reported at once:
+// values of the wrong type and unknown keys (each at its own line, column
+// and full key path) as well as invalid values.
 func Parse(data []byte, file string) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{yamlError(file, err)}
+	cfg, v := parse(data, file)
+	if err := v.Err(); err != nil {
+		return nil, err
 	}
-	var raw rawConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, errEOF) {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var es Errors
-			for _, msg := range te.Errors {
-				es = append(es, typeError(file, msg))
-			}
-			return nil, es
-		}
-		if err.Error() != "EOF" {
-			return nil, Errors{yamlError(file, err)}
-		}
-	}
-	v := &validator{file: file, root: &root}
-	cfg := v.build(&raw)
-	if len(v.errs) > 0 {
-		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
-		return nil, v.errs
-	}
-	cfg.Warnings = v.warns
 	return cfg, nil
 }
 
-var errEOF = errors.New("EOF")
+// parse decodes and checks data. The Config is nil only if the YAML cannot
+// be read at all; with errors in v it is incomplete and must not be used.
+func parse(data []byte, file string) (*Config, *validator) {
+	var root yaml.Node
+	v := &validator{file: file, root: &root}
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		v.errs = Errors{yamlError(file, err)}
+		return nil, v
+	}
+	var raw rawConfig
+	v.decode(nil, &root, reflect.ValueOf(&raw).Elem())
+	cfg := v.build(&raw)
+	cfg.Warnings = v.warns
+	cfg.root = &root
+	return cfg, v
+}
 
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
@@ -122,50 +133,6 @@ func yamlError(file string, err error) *Error {
 		return &Error{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
 	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-}
-
-var (
-	unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
-	unmarshalRe    = regexp.MustCompile("cannot unmarshal !!(\\w+) `(.*)` into (.+)")
-)
-
-func typeError(file, msg string) *Error {
-	e := &Error{File: file, Msg: msg}
-	if m := lineRe.FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		e.Msg = msg
-	}
-	if m := unknownFieldRe.FindStringSubmatch(msg); m != nil {
-		key := m[1]
-		valid := knownKeys[strings.TrimPrefix(m[2], "config.")]
-		e.Key = key
-		e.Msg = "unknown key"
-		if s := suggest(key, valid); s != "" {
-			e.Msg += fmt.Sprintf(" (did you mean %q?)", s)
-		}
-		if len(valid) > 0 {
-			e.Msg += "; valid keys here: " + strings.Join(valid, ", ")
-		}
-		return e
-	}
-	if m := unmarshalRe.FindStringSubmatch(msg); m != nil {
-		want := m[3]
-		switch {
-		case strings.HasPrefix(want, "[]"):
-			want = "a list"
-		case strings.HasPrefix(want, "config.") || strings.HasPrefix(want, "struct"):
-			want = "a mapping"
-		case strings.HasPrefix(want, "int") || strings.HasPrefix(want, "uint"):
-			want = "an integer"
-		case want == "bool":
-			want = "true or false"
-		case want == "string":
-			want = "a string"
-		}
-		e.Msg = fmt.Sprintf("must be %s, got %s %q", want, m[1], m[2])
-	}
-	return e
 }
 
 // suggest returns the valid key closest to key (edit distance <= 2).
@@ -245,37 +212,4 @@ func (c *Config) resolvePaths(dir string) {
 		c.Bans.Feeds[i].File = abs(c.Bans.Feeds[i].File)
 	}
 	c.Shaken.resolvePaths(dir)
-}
-
-// CheckFiles verifies that the files the configuration names can be read.
-func (c *Config) CheckFiles() error {
-	var es Errors
-	check := func(key, path string) {
-		if path == "" {
-			return
-		}
-		if _, err := os.Stat(path); err != nil {
-			es = append(es, &Error{File: c.File, Key: key, Msg: fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))})
-		}
-	}
-	check("tls.cert", c.TLS.Cert)
-	check("tls.key", c.TLS.Key)
-	check("tls.client_ca", c.TLS.ClientCA)
-	check("tls.upstream_ca", c.TLS.UpstreamCA)
-	check("admin.tls.cert", c.Admin.TLS.Cert)
-	check("admin.tls.key", c.Admin.TLS.Key)
-	check("geoip.country_db", c.GeoIP.CountryDB)
-	for i, w := range c.Notify.Webhooks {
-		check(fmt.Sprintf("notify.webhooks[%d].secret_file", i), w.SecretFile)
-	}
-	if e := c.Notify.Email; e != nil {
-		check("notify.email.password_file", e.PasswordFile)
-		check("notify.email.ca_file", e.CAFile)
-	}
-	check("auth.policy.extra_file", c.Auth.Policy.ExtraFile)
-	check("fraud.rate_deck", c.Fraud.RateDeck)
-	if len(es) > 0 {
-		return es
-	}
-	return nil
 }

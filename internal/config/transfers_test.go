@@ -25,7 +25,7 @@ trunks:
 		{"transfers: deny", false, ""},
 		{"transfers: allow", true, ""},
 		{"transfers: yes", false, `t.yaml:7:16: trunks[0].transfers: must be allow or deny, got "yes"`},
-		{"transfer: allow", false, `t.yaml:7: transfer: unknown key (did you mean "transfers"?)`},
+		{"transfer: allow", false, `t.yaml:7:5: trunks[0].transfer: unknown key (did you mean "transfers"?)`},
 	} {
 		cfg, err := Parse([]byte(strings.Replace(tmpl, "TRANSFERS", tc.line, 1)), "t.yaml")
 		switch {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/sipwarden/sipwarden/internal/sip"
 )
 
@@ -16,6 +18,9 @@ type Config struct {
 	// trunk's limits above its flood budgets), each with file, line and key;
 	// check-config prints them and serve logs them.
 	Warnings Errors
+	// root is the file's YAML tree: errors found after Parse (missing
+	// files, a stage's constructor) are placed at their key's line with it.
+	root *yaml.Node
 
 	// Listen lists the SIP listeners ("udp://127.0.0.1:5060").
 	Listen []Listen

@@ -85,3 +85,22 @@ func TestLostMetric(t *testing.T) {
 	b.Close()
 	want("sipwarden_events_lost_total{subscriber=\"log\"} 0\nsipwarden_events_lost_total{subscriber=\"webhook\"} 6\n")
 }
+
+// TestKindLevel: events of normal operation (every successful login) are
+// logged at INFO, security events at WARN.
+func TestKindLevel(t *testing.T) {
+	for _, tc := range []struct {
+		k    Kind
+		want slog.Level
+	}{
+		{AuthSuccess, slog.LevelInfo},
+		{ConfigReloaded, slog.LevelInfo},
+		{AuthFailure, slog.LevelWarn},
+		{Ban, slog.LevelWarn},
+		{BindingReplaced, slog.LevelWarn},
+	} {
+		if got := tc.k.Level(); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.k, got, tc.want)
+		}
+	}
+}

@@ -59,13 +59,19 @@ func LogSink(ctx context.Context, log *slog.Logger, sub *Subscription) {
 			if e.Detail != "" {
 				attrs = append(attrs, slog.String("detail", e.Detail))
 			}
-			level := slog.LevelWarn
-			if e.Kind == ConfigReloaded {
-				level = slog.LevelInfo
-			}
-			log.LogAttrs(ctx, level, "event", attrs...)
+			log.LogAttrs(ctx, e.Kind.Level(), "event", attrs...)
 		}
 	}
+}
+
+// Level is the log level of an event of kind k: INFO for the events of
+// normal operation (a successful login, a reload), WARN for the rest.
+func (k Kind) Level() slog.Level {
+	switch k {
+	case AuthSuccess, ConfigReloaded:
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }
 
 const (

@@ -143,13 +143,13 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 	if fc.RateDeck != "" {
 		d, err := st.Deck(fc.RateDeck)
 		if err != nil {
-			return nil, err
+			return nil, config.At("fraud.rate_deck", err)
 		}
 		s.deck = d
 	}
 	inbound, err := newPolicy("", &fc.Default)
 	if err != nil {
-		return nil, fmt.Errorf("fraud.default: %w", err)
+		return nil, config.At("fraud.default", err)
 	}
 	s.inbound = inbound
 	st.Wangiri.Configure(fc.Wangiri.ShortRings, fc.Wangiri.Ring, fc.Wangiri.Window)
@@ -157,7 +157,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 	defaults := DefaultRules()
 	if fc.Rules != nil {
 		var err error
-		if defaults, err = convertRules(fc.Rules); err != nil {
+		if defaults, err = convertRules("fraud.rules", fc.Rules); err != nil {
 			return nil, err
 		}
 	}
@@ -167,15 +167,17 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 		if tf == nil {
 			tf = &fc.Default
 		}
+		// the key of the section this trunk's policy comes from
+		key := cfg.FirstKey(fmt.Sprintf("trunks[%d].fraud", i), "fraud.default")
 		p, err := newPolicy(t.Name, tf)
 		if err != nil {
-			return nil, fmt.Errorf("trunk %s: %w", t.Name, err)
+			return nil, config.At(key, err)
 		}
 		s.policies[t] = p
 		rules := defaults
 		if tf.Rules != nil {
-			if rules, err = convertRules(tf.Rules); err != nil {
-				return nil, fmt.Errorf("trunk %s: %w", t.Name, err)
+			if rules, err = convertRules(cfg.FirstKey(key+".rules", "fraud.rules"), tf.Rules); err != nil {
+				return nil, err
 			}
 		}
 		rules = append([]Rule(nil), rules...)
@@ -189,7 +191,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 			}
 		}
 		if err := st.Engine.SetRules(t.Name, rules, tf.Location); err != nil {
-			return nil, fmt.Errorf("trunk %s: %w", t.Name, err)
+			return nil, config.At(key, err)
 		}
 		st.Engine.SetBusinessHours(t.Name, tf.BusinessHours)
 		for _, r := range rules {
@@ -204,7 +206,7 @@ func NewStage(cfg *config.Config, fc *config.Fraud, st *State, bus *events.Bus) 
 func newPolicy(name string, tf *config.TrunkFraud) (*policy, error) {
 	d, err := NewDialling(tf.Country, tf.NationalPrefix, tf.InternationalPrefix)
 	if err != nil {
-		return nil, fmt.Errorf("fraud: %w", err)
+		return nil, err
 	}
 	p := &policy{name: name, dial: d, international: tf.International, diverted: tf.AllowDivertedInternational,
 		unratedBlock: tf.Unrated == config.FraudBlock,
@@ -230,26 +232,28 @@ func newPolicy(name string, tf *config.TrunkFraud) (*policy, error) {
 	return p, nil
 }
 
-func convertRules(in []config.FraudRule) ([]Rule, error) {
+// convertRules converts the rules of the list at key (for errors).
+func convertRules(key string, in []config.FraudRule) ([]Rule, error) {
 	out := make([]Rule, 0, len(in))
-	for _, c := range in {
+	for j, c := range in {
+		at := func(err error) error { return config.At(fmt.Sprintf("%s[%d]", key, j), err) }
 		r := Rule{Name: c.Name, Window: c.Window, Limit: c.Limit, Floor: c.Floor, MinSamples: c.MinSamples,
 			For: c.For, ThrottlePerMinute: c.ThrottlePerMinute, ReportOnly: c.ReportOnly, ReportOnlyUntil: c.ReportOnlyUntil,
 			EndCalls: c.EndCalls}
 		var err error
 		if r.Metric, err = ParseMetric(c.Metric); err != nil {
-			return nil, err
+			return nil, at(err)
 		}
 		if r.Action, err = ParseAction(c.Action); err != nil {
-			return nil, err
+			return nil, at(err)
 		}
 		if c.Scope != "" {
 			if r.Scope, err = ParseScope(c.Scope); err != nil {
-				return nil, err
+				return nil, at(err)
 			}
 		}
 		if err := r.Validate(); err != nil {
-			return nil, err
+			return nil, at(err)
 		}
 		out = append(out, r)
 	}

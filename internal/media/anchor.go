@@ -1,6 +1,7 @@
 package media
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/sipwarden/sipwarden/internal/chain"
@@ -41,7 +42,7 @@ func NewAnchor(r *Relay, cfg *config.Config) (*Anchor, error) {
 		for _, leg := range []Leg{LegA, LegB} {
 			pol, err := PolicyFor(t, leg)
 			if err != nil {
-				return nil, err
+				return nil, config.At(cfg.FirstKey(fmt.Sprintf("trunks[%d].media", i), "media"), err)
 			}
 			p[leg] = pol
 		}

@@ -33,11 +33,12 @@ const (
 	dropWrite                       // the send failed
 	dropCrypto                      // encryption towards the other leg failed
 	dropLearning                    // plain RTP behind NAT from a source not confirmed yet (learning window)
+	dropKeepalive                   // a NAT keep-alive (STUN, an empty or tiny datagram): expected, never relayed
 	nDropReasons
 )
 
 var dropReasonNames = [nDropReasons]string{
-	"not_ready", "malformed", "source", "rate", "auth", "replay", "sequence", "no_destination", "write_error", "crypto_error", "learning",
+	"not_ready", "malformed", "source", "rate", "auth", "replay", "sequence", "no_destination", "write_error", "crypto_error", "learning", "keepalive",
 }
 
 func (d dropReason) String() string { return dropReasonNames[d] }
@@ -63,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"kind"})
 	drop := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sipwarden_media_packets_dropped_total",
-		Help: "Packets the relay dropped, by kind and reason (source: RTP bleed or injection, from a source the leg did not announce or after latching; learning: plain RTP behind NAT before a source sent enough packets in a row; auth: SRTP authentication failure; replay; rate: over the per-stream cap; sequence; malformed; not_ready; no_destination; write_error; crypto_error).",
+		Help: "Packets the relay dropped, by kind and reason (source: RTP bleed or injection, from a source the leg did not announce or after latching; learning: plain RTP behind NAT before a source sent enough packets in a row; auth: SRTP authentication failure; replay; rate: over the per-stream cap; sequence; keepalive: NAT keep-alives such as the STUN binding requests of Linphone, or empty datagrams, which are expected and not relayed; malformed; not_ready; no_destination; write_error; crypto_error).",
 	}, []string{"kind", "reason"})
 	m := &metrics{
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{

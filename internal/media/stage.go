@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,7 +87,7 @@ func NewStage(cfg *config.Config, bus *events.Bus, met *StageMetrics) (*Stage, e
 		t := &cfg.Trunks[i]
 		pol, err := PolicyFor(t, LegA)
 		if err != nil {
-			return nil, errors.Join(errors.New("trunk "+t.Name), err)
+			return nil, config.At(cfg.FirstKey(fmt.Sprintf("trunks[%d].media", i), "media"), err)
 		}
 		if pol.Legs[LegA].SRTP == SRTPRequired {
 			s.policies[t] = pol

@@ -222,6 +222,17 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	if len(pkt) > 0 && isDTLSRecord(pkt[0]) {
 		return s.dtlsInput(p, pkt, src, now) // RFC 7983 demultiplexing
 	}
+	if isKeepalive(pkt) {
+		// Phones punch and hold their NAT mapping with these (Linphone
+		// sends STUN binding requests on both ports without ICE). They
+		// are counted apart from garbage, never relayed, and never move
+		// the latch; one from elsewhere than the latched source is a
+		// stranger's packet all the same.
+		if l := s.latched.Load(); l != nil && *l != src {
+			return dropSource
+		}
+		return dropKeepalive
+	}
 	cfg := s.cfg.Load()
 	if cfg == nil {
 		return dropNotReady
@@ -315,6 +326,22 @@ func (s *socket) handle(p *relayParams, pkt, mid, out []byte, src netip.AddrPort
 	}
 	s.lastSeen.Store(now)
 	return forwarded
+}
+
+// stunMagicCookie is the fixed field of every STUN message (RFC 8489 section 5).
+const stunMagicCookie = 0x2112A442
+
+// isKeepalive reports whether pkt is a media keep-alive rather than RTP or
+// RTCP: a STUN message (RFC 7983: first byte 0-3; RFC 8489: the magic
+// cookie, and a length that matches the datagram), or a datagram shorter
+// than 4 bytes (empty, a CRLF, a few zero bytes), which RTP and RTCP never are.
+func isKeepalive(pkt []byte) bool {
+	if len(pkt) < 4 {
+		return true
+	}
+	return len(pkt) >= 20 && pkt[0] < 4 &&
+		uint32(pkt[4])<<24|uint32(pkt[5])<<16|uint32(pkt[6])<<8|uint32(pkt[7]) == stunMagicCookie &&
+		int(pkt[2])<<8|int(pkt[3]) == len(pkt)-20
 }
 
 // latch moves the socket's latch from old to src (reader only); the RTP

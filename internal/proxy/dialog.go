@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"hash/maphash"
 	"strconv"
 	"time"
@@ -27,6 +28,8 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 	}
 	delete(w.dialogs, d.key)
 	w.topoEnd(d) // topology_ids.go
+	w.dialogs = shrink(w.dialogs, &w.dialogsPeak)
+	w.timers.cancel(&d.idle) // the heap no longer keeps the ended call
 	w.activeCalls.Add(-1)
 	w.p.met.activeCalls.Dec()
 	w.p.met.dialogs.Dec()
@@ -38,6 +41,9 @@ func (w *worker) endDialog(d *dialog, code int, disp cdr.Disposition, stage, rea
 	}
 	if stage == "" && reason == "" && d.endReason != "" {
 		stage, reason = d.endStage, d.endReason // a hangup of a ringing call
+		if d.interrupted {
+			disp = dispInterrupted
+		}
 	}
 	if d.confirmed && disp == "" {
 		disp = dispAnswered
@@ -235,4 +241,68 @@ func splitHostPort(s string) (string, int) {
 	}
 	p, _ := strconv.Atoi(s[last+1:])
 	return s[:last], p
+}
+
+// routeSets records, from the 2xx that confirms d (m, as the callee side
+// sent it), the Route values of a BYE of our own towards each side (RFC
+// 3261 12.1 and 16.12): the Record-Route list runs from the callee's side
+// to the caller's, with our own entries somewhere in it. The entries before
+// ours, nearest first, lead to the callee; the entries after ours, in order,
+// lead to the caller. Nothing is allocated when we are the only proxy that
+// recorded a route.
+func (w *worker) routeSets(d *dialog, m *sip.Msg) {
+	first, last := -1, -1 // our entries: the first and the last index
+	n := 0
+	w.eachRecordRoute(m, func(uri []byte, _ []byte) {
+		if w.p.isLocalURI(uri) {
+			if first < 0 {
+				first = n
+			}
+			last = n
+		}
+		n++
+	})
+	if first < 0 || (first == 0 && last == n-1) {
+		return
+	}
+	var callee [][]byte
+	var caller []byte
+	i := 0
+	w.eachRecordRoute(m, func(_ []byte, raw []byte) {
+		switch {
+		case i < first:
+			callee = append(callee, raw)
+		case i > last:
+			if len(caller) > 0 {
+				caller = append(caller, ", "...)
+			}
+			caller = append(caller, raw...)
+		}
+		i++
+	})
+	var b []byte
+	for k := len(callee) - 1; k >= 0; k-- {
+		if len(b) > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, callee[k]...)
+	}
+	d.calleeRoute, d.callerRoute = string(b), string(caller)
+}
+
+// eachRecordRoute calls f with the URI and the whole text of each entry of
+// m's Record-Route fields, in order; it stops at an entry it cannot parse.
+func (w *worker) eachRecordRoute(m *sip.Msg, f func(uri, raw []byte)) {
+	for i := m.Find(sip.HdrRecordRoute, 0); i >= 0; i = m.Find(sip.HdrRecordRoute, i+1) {
+		value := m.Header(i).Value
+		for len(value) > 0 {
+			na, rest, err := sip.ParseNameAddr(value)
+			if err != nil {
+				return
+			}
+			raw := bytes.TrimRight(value[:len(value)-len(rest)], " \t\r\n,")
+			f(na.URI, bytes.TrimLeft(raw, " \t"))
+			value = rest
+		}
+	}
 }

@@ -46,7 +46,14 @@
 // this way and what is not hidden.
 //
 // Timers (RFC 3261 17.1 and 17.2: A, B, C, D, E, F, G, H, I, J, K) run on a
-// per-worker heap, so idle calls cost no goroutine.
+// per-worker heap, so idle calls cost no goroutine. A timer lives inside its
+// transaction or dialog and is removed from the heap when that ends: memory
+// follows the calls in progress and the transactions of the last 32 s, never
+// the calls that have ended (timers.go).
+//
+// A graceful stop (Drain, then EndCalls) answers new requests with 503 and
+// Retry-After, lets the calls in progress go on, then ends those still up
+// with a BYE towards both sides.
 //
 // Every INVITE dialog ends in one CDR (package cdr): answered, busy, no-answer,
 // failed, cancelled, blocked by a stage, or interrupted by a shutdown.

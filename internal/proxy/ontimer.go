@@ -6,7 +6,7 @@ import (
 
 // onTimer runs one due timer. Each case first checks that its transaction or
 // dialog is still in the state the timer was set for.
-func (w *worker) onTimer(e timerEntry) {
+func (w *worker) onTimer(e *timer) {
 	switch e.kind {
 	case timerA, timerE:
 		ct := e.ct
@@ -21,7 +21,7 @@ func (w *worker) onTimer(e timerEntry) {
 		if e.kind == timerE && (ct.interval > w.p.opt.T2 || ct.state == stateProceeding) {
 			ct.interval = w.p.opt.T2
 		}
-		w.schedule(ct.interval, timerEntry{kind: e.kind, ct: ct})
+		w.clientTimer(ct, &ct.retr, e.kind, ct.interval)
 	case timerB, timerF:
 		ct := e.ct
 		if ct.state != stateTrying && !(e.kind == timerF && ct.state == stateProceeding) {
@@ -30,8 +30,8 @@ func (w *worker) onTimer(e timerEntry) {
 		w.clientTimeout(ct)
 	case timerC:
 		ct := e.ct
-		if ct.state != stateProceeding || e.at != ct.timerC {
-			return // answered, or restarted by a later provisional response
+		if ct.state != stateProceeding {
+			return // answered
 		}
 		// Timer C (RFC 3261 16.8): cancel the branch and answer 408 ourselves.
 		w.sendCancel(ct)
@@ -48,7 +48,7 @@ func (w *worker) onTimer(e timerEntry) {
 		if st.interval > w.p.opt.T2 {
 			st.interval = w.p.opt.T2
 		}
-		w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+		w.serverTimer(st, &st.retr, timerG, st.interval)
 	case timerH, timerI, timerJ, timerSL:
 		w.removeServerTx(e.st)
 	case timerDialog:
@@ -61,7 +61,7 @@ func (w *worker) onTimer(e timerEntry) {
 			w.endDialog(d, 0, dispAnswered, "proxy", "dialog_timeout")
 			return
 		}
-		w.schedule(w.p.opt.DialogTimeout-idle, timerEntry{kind: timerDialog, dlg: d})
+		w.schedule(&d.idle, timerDialog, w.p.opt.DialogTimeout-idle)
 	}
 }
 

@@ -86,6 +86,9 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	// pendingByes counts BYEs of our own not yet answered (EndCalls waits for them).
+	pendingByes atomic.Int64
 }
 
 // New builds a proxy and starts its workers.
@@ -179,9 +182,10 @@ func (p *Proxy) ActiveCalls() int {
 // Draining reports whether a graceful stop has begun.
 func (p *Proxy) Draining() bool { return p.draining.Load() }
 
-// Drain starts a graceful stop: new INVITE and REGISTER requests get 503 with
-// Retry-After, calls in progress continue. It returns when no call is left or
-// ctx ends, whichever comes first.
+// Drain starts a graceful stop: every new request that would be forwarded or
+// answered with a success or a challenge (INVITE, REGISTER, OPTIONS, ...) gets
+// 503 with Retry-After; calls in progress continue. It returns when no call is
+// left or ctx ends, whichever comes first; EndCalls then ends the rest.
 func (p *Proxy) Drain(ctx context.Context) error {
 	p.draining.Store(true)
 	t := time.NewTicker(50 * time.Millisecond)
@@ -196,8 +200,9 @@ func (p *Proxy) Drain(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the workers. Calls still open are closed with an "interrupted"
-// CDR, so that no call goes unrecorded. Packets still queued are released.
+// Close stops the workers. Calls still open (EndCalls was not called, or
+// their BYE could not be sent) are closed with an "interrupted" CDR, so that
+// no call goes unrecorded. Packets still queued are released.
 func (p *Proxy) Close() {
 	p.stopOnce.Do(func() {
 		close(p.stop)

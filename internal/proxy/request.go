@@ -92,6 +92,12 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 	}
 
 	v, stage := rt.Chain.Run(req)
+	if w.p.draining.Load() && drainRefuses(req, v) {
+		// A graceful stop: a new request that would be accepted, answered
+		// 2xx or challenged goes to another node instead (refusals and
+		// silence stay as they are).
+		v, stage = chain.ReplyRetry(503, drainRetryAfter, "shutting_down"), "proxy"
+	}
 	if req.Account != "" && pkt.Transport == sip.UDP {
 		w.p.refl.prove(pkt.Src.Addr(), w.now) // reflect.go: it answered our nonce there
 	}
@@ -114,11 +120,6 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 		w.blockedCDR(pkt, req, stage, v.Reason, int(v.Code))
 		return
 	case chain.Forward:
-		if w.p.draining.Load() && (meth == sip.INVITE || meth == sip.REGISTER) {
-			req.ReleaseHolds()
-			w.replyVerdict(pkt, viaOK, &via, chain.ReplyRetry(503, 30, "shutting_down"))
-			return
-		}
 		w.forwardInitial(pkt, rt, &via)
 		return
 	case chain.Continue:
@@ -141,6 +142,29 @@ func (w *worker) onRequest(pkt *transport.Packet, perr error) {
 		req.ReleaseHolds()
 		w.replyVerdict(pkt, viaOK, &via, chain.ReplyWith(404, "no_route"))
 	}
+}
+
+// drainRetryAfter is the Retry-After of the 503 a draining node answers.
+const drainRetryAfter = 30
+
+// drainRefuses reports whether a draining node answers v's request with 503
+// instead: a new request (not in a dialog, not ACK or CANCEL) that the chain
+// would forward (INVITE, OPTIONS pings, ...), or that a stage would answer
+// itself with a success, a redirect or a challenge (REGISTER). Drops and
+// refusals stay as they are: a stranger still gets silence. Requests inside
+// the calls in progress go on.
+func drainRefuses(req *chain.Request, v chain.Verdict) bool {
+	meth := req.Msg.Method()
+	if req.InDialog || req.ParseErr != nil || meth == sip.ACK || meth == sip.CANCEL {
+		return false
+	}
+	switch v.Action {
+	case chain.Forward:
+		return true
+	case chain.Reply:
+		return v.Code < 400 || v.Code == 401 || v.Code == 407
+	}
+	return false
 }
 
 func (w *worker) publishMalformed(pkt *transport.Packet, v chain.Verdict, code int) {
@@ -206,9 +230,9 @@ func (w *worker) replyVerdict(pkt *transport.Packet, viaOK bool, via *sip.Via, v
 		st.interval = w.p.opt.T1
 		w.addServerTx(st)
 		if !unauth {
-			w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+			w.serverTimer(st, &st.retr, timerG, st.interval)
 		}
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
+		w.serverTimer(st, &st.life, timerH, 64*w.p.opt.T1)
 	}
 }
 
@@ -240,6 +264,7 @@ func (w *worker) localTag(m *sip.Msg) []byte {
 
 func (w *worker) addServerTx(st *serverTx) {
 	w.stx[st.key] = st
+	w.stxPeak = max(w.stxPeak, len(w.stx))
 	w.p.met.transactions.Inc()
 }
 
@@ -254,7 +279,14 @@ func (w *worker) removeServerTx(st *serverTx) {
 	if w.stx[st.key] == st {
 		delete(w.stx, st.key)
 		w.p.met.transactions.Dec()
+		w.stx = shrink(w.stx, &w.stxPeak)
 	}
+	// Nothing of a terminated transaction stays reachable from the timer
+	// heap, and its copies of messages go now: a late response that still
+	// finds it through its client transaction is relayed without them.
+	w.timers.cancel(&st.retr)
+	w.timers.cancel(&st.life)
+	st.req, st.lastResp, st.trying, st.alternates = nil, nil, nil, nil
 }
 
 // serverRetransmit answers a retransmitted request with the last response.
@@ -280,7 +312,8 @@ func (w *worker) serverAck(st *serverTx) {
 		w.removeServerTx(st)
 		return
 	}
-	w.schedule(w.p.opt.T4, timerEntry{kind: timerI, st: st})
+	w.timers.cancel(&st.retr)
+	w.serverTimer(st, &st.life, timerI, w.p.opt.T4)
 }
 
 // serverRespond sends a response on a server transaction and moves it on.
@@ -295,23 +328,28 @@ func (w *worker) serverRespond(st *serverTx, code int, resp []byte) {
 	case st.method == sip.INVITE && code < 300:
 		st.state = stateAccepted
 		st.lastResp = nil
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerSL, st: st})
+		w.serverTimer(st, &st.life, timerSL, 64*w.p.opt.T1)
 	case st.method == sip.INVITE:
 		st.state = stateCompleted
 		st.lastResp = append(st.lastResp[:0], resp...)
 		if !st.from.transport.Reliable() {
 			st.interval = w.p.opt.T1
-			w.schedule(st.interval, timerEntry{kind: timerG, st: st})
+			w.serverTimer(st, &st.retr, timerG, st.interval)
 		}
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerH, st: st})
+		w.serverTimer(st, &st.life, timerH, 64*w.p.opt.T1)
 	default:
 		st.state = stateCompleted
 		st.lastResp = append(st.lastResp[:0], resp...)
 		if st.from.transport.Reliable() {
 			w.removeServerTx(st)
 		} else {
-			w.schedule(64*w.p.opt.T1, timerEntry{kind: timerJ, st: st})
+			w.serverTimer(st, &st.life, timerJ, 64*w.p.opt.T1)
 		}
+	}
+	if code >= 200 {
+		// The request's copy served our own answers and failover, both
+		// over now; only the final response stays for retransmissions.
+		st.req, st.trying, st.alternates = nil, nil, nil
 	}
 }
 
@@ -495,6 +533,7 @@ func clientKey(dst, branch []byte, meth sip.Method) []byte {
 
 func (w *worker) addClientTx(ct *clientTx) {
 	w.ctx[ct.key] = ct
+	w.ctxPeak = max(w.ctxPeak, len(w.ctx))
 	w.p.met.transactions.Inc()
 }
 
@@ -503,9 +542,22 @@ func (w *worker) removeClientTx(ct *clientTx) {
 		return
 	}
 	ct.state = stateTerminated
+	w.byeDone(ct)
 	if w.ctx[ct.key] == ct {
 		delete(w.ctx, ct.key)
 		w.p.met.transactions.Dec()
+		w.ctx = shrink(w.ctx, &w.ctxPeak)
+	}
+	w.timers.cancel(&ct.retr)
+	w.timers.cancel(&ct.life)
+	ct.sent = nil
+}
+
+// byeDone stops counting ct as a pending BYE of our own.
+func (w *worker) byeDone(ct *clientTx) {
+	if ct.hangup {
+		ct.hangup = false
+		w.p.pendingByes.Add(-1)
 	}
 }
 
@@ -514,16 +566,16 @@ func (w *worker) startClientTimers(ct *clientTx) {
 	if ct.method == sip.INVITE {
 		if !reliable {
 			ct.interval = w.p.opt.T1
-			w.schedule(ct.interval, timerEntry{kind: timerA, ct: ct})
+			w.clientTimer(ct, &ct.retr, timerA, ct.interval)
 		}
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerB, ct: ct})
+		w.clientTimer(ct, &ct.life, timerB, 64*w.p.opt.T1)
 		return
 	}
 	if !reliable {
 		ct.interval = w.p.opt.T1
-		w.schedule(ct.interval, timerEntry{kind: timerE, ct: ct})
+		w.clientTimer(ct, &ct.retr, timerE, ct.interval)
 	}
-	w.schedule(64*w.p.opt.T1, timerEntry{kind: timerF, ct: ct})
+	w.clientTimer(ct, &ct.life, timerF, 64*w.p.opt.T1)
 }
 
 // onCancel answers a CANCEL hop by hop and cancels the INVITE it names
@@ -734,6 +786,7 @@ func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *server
 	// forwardInitial refused an INVITE with a live dialog's key (482), so
 	// the key is free here.
 	w.dialogs[d.key] = d
+	w.dialogsPeak = max(w.dialogsPeak, len(w.dialogs))
 	w.activeCalls.Add(1)
 	w.p.met.activeCalls.Inc()
 	w.p.met.dialogs.Inc()

@@ -59,7 +59,7 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 		}
 		ct.gotProvisional = true
 		if ct.method == sip.INVITE {
-			ct.timerC = w.schedule(w.p.opt.TimerC, timerEntry{kind: timerC, ct: ct})
+			w.clientTimer(ct, &ct.life, timerC, w.p.opt.TimerC) // replaces B, or restarts C
 			if ct.cancelPending {
 				w.sendCancel(ct)
 			}
@@ -76,7 +76,9 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 			first := ct.state != stateAccepted
 			ct.state = stateAccepted
 			if first {
-				w.schedule(64*w.p.opt.T1, timerEntry{kind: timerL, ct: ct})
+				w.timers.cancel(&ct.retr)
+				w.clientTimer(ct, &ct.life, timerL, 64*w.p.opt.T1)
+				ct.sent = nil // no retransmission, CANCEL or hop-by-hop ACK after a 2xx
 			}
 			if st != nil && st.dialog != nil {
 				d := st.dialog
@@ -89,7 +91,9 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 					if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil && d.calleeContact != string(na.URI) {
 						d.calleeContact = string(na.URI)
 					}
-					w.schedule(w.p.opt.DialogTimeout, timerEntry{kind: timerDialog, dlg: d})
+					w.routeSets(d, m)
+					d.idle.dlg = d
+					w.schedule(&d.idle, timerDialog, w.p.opt.DialogTimeout)
 				}
 				d.lastSeen = w.now
 			}
@@ -140,15 +144,19 @@ func (w *worker) clientResponse(ct *clientTx, code int, vi int, rest []byte) {
 // clientCompleted moves a client transaction to completed and schedules its end.
 func (w *worker) clientCompleted(ct *clientTx) {
 	ct.state = stateCompleted
+	w.byeDone(ct)
 	if ct.to.transport.Reliable() {
 		w.removeClientTx(ct)
 		return
 	}
+	w.timers.cancel(&ct.retr)
 	if ct.method == sip.INVITE {
-		w.schedule(64*w.p.opt.T1, timerEntry{kind: timerD, ct: ct}) // timer D: >= 32 s
+		// timer D: >= 32 s; the request stays for the ACK of a retransmitted final response
+		w.clientTimer(ct, &ct.life, timerD, 64*w.p.opt.T1)
 		return
 	}
-	w.schedule(w.p.opt.T4, timerEntry{kind: timerK, ct: ct})
+	ct.sent = nil // timer K only absorbs retransmitted responses
+	w.clientTimer(ct, &ct.life, timerK, w.p.opt.T4)
 }
 
 // sendAck acknowledges a non-2xx final response hop by hop (RFC 3261 17.1.1.3).

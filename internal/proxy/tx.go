@@ -55,6 +55,8 @@ type serverTx struct {
 	mediaDlg   *dialog
 	fromCaller bool
 	offered    bool
+	// retr is timer G; life is timer H, I, J or the RFC 6026 wait.
+	retr, life timer
 	// unauth: a reply of ours to a source that had not authenticated
 	// (reflect.go): never retransmitted by timer G, resent only within
 	// the destination's reply budget.
@@ -75,9 +77,12 @@ type clientTx struct {
 	gotProvisional bool
 	// cancelPending: a CANCEL is due as soon as a provisional response arrives (RFC 3261 9.1).
 	cancelPending bool
-	// timerC is when the current timer C fires: each provisional response
-	// restarts it, so older heap entries are stale.
-	timerC int64
+	// retr is timer A or E; life is timer B, C (restarted by each
+	// provisional response), D, F, K or L.
+	retr, life timer
+	// hangup marks a BYE of our own (hangup.go), counted in
+	// Proxy.pendingByes until it is answered or times out.
+	hangup bool
 }
 
 // dialog is an INVITE dialog from the initial INVITE to its end.
@@ -119,6 +124,15 @@ type dialog struct {
 	callerCSeq, calleeCSeq    uint32
 	endStage, endReason       string
 	ackAnswer, ackFromCaller  bool
+	// idle is the inactivity timer of a confirmed dialog.
+	idle timer
+	// interrupted: the call was ended by a stop (hangup.go), so its CDR
+	// says interrupted.
+	interrupted bool
+	// callerRoute and calleeRoute are the Route values of a BYE of our own
+	// towards each side: the dialog's Record-Route entries on that side of
+	// us, nearest first ("" when we are the last proxy on that side).
+	callerRoute, calleeRoute string
 	// topo hides the protected party of the call (topology.go).
 	topo topoDialog
 }

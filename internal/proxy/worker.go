@@ -38,6 +38,8 @@ type worker struct {
 	stx     map[string]*serverTx
 	ctx     map[string]*clientTx
 	dialogs map[string]*dialog
+	// the most entries each map held since it was last rebuilt (shrink)
+	stxPeak, ctxPeak, dialogsPeak int
 
 	epoch  time.Time
 	now    time.Time
@@ -107,18 +109,28 @@ func (w *worker) rearm() {
 	w.timer.Reset(d)
 }
 
-// schedule runs e after d and returns when (for timers that a later event restarts).
-func (w *worker) schedule(d time.Duration, e timerEntry) int64 {
-	e.at = int64(w.now.Sub(w.epoch) + d)
-	w.timers.push(e)
-	return e.at
+// schedule (re)starts t as a timer of kind k, due after d.
+func (w *worker) schedule(t *timer, k timerKind, d time.Duration) {
+	t.kind = k
+	w.timers.set(t, int64(w.now.Sub(w.epoch)+d))
+}
+
+// clientTimer (re)starts one of ct's timers.
+func (w *worker) clientTimer(ct *clientTx, t *timer, k timerKind, d time.Duration) {
+	t.ct = ct
+	w.schedule(t, k, d)
+}
+
+// serverTimer (re)starts one of st's timers.
+func (w *worker) serverTimer(st *serverTx, t *timer, k timerKind, d time.Duration) {
+	t.st = st
+	w.schedule(t, k, d)
 }
 
 func (w *worker) fireTimers() {
 	nowNs := int64(w.now.Sub(w.epoch))
 	for len(w.timers) > 0 && w.timers[0].at <= nowNs {
-		e := w.timers.pop()
-		w.onTimer(e)
+		w.onTimer(w.timers.pop())
 	}
 }
 
@@ -162,6 +174,24 @@ func (w *worker) shutdown() {
 		w.endDialog(d, 0, dispInterrupted, "", "shutdown")
 	}
 	w.timer.Stop()
+}
+
+// shrink returns m, or a copy of it when it holds an eighth of the entries
+// it once held: a Go map keeps the space of its peak, so a burst of calls
+// (or a flood of refused INVITEs) would keep its memory after the calls
+// ended. The copy costs O(entries left), after seven times as many
+// deletions.
+func shrink[V any](m map[string]V, peak *int) map[string]V {
+	const minPeak = 4096 // small maps are not worth the copy
+	if *peak < minPeak || len(m) > *peak/8 {
+		return m
+	}
+	c := make(map[string]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(m)
+	return c
 }
 
 // nextBranch returns a new RFC 3261 branch: magic cookie, a marker that says

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -391,4 +392,37 @@ func (r *Registrar) Len() int {
 		n += len(a.bindings)
 	}
 	return n
+}
+
+// Registration is one binding in force with the account it belongs to.
+type Registration struct {
+	Trunk, Account string
+	Binding
+}
+
+// List returns every binding in force at now, by trunk and account, the
+// most recently updated first within an account (what
+// `sipwarden registrations list` and GET /api/v1/registrations show).
+func (r *Registrar) List(now time.Time) []Registration {
+	r.mu.Lock()
+	var out []Registration
+	for key, a := range r.aors {
+		a.expire(now)
+		trunk, account, _ := strings.Cut(key, "\x00")
+		for _, b := range a.bindings {
+			out = append(out, Registration{Trunk: trunk, Account: account, Binding: b})
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		x, y := &out[i], &out[j]
+		if x.Trunk != y.Trunk {
+			return x.Trunk < y.Trunk
+		}
+		if x.Account != y.Account {
+			return x.Account < y.Account
+		}
+		return x.Updated.After(y.Updated)
+	})
+	return out
 }

@@ -306,3 +306,29 @@ func TestStageHoldsRegisteredFlow(t *testing.T) {
 		t.Fatalf("after unregistering: holds %v, want the hold ended", holds)
 	}
 }
+
+// TestList: every binding in force, by trunk and account, newest first
+// within an account; expired ones are left out.
+func TestList(t *testing.T) {
+	o := Options{MinExpires: time.Minute, MaxExpires: time.Hour, DefaultExpires: 30 * time.Minute, MaxContacts: 5}
+	r := New()
+	r.Apply("phones\x001002", o, reqFrom("192.0.2.2:5060", 1, 600, Contact{URI: "sip:1002@10.0.0.2", Expires: -1}), t0)
+	r.Apply("phones\x001001", o, reqFrom("192.0.2.1:5060", 1, 600, Contact{URI: "sip:1001@10.0.0.1", Expires: -1}), t0)
+	r.Apply("phones\x001001", o, reqFrom("192.0.2.1:5060", 2, 600, Contact{URI: "sip:1001@10.0.0.9", Expires: 60}), t0.Add(time.Second))
+	r.Apply("alpha\x00pbx", o, reqFrom("192.0.2.3:5060", 1, 60, Contact{URI: "sip:pbx@10.0.0.3", Expires: -1}), t0)
+	var got []string
+	for _, g := range r.List(t0.Add(2 * time.Second)) {
+		got = append(got, g.Trunk+"/"+g.Account+"="+g.Contact)
+	}
+	want := []string{"alpha/pbx=sip:pbx@10.0.0.3", "phones/1001=sip:1001@10.0.0.9", "phones/1001=sip:1001@10.0.0.1", "phones/1002=sip:1002@10.0.0.2"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("List:\n%v\nwant\n%v", got, want)
+	}
+	got = got[:0]
+	for _, g := range r.List(t0.Add(90 * time.Second)) {
+		got = append(got, g.Trunk+"/"+g.Account+"="+g.Contact)
+	}
+	if want := []string{"phones/1001=sip:1001@10.0.0.1", "phones/1002=sip:1002@10.0.0.2"}; !slices.Equal(got, want) {
+		t.Fatalf("List after expiry: %v, want %v", got, want)
+	}
+}

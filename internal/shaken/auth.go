@@ -94,7 +94,7 @@ func ParseSigningKey(data []byte) (*ecdsa.PrivateKey, error) {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
 		if b == nil {
-			return nil, errors.New("no PEM private key")
+			return nil, errors.New(`no PEM private key: give a P-256 key ("PRIVATE KEY" or "EC PRIVATE KEY" block), e.g. from openssl ecparam -name prime256v1 -genkey`)
 		}
 		var key any
 		var err error

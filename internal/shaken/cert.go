@@ -177,7 +177,7 @@ func LoadTrustAnchors(path string) (*x509.CertPool, error) {
 		n++
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("trust anchors %s: no PEM certificate", path)
+		return nil, fmt.Errorf("trust anchors %s: no PEM certificate: give a PEM bundle of STI-CA root certificates", path)
 	}
 	return pool, nil
 }

@@ -52,14 +52,14 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 		return s, nil
 	}
 	signers := map[string]*Signer{}
-	for _, sc := range sh.Signers {
+	for j, sc := range sh.Signers {
 		key, err := LoadSigningKey(sc.Key)
 		if err != nil {
-			return nil, fmt.Errorf("signer %s: %w", sc.Name, err)
+			return nil, config.At(fmt.Sprintf("shaken.signers[%d].key", j), err)
 		}
 		sg, err := NewSigner(key, sc.X5U, sh.RelaxX5U)
 		if err != nil {
-			return nil, fmt.Errorf("signer %s: %w", sc.Name, err)
+			return nil, config.At(fmt.Sprintf("shaken.signers[%d]", j), err)
 		}
 		sg.MaxDateSkew = sh.MaxAge
 		signers[sc.Name] = sg
@@ -69,12 +69,12 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 		tc := sh.Trunks[i]
 		tr := cfg.Trunk(tc.Trunk)
 		if tr == nil {
-			return nil, fmt.Errorf("no trunk is named %q", tc.Trunk)
+			return nil, config.Atf(fmt.Sprintf("shaken.trunks[%d].trunk", i), "no trunk is named %q", tc.Trunk)
 		}
 		p := &trunkPolicy{cfg: tc}
 		if tc.Signer != "" {
 			if p.signer = signers[tc.Signer]; p.signer == nil {
-				return nil, fmt.Errorf("trunk %s: no signer is named %q", tc.Trunk, tc.Signer)
+				return nil, config.Atf(fmt.Sprintf("shaken.trunks[%d].sign", i), "no signer is named %q", tc.Signer)
 			}
 		} else {
 			verify = true
@@ -84,7 +84,7 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 	if verify {
 		roots, err := LoadTrustAnchors(sh.TrustAnchors)
 		if err != nil {
-			return nil, err
+			return nil, config.At("shaken.trust_anchors", err)
 		}
 		cache := st.cacheFor(CacheConfig{
 			DefaultTTL: sh.Cache.DefaultTTL, MinTTL: sh.Cache.MinTTL, MaxTTL: sh.Cache.MaxTTL,
@@ -100,7 +100,7 @@ func NewStage(cfg *config.Config, sh *config.Shaken, st *State, bus *events.Bus)
 		s.verifier, err = NewVerifier(VerifierConfig{Roots: roots, Certs: cache, MaxAge: sh.MaxAge, MaxWaiting: max(1, workers/2),
 			FutureSkew: sh.FutureSkew, Budget: sh.FetchBudget, CRL: sh.CRL, CountryCode: sh.CountryCode})
 		if err != nil {
-			return nil, err
+			return nil, config.At("shaken", err)
 		}
 	}
 	return s, nil

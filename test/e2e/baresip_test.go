@@ -17,9 +17,9 @@ import (
 )
 
 // tlsPhonesConfig: a hosted phone trunk that requires TLS, with sipwarden's
-// registrar. Only MD5 is offered: Debian's baresip 1.0 (libre 1.x) answers
-// the first challenge only and gives up on a SHA-256 one (ENOSYS) instead of
-// taking the MD5 challenge that follows it.
+// registrar. Only MD5 is offered: Debian's baresip 1.0 (libre 1.x) gives up
+// (ENOSYS) on a 401 that holds any SHA challenge, before or after the MD5 one
+// (TestBaresipChallengeOrders).
 const tlsPhonesConfig = `
 listen: [udp://127.0.0.1:{{.SIPPort}}, tls://127.0.0.1:{{.TLSPort}}]
 tls: {cert: "{{index .Extra "cert"}}", key: "{{index .Extra "key"}}"}
