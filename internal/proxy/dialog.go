@@ -306,3 +306,173 @@ func (w *worker) eachRecordRoute(m *sip.Msg, f func(uri, raw []byte)) {
 		}
 	}
 }
+
+// dialog is an INVITE dialog from the initial INVITE to its end.
+type dialog struct {
+	key       string // callID + "\x00" + caller tag
+	callID    string
+	callerTag string
+	calleeTag string
+	confirmed bool
+	caller    flow // where the caller is (requests from the callee go there)
+	callee    flow // where the callee is (requests from the caller go there)
+	lastSeen  time.Time
+
+	holds  [chain.MaxHolds]chain.Releaser
+	nholds int
+
+	// CDR fields
+	trunk, upstream, direction string
+	src                        string
+	transport                  string
+	from, to                   string
+	start, answer              time.Time
+	cancelled                  bool
+
+	// media is the call's media session (nil: not anchored). ackAnswer is
+	// set when a 2xx carried an offer (offerless INVITE): the ACK from the
+	// INVITE's sender (ackFromCaller) carries the answer.
+	media    chain.MediaSession
+	identity string // the STIR/SHAKEN outcome, for the CDR
+
+	// For Hangup (hangup.go): the caller's From and Contact (from the
+	// INVITE), the callee's To and Contact (from the 2xx), the INVITE's
+	// server transaction while it lasts, the highest CSeq seen from each
+	// side, and the stage and reason a hangup of a ringing call leaves for
+	// the CDR.
+	callerFrom, callerContact string
+	calleeTo, calleeContact   string
+	inviteTx                  *serverTx
+	callerCSeq, calleeCSeq    uint32
+	endStage, endReason       string
+	ackAnswer, ackFromCaller  bool
+	// idle is the inactivity timer of a confirmed dialog.
+	idle timer
+	// interrupted: the call was ended by a stop (hangup.go), so its CDR
+	// says interrupted.
+	interrupted bool
+	// callerRoute and calleeRoute are the Route values of a BYE of our own
+	// towards each side: the dialog's Record-Route entries on that side of
+	// us, nearest first ("" when we are the last proxy on that side).
+	callerRoute, calleeRoute string
+	// topo hides the protected party of the call (topology.go).
+	topo topoDialog
+}
+
+// answered tells the call's holds that implement chain.Answerer.
+func (d *dialog) answered(at time.Time) {
+	for _, h := range d.holds[:d.nholds] {
+		if a, ok := h.(chain.Answerer); ok {
+			a.Answered(at)
+		}
+	}
+}
+
+func (d *dialog) release() {
+	for i := range d.holds[:d.nholds] {
+		d.holds[i].Release()
+		d.holds[i] = nil
+	}
+	d.nholds = 0
+}
+
+// dialogKey builds the key of the dialog of callID and the caller's tag in
+// w.key (the layout of chain.CallKey).
+func (w *worker) dialogKey(callID, callerTag []byte) []byte {
+	k := append(w.key[:0], callID...)
+	k = append(k, 0)
+	k = append(k, callerTag...)
+	w.key = k
+	return k
+}
+
+// newDialog starts tracking the INVITE dialog of a forwarded initial INVITE.
+func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *serverTx) *dialog {
+	m := &w.msg
+	d := &dialog{
+		callID:    string(m.CallID()),
+		callerTag: string(m.FromTag()),
+		caller:    st.from,
+		lastSeen:  w.now,
+		start:     pkt.Received,
+		src:       pkt.Src.String(),
+		transport: pkt.Transport.String(),
+	}
+	if d.start.IsZero() {
+		d.start = w.now
+	}
+	d.key = d.callID + "\x00" + d.callerTag
+	d.nholds = req.TakeHolds(&d.holds)
+	d.inviteTx = st
+	d.callerCSeq, _ = m.CSeq()
+	d.callerFrom = string(m.Get(sip.HdrFrom))
+	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
+		d.callerContact = string(na.URI)
+	}
+	w.fillCallParties(d, req)
+	d.identity = req.Identity
+	// forwardInitial refused an INVITE with a live dialog's key (482), so
+	// the key is free here.
+	w.dialogs[d.key] = d
+	w.dialogsPeak = max(w.dialogsPeak, len(w.dialogs))
+	w.activeCalls.Add(1)
+	w.p.met.activeCalls.Inc()
+	w.p.met.dialogs.Inc()
+	return d
+}
+
+func (w *worker) fillCallParties(d *dialog, req *chain.Request) {
+	m := req.Msg
+	switch req.PeerKind {
+	case chain.PeerTrunk:
+		d.trunk = req.Trunk.Name
+		d.upstream = req.Trunk.Upstream
+		d.direction = "originating"
+	case chain.PeerUpstream:
+		d.upstream = req.Upstream.Name
+		d.direction = "terminating"
+		if req.DestTrunk != nil {
+			d.trunk = req.DestTrunk.Name
+		}
+	}
+	d.from = partyNumber(w.tmp[:0], headerURIUser(m.Get(sip.HdrFrom)))
+	d.to = partyNumber(w.tmp[:0], requestURIUser(m.RequestURI()))
+}
+
+// findDialog finds the dialog of an in-dialog request and tells whether it
+// comes from the caller. The dialog is the full triple of RFC 3261 12: once
+// the call is answered, the request's other tag must be the callee's (the
+// callee's tag is not known for sure before: early dialogs of a forked
+// INVITE each have their own).
+func (w *worker) findDialog(m *sip.Msg) (*dialog, bool) {
+	from, to := m.FromTag(), m.ToTag()
+	if d := w.dialogs[string(w.dialogKey(m.CallID(), from))]; d != nil {
+		if d.confirmed && d.calleeTag != string(to) {
+			return nil, false
+		}
+		return d, true
+	}
+	if d := w.dialogs[string(w.dialogKey(m.CallID(), to))]; d != nil && d.calleeTag == string(from) {
+		return d, false
+	}
+	return nil, false
+}
+
+// fromDialogFlow reports whether an in-dialog request received in pkt comes
+// from the flow of its side of dialog d: the address the caller's INVITE
+// came from, or the address the INVITE was sent to. The upstream's side
+// also accepts any address of the same upstream (a PBX cluster sends its
+// BYE from another node); a trunk's side is held to its one address, since
+// a trunk with many addresses (digest phones) may share them with others.
+func (w *worker) fromDialogFlow(d *dialog, fromCaller bool, pkt *transport.Packet) bool {
+	side := d.callee
+	if fromCaller {
+		side = d.caller
+	}
+	if pkt.Src.Addr().Unmap() == side.addr.Addr().Unmap() {
+		return true
+	}
+	upstreamSide := fromCaller == (d.direction == "terminating")
+	req := &w.req
+	return upstreamSide && d.upstream != "" && req.PeerKind == chain.PeerUpstream && req.Upstream.Name == d.upstream
+}

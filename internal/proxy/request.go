@@ -11,27 +11,6 @@ import (
 	"github.com/sipwarden/sipwarden/internal/transport"
 )
 
-// serverKey builds the server transaction key of the request in w.msg into
-// w.key (RFC 3261 17.2.3): branch, sent-by and meth. A caller looking for the
-// INVITE transaction an ACK or CANCEL belongs to passes sip.INVITE as meth.
-func (w *worker) serverKey(via *sip.Via, meth sip.Method) []byte {
-	k := w.key[:0]
-	k = append(k, via.Branch...)
-	if len(via.Branch) == 0 || !bytes.HasPrefix(via.Branch, []byte("z9hG4bK")) {
-		// RFC 2543 peer: no unique branch; fall back to Call-ID and CSeq number.
-		k = append(k, w.msg.CallID()...)
-		n, _ := w.msg.CSeq()
-		k = strconv.AppendUint(k, uint64(n), 10)
-		k = append(k, w.msg.FromTag()...)
-	}
-	k = append(k, 0)
-	k = append(k, via.Host...)
-	k = strconv.AppendInt(k, int64(via.Port), 10)
-	k = append(k, 0, byte(meth))
-	w.key = k
-	return k
-}
-
 // flowFrom is where responses to a request received in pkt go (RFC 3261
 // 18.2.2 and RFC 3581): the same connection for streams; for UDP the source
 // address, and the source port when the Via asks for rport.
@@ -262,115 +241,6 @@ func (w *worker) localTag(m *sip.Msg) []byte {
 	return t
 }
 
-func (w *worker) addServerTx(st *serverTx) {
-	w.stx[st.key] = st
-	w.stxPeak = max(w.stxPeak, len(w.stx))
-	w.p.met.transactions.Inc()
-}
-
-func (w *worker) removeServerTx(st *serverTx) {
-	if st.state == stateTerminated {
-		return
-	}
-	st.state = stateTerminated
-	if d := st.dialog; d != nil && d.inviteTx == st {
-		d.inviteTx = nil // a hangup no longer cancels; the transaction's memory goes
-	}
-	if w.stx[st.key] == st {
-		delete(w.stx, st.key)
-		w.p.met.transactions.Dec()
-		w.stx = shrink(w.stx, &w.stxPeak)
-	}
-	// Nothing of a terminated transaction stays reachable from the timer
-	// heap, and its copies of messages go now: a late response that still
-	// finds it through its client transaction is relayed without them.
-	w.timers.cancel(&st.retr)
-	w.timers.cancel(&st.life)
-	st.req, st.lastResp, st.trying, st.alternates = nil, nil, nil, nil
-}
-
-// serverRetransmit answers a retransmitted request with the last response.
-func (w *worker) serverRetransmit(st *serverTx) {
-	if st.unauth && !w.p.refl.allow(st.from.addr.Addr(), w.now) {
-		return
-	}
-	switch {
-	case st.lastResp != nil && st.state != stateAccepted:
-		w.send(st.from, st.lastResp, "retransmission")
-	case st.trying != nil && st.state == stateTrying:
-		w.send(st.from, st.trying, "retransmission")
-	}
-}
-
-// serverAck handles the ACK of a non-2xx final response (RFC 3261 17.2.1).
-func (w *worker) serverAck(st *serverTx) {
-	if st.state != stateCompleted {
-		return
-	}
-	st.state = stateConfirmed
-	if st.from.transport.Reliable() {
-		w.removeServerTx(st)
-		return
-	}
-	w.timers.cancel(&st.retr)
-	w.serverTimer(st, &st.life, timerI, w.p.opt.T4)
-}
-
-// serverRespond sends a response on a server transaction and moves it on.
-func (w *worker) serverRespond(st *serverTx, code int, resp []byte) {
-	w.send(st.from, resp, "response")
-	switch {
-	case code < 200:
-		if st.state == stateTrying {
-			st.state = stateProceeding
-		}
-		st.lastResp = append(st.lastResp[:0], resp...)
-	case st.method == sip.INVITE && code < 300:
-		st.state = stateAccepted
-		st.lastResp = nil
-		w.serverTimer(st, &st.life, timerSL, 64*w.p.opt.T1)
-	case st.method == sip.INVITE:
-		st.state = stateCompleted
-		st.lastResp = append(st.lastResp[:0], resp...)
-		if !st.from.transport.Reliable() {
-			st.interval = w.p.opt.T1
-			w.serverTimer(st, &st.retr, timerG, st.interval)
-		}
-		w.serverTimer(st, &st.life, timerH, 64*w.p.opt.T1)
-	default:
-		st.state = stateCompleted
-		st.lastResp = append(st.lastResp[:0], resp...)
-		if st.from.transport.Reliable() {
-			w.removeServerTx(st)
-		} else {
-			w.serverTimer(st, &st.life, timerJ, 64*w.p.opt.T1)
-		}
-	}
-	if code >= 200 {
-		// The request's copy served our own answers and failover, both
-		// over now; only the final response stays for retransmissions.
-		st.req, st.trying, st.alternates = nil, nil, nil
-	}
-}
-
-// serverReply generates a response of our own on a server transaction
-// (timeouts, failures to forward).
-func (w *worker) serverReply(st *serverTx, code int) {
-	if st.state >= stateCompleted || st.req == nil {
-		return
-	}
-	if err := w.aux.Parse(st.req); err != nil {
-		return
-	}
-	out := sip.AppendResponse(w.out[:0], &w.aux, code, sip.ReasonText(code), w.localTag(&w.aux), w.p.opt.ServerHeader, nil)
-	w.out = out
-	w.p.met.replies.WithLabelValues(strconv.Itoa(code)).Inc()
-	w.serverRespond(st, code, out)
-	if st.dialog != nil && st.method == sip.INVITE {
-		w.endDialog(st.dialog, code, "", "proxy", "no_answer_from_target")
-	}
-}
-
 // send hands a message to the transport, counting failures.
 func (w *worker) send(f flow, b []byte, kind string) {
 	if err := w.p.opt.Sender.Send(f.transport, f.listener, f.addr, f.conn, b); err != nil {
@@ -391,16 +261,6 @@ func (w *worker) send(f flow, b []byte, kind string) {
 // malformed, which it is not, and tell a caller nothing more.
 var mergedVerdict = chain.Verdict{Action: chain.Reply, Code: 482, Reason: "merged_request",
 	Warning: "Call-ID and From tag belong to a call in progress"}
-
-// dialogKey builds the key of the dialog of callID and the caller's tag in
-// w.key (the layout of chain.CallKey).
-func (w *worker) dialogKey(callID, callerTag []byte) []byte {
-	k := append(w.key[:0], callID...)
-	k = append(k, 0)
-	k = append(k, callerTag...)
-	w.key = k
-	return k
-}
 
 // forwardInitial forwards a request the chain has routed (req.Target): a
 // server transaction towards the sender, a client transaction towards the
@@ -526,58 +386,6 @@ func (w *worker) sendClient(st *serverTx, m *sip.Msg, target flow, initial bool)
 	w.startClientTimers(ct)
 }
 
-func clientKey(dst, branch []byte, meth sip.Method) []byte {
-	dst = append(dst, branch...)
-	return append(dst, 0, byte(meth))
-}
-
-func (w *worker) addClientTx(ct *clientTx) {
-	w.ctx[ct.key] = ct
-	w.ctxPeak = max(w.ctxPeak, len(w.ctx))
-	w.p.met.transactions.Inc()
-}
-
-func (w *worker) removeClientTx(ct *clientTx) {
-	if ct.state == stateTerminated {
-		return
-	}
-	ct.state = stateTerminated
-	w.byeDone(ct)
-	if w.ctx[ct.key] == ct {
-		delete(w.ctx, ct.key)
-		w.p.met.transactions.Dec()
-		w.ctx = shrink(w.ctx, &w.ctxPeak)
-	}
-	w.timers.cancel(&ct.retr)
-	w.timers.cancel(&ct.life)
-	ct.sent = nil
-}
-
-// byeDone stops counting ct as a pending BYE of our own.
-func (w *worker) byeDone(ct *clientTx) {
-	if ct.hangup {
-		ct.hangup = false
-		w.p.pendingByes.Add(-1)
-	}
-}
-
-func (w *worker) startClientTimers(ct *clientTx) {
-	reliable := ct.to.transport.Reliable()
-	if ct.method == sip.INVITE {
-		if !reliable {
-			ct.interval = w.p.opt.T1
-			w.clientTimer(ct, &ct.retr, timerA, ct.interval)
-		}
-		w.clientTimer(ct, &ct.life, timerB, 64*w.p.opt.T1)
-		return
-	}
-	if !reliable {
-		ct.interval = w.p.opt.T1
-		w.clientTimer(ct, &ct.retr, timerE, ct.interval)
-	}
-	w.clientTimer(ct, &ct.life, timerF, 64*w.p.opt.T1)
-}
-
 // onCancel answers a CANCEL hop by hop and cancels the INVITE it names
 // (RFC 3261 16.10).
 func (w *worker) onCancel(pkt *transport.Packet, via *sip.Via) {
@@ -609,29 +417,6 @@ func (w *worker) onCancel(pkt *transport.Packet, via *sip.Via) {
 			ct.cancelPending = true
 		}
 	}
-}
-
-// sendCancel sends the CANCEL for client INVITE transaction ct.
-func (w *worker) sendCancel(ct *clientTx) {
-	ct.cancelPending = false
-	if err := w.aux.Parse(ct.sent); err != nil {
-		return
-	}
-	out := sip.AppendCancel(w.out[:0], &w.aux)
-	w.out = out
-	cc := &clientTx{
-		branch: ct.branch,
-		method: sip.CANCEL,
-		sent:   bytes.Clone(out),
-		to:     ct.to,
-	}
-	cc.key = string(clientKey(w.key[:0], []byte(cc.branch), sip.CANCEL))
-	if old := w.ctx[cc.key]; old != nil {
-		return // already cancelling
-	}
-	w.addClientTx(cc)
-	w.send(cc.to, cc.sent, "request")
-	w.startClientTimers(cc)
 }
 
 // onInDialog relays a request inside a dialog to the other party.
@@ -756,95 +541,4 @@ func (w *worker) onInDialog(pkt *transport.Packet, via *sip.Via) {
 		w.endDialog(d, 200, "", "", "")
 	}
 	w.sendClient(st, m, target, false)
-}
-
-// newDialog starts tracking the INVITE dialog of a forwarded initial INVITE.
-func (w *worker) newDialog(pkt *transport.Packet, req *chain.Request, st *serverTx) *dialog {
-	m := &w.msg
-	d := &dialog{
-		callID:    string(m.CallID()),
-		callerTag: string(m.FromTag()),
-		caller:    st.from,
-		lastSeen:  w.now,
-		start:     pkt.Received,
-		src:       pkt.Src.String(),
-		transport: pkt.Transport.String(),
-	}
-	if d.start.IsZero() {
-		d.start = w.now
-	}
-	d.key = d.callID + "\x00" + d.callerTag
-	d.nholds = req.TakeHolds(&d.holds)
-	d.inviteTx = st
-	d.callerCSeq, _ = m.CSeq()
-	d.callerFrom = string(m.Get(sip.HdrFrom))
-	if na, _, err := sip.ParseNameAddr(m.Get(sip.HdrContact)); err == nil {
-		d.callerContact = string(na.URI)
-	}
-	w.fillCallParties(d, req)
-	d.identity = req.Identity
-	// forwardInitial refused an INVITE with a live dialog's key (482), so
-	// the key is free here.
-	w.dialogs[d.key] = d
-	w.dialogsPeak = max(w.dialogsPeak, len(w.dialogs))
-	w.activeCalls.Add(1)
-	w.p.met.activeCalls.Inc()
-	w.p.met.dialogs.Inc()
-	return d
-}
-
-func (w *worker) fillCallParties(d *dialog, req *chain.Request) {
-	m := req.Msg
-	switch req.PeerKind {
-	case chain.PeerTrunk:
-		d.trunk = req.Trunk.Name
-		d.upstream = req.Trunk.Upstream
-		d.direction = "originating"
-	case chain.PeerUpstream:
-		d.upstream = req.Upstream.Name
-		d.direction = "terminating"
-		if req.DestTrunk != nil {
-			d.trunk = req.DestTrunk.Name
-		}
-	}
-	d.from = partyNumber(w.tmp[:0], headerURIUser(m.Get(sip.HdrFrom)))
-	d.to = partyNumber(w.tmp[:0], requestURIUser(m.RequestURI()))
-}
-
-// findDialog finds the dialog of an in-dialog request and tells whether it
-// comes from the caller. The dialog is the full triple of RFC 3261 12: once
-// the call is answered, the request's other tag must be the callee's (the
-// callee's tag is not known for sure before: early dialogs of a forked
-// INVITE each have their own).
-func (w *worker) findDialog(m *sip.Msg) (*dialog, bool) {
-	from, to := m.FromTag(), m.ToTag()
-	if d := w.dialogs[string(w.dialogKey(m.CallID(), from))]; d != nil {
-		if d.confirmed && d.calleeTag != string(to) {
-			return nil, false
-		}
-		return d, true
-	}
-	if d := w.dialogs[string(w.dialogKey(m.CallID(), to))]; d != nil && d.calleeTag == string(from) {
-		return d, false
-	}
-	return nil, false
-}
-
-// fromDialogFlow reports whether an in-dialog request received in pkt comes
-// from the flow of its side of dialog d: the address the caller's INVITE
-// came from, or the address the INVITE was sent to. The upstream's side
-// also accepts any address of the same upstream (a PBX cluster sends its
-// BYE from another node); a trunk's side is held to its one address, since
-// a trunk with many addresses (digest phones) may share them with others.
-func (w *worker) fromDialogFlow(d *dialog, fromCaller bool, pkt *transport.Packet) bool {
-	side := d.callee
-	if fromCaller {
-		side = d.caller
-	}
-	if pkt.Src.Addr().Unmap() == side.addr.Addr().Unmap() {
-		return true
-	}
-	upstreamSide := fromCaller == (d.direction == "terminating")
-	req := &w.req
-	return upstreamSide && d.upstream != "" && req.PeerKind == chain.PeerUpstream && req.Upstream.Name == d.upstream
 }
