@@ -142,24 +142,6 @@ type rawAccount struct {
 	Numbers      []string          `yaml:"numbers"`
 }
 
-var authKnownKeys = map[string][]string{
-	"rawAuth":       {"nonce_lifetime", "nonce_table_size", "remember_sources", "policy", "bruteforce"},
-	"rawPolicy":     {"min_length", "min_classes", "reject_common", "extra_file"},
-	"rawBruteForce": {"window", "source_account_failures", "source_failures", "unknown_accounts", "account_failures", "lockout", "lockout_mode", "ban_duration", "table_size"},
-	"rawAccount":    {"username", "ha1", "sha_only", "algorithms", "register_from", "limits", "numbers"},
-}
-
-// trunkDigestKeys are the keys rawTrunkDigest adds to a trunk.
-var trunkDigestKeys = []string{"realm", "domains", "algorithms", "require_tls", "accounts", "registrar"}
-
-func init() {
-	for k, v := range authKnownKeys {
-		knownKeys[k] = v
-	}
-	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "auth")
-	knownKeys["rawTrunk"] = append(knownKeys["rawTrunk"], trunkDigestKeys...)
-}
-
 // auth validates the auth section.
 func (v *validator) auth(r rawAuth) Auth {
 	a := Auth{

@@ -183,16 +183,6 @@ type rawFraudRule struct {
 	EndCalls          bool    `yaml:"end_calls"`
 }
 
-func init() {
-	knownKeys["rawFraud"] = []string{"enabled", "rate_deck", "report_only", "report_only_until", "default", "rules", "wangiri"}
-	knownKeys["rawWangiri"] = []string{"short_rings", "range_short_rings", "ring", "window"}
-	knownKeys["rawTrunkFraud"] = []string{"country", "national_prefix", "international_prefix", "timezone", "business_hours", "international",
-		"allow_countries", "allow_classes", "allow_invalid", "allow_diverted_international", "max_rate", "max_call_cost", "unrated", "hot_list", "rules", "report_only"}
-	knownKeys["rawHotEntry"] = []string{"number", "action"}
-	knownKeys["rawFraudRule"] = []string{"name", "metric", "window", "limit", "floor", "min_samples", "action", "scope", "for",
-		"throttle_per_minute", "report_only", "report_only_until", "end_calls"}
-}
-
 // fraud builds Config.Fraud from the fraud section and the trunks' fraud
 // sections (trunks[i] is the section of the trunk named names[i]).
 func (v *validator) fraud(raw rawFraud, names []string, trunks []rawTrunkFraud) Fraud {

@@ -87,12 +87,6 @@ type rawTrunkMedia struct {
 	OfferKeying string `yaml:"offer_keying"`
 }
 
-// mediaKnownKeys are added to knownKeys for "did you mean".
-var mediaKnownKeys = map[string][]string{
-	"rawMedia":      {"enabled", "address", "advertise", "ports", "timeout", "max_packet_rate", "measure_delay", "latch_packets"},
-	"rawTrunkMedia": {"mode", "srtp", "ice", "offer_keying"},
-}
-
 // media validates the top-level media section.
 func (v *validator) media(raw rawMedia) Media {
 	m := Media{Enabled: raw.Enabled, MeasureDelay: raw.MeasureDelay, PortMin: DefaultMediaPortMin, PortMax: DefaultMediaPortMax,
@@ -197,10 +191,4 @@ func (v *validator) trunkMedia(base []any, raw rawTrunkMedia, m Media) TrunkMedi
 		v.fail(append(base, "ice"), "keep needs mode: direct (relayed streams lose ICE: the relay is no ICE agent)")
 	}
 	return t
-}
-
-func init() {
-	for k, v := range mediaKnownKeys {
-		knownKeys[k] = v
-	}
 }

@@ -79,14 +79,6 @@ type rawEmail struct {
 	DedupWindow   string   `yaml:"dedup_window"`
 }
 
-func init() {
-	knownKeys["rawNotify"] = []string{"webhooks", "email"}
-	knownKeys["rawWebhook"] = []string{"url", "format", "kinds", "secret_file", "dedup_window"}
-	knownKeys["rawEmail"] = []string{"server", "tls", "ca_file", "username", "password_file", "from", "to", "kinds",
-		"subject_prefix", "min_interval", "dedup_window"}
-	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "notify")
-}
-
 func (v *validator) notify(r rawNotify) Notify {
 	var n Notify
 	for i, w := range r.Webhooks {

@@ -21,10 +21,6 @@ type rawRegistrar struct {
 	MaxContacts    int    `yaml:"max_contacts"`
 }
 
-func init() {
-	knownKeys["rawRegistrar"] = []string{"enabled", "min_expires", "max_expires", "default_expires", "max_contacts"}
-}
-
 func (v *validator) registrar(base []any, r rawRegistrar) Registrar {
 	base = append(append([]any{}, base...), "registrar")
 	g := Registrar{

@@ -114,14 +114,6 @@ type rawShakenTrunk struct {
 	Verify       string `yaml:"verify"`
 }
 
-func init() {
-	knownKeys["rawConfig"] = append(knownKeys["rawConfig"], "shaken")
-	knownKeys["rawShaken"] = []string{"trust_anchors", "max_age", "future_skew", "fetch_budget", "relax_x5u_for_tests", "crl", "country_code", "reason_header", "cache", "signers", "trunks"}
-	knownKeys["rawShakenCache"] = []string{"default_ttl", "min_ttl", "max_ttl", "stale_while_revalidate", "negative_ttl", "max_entries", "max_fetches", "max_response_size"}
-	knownKeys["rawShakenSigner"] = []string{"name", "key", "x5u"}
-	knownKeys["rawShakenTrunk"] = []string{"trunk", "sign", "gateway", "dest_from_ruri", "verify"}
-}
-
 // shaken validates the shaken section; c's trunks are already built.
 func (v *validator) shaken(r *rawShaken, c *Config) Shaken {
 	base := p("shaken")

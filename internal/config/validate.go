@@ -196,33 +196,6 @@ type rawTrunkTLS struct {
 	RequireClientCert bool `yaml:"require_client_cert"`
 }
 
-// knownKeys lists the valid keys of each raw type. The decoder (decode.go)
-// now reads the valid keys of a place from the raw type itself; this map is
-// kept, with its test, until every section's init that extends it is gone.
-var knownKeys = map[string][]string{
-	"rawConfig":       {"listen", "tls", "admin", "storage", "cdr", "log", "sip", "unknown_sources", "upstreams", "trunks", "bans", "scanner", "flood", "firewall", "media", "geoip", "fraud"},
-	"rawGeoIP":        {"country_db"},
-	"rawFirewall":     {"nftables", "table"},
-	"rawBans":         {"duration", "factor", "max", "unknown_source_probes", "probe_burst", "probe_prefix_factor", "feeds"},
-	"rawFeed":         {"name", "url", "file", "format", "refresh"},
-	"rawScanner":      {"enabled", "signatures", "ban_after"},
-	"rawFlood":        {"enabled", "table_size", "prefix_factor", "trunk", "upstream"},
-	"rawFloodProfile": {"invite", "register", "options", "other", "malformed"},
-	"rawListen":       {"url", "advertise"},
-	"plain":           {"url", "advertise"},
-	"rawTLS":          {"cert", "key", "client_ca", "upstream_ca", "handshake_timeout"},
-	"rawAdmin":        {"listen", "hosts", "open_metrics", "tls", "insecure_plaintext"},
-	"rawAdminTLS":     {"cert", "key"},
-	"rawStorage":      {"path"},
-	"rawCDR":          {"backend", "dsn", "batch_size", "flush_interval", "journal_max_size"},
-	"rawLog":          {"level", "format"},
-	"rawSIP":          {"max_message_size", "user_agent", "workers", "tcp_idle_timeout", "max_conns_per_source", "max_conns", "dialog_timeout", "drain_timeout", "max_conns_per_prefix", "reserved_peer_conns"},
-	"rawUpstream":     {"name", "targets", "allow"},
-	"rawTrunk":        {"name", "auth", "allow", "upstream", "numbers", "targets", "limits", "tls", "flood", "media", "fraud", "transfers", "topology_hiding", "trust_identity", "caller_id"},
-	"rawTrunkLimits":  {"cps", "burst", "concurrent", "registrations", "max_connections"},
-	"rawTrunkTLS":     {"require_client_cert"},
-}
-
 type validator struct {
 	file  string
 	root  *yaml.Node

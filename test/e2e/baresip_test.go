@@ -81,18 +81,7 @@ func TestBaresipRegistersOverTLSAndAnswers(t *testing.T) {
 		realm, e2ePass, e.TLSPort))
 	// baresip places a call at once (through a 407 challenge), then waits.
 	cmd := exec.Command(baresip, "-f", cfgDir, "-e", "/dial sip:+15559990000@"+realm, "-t", "30")
-	var out testbed.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("baresip output:\n%s", out.String())
-		}
-	})
+	startPeer(t, "baresip", cmd)
 	deadline := time.Now().Add(10 * time.Second)
 	for e.Metric(`sipwarden_registrar_bindings`) != 1 {
 		if time.Now().After(deadline) {

@@ -19,74 +19,27 @@ import (
 // MD5 one: it registers only where MD5 is offered alone.
 func TestBaresipChallengeOrders(t *testing.T) {
 	baresip := testbed.RequireTool(t, "baresip", "baresip-core")
-	const realm = "phones.example.test"
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
-		t.Fatalf("sipwarden certs: %v\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		algs      string
-		registers bool
-	}{
+	cases := []orderCase{
 		{"[MD5]", true},
 		{"[MD5, SHA-256]", false},
 		{"", false},
-	} {
-		name := tc.algs
-		if name == "" {
-			name = "default"
-		}
-		t.Run(name, func(t *testing.T) {
-			sub := t.TempDir()
-			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
-				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
-				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
-				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
-			writeFile(t, filepath.Join(sub, "config"), phoneConfig(
-				fmt.Sprintf("sip_listen 127.0.0.45:%d", testbed.FreePort(t)), "sip_cafile "+filepath.Join(certs, "ca.pem")))
-			writeFile(t, filepath.Join(sub, "accounts"), fmt.Sprintf(
-				"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600\n",
-				realm, e2ePass, e.TLSPort))
-			cmd := exec.Command(baresip, "-f", sub, "-t", "20")
-			var out testbed.SyncBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				if t.Failed() {
-					t.Logf("baresip output:\n%s", out.String())
-				}
-			})
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
-					if !tc.registers {
-						t.Fatalf("baresip registered with %s first", name)
-					}
-					return
-				}
-				// baresip's own word: the registration failed.
-				if o := out.String(); strings.Contains(o, "reg: sip:1001@") && strings.Contains(o, "401") ||
-					strings.Contains(o, "Function not implemented") || strings.Contains(o, "register failed") {
-					if tc.registers {
-						t.Fatalf("baresip did not register with %s first", name)
-					}
-					if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v > 0 {
-						t.Fatalf("successes: %v", v)
-					}
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("baresip neither registered nor failed within 10 s")
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		})
 	}
+	challengeOrders(t, "baresip", cases, nil, func(t *testing.T, e *testbed.Edge, certs string) func() bool {
+		sub := t.TempDir()
+		writeFile(t, filepath.Join(sub, "config"), phoneConfig(
+			fmt.Sprintf("sip_listen 127.0.0.45:%d", testbed.FreePort(t)), "sip_cafile "+filepath.Join(certs, "ca.pem")))
+		writeFile(t, filepath.Join(sub, "accounts"), fmt.Sprintf(
+			"<sip:1001@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600\n",
+			orderRealm, e2ePass, e.TLSPort))
+		cmd := exec.Command(baresip, "-f", sub, "-t", "20")
+		out := startPeer(t, "baresip", cmd)
+		// baresip's own word: the registration failed.
+		return func() bool {
+			o := out.String()
+			return strings.Contains(o, "reg: sip:1001@") && strings.Contains(o, "401") ||
+				strings.Contains(o, "Function not implemented") || strings.Contains(o, "register failed")
+		}
+	})
 }
 
 // TestSipsakChallengeOrders is the sipsak row of docs/clients.md: sipsak
@@ -97,72 +50,20 @@ func TestBaresipChallengeOrders(t *testing.T) {
 // REGISTER (not investigated further).
 func TestSipsakChallengeOrders(t *testing.T) {
 	sipsak := testbed.RequireTool(t, "sipsak", "sipsak")
-	const realm = "phones.example.test"
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
-		t.Fatalf("sipwarden certs: %v\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		algs      string
-		registers bool
-	}{
+	cases := []orderCase{
 		{"[MD5]", true},
 		{"[MD5, SHA-256]", true},
 		{"[SHA-256, MD5]", false},
 		{"", false},
-	} {
-		name := tc.algs
-		if name == "" {
-			name = "default"
-		}
-		t.Run(name, func(t *testing.T) {
-			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
-				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
-				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
-				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass), "domains": "[127.0.0.1]", "udp": true})
-			// sipsak resolves the host of its URI: the trunk's domain is the address.
-			cmd := exec.Command(sipsak, "-U", "-s", "sip:1001@127.0.0.1", "-p", e.SIPAddr(),
-				"-a", e2ePass, "-u", "1001",
-				"-x", "600", "-H", "127.0.0.1", "-vv")
-			var out testbed.SyncBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				<-exited
-				if t.Failed() {
-					t.Logf("sipsak output:\n%s", out.String())
-				}
-			})
-			deadline := time.After(10 * time.Second)
-			for {
-				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
-					if !tc.registers {
-						t.Fatalf("sipsak registered with %s first", name)
-					}
-					return
-				}
-				select {
-				case <-exited:
-					if tc.registers && e.Metric(`sipwarden_registrar_bindings`) != 1 {
-						t.Fatalf("sipsak ended without registering with %s first", name)
-					}
-					if !tc.registers && !strings.Contains(out.String(), "unsupported authentication algorithm") {
-						t.Fatalf("sipsak ended for another reason than the algorithm")
-					}
-					return
-				case <-deadline:
-					t.Fatal("sipsak neither registered nor ended within 10 s")
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-		})
 	}
+	extra := map[string]any{"domains": "[127.0.0.1]", "udp": true}
+	challengeOrders(t, "sipsak", cases, extra, func(t *testing.T, e *testbed.Edge, _ string) func() bool {
+		// sipsak resolves the host of its URI: the trunk's domain is the address.
+		cmd := exec.Command(sipsak, "-U", "-s", "sip:1001@127.0.0.1", "-p", e.SIPAddr(),
+			"-a", e2ePass, "-u", "1001", "-x", "600", "-H", "127.0.0.1", "-vv")
+		out := startPeer(t, "sipsak", cmd)
+		return func() bool { return strings.Contains(out.String(), "unsupported authentication algorithm") }
+	})
 }
 
 // mixedPhonesConfig: one trunk of [SHA-256, MD5] for Linphone (1001) and
@@ -219,18 +120,7 @@ func TestLinphoneAndBaresipShareATrunk(t *testing.T) {
 	writeFile(t, filepath.Join(bs, "accounts"), fmt.Sprintf(
 		"<sip:1002@%s;transport=tls>;auth_pass=%s;outbound=\"sip:127.0.0.1:%d;transport=tls\";regint=600\n", realm, e2ePass, e.TLSPort))
 	cmd := exec.Command(baresip, "-f", bs, "-t", "30")
-	var out testbed.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("baresip output:\n%s", out.String())
-		}
-	})
+	startPeer(t, "baresip", cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for e.Metric(`sipwarden_registrar_bindings`) != 2 {
 		if time.Now().After(deadline) {
@@ -244,5 +134,68 @@ func TestLinphoneAndBaresipShareATrunk(t *testing.T) {
 	}
 	if v := e.Metric(`sipwarden_auth_requests_total{result="failure",trunk="phones"}`); v != 0 {
 		t.Errorf("auth failures: %v, want 0", v)
+	}
+}
+
+// orderCase is one challenge order in a client's row of docs/clients.md:
+// the trunk's algorithms ("" for the default) and whether the client
+// registers with them.
+type orderCase struct {
+	algs      string
+	registers bool
+}
+
+// orderRealm is the realm of linphoneOrderConfig's trunk.
+const orderRealm = "phones.example.test"
+
+// challengeOrders runs a client against a digest trunk with each challenge
+// order of cases. start launches the client at edge e (the test CA and the
+// server certificate are in certs) and returns gaveUp, the client's own word
+// that it cannot answer the challenge. Where a case registers, the binding
+// must appear; elsewhere the client must give up with no success counted.
+func challengeOrders(t *testing.T, client string, cases []orderCase, extra map[string]any,
+	start func(t *testing.T, e *testbed.Edge, certs string) (gaveUp func() bool)) {
+	certs := filepath.Join(t.TempDir(), "certs")
+	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
+		t.Fatalf("sipwarden certs: %v\n%s", err, out)
+	}
+	for _, tc := range cases {
+		name := tc.algs
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			params := map[string]any{
+				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
+				"sha256": auth.HA1(auth.SHA256, "1001", orderRealm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", orderRealm, e2ePass),
+				"md5": auth.HA1(auth.MD5, "1001", orderRealm, e2ePass)}
+			for k, v := range extra {
+				params[k] = v
+			}
+			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), params)
+			gaveUp := start(t, e, certs)
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
+					if !tc.registers {
+						t.Fatalf("%s registered with %s first", client, name)
+					}
+					return
+				}
+				if gaveUp() {
+					if tc.registers {
+						t.Fatalf("%s did not register with %s first", client, name)
+					}
+					if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v > 0 {
+						t.Fatalf("successes: %v", v)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s neither registered nor gave up within 15 s with %s", client, name)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }

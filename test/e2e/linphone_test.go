@@ -352,57 +352,21 @@ trunks:
 // SHA-512-256 (sipwarden's default before), which it does not know.
 func TestLinphoneChallengeOrders(t *testing.T) {
 	linphonec := testbed.RequireTool(t, "linphonec", "linphone-cli")
-	const realm = "phones.example.test"
-	dir := t.TempDir()
-	certs := filepath.Join(dir, "certs")
-	if out, err := exec.Command(testbed.Binary, "certs", "--hosts", "127.0.0.1", certs).CombinedOutput(); err != nil {
-		t.Fatalf("sipwarden certs: %v\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		algs      string
-		registers bool
-	}{
+	cases := []orderCase{
 		{"", true},
 		{"[MD5]", true},
 		{"[SHA-256, MD5]", true},
 		{"[SHA-512-256, SHA-256, MD5]", false},
-	} {
-		name := tc.algs
-		if name == "" {
-			name = "default"
-		}
-		t.Run(name, func(t *testing.T) {
-			sub := t.TempDir()
-			e := testbed.StartEdge(t, linphoneOrderConfig, testbed.FreePort(t), map[string]any{
-				"cert": filepath.Join(certs, "server.pem"), "key": filepath.Join(certs, "server-key.pem"), "algs": tc.algs,
-				"sha256": auth.HA1(auth.SHA256, "1001", realm, e2ePass), "sha512": auth.HA1(auth.SHA512256, "1001", realm, e2ePass),
-				"md5": auth.HA1(auth.MD5, "1001", realm, e2ePass)})
-			rc := filepath.Join(sub, "linphonerc")
-			writeFile(t, rc, linphonerc(filepath.Join(certs, "ca.pem"), fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", e.TLSPort), testbed.FreePort(t)))
-			startLinphone(t, linphonec, sub, rc)
-			deadline := time.Now().Add(15 * time.Second)
-			for {
-				if e.Metric(`sipwarden_registrar_bindings`) == 1 {
-					if !tc.registers {
-						t.Fatalf("Linphone registered with %s first", tc.algs)
-					}
-					return
-				}
-				// Linphone's own word (in its log) that it cannot answer the first challenge.
-				if log, _ := os.ReadFile(filepath.Join(sub, "linphone.log")); strings.Contains(string(log), "Given algorithm is not correct") {
-					if tc.registers {
-						t.Fatalf("Linphone refused the first challenge of %s", name)
-					}
-					if v := e.Metric(`sipwarden_auth_requests_total{result="success",trunk="phones"}`); v > 0 {
-						t.Fatalf("successes: %v", v)
-					}
-					return
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("Linphone neither registered nor refused the challenge within 15 s")
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		})
 	}
+	challengeOrders(t, "Linphone", cases, nil, func(t *testing.T, e *testbed.Edge, certs string) func() bool {
+		sub := t.TempDir()
+		rc := filepath.Join(sub, "linphonerc")
+		writeFile(t, rc, linphonerc(filepath.Join(certs, "ca.pem"), fmt.Sprintf("sip:127.0.0.1:%d;transport=tls", e.TLSPort), testbed.FreePort(t)))
+		startLinphone(t, linphonec, sub, rc)
+		// Linphone's own word (in its log) that it cannot answer the first challenge.
+		return func() bool {
+			log, _ := os.ReadFile(filepath.Join(sub, "linphone.log"))
+			return strings.Contains(string(log), "Given algorithm is not correct")
+		}
+	})
 }
