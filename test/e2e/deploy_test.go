@@ -60,7 +60,8 @@ func unitValues(t *testing.T, path, key string) []string {
 // (with its nftables drop-in beside it), its ExecStart pointed at the test
 // binary, and checks that the production example deploy/sipwarden.yaml passes
 // check-config with the files it names (the certificates of sipwarden certs,
-// the sample rate deck) and that the unit's stop timeout outlasts its drain.
+// the sample rate deck) and its audit without a high finding, and that the
+// unit's stop timeout outlasts its drain.
 func TestDeployUnitVerifies(t *testing.T) {
 	testbed.RequireTool(t, "systemd-analyze", "systemd")
 
@@ -112,6 +113,10 @@ func TestDeployUnitVerifies(t *testing.T) {
 	}
 	if out, err := exec.Command(testbed.Binary, "check-config", filepath.Join(etc, "sipwarden.yaml")).CombinedOutput(); err != nil {
 		t.Fatalf("sipwarden check-config deploy/sipwarden.yaml: %v\n%s", err, out)
+	}
+	// A production example with no high finding of its own audit.
+	if out, err := exec.Command(testbed.Binary, "audit", "config", filepath.Join(etc, "sipwarden.yaml")).CombinedOutput(); err != nil {
+		t.Errorf("sipwarden audit config deploy/sipwarden.yaml: %v\n%s", err, out)
 	}
 	cfg, err := config.Load(filepath.Join(etc, "sipwarden.yaml"))
 	if err != nil {
