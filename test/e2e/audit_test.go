@@ -326,4 +326,25 @@ func TestAuditHTMLReportInChromium(t *testing.T) {
 	if n := strings.Count(d, `class="finding"`); n != len(want.Findings) {
 		t.Errorf("%d findings rendered, want %d", n, len(want.Findings))
 	}
+	// A screenshot of the page, kept as an artifact: in SIPWARDEN_ARTIFACTS
+	// when set (CI can collect the folder), else in the test's own folder.
+	shots := os.Getenv("SIPWARDEN_ARTIFACTS")
+	if shots == "" {
+		shots = dir
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(shots, "audit-report.png")
+	c = exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir="+filepath.Join(dir, "profile"),
+		"--hide-scrollbars", "--window-size=1280,2000", "--screenshot="+shot, "file://"+page)
+	errb.Reset()
+	c.Stderr = &errb
+	if err := c.Run(); err != nil {
+		t.Fatalf("chromium screenshot: %v\n%s", err, errb.String())
+	}
+	if st, err := os.Stat(shot); err != nil || st.Size() < 10_000 {
+		t.Fatalf("screenshot %s: %v (a rendered report is more than 10 KB)", shot, err)
+	}
+	t.Logf("screenshot of the HTML report: %s", shot)
 }
