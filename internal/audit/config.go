@@ -60,7 +60,7 @@ type configAudit struct {
 // add records a finding at the key path.
 func (a *configAudit) add(check string, sev Severity, resp Responsibility, path []any, why, fix string) {
 	line, _, key := config.Locate(a.root, path...)
-	if !hasKey(a.root, path) {
+	if !config.Has(a.root, path...) {
 		key += " (not set)"
 	}
 	a.out = append(a.out, Finding{Check: check, Severity: sev, Responsibility: resp,
@@ -293,45 +293,13 @@ func (a *configAudit) tollFraud() {
 // fraudKey is the trunk's own fraud key when it has one, fraud.default's otherwise.
 func (a *configAudit) fraudKey(i int, key string) []any {
 	own := trunkAt(i, "fraud", key)
-	if hasKey(a.root, own) {
+	if config.Has(a.root, own...) {
 		return own
 	}
-	if hasKey(a.root, at("fraud", "default", key)) {
+	if config.Has(a.root, at("fraud", "default", key)...) {
 		return at("fraud", "default", key)
 	}
 	return own
-}
-
-// hasKey reports whether the file has the key of path.
-func hasKey(root *yaml.Node, path []any) bool {
-	n := root
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	for _, p := range path {
-		switch x := p.(type) {
-		case string:
-			if n.Kind != yaml.MappingNode {
-				return false
-			}
-			var next *yaml.Node
-			for k := 0; k+1 < len(n.Content); k += 2 {
-				if n.Content[k].Value == x {
-					next = n.Content[k+1]
-				}
-			}
-			if next == nil {
-				return false
-			}
-			n = next
-		case int:
-			if n.Kind != yaml.SequenceNode || x >= len(n.Content) {
-				return false
-			}
-			n = n.Content[x]
-		}
-	}
-	return true
 }
 
 func (a *configAudit) monitoring() {

@@ -13,3 +13,9 @@ func Locate(root *yaml.Node, path ...any) (line, column int, key string) {
 	}
 	return line, column, keyString(path)
 }
+
+// Has reports whether a parsed file gives the key of path.
+func Has(root *yaml.Node, path ...any) bool {
+	_, ok := walk(root, path)
+	return ok
+}

@@ -270,18 +270,25 @@ func keyString(path []any) string {
 
 // lookup finds the value node at path (or the deepest node that exists).
 func lookup(root *yaml.Node, path []any) *yaml.Node {
+	n, _ := walk(root, path)
+	return n
+}
+
+// walk follows path from root as far as the file has it: the node reached,
+// and whether that is the whole path.
+func walk(root *yaml.Node, path []any) (*yaml.Node, bool) {
 	n := root
 	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
 	for _, p := range path {
 		if n == nil {
-			return nil
+			return nil, false
 		}
 		switch x := p.(type) {
 		case string:
 			if n.Kind != yaml.MappingNode {
-				return n
+				return n, false
 			}
 			var next *yaml.Node
 			for i := 0; i+1 < len(n.Content); i += 2 {
@@ -290,17 +297,17 @@ func lookup(root *yaml.Node, path []any) *yaml.Node {
 				}
 			}
 			if next == nil {
-				return n
+				return n, false
 			}
 			n = next
 		case int:
 			if n.Kind != yaml.SequenceNode || x >= len(n.Content) {
-				return n
+				return n, false
 			}
 			n = n.Content[x]
 		}
 	}
-	return n
+	return n, n != nil
 }
 
 func p(parts ...any) []any { return parts }
