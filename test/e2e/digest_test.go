@@ -5,9 +5,6 @@ import (
 
 	"context"
 	"fmt"
-	"net/http"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -233,48 +230,8 @@ func TestDigestRegisterSipgo(t *testing.T) {
 
 	// 5. The registrar's binding survives a restart (storage.path/registrar.db).
 	e.Stop()
-	e2 := restartEdge(t, e)
+	e2 := e.Restart()
 	if v := e2.Metric(`sipwarden_registrar_bindings`); v != 1 {
 		t.Errorf("bindings after a restart: %v, want 1", v)
-	}
-}
-
-// restartEdge starts sipwarden again on the stopped edge's configuration and storage.
-func restartEdge(t *testing.T, old *testbed.Edge) *testbed.Edge {
-	t.Helper()
-	e := *old
-	e.Logs, e.Done, e.ExitErr = &testbed.SyncBuffer{}, make(chan struct{}), nil
-	e.Cmd = exec.Command(testbed.Binary, "serve", "--config", filepath.Join(old.Dir, "sipwarden.yaml"))
-	e.Cmd.Stdout, e.Cmd.Stderr = e.Logs, e.Logs
-	if err := e.Cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		e.ExitErr = e.Cmd.Wait()
-		close(e.Done)
-	}()
-	t.Cleanup(func() {
-		e.Kill()
-		if t.Failed() {
-			t.Logf("restarted sipwarden output:\n%s", e.Logs.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + e.Admin + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return &e
-			}
-		}
-		select {
-		case <-e.Done:
-			t.Fatalf("sipwarden exited at restart: %v\n%s", e.ExitErr, e.Logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sipwarden not ready 15s after the restart\n%s", e.Logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -10,11 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -119,30 +117,8 @@ func (ns *dgNetNS) startEdge(t *testing.T, tmpl string) (*testbed.Edge, func(str
 	t.Helper()
 	dir := t.TempDir()
 	p := testbed.EdgeParams{SIPPort: 5060, AdminPort: 8080, PBXPort: 5080, Dir: dir}
-	var buf bytes.Buffer
-	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&buf, p); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "sipwarden.yaml")
-	if err := os.WriteFile(cfg, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := &testbed.Edge{T: t, Dir: dir, Params: p, SIPPort: p.SIPPort, Admin: "127.0.0.1:8080", Logs: &testbed.SyncBuffer{}, Done: make(chan struct{})}
-	e.Cmd = exec.Command(ns.ip, "netns", "exec", ns.name, testbed.Binary, "serve", "--config", cfg)
-	e.Cmd.Stdout, e.Cmd.Stderr = e.Logs, e.Logs
-	if err := e.Cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		e.ExitErr = e.Cmd.Wait()
-		close(e.Done)
-	}()
-	t.Cleanup(func() {
-		e.Kill()
-		if t.Failed() {
-			t.Logf("sipwarden output:\n%s", e.Logs.String())
-		}
-	})
+	cfg := testbed.WriteConfig(t, tmpl, p)
+	e := &testbed.Edge{T: t, Dir: dir, Params: p, SIPPort: p.SIPPort, Admin: "127.0.0.1:8080"}
 	hc := ns.client()
 	get := func(path string) (string, int) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+e.Admin+path, nil)
@@ -169,21 +145,11 @@ func (ns *dgNetNS) startEdge(t *testing.T, tmpl string) (*testbed.Edge, func(str
 		}
 		return -1
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, code := get("/readyz"); code == http.StatusOK {
-			return e, metric
-		}
-		select {
-		case <-e.Done:
-			t.Fatalf("sipwarden exited at start: %v\n%s", e.ExitErr, e.Logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sipwarden not ready after 15s\n%s", e.Logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.Run(exec.Command(ns.ip, "netns", "exec", ns.name, testbed.Binary, "serve", "--config", cfg), func() bool {
+		_, code := get("/readyz")
+		return code == http.StatusOK
+	})
+	return e, metric
 }
 
 // TestIPv6RotationWithinSlash64MeetsCounters: the brute-force counters were

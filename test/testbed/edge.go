@@ -105,13 +105,7 @@ func (e *Edge) Reload(tmpl string, extra map[string]any) {
 	e.T.Helper()
 	p := e.Params
 	p.Extra = extra
-	var buf bytes.Buffer
-	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&buf, p); err != nil {
-		e.T.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(e.Dir, "sipwarden.yaml"), buf.Bytes(), 0o600); err != nil {
-		e.T.Fatal(err)
-	}
+	WriteConfig(e.T, tmpl, p)
 	_ = e.Cmd.Process.Signal(syscall.SIGHUP)
 }
 
@@ -154,43 +148,59 @@ type EdgeParams struct {
 // StartEdge writes the configuration from tmpl and starts sipwarden with it.
 func StartEdge(t *testing.T, tmpl string, pbxPort int, extra map[string]any) *Edge {
 	t.Helper()
-	dir := t.TempDir()
-	p := EdgeParams{SIPPort: FreePort(t), TLSPort: FreePort(t), AdminPort: FreePort(t), PBXPort: pbxPort, Dir: dir, Extra: extra}
+	p := EdgeParams{SIPPort: FreePort(t), TLSPort: FreePort(t), AdminPort: FreePort(t), PBXPort: pbxPort, Dir: t.TempDir(), Extra: extra}
+	cfgPath := WriteConfig(t, tmpl, p)
+	e := &Edge{T: t, Dir: p.Dir, Params: p, SIPPort: p.SIPPort, TLSPort: p.TLSPort, Admin: fmt.Sprintf("127.0.0.1:%d", p.AdminPort)}
+	e.Run(exec.Command(Binary, "serve", "--config", cfgPath), e.Ready)
+	return e
+}
+
+// WriteConfig fills tmpl with p and writes it as p.Dir/sipwarden.yaml,
+// whose path it returns.
+func WriteConfig(t *testing.T, tmpl string, p EdgeParams) string {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := template.Must(template.New("cfg").Parse(tmpl)).Execute(&buf, p); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "sipwarden.yaml")
+	cfgPath := filepath.Join(p.Dir, "sipwarden.yaml")
 	if err := os.WriteFile(cfgPath, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &Edge{T: t, Dir: dir, Params: p, SIPPort: p.SIPPort, TLSPort: p.TLSPort, Admin: fmt.Sprintf("127.0.0.1:%d", p.AdminPort),
-		Logs: &SyncBuffer{}, Done: make(chan struct{})}
-	e.Cmd = exec.Command(Binary, "serve", "--config", cfgPath)
-	e.Cmd.Stdout = e.Logs
-	e.Cmd.Stderr = e.Logs
+	return cfgPath
+}
+
+// Run starts cmd as the edge's process (its output in Logs, killed when
+// the test ends) and waits up to 15 s until ready reports true; the test
+// fails if the process exits first. StartEdge runs the binary with Ready;
+// a test may run it otherwise (in a network namespace, say) with a
+// readiness check of its own.
+func (e *Edge) Run(cmd *exec.Cmd, ready func() bool) {
+	t := e.T
+	t.Helper()
+	e.Cmd, e.Logs, e.Done, e.ExitErr = cmd, &SyncBuffer{}, make(chan struct{}), nil
+	e.Cmd.Stdout, e.Cmd.Stderr = e.Logs, e.Logs
 	if err := e.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done, logs := e.Done, e.Logs
 	go func() {
-		e.ExitErr = e.Cmd.Wait()
-		close(e.Done)
+		e.ExitErr = cmd.Wait()
+		close(done)
 	}()
 	t.Cleanup(func() {
-		e.Kill()
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+		}
 		if t.Failed() {
-			t.Logf("sipwarden output:\n%s", e.Logs.String())
+			t.Logf("sipwarden output:\n%s", logs.String())
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + e.Admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
-			}
-		}
+	for !ready() {
 		select {
 		case <-e.Done:
 			t.Fatalf("sipwarden exited at start: %v\n%s", e.ExitErr, e.Logs.String())
@@ -201,6 +211,25 @@ func StartEdge(t *testing.T, tmpl string, pbxPort int, extra map[string]any) *Ed
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Ready reports whether the edge's /readyz answers 200.
+func (e *Edge) Ready() bool {
+	resp, err := http.Get("http://" + e.Admin + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Restart starts sipwarden again, after Stop, on the same configuration
+// and storage (what survives a restart), and returns the new edge.
+func (e *Edge) Restart() *Edge {
+	e.T.Helper()
+	n := *e
+	n.Run(exec.Command(Binary, "serve", "--config", filepath.Join(e.Dir, "sipwarden.yaml")), n.Ready)
+	return &n
 }
 
 func (e *Edge) SIPAddr() string { return fmt.Sprintf("127.0.0.1:%d", e.SIPPort) }
